@@ -1,0 +1,49 @@
+/**
+ * Identifier rules shared by envelopes, policies and channels. Store ids become Service Bus queue names
+ * (`store-<id>`) and Hybrid Connection names; operation types appear in relay paths (`/operations/<type>`). Both
+ * services treat entity names case-insensitively, so store ids are lower-case only: `Store-1` and `store-1` would
+ * otherwise silently share a queue.
+ */
+import { z } from 'zod';
+
+export const STORE_ID_MAX_LENGTH = 64;
+export const OPERATION_TYPE_MAX_LENGTH = 128;
+
+const STORE_ID_PATTERN = /^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$/;
+const OPERATION_TYPE_PATTERN = /^[a-zA-Z][a-zA-Z0-9_-]*(?:\.[a-zA-Z][a-zA-Z0-9_-]*)+$/;
+
+export const storeIdSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(STORE_ID_MAX_LENGTH, `must be at most ${STORE_ID_MAX_LENGTH} characters`)
+  .regex(
+    STORE_ID_PATTERN,
+    'must be lower-case letters, digits, ".", "-" or "_", starting and ending with a letter or digit (e.g. "paris-12")',
+  );
+
+export const operationTypeSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(OPERATION_TYPE_MAX_LENGTH, `must be at most ${OPERATION_TYPE_MAX_LENGTH} characters`)
+  .regex(
+    OPERATION_TYPE_PATTERN,
+    'must be dot-namespaced words of letters, digits, "-" or "_", each starting with a letter (e.g. "clickAndCollect.order")',
+  );
+
+/** A Service Bus entity name a reply may be sent to: letters, digits, ".", "-", "_", "/", at most 260 characters. */
+export const entityNameSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(260, 'must be at most 260 characters')
+  .regex(
+    /^[a-zA-Z0-9](?:[a-zA-Z0-9._/-]*[a-zA-Z0-9])?$/,
+    'must be letters, digits, ".", "-", "_" or "/", starting and ending with a letter or digit',
+  );
+
+export type StoreId = z.infer<typeof storeIdSchema>;
+export type OperationType = z.infer<typeof operationTypeSchema>;
+
+/** The store's queue and hybrid connection name, unless configured otherwise. */
+export function defaultStoreEntityName(storeId: StoreId): string {
+  return `store-${storeId}`;
+}

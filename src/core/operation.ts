@@ -1,0 +1,140 @@
+/**
+ * The operation envelope: what the cloud sends a store, on either channel. `id` is the idempotency key: the store's
+ * ledger and Service Bus duplicate detection both key on it, so a resend after a fallback is harmless.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { StorelinkError } from './errors.js';
+import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
+import { describeIssue } from './validation.js';
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
+
+export const LATENCIES = ['async', 'realtime'] as const;
+export type Latency = (typeof LATENCIES)[number];
+export const latencySchema = z.enum(LATENCIES);
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+const timestampSchema = z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone' });
+
+export interface OperationSchemaOptions {
+  /** Largest accepted `JSON.stringify(payload)` in UTF-8 bytes; default 256 KiB. */
+  maxPayloadBytes?: number;
+}
+
+export function createOperationSchema(options: OperationSchemaOptions = {}) {
+  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  if (!Number.isSafeInteger(maxPayloadBytes) || maxPayloadBytes <= 0) {
+    throw new RangeError(`maxPayloadBytes must be a positive integer, got ${maxPayloadBytes}`);
+  }
+  return z
+    .object({
+      id: z.uuid({ message: 'must be a UUID' }),
+      storeId: storeIdSchema,
+      type: operationTypeSchema,
+      payload: z.json({ message: 'must be a JSON value (no undefined, NaN, functions or class instances)' }),
+      latency: latencySchema,
+      createdAt: timestampSchema,
+      expiresAt: timestampSchema,
+      replyTo: entityNameSchema.optional(),
+      correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
+    })
+    .superRefine((operation, context) => {
+      const bytes = Buffer.byteLength(JSON.stringify(operation.payload), 'utf8');
+      if (bytes > maxPayloadBytes) {
+        context.addIssue({
+          code: 'custom',
+          path: ['payload'],
+          message: `serializes to ${bytes} bytes; the limit is ${maxPayloadBytes}`,
+          params: { storelinkCode: 'PAYLOAD_TOO_LARGE' },
+        });
+      }
+      if (Date.parse(operation.expiresAt) <= Date.parse(operation.createdAt)) {
+        context.addIssue({ code: 'custom', path: ['expiresAt'], message: 'must be later than createdAt' });
+      }
+    });
+}
+
+const defaultOperationSchema = createOperationSchema();
+
+export interface Operation {
+  id: string;
+  storeId: string;
+  type: string;
+  payload: JsonValue;
+  latency: Latency;
+  createdAt: string;
+  expiresAt: string;
+  replyTo?: string | undefined;
+  correlationId?: string | undefined;
+}
+
+export type ParseResult<T> = { success: true; data: T } | { success: false; error: StorelinkError };
+
+/**
+ * Validates an untrusted value as an operation envelope. Never throws for bad input: the error's `field` and message
+ * name the first failing field.
+ */
+export function parseOperation(value: unknown, options: OperationSchemaOptions = {}): ParseResult<Operation> {
+  const schema = options.maxPayloadBytes === undefined ? defaultOperationSchema : createOperationSchema(options);
+  const result = schema.safeParse(value, { reportInput: true });
+  if (result.success) return { success: true, data: result.data };
+  const issue = result.error.issues[0]!;
+  const { field, text } = describeIssue(issue);
+  const tooLarge = issue.code === 'custom' && issue.params?.['storelinkCode'] === 'PAYLOAD_TOO_LARGE';
+  const message = `Invalid operation: ${text}`;
+  const more = result.error.issues.length - 1;
+  return {
+    success: false,
+    error: new StorelinkError(tooLarge ? 'PAYLOAD_TOO_LARGE' : 'OPERATION_INVALID', more > 0 ? `${message} (and ${more} more)` : message, {
+      field,
+      cause: result.error,
+    }),
+  };
+}
+
+export interface CreateOperationInit {
+  storeId: string;
+  type: string;
+  payload: JsonValue;
+  latency: Latency;
+  /** How long the operation stays valid from creation. */
+  timeToLiveInMs: number;
+  replyTo?: string;
+  correlationId?: string;
+  /** Supply to resend an existing operation under its idempotency key; default a new UUID. */
+  id?: string;
+}
+
+export interface CreateOperationClock {
+  nowInMs?: number;
+  newId?: () => string;
+}
+
+/** Builds and validates a new envelope; throws the parse error for bad input. */
+export function createOperation(init: CreateOperationInit, clock: CreateOperationClock = {}): Operation {
+  if (!Number.isFinite(init.timeToLiveInMs) || init.timeToLiveInMs <= 0) {
+    throw new RangeError(`timeToLiveInMs must be a positive number of milliseconds, got ${init.timeToLiveInMs}`);
+  }
+  const nowInMs = clock.nowInMs ?? Date.now();
+  const candidate = {
+    id: init.id ?? (clock.newId ?? randomUUID)(),
+    storeId: init.storeId,
+    type: init.type,
+    payload: init.payload,
+    latency: init.latency,
+    createdAt: new Date(nowInMs).toISOString(),
+    expiresAt: new Date(nowInMs + init.timeToLiveInMs).toISOString(),
+    ...(init.replyTo === undefined ? {} : { replyTo: init.replyTo }),
+    ...(init.correlationId === undefined ? {} : { correlationId: init.correlationId }),
+  };
+  const result = parseOperation(candidate);
+  if (!result.success) throw result.error;
+  return result.data;
+}
+
+/** Whether the operation's `expiresAt` has passed at `nowInMs`. */
+export function isExpired(operation: Pick<Operation, 'expiresAt'>, nowInMs: number): boolean {
+  return Date.parse(operation.expiresAt) <= nowInMs;
+}
