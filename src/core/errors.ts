@@ -14,8 +14,12 @@ export const STORELINK_ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { retryable: false },
   /** A policy document failed validation; `field` names the failing path. */
   POLICY_INVALID: { retryable: false },
-  /** A policy or chart file could not be read or parsed (missing, unreadable, not JSON). */
+  /** A file named by the caller does not exist. */
+  FILE_NOT_FOUND: { retryable: false },
+  /** A file exists but could not be read or parsed (permissions, not JSON). */
   FILE_UNREADABLE: { retryable: false },
+  /** A chart name is neither a built-in chart nor an existing module path. */
+  CHART_NOT_FOUND: { retryable: false },
   /** A state chart module could not be loaded or does not export a machine. */
   CHART_UNLOADABLE: { retryable: false },
   /** A state chart breaks the routing contract (unreachable state, unknown tag, missing event). */
