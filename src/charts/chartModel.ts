@@ -141,12 +141,26 @@ export function chartModelOf(machine: AnyStateMachine): ChartModel {
     id: machine.id,
     states: Object.values(root.states).map(toState),
     transitions: transitionsOf(root),
-    events: [...new Set(root.events.map(String))].filter((event) => !event.startsWith('xstate.')).sort(),
+    events: declaredEvents(machine).filter((event) => !event.startsWith('xstate.')),
   };
   const initialTarget = root.initial.target[0];
   if (initialTarget !== undefined) model.initial = stateId(initialTarget);
   if (root.description !== undefined) model.description = root.description;
   return model;
+}
+
+function allNodes(node: AnyStateNode): AnyStateNode[] {
+  return [node, ...Object.values(node.states).flatMap(allNodes)];
+}
+
+/**
+ * Every event type some state declares a transition for, timers (`xstate.after.*`) included. Unlike xstate's own
+ * `events`, this keeps events a state declares only to ignore (`on: { 'relay.failed': {} }`): ignoring is handling.
+ */
+export function declaredEvents(machine: AnyStateMachine): string[] {
+  const events = new Set<string>();
+  for (const node of allNodes(machine.root)) for (const event of node.transitions.keys()) events.add(String(event));
+  return [...events].sort();
 }
 
 /** Every state of the model, depth first. */

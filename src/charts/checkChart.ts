@@ -6,9 +6,10 @@
  * finite.
  */
 import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
+import { findNonJson } from '../core/json.js';
 import { LINK_EVENT_TYPES, LINK_TAGS, SAMPLE_LINK_EVENTS, type LinkInput } from '../core/linkContract.js';
 import type { LinkPolicy } from '../core/policy.js';
-import { allChartStates, chartModelOf } from './chartModel.js';
+import { allChartStates, chartModelOf, declaredEvents } from './chartModel.js';
 
 export interface ChartProblem {
   /** A stable identifier of the rule that failed. */
@@ -32,14 +33,6 @@ export interface ChartCheckResult {
 
 function snapshotKey(snapshot: AnyMachineSnapshot): string {
   return JSON.stringify([snapshot.value, snapshot.context]);
-}
-
-function isJsonRoundTrip(value: unknown): boolean {
-  try {
-    return JSON.stringify(JSON.parse(JSON.stringify(value))) === JSON.stringify(value);
-  } catch {
-    return false;
-  }
 }
 
 function describe(error: unknown): string {
@@ -66,7 +59,7 @@ export function checkChart(machine: AnyStateMachine, options: CheckChartOptions)
       }
     }
   }
-  const handled = new Set(machine.root.events.map(String));
+  const handled = new Set(declaredEvents(machine));
   for (const eventType of LINK_EVENT_TYPES) {
     if (!handled.has(eventType) && !handled.has('*')) {
       report({ rule: 'accepts-events', message: `no state reacts to "${eventType}"` });
@@ -94,8 +87,10 @@ export function checkChart(machine: AnyStateMachine, options: CheckChartOptions)
       const snapshot = queue.shift()!;
       explored += 1;
       for (const node of snapshot._nodes) reached.add(node.path.join('.'));
-      if (!isJsonRoundTrip(snapshot.context)) {
-        report({ rule: 'serialisable', message: `context in state ${JSON.stringify(snapshot.value)} is not JSON-serialisable` });
+      const nonJson = findNonJson(snapshot.context);
+      if (nonJson !== undefined) {
+        const where = ['context', ...nonJson.path].join('.');
+        report({ rule: 'serialisable', message: `${where} in state ${JSON.stringify(snapshot.value)} ${nonJson.message}` });
       }
       if (snapshot.hasTag('probe') && !snapshot.hasTag('relay')) {
         report({ rule: 'probe-implies-relay', message: `state ${JSON.stringify(snapshot.value)} has tag "probe" without "relay"` });

@@ -6,15 +6,16 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { StorelinkError } from './errors.js';
 import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
+import { findNonJson, type JsonValue } from './json.js';
 import { describeIssue } from './validation.js';
+
+export type { JsonValue } from './json.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 
 export const LATENCIES = ['async', 'realtime'] as const;
 export type Latency = (typeof LATENCIES)[number];
 export const latencySchema = z.enum(LATENCIES);
-
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 const timestampSchema = z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone' });
 
@@ -33,7 +34,10 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       id: z.uuid({ message: 'must be a UUID' }),
       storeId: storeIdSchema,
       type: operationTypeSchema,
-      payload: z.json({ message: 'must be a JSON value (no undefined, NaN, functions or class instances)' }),
+      payload: z.custom<JsonValue>(() => true).superRefine((payload, context) => {
+        const problem = findNonJson(payload);
+        if (problem !== undefined) context.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+      }),
       latency: latencySchema,
       createdAt: timestampSchema,
       expiresAt: timestampSchema,
@@ -41,6 +45,7 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
     })
     .superRefine((operation, context) => {
+      if (findNonJson(operation.payload) !== undefined) return;
       const bytes = Buffer.byteLength(JSON.stringify(operation.payload), 'utf8');
       if (bytes > maxPayloadBytes) {
         context.addIssue({

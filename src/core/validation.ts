@@ -26,6 +26,10 @@ function preview(value: unknown): string {
 /** `"<path>" <message>` (with the offending value when zod reported it) for one issue. */
 export function describeIssue(issue: z.core.$ZodIssue): { field: string | undefined; text: string } {
   const field = issue.path.length > 0 ? formatIssuePath(issue.path) : undefined;
+  if (issue.code === 'invalid_key') {
+    const reasons = issue.issues.map((inner) => inner.message).join('; ');
+    return { field, text: `${field === undefined ? '' : `${field}: `}invalid key: ${reasons}` };
+  }
   const got = 'input' in issue && issue.input !== undefined && issue.code !== 'unrecognized_keys' ? `, got ${preview(issue.input)}` : '';
   const text = `${field === undefined ? '' : `${field}: `}${issue.message}${got}`;
   return { field, text };
