@@ -24,6 +24,9 @@ export function msUntilWindowCloses(window: MaintenanceWindow, nowInMs: number):
 }
 
 export const maintenanceWindowClock = {
+  guards: {
+    insideWindow: ({ context }: { context: MaintenanceWindowContext }) => msUntilWindowCloses(context.window, Date.now()) > 0,
+  },
   delays: {
     untilWindowOpens: ({ context }: { context: MaintenanceWindowContext }) => msUntilWindowOpens(context.window, Date.now()),
     untilWindowCloses: ({ context }: { context: MaintenanceWindowContext }) => msUntilWindowCloses(context.window, Date.now()),

@@ -1,9 +1,10 @@
 /**
  * An architect's chart: the relay is never used during a nightly maintenance window of the stores' network, and the
  * breaker is stricter than the default one (a single channel failure trips it). The chart stays pure: when the
- * window opens and closes is asked of two named delays, which maintenanceWindow.clock.ts implements with a wall clock.
+ * window opens and closes is asked of two named delays and a guard, which maintenanceWindow.clock.ts implements with
+ * a wall clock.
  */
-import { setup } from 'xstate';
+import { not, setup } from 'xstate';
 import type { LinkEvent, LinkInput } from '../../src/core/linkContract.js';
 import type { LinkPolicy } from '../../src/core/policy.js';
 
@@ -22,7 +23,7 @@ export interface MaintenanceWindowContext {
 }
 
 function notProvided(name: string): never {
-  throw new Error(`delay "${name}" not provided: supply it with .provide({ delays }) (see maintenanceWindow.clock.ts)`);
+  throw new Error(`"${name}" not provided: supply it with .provide() (see maintenanceWindow.clock.ts)`);
 }
 
 export const maintenanceWindowMachine = setup({
@@ -36,6 +37,7 @@ export const maintenanceWindowMachine = setup({
     announced: ({ event }, relay: 'up' | 'down' | 'disabled') => event.type === 'store.announced' && event.relay === relay,
     announcedUpAndBidirectional: ({ context, event }) =>
       context.bidirectional && event.type === 'store.announced' && event.relay === 'up',
+    insideWindow: (): boolean => notProvided('insideWindow'),
   },
   delays: {
     cooldown: ({ context }) => context.policy.openCooldownInMs,
@@ -51,7 +53,11 @@ export const maintenanceWindowMachine = setup({
   },
   states: {
     starting: {
-      always: [{ guard: 'isBidirectional', target: 'inService' }, { target: 'disabled' }],
+      always: [
+        { guard: not('isBidirectional'), target: 'disabled' },
+        { guard: 'insideWindow', target: 'maintenance' },
+        { target: 'inService' },
+      ],
     },
     disabled: {
       description: 'Real-time mode is off for this store.',

@@ -30,7 +30,7 @@ describe('checkChart', () => {
 
   it('reports a chart that cannot run without implementations it leaves to its host', () => {
     const result = checkChart(maintenanceWindowMachine, { linkPolicy });
-    expect(result.problems[0]).toMatchObject({ rule: 'transitions', message: expect.stringContaining('untilWindowOpens') });
+    expect(result.problems[0]).toMatchObject({ rule: 'transitions', message: expect.stringContaining('"insideWindow" not provided') });
   });
 
   it('reports unknown tags and a probe tag without relay', () => {

@@ -1,0 +1,39 @@
+/** storelink's public library surface. Everything not exported here is internal and may change. */
+export { STORELINK_ERROR_CODES, StorelinkError, isStorelinkError } from './core/errors.js';
+export type { StorelinkErrorCode, StorelinkErrorOptions } from './core/errors.js';
+export { findNonJson } from './core/json.js';
+export type { JsonValue } from './core/json.js';
+export {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  LATENCIES,
+  createOperation,
+  createOperationSchema,
+  isExpired,
+  parseOperation,
+} from './core/operation.js';
+export type { CreateOperationInit, Latency, Operation, OperationSchemaOptions, ParseResult } from './core/operation.js';
+export { defaultStoreEntityName, operationTypeSchema, storeIdSchema } from './core/names.js';
+export {
+  DEFAULT_LINK_POLICY,
+  DEFAULT_OPERATION_POLICY,
+  FALLBACKS,
+  defaultPolicy,
+  operationPolicyFor,
+  parsePolicy,
+} from './core/policy.js';
+export type { Fallback, LinkPolicy, OperationPolicy, Policy, PolicyInput } from './core/policy.js';
+export { LINK_EVENT_TYPES, LINK_TAGS, RELAY_ANNOUNCEMENTS, RELAY_FAILURE_REASONS } from './core/linkContract.js';
+export type { LinkEvent, LinkInput, LinkTag, RelayAnnouncement, RelayFailureReason } from './core/linkContract.js';
+export { route } from './core/route.js';
+export type { RouteAction, RouteDecision, RouteOptions, RouteReason, TaggedSnapshot } from './core/route.js';
+export { audienceCovers, createSasToken, parseSasToken, verifySasToken } from './core/sas.js';
+export type { CreateSasTokenOptions, SasToken, VerifySasTokenOptions } from './core/sas.js';
+export { checkChart } from './charts/checkChart.js';
+export type { ChartCheckResult, ChartProblem, CheckChartOptions } from './charts/checkChart.js';
+export { chartModelOf } from './charts/chartModel.js';
+export type { ChartModel, ChartState, ChartTransition } from './charts/chartModel.js';
+export { BUILT_IN_CHARTS, loadChart } from './charts/loadChart.js';
+export { renderMermaid } from './charts/renderMermaid.js';
+export { renderScxml } from './charts/renderScxml.js';
+export { storeLinkMachine } from '../machines/storeLink.machine.js';
+export type { StoreLinkContext } from '../machines/storeLink.machine.js';
