@@ -24,6 +24,8 @@ export const STORELINK_ERROR_CODES = {
   CHART_UNLOADABLE: { retryable: false },
   /** A state chart breaks the routing contract (unreachable state, unknown tag, missing event). */
   CHART_CONTRACT_VIOLATED: { retryable: false },
+  /** A connection string is malformed or lacks a required part; the message never contains the key. */
+  CONNECTION_STRING_INVALID: { retryable: false },
   /** A SAS token is not of the form `SharedAccessSignature sr=…&sig=…&se=…&skn=…`. */
   SAS_TOKEN_MALFORMED: { retryable: false },
   /** A SAS token names a key (`skn`) that the verifier does not know. */
@@ -32,6 +34,34 @@ export const STORELINK_ERROR_CODES = {
   SAS_SIGNATURE_INVALID: { retryable: false },
   /** A SAS token's expiry (`se`) has passed. A fresh token may succeed. */
   SAS_TOKEN_EXPIRED: { retryable: true },
+
+  // Relay channel failures: the relay could not carry the call. The dispatcher falls back on these.
+  /** No listener is connected for the store's hybrid connection (or the store is shutting down). */
+  RELAY_NO_LISTENER: { retryable: true },
+  /** The relay call did not complete in time (the sender's timeout, or the relay's 504). */
+  RELAY_TIMEOUT: { retryable: true },
+  /** The relay could not be reached (connection refused, DNS, TLS, an unexpected relay error). */
+  RELAY_UNREACHABLE: { retryable: true },
+  /** The relay refused the sender's or listener's credentials (401) or rights (403). */
+  RELAY_UNAUTHORIZED: { retryable: false },
+  /** The relay does not know the hybrid connection. */
+  RELAY_ENDPOINT_NOT_FOUND: { retryable: false },
+
+  // The store's own answers, through either channel. Not channel failures: no fallback.
+  /** The store does not expose this operation type on the relay. */
+  OPERATION_NOT_EXPOSED: { retryable: false },
+  /** The operation's expiresAt passed before it ran. */
+  OPERATION_EXPIRED: { retryable: false },
+  /** The store's handler refused the operation (insufficient stock, say). */
+  OPERATION_REJECTED: { retryable: false },
+  /** The store's handler failed unexpectedly. */
+  HANDLER_FAILED: { retryable: true },
+  /** The store is shutting down and takes no more operations on this channel. */
+  STORE_UNAVAILABLE: { retryable: true },
+  /** Nothing is served at this path or with this method (the relay listener answers 404/405). */
+  ROUTE_NOT_FOUND: { retryable: false },
+  /** The caller aborted the call with its AbortSignal. */
+  ABORTED: { retryable: false },
 } as const satisfies Record<string, { retryable: boolean }>;
 
 export type StorelinkErrorCode = keyof typeof STORELINK_ERROR_CODES;

@@ -3,6 +3,7 @@
  * The router sends the chart three events and reads only the tags of its snapshot; everything else about the chart
  * (its states, timers, counters) is the chart's business.
  */
+import type { StorelinkErrorCode } from './errors.js';
 import type { LinkPolicy } from './policy.js';
 
 /** `relay`: real-time operations may use the relay. `probe`: one trial call is allowed (always with `relay`). */
@@ -37,3 +38,20 @@ export const SAMPLE_LINK_EVENTS: readonly LinkEvent[] = [
   ...RELAY_FAILURE_REASONS.map((reason): LinkEvent => ({ type: 'relay.failed', reason })),
   ...RELAY_ANNOUNCEMENTS.map((relay): LinkEvent => ({ type: 'store.announced', relay })),
 ];
+
+/**
+ * The error codes that mean the relay could not carry a call, with the reason reported to the link chart. Every other
+ * code is the store's own answer (or the caller's doing) and never triggers a fallback.
+ */
+export const RELAY_FAILURE_REASON_BY_CODE: Readonly<Partial<Record<StorelinkErrorCode, RelayFailureReason>>> = Object.freeze({
+  RELAY_NO_LISTENER: 'no-listener',
+  RELAY_ENDPOINT_NOT_FOUND: 'no-listener',
+  STORE_UNAVAILABLE: 'no-listener',
+  RELAY_TIMEOUT: 'timeout',
+  RELAY_UNREACHABLE: 'unreachable',
+  RELAY_UNAUTHORIZED: 'unauthorized',
+});
+
+export function relayFailureReasonOf(code: StorelinkErrorCode): RelayFailureReason | undefined {
+  return RELAY_FAILURE_REASON_BY_CODE[code];
+}

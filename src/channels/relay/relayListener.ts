@@ -1,0 +1,384 @@
+/**
+ * The store's side of the real-time channel: a hyco-https listener on the store's hybrid connection that serves only
+ * `POST /<hc>/operations/<type>` for the types the store exposes and `GET /<hc>/health`, and hands each operation to
+ * the store's executor. Its lifecycle is machines/relayListener.machine.ts.
+ *
+ * hyco-https 1.4.5 quirks handled here (see the relay spec, §4.6 and §11):
+ * - it reconnects after a dropped channel by itself, but a `close()` during its back-off leaves a zombie that
+ *   reconnects later (P14): every failed attempt retires its server at once, inside the `error` event, before
+ *   hyco-https schedules anything, and the chart's own back-off opens a fresh server;
+ * - it never notices a half-open control channel (P5): the listener pings the relay and terminates the channel when
+ *   no pong comes back;
+ * - a string token can never be renewed (P4): the token is a function.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HycoServer } from 'hyco-https';
+import { BehaviorSubject, type Observable } from 'rxjs';
+import { createActor, type Actor } from 'xstate';
+import { relayListenerMachine, type ListenerFailureKind, type RelayListenerContext } from '../../../machines/relayListener.machine.js';
+import { parseConnectionString, relayListenUrl, relayTokenAudience, type ConnectionString } from '../../core/connectionString.js';
+import { StorelinkError, isStorelinkError } from '../../core/errors.js';
+import type { JsonValue } from '../../core/json.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, parseOperation, type Operation } from '../../core/operation.js';
+import { createSasToken } from '../../core/sas.js';
+import { STATUS_BY_STORE_ERROR, STORE_ORIGIN_HEADER, type RelayErrorBody } from './relayProtocol.js';
+
+/** Runs one operation for the store and resolves with its result, or rejects with a StorelinkError code. */
+export type ExecuteOperation = (
+  operation: Operation,
+  context: { channel: 'relay' | 'queue'; abortSignal: AbortSignal },
+) => Promise<JsonValue>;
+
+export interface RelayListenerOptions {
+  connectionString: string;
+  hybridConnection: string;
+  /** Operation types served on the relay; anything else answers 404 without reaching the executor. */
+  expose: readonly string[];
+  execute: ExecuteOperation;
+  /** The largest request body accepted; default 256 KiB of payload plus room for the envelope. */
+  maxRequestBytes?: number;
+  initialBackoffInMs?: number;
+  maxBackoffInMs?: number;
+  authRetryInMs?: number;
+  /** How often the listener pings the relay to detect a half-open control channel; default 30 s. */
+  pingIntervalInMs?: number;
+  /** How long a ping may wait for its pong; default 10 s. */
+  pongTimeoutInMs?: number;
+  /** How long `close()` waits for requests in flight before aborting them; default 5 s. */
+  closeTimeoutInMs?: number;
+  tokenTimeToLiveInMs?: number;
+  logger?: Logger;
+}
+
+export type RelayListenerStatus = 'idle' | 'connecting' | 'listening' | 'reconnecting' | 'backingOff' | 'authFailed' | 'stopped';
+
+export interface RelayListenerState {
+  status: RelayListenerStatus;
+  /** Failed attempts since the channel was last open. */
+  failures: number;
+  lastFailure: RelayListenerContext['lastFailure'];
+}
+
+export interface RelayListener {
+  readonly state$: Observable<RelayListenerState>;
+  readonly state: RelayListenerState;
+  /** Starts connecting; returns at once. The store works without its relay, so nothing waits for it. */
+  start(): void;
+  /** Stops accepting requests, lets those in flight finish (up to closeTimeoutInMs) and closes the channel for good. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const WS_CONNECTING = 0;
+const WS_OPEN = 1;
+const WS_CLOSED = 3;
+const ENVELOPE_ALLOWANCE_BYTES = 16 * 1024;
+
+function failureKindOf(message: string): ListenerFailureKind {
+  const status = /Unexpected server response: (\d{3})/.exec(message)?.[1];
+  if (status === '401' || status === '403') return 'unauthorized';
+  if (status === '404') return 'not-found';
+  if (status !== undefined) return 'protocol';
+  return 'network';
+}
+
+function messageOf(event: unknown): string {
+  if (typeof event === 'object' && event !== null && 'message' in event && typeof event.message === 'string') return event.message;
+  return String(event);
+}
+
+class RequestTooLarge extends Error {}
+
+async function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer | string>) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += buffer.length;
+    if (size > limit) throw new RequestTooLarge();
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function createRelayListener(options: RelayListenerOptions): RelayListener {
+  return new HycoRelayListener(options);
+}
+
+class HycoRelayListener implements RelayListener {
+  readonly #connection: ConnectionString;
+  readonly #options: RelayListenerOptions;
+  readonly #exposed: ReadonlySet<string>;
+  readonly #prefix: string;
+  readonly #logger: Logger;
+  readonly #actor: Actor<typeof relayListenerMachine>;
+  readonly #state: BehaviorSubject<RelayListenerState>;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #requestAbort = new AbortController();
+  #server: HycoServer | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #accepting = true;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: RelayListenerOptions) {
+    if (typeof options.execute !== 'function') throw new TypeError('createRelayListener: execute must be a function');
+    if (options.hybridConnection.length === 0) throw new TypeError('createRelayListener: hybridConnection must not be empty');
+    this.#connection = parseConnectionString(options.connectionString);
+    this.#options = options;
+    this.#exposed = new Set(options.expose);
+    this.#prefix = `/${options.hybridConnection.toLowerCase()}/`;
+    this.#logger = (options.logger ?? silentLogger).child({ channel: 'relay', hybridConnection: options.hybridConnection });
+    const machine = relayListenerMachine.provide({
+      actions: {
+        openControlChannel: () => queueMicrotask(() => void this.#open()),
+        closeControlChannel: () => undefined,
+      },
+    });
+    this.#actor = createActor(machine, {
+      input: {
+        initialBackoffInMs: options.initialBackoffInMs ?? 1_000,
+        maxBackoffInMs: options.maxBackoffInMs ?? 30_000,
+        authRetryInMs: options.authRetryInMs ?? 60_000,
+      },
+    });
+    this.#state = new BehaviorSubject<RelayListenerState>({ status: 'idle', failures: 0, lastFailure: null });
+    this.#actor.subscribe((snapshot) => {
+      const next: RelayListenerState = {
+        status: snapshot.value,
+        failures: snapshot.context.failures,
+        lastFailure: snapshot.context.lastFailure,
+      };
+      const previous = this.#state.getValue();
+      if (previous.status !== next.status || previous.failures !== next.failures) {
+        this.#logger[next.status === 'authFailed' ? 'warn' : 'info']({ state: next }, `relay listener ${next.status}`);
+        this.#state.next(next);
+      }
+    });
+    this.#actor.start();
+  }
+
+  get state$(): Observable<RelayListenerState> {
+    return this.#state.asObservable();
+  }
+
+  get state(): RelayListenerState {
+    return this.#state.getValue();
+  }
+
+  start(): void {
+    if (this.#closing !== undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the relay listener is closed');
+    this.#actor.send({ type: 'listener.start' });
+  }
+
+  async #open(): Promise<void> {
+    if (this.#closing !== undefined || !this.#actor.getSnapshot().matches('connecting')) return;
+    const { createRelayedServer } = await import('hyco-https');
+    if (this.#closing !== undefined) return;
+    const { hybridConnection, tokenTimeToLiveInMs } = this.#options;
+    const audience = relayTokenAudience(this.#connection, hybridConnection);
+    const server = createRelayedServer(
+      {
+        server: relayListenUrl(this.#connection, hybridConnection),
+        token: () =>
+          createSasToken({
+            resource: audience,
+            keyName: this.#connection.keyName,
+            key: this.#connection.key,
+            timeToLiveInMs: tokenTimeToLiveInMs ?? 60 * 60_000,
+          }),
+      },
+      (request, response) => this.#track(this.#handle(request, response)),
+    );
+    this.#server = server;
+    server.on('error', (event: unknown) => {
+      if (this.#server !== server) return;
+      // Retire the server inside the event, before hyco-https schedules its own reconnect, so no zombie is left.
+      this.#retire(server);
+      const message = messageOf(event);
+      if (this.#closing === undefined) this.#actor.send({ type: 'listener.failed', kind: failureKindOf(message), message });
+    });
+    server.on('listening', () => {
+      const channel = server.controlChannel;
+      if (this.#server !== server || channel === undefined) {
+        // A reconnect hyco-https had already scheduled when this server was retired: shut it at once.
+        channel?.close();
+        return;
+      }
+      channel.once('close', (code: number) => {
+        if (this.#server !== server || server.controlChannel !== channel || this.#closing !== undefined) return;
+        this.#stopPinging();
+        this.#actor.send({ type: 'listener.dropped', message: `control channel closed (${code})` });
+      });
+      this.#startPinging(server);
+      this.#actor.send({ type: 'listener.opened' });
+    });
+    server.listen();
+  }
+
+  #retire(server: HycoServer): void {
+    if (this.#server === server) this.#server = undefined;
+    this.#stopPinging();
+    try {
+      server.close();
+    } catch (error) {
+      this.#logger.debug({ err: error }, 'closing a failed control channel');
+    }
+  }
+
+  #startPinging(server: HycoServer): void {
+    this.#stopPinging();
+    const interval = this.#options.pingIntervalInMs ?? 30_000;
+    const timeout = this.#options.pongTimeoutInMs ?? 10_000;
+    let awaitingPong: NodeJS.Timeout | undefined;
+    const channel = server.controlChannel!;
+    channel.on('pong', () => {
+      clearTimeout(awaitingPong);
+      awaitingPong = undefined;
+    });
+    channel.once('close', () => clearTimeout(awaitingPong));
+    this.#pingTimer = setInterval(() => {
+      if (channel.readyState !== WS_OPEN || awaitingPong !== undefined) return;
+      awaitingPong = setTimeout(() => {
+        this.#logger.warn({ timeoutInMs: timeout }, 'relay control channel did not answer a ping: reconnecting');
+        channel.terminate();
+      }, timeout);
+      awaitingPong.unref();
+      channel.ping();
+    }, interval);
+    this.#pingTimer.unref();
+  }
+
+  #stopPinging(): void {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+  }
+
+  #track(work: Promise<void>): void {
+    this.#inFlight.add(work);
+    void work.finally(() => this.#inFlight.delete(work));
+  }
+
+  async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    try {
+      const result = await this.#serve(request);
+      this.#reply(response, 200, { result });
+    } catch (error) {
+      const failure = isStorelinkError(error)
+        ? error
+        : new StorelinkError('HANDLER_FAILED', `the store failed to run the operation: ${messageOf(error)}`, { cause: error });
+      if (!isStorelinkError(error)) this.#logger.error({ err: error }, 'relay request failed');
+      const body: RelayErrorBody = { error: { code: failure.code, message: failure.message } };
+      if (failure.field !== undefined) body.error.field = failure.field;
+      this.#reply(response, STATUS_BY_STORE_ERROR[failure.code] ?? 500, body);
+    }
+  }
+
+  /** Resolves with the result to send, or throws the StorelinkError to answer with. */
+  async #serve(request: IncomingMessage): Promise<JsonValue> {
+    const route = this.#route(request.url ?? '');
+    if (!this.#accepting) throw new StorelinkError('STORE_UNAVAILABLE', 'the store is shutting down');
+    if (route.kind === 'health') {
+      if (request.method !== 'GET') throw new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on /health`);
+      return { status: 'ok' };
+    }
+    if (route.kind !== 'operation' || request.method !== 'POST') {
+      throw new StorelinkError('ROUTE_NOT_FOUND', `nothing is served at ${request.method} ${request.url}`);
+    }
+    if (!this.#exposed.has(route.type)) {
+      throw new StorelinkError('OPERATION_NOT_EXPOSED', `operation type "${route.type}" is not exposed on this store's relay`);
+    }
+    const limit = this.#options.maxRequestBytes ?? DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_ALLOWANCE_BYTES;
+    let text: string;
+    try {
+      text = (await readBody(request, limit)).toString('utf8');
+    } catch (error) {
+      if (error instanceof RequestTooLarge) throw new StorelinkError('PAYLOAD_TOO_LARGE', `the request body exceeds ${limit} bytes`);
+      throw error;
+    }
+    let document: unknown;
+    try {
+      document = JSON.parse(text);
+    } catch {
+      throw new StorelinkError('OPERATION_INVALID', 'the request body is not JSON');
+    }
+    const parsed = parseOperation(document);
+    if (!parsed.success) throw parsed.error;
+    if (parsed.data.type !== route.type) {
+      throw new StorelinkError('OPERATION_INVALID', `"type" is ${parsed.data.type} but the path says ${route.type}`, { field: 'type' });
+    }
+    return this.#options.execute(parsed.data, { channel: 'relay', abortSignal: this.#requestAbort.signal });
+  }
+
+  #route(url: string): { kind: 'health' } | { kind: 'operation'; type: string } | { kind: 'none' } {
+    const path = url.split('?', 1)[0]!;
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(path);
+    } catch {
+      return { kind: 'none' };
+    }
+    if (!decoded.toLowerCase().startsWith(this.#prefix)) return { kind: 'none' };
+    const rest = decoded.slice(this.#prefix.length);
+    if (rest === 'health') return { kind: 'health' };
+    const match = /^operations\/([^/]+)$/.exec(rest);
+    return match === null ? { kind: 'none' } : { kind: 'operation', type: match[1]! };
+  }
+
+  #reply(response: ServerResponse, status: number, body: unknown): void {
+    response.statusCode = status;
+    response.setHeader('content-type', 'application/json; charset=utf-8');
+    response.setHeader(STORE_ORIGIN_HEADER, 'store');
+    response.end(JSON.stringify(body));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<void> {
+    this.#accepting = false;
+    const inFlight = Promise.allSettled([...this.#inFlight]);
+    const timeout = this.#options.closeTimeoutInMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#requestAbort.abort(new StorelinkError('STORE_UNAVAILABLE', 'the relay listener closed'));
+        resolve();
+      }, timeout);
+    });
+    await Promise.race([inFlight, timedOut]);
+    clearTimeout(timer);
+    this.#actor.send({ type: 'listener.stop' });
+    this.#actor.stop();
+    const server = this.#server;
+    this.#server = undefined;
+    this.#stopPinging();
+    if (server !== undefined) await settleClosed(server);
+    this.#state.complete();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Closes a hyco-https server and waits until its control channel is really gone, including a reconnect hyco-https
+ * scheduled just before (its 0 ms timer after a drop), which would otherwise open a zombie channel.
+ */
+async function settleClosed(server: HycoServer): Promise<void> {
+  server.close();
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  const channel = server.controlChannel;
+  if (channel === undefined || channel.readyState === WS_CLOSED) return;
+  await new Promise<void>((resolve) => {
+    channel.once('close', () => resolve());
+    if (channel.readyState === WS_CONNECTING) {
+      channel.once('open', () => channel.close());
+    } else {
+      channel.close();
+    }
+  });
+}
