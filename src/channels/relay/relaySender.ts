@@ -73,7 +73,7 @@ export function relayStatusError(status: number, detail: string): StorelinkError
 
 function isStoreErrorBody(value: unknown): value is RelayErrorBody {
   if (typeof value !== 'object' || value === null || !('error' in value)) return false;
-  const error = (value as { error: unknown }).error;
+  const error = (value).error;
   return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
 }
 
