@@ -41,7 +41,7 @@ const REASONS: Record<number, string> = {
 };
 
 function escapeXml(text: string): string {
-  return text.replace(/[<>&'"]/g, (char) => `&#${char.charCodeAt(0)};`);
+  return text.replace(/[<>&]/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
 export function errorDetail(description: string, tracker: string): string {

@@ -322,6 +322,7 @@ class RelayEmulatorServer implements RelayEmulator {
   /** Reads the whole body, answering 413 (and draining the rest) once it exceeds the limit. */
   private readBody(req: IncomingMessage, res: ServerResponse, state: HybridConnectionState): Promise<Buffer | undefined> {
     const limit = this.options.maxBodySizeInBytes;
+    this.log('debug', 'sender.bodyReading', 'reading the request body', { hybridConnection: state.name });
     return new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let size = 0;
