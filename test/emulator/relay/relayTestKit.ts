@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import hycoHttps from 'hyco-https';
+import WebSocket from 'ws';
 import { createSasToken } from '../../../src/core/sas.js';
 import {
   DEVELOPMENT_KEY,
@@ -228,3 +229,52 @@ export const echoHandler: RequestHandler = (req, res) => {
     else res.end(body);
   });
 };
+
+export interface RawListener {
+  socket: WebSocket;
+  /** The next message from the relay: parsed JSON for text, the Buffer for binary. */
+  next(): Promise<{ text?: unknown; binary?: Buffer }>;
+  /** Resolves with the close code when the relay closes the channel. */
+  closed: Promise<number>;
+}
+
+/** A hand-driven listener (plain ws client) for protocol cases hyco-https cannot produce. */
+export async function startRawListener(
+  closeables: Closeables,
+  emulator: RelayEmulator,
+  hybridConnection: string,
+  options: { token?: string; autoPong?: boolean } = {},
+): Promise<RawListener> {
+  const socket = new WebSocket(listenUri(emulator, hybridConnection), {
+    headers: { ServiceBusAuthorization: options.token ?? sasToken(emulator, hybridConnection) },
+    autoPong: options.autoPong ?? true,
+    perMessageDeflate: false,
+  });
+  closeables.add(() => socket.terminate());
+  const queue: Array<{ text?: unknown; binary?: Buffer }> = [];
+  const waiting: Array<(message: { text?: unknown; binary?: Buffer }) => void> = [];
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    const message = isBinary ? { binary: data } : { text: JSON.parse(data.toString()) as unknown };
+    const waiter = waiting.shift();
+    if (waiter === undefined) queue.push(message);
+    else waiter(message);
+  });
+  const closed = new Promise<number>((resolve) => socket.once('close', (code: number) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('error', reject);
+  });
+  return {
+    socket,
+    closed,
+    next: () => {
+      const queued = queue.shift();
+      return queued === undefined ? new Promise((resolve) => waiting.push(resolve)) : Promise.resolve(queued);
+    },
+  };
+}
+
+/** The `request` object of a relay message. */
+export function requestOf(message: { text?: unknown }): { id: string; address: string; method?: string; requestTarget?: string; body?: boolean } {
+  return (message.text as { request: { id: string; address: string; method?: string; requestTarget?: string; body?: boolean } }).request;
+}
