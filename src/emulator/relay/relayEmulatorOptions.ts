@@ -1,0 +1,231 @@
+/**
+ * Options of the relay emulator, validated once at start so the rest of the emulator works with complete, trusted
+ * values.
+ */
+import { z } from 'zod';
+
+export type RelayRight = 'Listen' | 'Send' | 'Manage';
+
+export interface SharedAccessPolicy {
+  keyName: string;
+  primaryKey: string;
+  secondaryKey?: string;
+  /** `Manage` implies `Listen` and `Send`. */
+  rights: readonly RelayRight[];
+}
+
+export interface HybridConnectionDefinition {
+  /** The entity name; may contain `/`. Matched case-insensitively. */
+  name: string;
+  /** When false, senders need no token (listeners always need a Listen token). Default true, as in Azure. */
+  requiresClientAuthorization?: boolean;
+  /** Entity-level policies, consulted before the namespace-level ones. */
+  policies?: readonly SharedAccessPolicy[];
+}
+
+export type RelayLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** One structured log record. Tokens and keys never appear in it. */
+export interface RelayLogEntry {
+  level: RelayLogLevel;
+  /** Stable, dot-namespaced event name, e.g. `listener.connected`, `request.completed`. */
+  event: string;
+  message: string;
+  timeInMs: number;
+  hybridConnection?: string;
+  listenerId?: string;
+  requestId?: string;
+  statusCode?: number;
+  closeCode?: number;
+}
+
+export interface RelayEmulatorOptions {
+  /** Interface to bind; default `127.0.0.1`. */
+  host?: string;
+  /** TCP port; default 0 (ephemeral). */
+  port?: number;
+  /** Namespace-level policies; default one development `RootManageSharedAccessKey` with Manage. */
+  sharedAccessPolicies?: readonly SharedAccessPolicy[];
+  hybridConnections?: readonly HybridConnectionDefinition[];
+  /** Create an unknown hybrid connection on first use instead of answering 404. Default false. */
+  autoCreate?: boolean;
+  /** Status for "no listener connected": 404 as Azure answers in the field, 502/503 as its documentation says. */
+  noListenerStatus?: 404 | 502 | 503;
+  /** Time a listener has to send the response header; default 60 000 (Azure's fixed value). */
+  responseTimeoutInMs?: number;
+  /** Time a listener has to open a requested rendezvous socket; default 30 000. */
+  rendezvousTimeoutInMs?: number;
+  /** Default 25, as Azure. */
+  maxListenersPerConnection?: number;
+  /** How long a control channel survives past its token's expiry; default 300 000 (Azure's observed ~5 min). */
+  tokenExpiryGraceInMs?: number;
+  /** Clock skew tolerated when a token is presented; default 0. */
+  clockSkewInMs?: number;
+  /** WebSocket ping period on control channels; a channel missing two pongs is terminated. 0 disables. Default 30 000. */
+  pingIntervalInMs?: number;
+  /** Largest request or response body relayed; default 16 MiB, at most 100 MiB (hyco-https' message cap). */
+  maxBodySizeInBytes?: number;
+  /** Also accept tokens whose audience lies below the hybrid connection (minted for a full request URL). Default true. */
+  lenientAudience?: boolean;
+  /** Aborting before the server listens rejects the start; aborting later closes the emulator. */
+  abortSignal?: AbortSignal;
+  logger?: (entry: RelayLogEntry) => void;
+}
+
+/** A development key, published on purpose: the emulator is never reachable from outside the machine by default. */
+export const DEVELOPMENT_KEY_NAME = 'RootManageSharedAccessKey';
+export const DEVELOPMENT_KEY = 'SAS_KEY_VALUE';
+
+const HARD_MAX_BODY = 100 * 1024 * 1024 - 64 * 1024;
+const MAX_TIMER_MS = 2_147_483_647;
+
+const rightSchema = z.enum(['Listen', 'Send', 'Manage']);
+const policySchema = z
+  .object({
+    keyName: z.string().min(1).max(256),
+    primaryKey: z.string().min(1),
+    secondaryKey: z.string().min(1).optional(),
+    rights: z.array(rightSchema).min(1),
+  })
+  .strict();
+const hybridConnectionSchema = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(260)
+      .refine((name) => !name.startsWith('/') && !name.endsWith('/') && !name.includes('//'), {
+        message: 'must not start or end with "/" nor contain "//"',
+      })
+      .refine((name) => !/[?#\\\s]/.test(name) && name.toLowerCase() !== '$hc' && !name.toLowerCase().startsWith('$hc/'), {
+        message: 'must not contain "?", "#", "\\" or whitespace, nor start with "$hc"',
+      }),
+    requiresClientAuthorization: z.boolean().optional(),
+    policies: z.array(policySchema).optional(),
+  })
+  .strict();
+const durationSchema = (min: number) => z.number().int().min(min).max(MAX_TIMER_MS);
+
+const optionsSchema = z
+  .object({
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    sharedAccessPolicies: z.array(policySchema).optional(),
+    hybridConnections: z.array(hybridConnectionSchema).optional(),
+    autoCreate: z.boolean().optional(),
+    noListenerStatus: z.union([z.literal(404), z.literal(502), z.literal(503)]).optional(),
+    responseTimeoutInMs: durationSchema(1).optional(),
+    rendezvousTimeoutInMs: durationSchema(1).optional(),
+    maxListenersPerConnection: z.number().int().min(1).max(10_000).optional(),
+    tokenExpiryGraceInMs: durationSchema(0).optional(),
+    clockSkewInMs: durationSchema(0).optional(),
+    pingIntervalInMs: durationSchema(0).optional(),
+    maxBodySizeInBytes: z.number().int().min(1).max(HARD_MAX_BODY).optional(),
+    lenientAudience: z.boolean().optional(),
+    abortSignal: z.instanceof(AbortSignal).optional(),
+    logger: z.custom<(entry: RelayLogEntry) => void>((value) => typeof value === 'function', 'must be a function').optional(),
+  })
+  .strict();
+
+export interface ResolvedPolicy {
+  keyName: string;
+  keys: readonly string[];
+  canListen: boolean;
+  canSend: boolean;
+}
+
+export interface ResolvedHybridConnection {
+  name: string;
+  requiresClientAuthorization: boolean;
+  policies: ReadonlyMap<string, ResolvedPolicy>;
+}
+
+export interface ResolvedRelayEmulatorOptions {
+  host: string;
+  port: number;
+  policies: ReadonlyMap<string, ResolvedPolicy>;
+  hybridConnections: readonly ResolvedHybridConnection[];
+  autoCreate: boolean;
+  noListenerStatus: 404 | 502 | 503;
+  responseTimeoutInMs: number;
+  rendezvousTimeoutInMs: number;
+  maxListenersPerConnection: number;
+  tokenExpiryGraceInMs: number;
+  clockSkewInMs: number;
+  pingIntervalInMs: number;
+  maxBodySizeInBytes: number;
+  lenientAudience: boolean;
+  abortSignal: AbortSignal | undefined;
+  logger: ((entry: RelayLogEntry) => void) | undefined;
+}
+
+function resolvePolicies(policies: readonly z.infer<typeof policySchema>[], where: string): Map<string, ResolvedPolicy> {
+  const resolved = new Map<string, ResolvedPolicy>();
+  for (const policy of policies) {
+    if (resolved.has(policy.keyName)) {
+      throw new TypeError(`startRelayEmulator: ${where} declares the key name "${policy.keyName}" twice`);
+    }
+    const manage = policy.rights.includes('Manage');
+    resolved.set(policy.keyName, {
+      keyName: policy.keyName,
+      keys: policy.secondaryKey === undefined ? [policy.primaryKey] : [policy.primaryKey, policy.secondaryKey],
+      canListen: manage || policy.rights.includes('Listen'),
+      canSend: manage || policy.rights.includes('Send'),
+    });
+  }
+  return resolved;
+}
+
+export function resolveHybridConnection(definition: z.infer<typeof hybridConnectionSchema>): ResolvedHybridConnection {
+  return {
+    name: definition.name,
+    requiresClientAuthorization: definition.requiresClientAuthorization ?? true,
+    policies: resolvePolicies(definition.policies ?? [], `hybrid connection "${definition.name}"`),
+  };
+}
+
+/** Validates and completes the options; throws `TypeError`/`RangeError` naming the field to fix. */
+export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): ResolvedRelayEmulatorOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('startRelayEmulator: options must be an object');
+  }
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join('.') || '(options)';
+    const ErrorType = issue.code === 'too_small' || issue.code === 'too_big' ? RangeError : TypeError;
+    throw new ErrorType(`startRelayEmulator: option ${field}: ${issue.message}`);
+  }
+  const value = parsed.data;
+  const seen = new Set<string>();
+  const hybridConnections = (value.hybridConnections ?? []).map((definition) => {
+    const key = definition.name.toLowerCase();
+    if (seen.has(key)) {
+      throw new TypeError(`startRelayEmulator: hybrid connection "${definition.name}" is declared twice`);
+    }
+    seen.add(key);
+    return resolveHybridConnection(definition);
+  });
+  const policies = resolvePolicies(
+    value.sharedAccessPolicies ?? [{ keyName: DEVELOPMENT_KEY_NAME, primaryKey: DEVELOPMENT_KEY, rights: ['Manage'] }],
+    'sharedAccessPolicies',
+  );
+  return {
+    host: value.host ?? '127.0.0.1',
+    port: value.port ?? 0,
+    policies,
+    hybridConnections,
+    autoCreate: value.autoCreate ?? false,
+    noListenerStatus: value.noListenerStatus ?? 404,
+    responseTimeoutInMs: value.responseTimeoutInMs ?? 60_000,
+    rendezvousTimeoutInMs: value.rendezvousTimeoutInMs ?? 30_000,
+    maxListenersPerConnection: value.maxListenersPerConnection ?? 25,
+    tokenExpiryGraceInMs: value.tokenExpiryGraceInMs ?? 300_000,
+    clockSkewInMs: value.clockSkewInMs ?? 0,
+    pingIntervalInMs: value.pingIntervalInMs ?? 30_000,
+    maxBodySizeInBytes: value.maxBodySizeInBytes ?? 16 * 1024 * 1024,
+    lenientAudience: value.lenientAudience ?? true,
+    abortSignal: value.abortSignal,
+    logger: value.logger,
+  };
+}
