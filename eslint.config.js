@@ -57,7 +57,8 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
   },
   {
-    files: ['eslint.config.js', 'vitest.config.ts'],
+    // Declarations for untyped CommonJS packages need `export =` with a merged namespace.
+    files: ['eslint.config.js', 'vitest.config.ts', '**/*.d.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },
   {

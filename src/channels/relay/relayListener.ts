@@ -173,11 +173,11 @@ class HycoRelayListener implements RelayListener {
 
   async #open(): Promise<void> {
     if (this.#closing !== undefined || !this.#actor.getSnapshot().matches('connecting')) return;
-    const { createRelayedServer } = await import('hyco-https');
+    const hyco = (await import('hyco-https')).default;
     if (this.#closing !== undefined) return;
     const { hybridConnection, tokenTimeToLiveInMs } = this.#options;
     const audience = relayTokenAudience(this.#connection, hybridConnection);
-    const server = createRelayedServer(
+    const server = hyco.createRelayedServer(
       {
         server: relayListenUrl(this.#connection, hybridConnection),
         token: () =>
