@@ -90,16 +90,27 @@ function messageOf(event: unknown): string {
 
 class RequestTooLarge extends Error {}
 
-async function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer | string>) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    size += buffer.length;
-    if (size > limit) throw new RequestTooLarge();
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks);
+/**
+ * Reads a whole request body. Events, not `for await`: hyco-https' request stream overrides `destroy()` with a
+ * no-op, so it never emits 'close' and an async iterator over it never finishes.
+ */
+function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer | string) => {
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      size += buffer.length;
+      if (size > limit) {
+        request.removeAllListeners('data');
+        reject(new RequestTooLarge());
+        return;
+      }
+      chunks.push(buffer);
+    });
+    request.once('end', () => resolve(Buffer.concat(chunks)));
+    request.once('error', reject);
+  });
 }
 
 export function createRelayListener(options: RelayListenerOptions): RelayListener {

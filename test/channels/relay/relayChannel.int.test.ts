@@ -1,0 +1,334 @@
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { firstValueFrom, filter } from 'rxjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRelayListener, type ExecuteOperation, type RelayListener, type RelayListenerState } from '../../../src/channels/relay/relayListener.js';
+import { createRelaySender, type RelaySender } from '../../../src/channels/relay/relaySender.js';
+import { StorelinkError, isStorelinkError, type StorelinkErrorCode } from '../../../src/core/errors.js';
+import { relayFailureReasonOf } from '../../../src/core/linkContract.js';
+import { createOperation, type Operation } from '../../../src/core/operation.js';
+import { createSasToken } from '../../../src/core/sas.js';
+import { startRelayEmulator, type RelayEmulator, type RelayEmulatorOptions } from '../../../src/emulator/relay/index.js';
+
+const HC = 'store-paris-1';
+const closeables: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  while (closeables.length > 0) await closeables.pop()!();
+});
+
+const POLICIES = [
+  { keyName: 'RootManageSharedAccessKey', primaryKey: 'SAS_KEY_VALUE', rights: ['Manage' as const] },
+  { keyName: 'store-listen', primaryKey: 'listen-key', rights: ['Listen' as const] },
+  { keyName: 'cloud-send', primaryKey: 'send-key', rights: ['Send' as const] },
+];
+
+async function startRelay(options: RelayEmulatorOptions = {}): Promise<RelayEmulator> {
+  const emulator = await startRelayEmulator({ sharedAccessPolicies: POLICIES, hybridConnections: [{ name: HC }], ...options });
+  closeables.push(() => emulator.close());
+  return emulator;
+}
+
+interface Executed {
+  operation: Operation;
+  channel: string;
+}
+
+function recordingExecutor(executed: Executed[], answer: (operation: Operation) => unknown = (operation) => ({ echo: operation.payload })): ExecuteOperation {
+  return async (operation, context) => {
+    executed.push({ operation, channel: context.channel });
+    return (await answer(operation)) as never;
+  };
+}
+
+function listen(emulator: RelayEmulator, execute: ExecuteOperation, keyName = 'store-listen', extra: Partial<Parameters<typeof createRelayListener>[0]> = {}): RelayListener {
+  const listener = createRelayListener({
+    connectionString: emulator.connectionString(keyName),
+    hybridConnection: HC,
+    expose: ['clickAndCollect.order', 'stock.query'],
+    execute,
+    initialBackoffInMs: 20,
+    maxBackoffInMs: 100,
+    authRetryInMs: 60_000,
+    ...extra,
+  });
+  closeables.push(() => listener.close());
+  listener.start();
+  return listener;
+}
+
+function reaches(listener: RelayListener, status: RelayListenerState['status']): Promise<RelayListenerState> {
+  return firstValueFrom(listener.state$.pipe(filter((state) => state.status === status)));
+}
+
+function sender(emulator: RelayEmulator, keyName = 'cloud-send'): RelaySender {
+  return createRelaySender({ connectionString: emulator.connectionString(keyName), hybridConnection: HC });
+}
+
+function order(type = 'clickAndCollect.order', payload: Operation['payload'] = { orderId: 'A-1' }): Operation {
+  return createOperation({ storeId: 'paris-1', type, payload, latency: 'realtime', timeToLiveInMs: 60_000 });
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<StorelinkError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isStorelinkError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('relay channel: hyco-https listener and HTTPS sender through the relay emulator', () => {
+  it('delivers a real-time operation and returns the store result', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    const listener = listen(emulator, recordingExecutor(executed));
+    await reaches(listener, 'listening');
+    const operation = order();
+    const reply = await sender(emulator).send(operation, { timeoutInMs: 5_000 });
+    expect(reply.result).toEqual({ echo: { orderId: 'A-1' } });
+    expect(reply.latencyInMs).toBeGreaterThan(0);
+    expect(executed).toEqual([{ operation, channel: 'relay' }]);
+  });
+
+  it('answers the health check through the relay without touching the executor', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
+    await expect(sender(emulator).checkHealth({ timeoutInMs: 5_000 })).resolves.toBeUndefined();
+    expect(executed).toEqual([]);
+  });
+
+  it('answers 404 for a type the store does not expose, without calling the executor', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
+    const error = await failureOf(sender(emulator).send(order('price.update'), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe('OPERATION_NOT_EXPOSED');
+    expect(relayFailureReasonOf(error.code)).toBeUndefined();
+    expect(executed).toEqual([]);
+  });
+
+  it.each([
+    ['OPERATION_REJECTED', new StorelinkError('OPERATION_REJECTED', 'not enough stock')],
+    ['OPERATION_EXPIRED', new StorelinkError('OPERATION_EXPIRED', 'too late')],
+    ['HANDLER_FAILED', new Error('database locked')],
+  ] as [StorelinkErrorCode, Error][])('passes the store answer %s back as the same code, not as a channel failure', async (code, thrown) => {
+    const emulator = await startRelay();
+    await reaches(
+      listen(emulator, () => Promise.reject(thrown)),
+      'listening',
+    );
+    const error = await failureOf(sender(emulator).send(order(), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe(code);
+    expect(relayFailureReasonOf(error.code)).toBeUndefined();
+  });
+
+  it.each([
+    ['not JSON', 'this is not json', 'OPERATION_INVALID', 400, undefined],
+    ['an invalid envelope', JSON.stringify({ id: 'nope' }), 'OPERATION_INVALID', 400, 'id'],
+    ['a type that differs from the path', JSON.stringify(order('stock.query')), 'OPERATION_INVALID', 400, 'type'],
+  ])('refuses %s with 400 and the failing field', async (_label, body, code, status, field) => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
+    const token = createSasToken({ resource: `http://127.0.0.1:${emulator.port}/${HC}`, keyName: 'cloud-send', key: 'send-key' });
+    const response = await fetch(`http://127.0.0.1:${emulator.port}/${HC}/operations/clickAndCollect.order`, {
+      method: 'POST',
+      headers: { ServiceBusAuthorization: token, 'content-type': 'application/json' },
+      body,
+    });
+    expect(response.status).toBe(status);
+    const answer = (await response.json()) as { error: { code: string; field?: string } };
+    expect(answer.error.code).toBe(code);
+    expect(answer.error.field).toBe(field);
+    expect(executed).toEqual([]);
+  });
+
+  it('answers 404 for any other path or method', async () => {
+    const emulator = await startRelay();
+    await reaches(listen(emulator, recordingExecutor([])), 'listening');
+    const token = createSasToken({ resource: `http://127.0.0.1:${emulator.port}/${HC}`, keyName: 'cloud-send', key: 'send-key' });
+    for (const [method, path] of [['GET', 'operations/stock.query'], ['POST', 'admin'], ['DELETE', 'health'], ['GET', '']]) {
+      const response = await fetch(`http://127.0.0.1:${emulator.port}/${HC}/${path}`, { method, headers: { ServiceBusAuthorization: token } });
+      expect(response.status, `${method} /${path}`).toBe(404);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('ROUTE_NOT_FOUND');
+    }
+  });
+
+  it('reports a sender whose key has only Listen as unauthorized (403), a channel failure', async () => {
+    const emulator = await startRelay();
+    await reaches(listen(emulator, recordingExecutor([])), 'listening');
+    const error = await failureOf(sender(emulator, 'store-listen').send(order(), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe('RELAY_UNAUTHORIZED');
+    expect(error.message).toContain('403');
+    expect(relayFailureReasonOf(error.code)).toBe('unauthorized');
+  });
+
+  it('reports no listener as a channel failure', async () => {
+    const emulator = await startRelay();
+    const error = await failureOf(sender(emulator).send(order(), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe('RELAY_NO_LISTENER');
+    expect(relayFailureReasonOf(error.code)).toBe('no-listener');
+  });
+
+  it('reports an unknown hybrid connection and an unreachable relay as channel failures', async () => {
+    const emulator = await startRelay();
+    const unknown = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: 'store-nowhere' });
+    expect((await failureOf(unknown.send(order(), { timeoutInMs: 5_000 }))).code).toBe('RELAY_ENDPOINT_NOT_FOUND');
+
+    const unused = createServer();
+    unused.listen(0, '127.0.0.1');
+    await once(unused, 'listening');
+    const { port } = unused.address() as { port: number };
+    unused.close();
+    await once(unused, 'close');
+    const nowhere = createRelaySender({
+      connectionString: `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=cloud-send;SharedAccessKey=send-key;UseDevelopmentEmulator=true`,
+      hybridConnection: HC,
+    });
+    const error = await failureOf(nowhere.send(order(), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe('RELAY_UNREACHABLE');
+    expect(relayFailureReasonOf(error.code)).toBe('unreachable');
+  });
+
+  it('times out on the sender side, and maps the relay 504 to a timeout too', async () => {
+    const emulator = await startRelay({ responseTimeoutInMs: 300 });
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    closeables.push(() => release());
+    await reaches(listen(emulator, async () => held.then(() => 'late')), 'listening');
+    const quick = await failureOf(sender(emulator).send(order(), { timeoutInMs: 100 }));
+    expect(quick.code).toBe('RELAY_TIMEOUT');
+    const relayTimeout = await failureOf(sender(emulator).send(order(), { timeoutInMs: 5_000 }));
+    expect(relayTimeout.code).toBe('RELAY_TIMEOUT');
+    expect(relayTimeout.message).toContain('504');
+    expect(relayFailureReasonOf(relayTimeout.code)).toBe('timeout');
+  });
+
+  it('stops a call when the caller aborts it', async () => {
+    const emulator = await startRelay();
+    await reaches(listen(emulator, async () => new Promise(() => undefined)), 'listening');
+    const controller = new AbortController();
+    const call = sender(emulator).send(order(), { timeoutInMs: 5_000, abortSignal: controller.signal });
+    controller.abort();
+    expect((await failureOf(call)).code).toBe('ABORTED');
+  });
+
+  it('parks a listener whose key lacks Listen in authFailed, and says why', async () => {
+    const emulator = await startRelay();
+    const listener = listen(emulator, recordingExecutor([]), 'cloud-send');
+    const state = await reaches(listener, 'authFailed');
+    expect(state.lastFailure).toMatchObject({ kind: 'unauthorized' });
+    expect(state.lastFailure?.message).toContain('403');
+    expect(emulator.listenerCount(HC)).toBe(0);
+  });
+
+  it('recovers by itself after its listeners are dropped', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    const listener = listen(emulator, recordingExecutor(executed));
+    await reaches(listener, 'listening');
+    const dropped = reaches(listener, 'reconnecting');
+    expect(emulator.dropListeners(HC)).toBe(1);
+    await dropped;
+    await reaches(listener, 'listening');
+    await expect(sender(emulator).send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+    expect(emulator.listenerCount(HC)).toBe(1);
+  });
+
+  it('backs off while the relay refuses it, then listens again', async () => {
+    const emulator = await startRelay();
+    const listener = listen(emulator, recordingExecutor([]));
+    await reaches(listener, 'listening');
+    emulator.refuseListeners(HC);
+    const backingOff = reaches(listener, 'backingOff');
+    emulator.dropListeners(HC);
+    const state = await backingOff;
+    expect(state.failures).toBeGreaterThanOrEqual(1);
+    emulator.acceptListeners(HC);
+    await reaches(listener, 'listening');
+    expect(listener.state.failures).toBe(0);
+    expect(emulator.listenerCount(HC)).toBe(1);
+  });
+
+  it('recovers after the emulator restarts on the same port', async () => {
+    const first = await startRelayEmulator({ sharedAccessPolicies: POLICIES, hybridConnections: [{ name: HC }] });
+    closeables.push(() => first.close());
+    const listener = listen(first, recordingExecutor([]));
+    await reaches(listener, 'listening');
+    const lost = firstValueFrom(listener.state$.pipe(filter((state) => state.status !== 'listening')));
+    await first.close();
+    await lost;
+    const second = await startRelay({ port: first.port });
+    await reaches(listener, 'listening');
+    await expect(sender(second).send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+  });
+
+  it('answers 200 concurrent requests through one listener, each with its own result', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed, (operation) => ({ n: (operation.payload as { n: number }).n * 2 }))), 'listening');
+    const relay = sender(emulator);
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, (_, n) => relay.send(order('stock.query', { n }), { timeoutInMs: 15_000 })),
+    );
+    expect(replies.map((reply) => reply.result)).toEqual(Array.from({ length: 200 }, (_, n) => ({ n: n * 2 })));
+    expect(executed).toHaveLength(200);
+  });
+
+  it('closes for good: the listener leaves the relay and its state stream completes', async () => {
+    const emulator = await startRelay();
+    const listener = listen(emulator, recordingExecutor([]));
+    await reaches(listener, 'listening');
+    const statuses: string[] = [];
+    const completed = new Promise<void>((resolve) => listener.state$.subscribe({ next: (state) => statuses.push(state.status), complete: resolve }));
+    await listener.close();
+    await completed;
+    expect(statuses.at(-1)).toBe('stopped');
+    expect(emulator.listenerCount(HC)).toBe(0);
+    await expect(listener.close()).resolves.toBeUndefined();
+    expect(() => listener.start()).toThrow(expect.objectContaining({ code: 'STORE_UNAVAILABLE' }));
+  });
+
+  it('closes for good even while hyco-https is reconnecting after a drop', async () => {
+    const emulator = await startRelay();
+    const listener = listen(emulator, recordingExecutor([]));
+    await reaches(listener, 'listening');
+    const reconnecting = reaches(listener, 'reconnecting');
+    emulator.dropListeners(HC);
+    await reconnecting;
+    await listener.close();
+    expect(emulator.listenerCount(HC)).toBe(0);
+    // A fresh listener proves the relay is idle for this hybrid connection, not still talking to a zombie.
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
+    await sender(emulator).send(order(), { timeoutInMs: 5_000 });
+    expect(executed).toHaveLength(1);
+    expect(emulator.listenerCount(HC)).toBe(1);
+  });
+
+  it('lets a request in flight finish on close, and refuses new ones with 503', async () => {
+    const emulator = await startRelay();
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const listener = listen(emulator, async () => {
+      started();
+      await held;
+      return 'done';
+    });
+    await reaches(listener, 'listening');
+    const call = sender(emulator).send(order(), { timeoutInMs: 5_000 });
+    await running;
+    const closing = listener.close();
+    const refused = await failureOf(sender(emulator).send(order(), { timeoutInMs: 5_000 }));
+    expect(refused.code).toBe('STORE_UNAVAILABLE');
+    expect(relayFailureReasonOf(refused.code)).toBe('no-listener');
+    release();
+    await expect(call).resolves.toMatchObject({ result: 'done' });
+    await closing;
+  });
+});
