@@ -160,7 +160,7 @@ describe('relayListener chart', () => {
           if (listener.getSnapshot().matches('backingOff')) vi.advanceTimersByTime(listener.getSnapshot().context.backoffInMs);
         } else if (type === AUTH_RETRY) {
           if (listener.getSnapshot().matches('authFailed')) vi.advanceTimersByTime(input.authRetryInMs);
-        } else {
+        } else if (listener.getSnapshot().status === 'active') {
           listener.send(event);
         }
       }
