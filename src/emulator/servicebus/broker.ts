@@ -155,6 +155,7 @@ export class MessageStore {
       timer: undefined,
       ...extra,
     };
+    if (message.seq >= this.nextSeq) this.nextSeq = message.seq + 1;
     if (ttl !== undefined && message.expiresAt === undefined) message.expiresAt = message.enqueuedAt + ttl;
     this.messages.set(message.seq, message);
     this.broker.journal?.putMessage(this.path, message);
@@ -200,6 +201,11 @@ export class MessageStore {
   private activate(message: StoredMessage): void {
     message.timer = undefined;
     if (this.messages.get(message.seq) !== message || message.state !== 'scheduled') return;
+    // Timers top out at ~24.8 days: re-arm when woken early.
+    if (message.scheduledAt! > Date.now()) {
+      this.setTimer(message, message.scheduledAt! - Date.now(), () => this.activate(message));
+      return;
+    }
     message.state = 'active';
     message.scheduledAt = undefined;
     this.broker.journal?.updateMessage(this.path, message);
@@ -210,6 +216,10 @@ export class MessageStore {
   private expireIfIdle(message: StoredMessage): void {
     message.timer = undefined;
     if (this.messages.get(message.seq) !== message || message.lockToken !== undefined) return;
+    if (message.expiresAt! > Date.now()) {
+      this.setTimer(message, message.expiresAt! - Date.now(), () => this.expireIfIdle(message));
+      return;
+    }
     this.expire(message, Date.now());
   }
 
@@ -405,7 +415,7 @@ export class MessageStore {
       body,
       { messageId: message.messageId, sessionId: message.sessionId, ttl: undefined, scheduledEnqueueTime: undefined },
       now,
-      { deliveryCount: message.deliveryCount, enqueuedAt: message.enqueuedAt, deadLetterSource: this.kind === 'subscription' ? undefined : undefined },
+      { deliveryCount: message.deliveryCount, enqueuedAt: message.enqueuedAt },
     );
     dlq.pump();
   }
@@ -592,6 +602,8 @@ export interface TopicEntity {
   props: ResolvedEntityProperties;
   subscriptions: Map<string, SubscriptionEntity>;
   dedup: Map<string, number>;
+  /** Topic-wide sequence numbers: every subscription's copy of a message carries the same one. */
+  nextSeq: number;
 }
 
 export type SendEntity = QueueEntity | TopicEntity;
@@ -652,7 +664,7 @@ export class Broker {
 
   addTopic(name: string, props: EntityProperties = {}, where = 'topic'): TopicEntity {
     const key = this.checkName(name, where);
-    const entity: TopicEntity = { kind: 'topic', name, props: resolveProperties(where, props), subscriptions: new Map(), dedup: new Map() };
+    const entity: TopicEntity = { kind: 'topic', name, props: resolveProperties(where, props), subscriptions: new Map(), dedup: new Map(), nextSeq: 1 };
     this.entities.set(key, entity);
     return entity;
   }
@@ -752,6 +764,7 @@ export class Broker {
       entity.store.pump();
       return;
     }
+    const seq = this.topicSeq(entity);
     for (const subscription of entity.subscriptions.values()) {
       if (!subscription.rules.some((rule) => ruleMatches(rule, facts))) continue;
       const target = subscription.props.forwardTo === undefined ? undefined : this.entity(subscription.props.forwardTo);
@@ -759,9 +772,16 @@ export class Broker {
         this.accept(target, body, facts, now, hops + 1);
         continue;
       }
-      subscription.store.enqueue(body, facts, now);
+      subscription.store.enqueue(body, facts, now, { seq });
       subscription.store.pump();
     }
+  }
+
+  private topicSeq(topic: TopicEntity): number {
+    let next = topic.nextSeq;
+    for (const subscription of topic.subscriptions.values()) next = Math.max(next, subscription.store.nextSeq);
+    topic.nextSeq = next + 1;
+    return next;
   }
 
   /** Forwards a dead-lettered message to another entity. */
@@ -797,10 +817,10 @@ export class Broker {
         entity.store.pump();
       } else {
         // A topic's scheduled message is fanned out at once; each copy waits in its subscription.
-        let seq = 0;
+        const seq = this.topicSeq(entity);
         for (const subscription of entity.subscriptions.values()) {
           if (!subscription.rules.some((rule) => ruleMatches(rule, facts))) continue;
-          seq = subscription.store.enqueue(message.body, facts, now).seq;
+          subscription.store.enqueue(message.body, facts, now, { seq });
         }
         seqs.push(seq);
       }

@@ -11,3 +11,4 @@ export type {
   TopicOptions,
 } from './options.js';
 export type { CorrelationFilter } from './filters.js';
+export { parseEmulatorConfig, parseIsoDuration } from './emulatorConfig.js';

@@ -54,3 +54,12 @@ export async function failureOf(promise: Promise<unknown>): Promise<Error & { co
 export function queues(...names: string[]): ServiceBusEmulatorOptions['namespaces'] {
   return [{ queues: names.map((name) => ({ name })) }];
 }
+
+/** Waits until `condition()` holds, checking on each turn of the event loop; fails after `timeoutInMs`. */
+export async function eventually(condition: () => boolean, timeoutInMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutInMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutInMs} ms`);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
