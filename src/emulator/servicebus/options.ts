@@ -80,10 +80,10 @@ export interface ServiceBusEmulatorOptions {
   dataDir?: string;
   /** fsync each group commit as well as writing it (survives power loss, not only a process kill); default false. */
   syncWrites?: boolean;
+  /** Start a new journal generation (snapshot + fresh log) once the log reaches this size; default 64 MiB. */
+  compactJournalAfterBytes?: number;
   /** Closes the emulator when aborted. */
   abortSignal?: AbortSignal;
-  /** Log every AMQP frame to stderr (slow; for debugging only). */
-  traceFrames?: boolean;
 }
 
 export const DEFAULT_KEY_NAME = 'RootManageSharedAccessKey';

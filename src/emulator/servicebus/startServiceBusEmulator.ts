@@ -44,7 +44,14 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   const broker = Broker.fromOptions(options);
   let journal: FileJournal | undefined;
   if (options.dataDir !== undefined) {
-    journal = await openFileJournal(options.dataDir, broker, { syncWrites: options.syncWrites ?? false });
+    const compactAfterBytes = options.compactJournalAfterBytes;
+    if (compactAfterBytes !== undefined && (!Number.isInteger(compactAfterBytes) || compactAfterBytes <= 0)) {
+      throw new RangeError(`compactJournalAfterBytes must be a positive integer, got ${compactAfterBytes}`);
+    }
+    journal = await openFileJournal(options.dataDir, broker, {
+      syncWrites: options.syncWrites ?? false,
+      ...(compactAfterBytes === undefined ? {} : { compactAfterBytes }),
+    });
   }
   const server = new AmqpServer(broker, { host, port: requestedPort, policies });
   let port: number;
