@@ -11,7 +11,11 @@ const closeables: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   const pending = closeables.splice(0).reverse();
   for (const close of pending) {
-    await close().catch(() => undefined);
+    // A client whose socket was cut may take long to notice; do not let one cleanup stall the rest.
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
+    await Promise.race([close().catch(() => undefined), limit]);
+    clearTimeout(timer);
   }
 });
 
