@@ -107,6 +107,9 @@ export class AmqpServer {
       port: this.options.port,
       // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
       tcp_no_delay: true,
+      // Ask clients to heartbeat (the SDK then sends an empty frame every 30 s) so that peers which vanished without
+      // closing their socket are dropped after two silent minutes; rhea answers the client's own idle timeout.
+      idle_time_out: 60_000,
       receiver_options: { autoaccept: false, credit_window: 500 },
       sender_options: { autosettle: false, treat_modified_as_released: false },
     } as unknown as Parameters<typeof this.container.listen>[0]);

@@ -638,7 +638,28 @@ export class Broker {
         }
       }
     }
+    broker.checkForwarding(autoCreate !== undefined);
     return broker;
+  }
+
+  /** Every `forwardTo` / `forwardDeadLetteredMessagesTo` must name a queue or topic (unless auto-create is on). */
+  private checkForwarding(lenient: boolean): void {
+    const check = (owner: string, field: string, target: string | undefined): void => {
+      if (target === undefined || lenient || this.entity(target) !== undefined) return;
+      throw new TypeError(`${owner}.${field} names "${target}", which is not a configured queue or topic`);
+    };
+    for (const entity of this.entities.values()) {
+      if (entity.kind === 'queue') {
+        check(`queue "${entity.name}"`, 'forwardTo', entity.props.forwardTo);
+        check(`queue "${entity.name}"`, 'forwardDeadLetteredMessagesTo', entity.props.forwardDeadLetteredMessagesTo);
+      } else {
+        for (const subscription of entity.subscriptions.values()) {
+          const owner = `subscription "${entity.name}/${subscription.name}"`;
+          check(owner, 'forwardTo', subscription.props.forwardTo);
+          check(owner, 'forwardDeadLetteredMessagesTo', subscription.props.forwardDeadLetteredMessagesTo);
+        }
+      }
+    }
   }
 
   private checkName(name: string, where: string): string {
