@@ -88,8 +88,9 @@ export class AmqpServer {
     const c = this.container;
     c.on('connection_open', (context: EventContext) => this.onConnectionOpen(context));
     c.on('session_open', (context: EventContext) => this.onSessionOpen(context.session!));
-    c.on('receiver_open', (context: EventContext) => this.onClientSender(context));
-    c.on('sender_open', (context: EventContext) => this.onClientReceiver(context));
+    c.on('receiver_open', (context: EventContext) => this.guarded(context.receiver!, () => this.onClientSender(context)));
+    c.on('sender_open', (context: EventContext) => this.guarded(context.sender!, () => this.onClientReceiver(context)));
+    c.on('session_close', (context: EventContext) => this.onSessionClose(context.session!));
     c.on('disconnected', (context: EventContext) => this.onGone(context.connection));
     c.on('connection_close', (context: EventContext) => this.onGone(context.connection));
     // Without listeners rhea would throw these out of the event loop.
@@ -100,6 +101,27 @@ export class AmqpServer {
     c.on('receiver_error', () => undefined);
     c.on('sender_error', () => undefined);
   }
+
+  /** A bug in link set-up refuses that one link instead of tearing down the whole connection. */
+  private guarded(link: Sender | Receiver, setUp: () => void): void {
+    try {
+      setUp();
+    } catch (error) {
+      try {
+        this.refuse(link, errorOf('amqp:internal-error', `The emulator could not attach the link: ${(error as Error).message}`));
+      } catch {
+        // the link is already gone
+      }
+    }
+  }
+
+  /** A session ended without detaching its links first: release what those links held. */
+  private onSessionClose(session: Session): void {
+    const links = (session as unknown as { links: Record<string, object> }).links;
+    for (const link of Object.values(links)) this.linkCleanups.get(link)?.();
+  }
+
+  private readonly linkCleanups = new WeakMap<object, () => void>();
 
   async listen(): Promise<number> {
     const server = this.container.listen({
@@ -293,6 +315,13 @@ export class AmqpServer {
     const reject = (condition: string, description: string): void => {
       delivery.reject(errorOf(condition, description));
     };
+    if (raw.length > limit) {
+      reject(
+        'amqp:link:message-size-exceeded',
+        `The received message (delivery-id:${(delivery as unknown as RheaDeliveryView).id}, size:${raw.length} bytes) exceeds the limit (${limit} bytes) currently allowed on the link.`,
+      );
+      return;
+    }
     let messages: IncomingMessage[];
     try {
       if (format === BATCH_FORMAT) {
@@ -307,13 +336,6 @@ export class AmqpServer {
       }
     } catch (error) {
       reject('amqp:decode-error', error instanceof InvalidMessageError ? error.message : `The message could not be decoded: ${(error as Error).message}`);
-      return;
-    }
-    if (raw.length > limit) {
-      reject(
-        'amqp:link:message-size-exceeded',
-        `The received message (delivery-id:${(delivery as unknown as RheaDeliveryView).id}, size:${raw.length} bytes) exceeds the limit (${limit} bytes) currently allowed on the link.`,
-      );
       return;
     }
     try {
@@ -492,6 +514,7 @@ export class AmqpServer {
       if (consumer.sessionId !== undefined) this.sessionOwners.get(store)?.delete(consumer.sessionId);
     };
     state.cleanups.add(cleanup);
+    this.linkCleanups.set(link, cleanup);
     link.on('sender_close', cleanup);
     link.on('sender_draining', () => consumer.drain());
     link.on('sender_flow', () => store.pump());
@@ -554,7 +577,7 @@ export class AmqpServer {
     };
     const abandonWait = (): void => finish();
     state.cleanups.add(abandonWait);
-    link.on('sender_close', abandonWait);
+    consumer.onDetached = abandonWait;
   }
 }
 
@@ -574,6 +597,8 @@ function settleLocally(delivery: Delivery): void {
 /** A client's receive link on a queue, subscription or dead-letter queue. */
 class EntityConsumer implements Consumer {
   sessionId: string | undefined;
+  /** Called once when the link goes away (used to stop an acceptNextSession wait). */
+  onDetached: (() => void) | undefined;
   private open = true;
   private readonly view: RheaLinkView;
   private echoDrain = false;
@@ -680,6 +705,7 @@ class EntityConsumer implements Consumer {
   detached(): void {
     if (!this.open) return;
     this.open = false;
+    this.onDetached?.();
     this.store.removeConsumer(this);
   }
 }

@@ -731,7 +731,7 @@ export class Broker {
     }
     if (found !== undefined) return found;
     const base = path.replace(/\/\$deadletterqueue$/, '');
-    if (base.includes('/')) return undefined;
+    if (base.includes('/') || this.entities.has(base)) return undefined;
     const created = this.autoCreateQueue(base);
     return created === undefined ? undefined : this.stores.get(path);
   }
