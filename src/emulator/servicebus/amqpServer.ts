@@ -76,7 +76,7 @@ function notFound(host: string, path: string): { condition: string; description:
 
 export class AmqpServer {
   private readonly container = rhea.create_container({ id: `servicebus-emulator-${randomBytes(4).toString('hex')}` });
-  private server: Server | undefined;
+  private readonly servers: Server[] = [];
   private readonly states = new Map<Connection, ConnectionState>();
   private readonly sockets = new Set<Socket>();
   private closing = false;
@@ -123,10 +123,23 @@ export class AmqpServer {
 
   private readonly linkCleanups = new WeakMap<object, () => void>();
 
+  /**
+   * Listens on the configured host; for `localhost`, on both 127.0.0.1 and ::1 with the same port (the IPv6 listener
+   * is best effort: a machine without IPv6 still gets the IPv4 one).
+   */
   async listen(): Promise<number> {
+    const hosts = this.options.host === 'localhost' ? ['127.0.0.1', '::1'] : [this.options.host];
+    const port = await this.listenOn(hosts[0]!, this.options.port);
+    for (const host of hosts.slice(1)) {
+      await this.listenOn(host, port).catch(() => undefined);
+    }
+    return port;
+  }
+
+  private async listenOn(host: string, port: number): Promise<number> {
     const server = this.container.listen({
-      host: this.options.host,
-      port: this.options.port,
+      host,
+      port,
       // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
       tcp_no_delay: true,
       // Ask clients to heartbeat (the SDK then sends an empty frame every 30 s) so that peers which vanished without
@@ -135,7 +148,6 @@ export class AmqpServer {
       receiver_options: { autoaccept: false, credit_window: 500 },
       sender_options: { autosettle: false, treat_modified_as_released: false },
     } as unknown as Parameters<typeof this.container.listen>[0]);
-    this.server = server;
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -149,6 +161,7 @@ export class AmqpServer {
         resolve();
       });
     });
+    this.servers.push(server);
     return (server.address() as AddressInfo).port;
   }
 
@@ -159,8 +172,7 @@ export class AmqpServer {
   /** Closes every connection with `amqp:connection:forced`, then the listener. */
   async close(): Promise<void> {
     this.closing = true;
-    const server = this.server;
-    const closed = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = Promise.all(this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const state of [...this.states.values()]) {
       this.runCleanups(state);
       try {

@@ -26,6 +26,8 @@ export interface Journal {
   deleteMessage(path: string, seq: number): void;
   setSessionState(path: string, sessionId: string, state: Buffer | undefined): void;
   createQueue(name: string, props: EntityProperties): void;
+  /** A message id accepted by an entity with duplicate detection, and when. */
+  rememberMessageId(entity: string, messageId: string, at: number): void;
   commit(): Promise<void> | undefined;
 }
 
@@ -768,6 +770,7 @@ export class Broker {
       if (seen !== undefined && now - seen < window) return;
       entity.dedup.delete(facts.messageId);
       entity.dedup.set(facts.messageId, now);
+      this.journal?.rememberMessageId(entity.name.toLowerCase(), facts.messageId, now);
       if (entity.dedup.size > 1000) {
         for (const [id, at] of entity.dedup) {
           if (now - at < window) break;

@@ -36,11 +36,14 @@ type JournalRecord =
   | { t: 'p'; s: string; m: SerializedMessage }
   | { t: 'u'; s: string; q: number; c: number; st: MessageState; sa?: number }
   | { t: 'd'; s: string; q: number }
-  | { t: 'ss'; s: string; i: string; v: string | null };
+  | { t: 'ss'; s: string; i: string; v: string | null }
+  | { t: 'id'; e: string; i: string; at: number };
 
 interface Snapshot {
   gen: number;
   queues: Array<{ n: string; p: EntityProperties }>;
+  /** Duplicate-detection history per queue or topic: message id -> accepted at. */
+  seen?: Record<string, Record<string, number>>;
   stores: Record<string, { next: number; messages: SerializedMessage[]; sessions: Record<string, string> }>;
 }
 
@@ -167,6 +170,10 @@ class FileJournalImpl implements FileJournal {
     this.record({ t: 'ss', s: storePath, i: sessionId, v: state === undefined ? null : state.toString('base64') });
   }
 
+  rememberMessageId(entity: string, messageId: string, at: number): void {
+    this.record({ t: 'id', e: entity, i: messageId, at });
+  }
+
   createQueue(name: string, props: EntityProperties): void {
     this.autoQueues.push({ n: name, p: props });
     this.record({ t: 'q', n: name, p: props });
@@ -255,7 +262,11 @@ class FileJournalImpl implements FileJournal {
       for (const [id, state] of store.sessionStates) sessions[id] = state.toString('base64');
       stores[store.path] = { next: store.nextSeq, messages: [...store.messages.values()].map(serialize), sessions };
     }
-    return { gen, queues: [...this.autoQueues], stores };
+    const seen: Record<string, Record<string, number>> = {};
+    for (const [name, entity] of this.broker.entities) {
+      if (entity.dedup.size > 0) seen[name] = Object.fromEntries(entity.dedup);
+    }
+    return { gen, queues: [...this.autoQueues], seen, stores };
   }
 
   async close(): Promise<void> {
@@ -292,6 +303,14 @@ class FileJournalImpl implements FileJournal {
       case 'd':
         store(record.s)?.messages.delete(record.q);
         break;
+      case 'id': {
+        const entity = broker.entity(record.e);
+        if (entity !== undefined) {
+          entity.dedup.delete(record.i);
+          entity.dedup.set(record.i, record.at);
+        }
+        break;
+      }
       case 'ss': {
         const target = store(record.s);
         if (target === undefined) break;
@@ -333,6 +352,9 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
   const journal = new FileJournalImpl(dir, broker, options, generation);
   if (snapshot !== undefined) {
     for (const queue of snapshot.queues) journal.apply({ t: 'q', n: queue.n, p: queue.p });
+    for (const [entity, ids] of Object.entries(snapshot.seen ?? {})) {
+      for (const [id, at] of Object.entries(ids)) journal.apply({ t: 'id', e: entity, i: id, at });
+    }
     for (const [storePath, data] of Object.entries(snapshot.stores)) {
       const store = broker.stores.get(storePath);
       if (store === undefined) continue;

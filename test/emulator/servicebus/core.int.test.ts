@@ -105,6 +105,24 @@ describe('service bus emulator: core path', () => {
     expect(isServiceBusError(missing) && missing.code).toBe('MessageNotFound');
   });
 
+  it('dead-letters and abandons deferred messages through $management update-disposition', async () => {
+    const sb = await emulator({ namespaces: queues('q1') });
+    const c = client(sb.connectionString());
+    await c.createSender('q1').sendMessages([{ body: 'd1' }, { body: 'd2' }]);
+    const receiver = c.createReceiver('q1');
+    const got = await receiveExactly(receiver, 2);
+    for (const m of got) await receiver.deferMessage(m);
+    const deferred = await receiver.receiveDeferredMessages(got.map((m) => m.sequenceNumber!));
+    await receiver.deadLetterMessage(deferred[0]!, { deadLetterReason: 'late', deadLetterErrorDescription: 'too late' });
+    await receiver.abandonMessage(deferred[1]!);
+    // An abandoned deferred message stays deferred.
+    const [still] = await receiver.receiveDeferredMessages([got[1]!.sequenceNumber!]);
+    expect([still!.body, still!.deliveryCount]).toEqual(['d2', 1]);
+    await receiver.completeMessage(still!);
+    const [dead] = await receiveExactly(c.createReceiver('q1', { subQueueType: 'deadLetter' }), 1);
+    expect([dead!.body, dead!.deadLetterReason]).toEqual(['d1', 'late']);
+  });
+
   it('renews a lock, redelivers after lock expiry, and reports MessageLockLost on a late settle', async () => {
     const sb = await emulator({ namespaces: [{ queues: [{ name: 'q1', lockDurationInMs: 300 }] }] });
     const c = client(sb.connectionString());

@@ -40,11 +40,12 @@ const connectionString = (port: number): string =>
 describe('service bus emulator: durability', () => {
   it('keeps accepted messages, their state and session state across a graceful restart', async () => {
     const dataDir = await tempDir();
-    const namespaces = [{ queues: [{ name: 'q1', maxDeliveryCount: 5 }, { name: 'qs', requiresSession: true }] }];
+    const namespaces = [{ queues: [{ name: 'q1', maxDeliveryCount: 5 }, { name: 'qs', requiresSession: true }, { name: 'dd', requiresDuplicateDetection: true }] }];
     const first = await emulator({ dataDir, namespaces });
     const c1 = client(first.connectionString());
     await c1.createSender('q1').sendMessages(['keep', 'abandon', 'defer', 'dead', 'done'].map((body) => ({ body, messageId: body })));
     await c1.createSender('qs').sendMessages({ body: 's', sessionId: 'S' });
+    await c1.createSender('dd').sendMessages({ body: 'once', messageId: 'dup-1' });
     const receiver = c1.createReceiver('q1');
     const got = await drain(receiver, 5);
     const byBody = new Map(got.map((m) => [m.body as string, m]));
@@ -60,6 +61,9 @@ describe('service bus emulator: durability', () => {
     const second = await emulator({ dataDir, namespaces });
     expect(second.messageCounts()).toMatchObject({ q1: 3, 'q1/$DeadLetterQueue': 1, qs: 1 });
     const c2 = client(second.connectionString());
+    // Duplicate detection remembers what it accepted before the restart.
+    await c2.createSender('dd').sendMessages({ body: 'twice', messageId: 'dup-1' });
+    expect(second.messageCounts().dd).toBe(1);
     const r2 = c2.createReceiver('q1');
     const again = await drain(r2, 2, 1000);
     // 'keep' was locked when the emulator stopped: locks do not survive, the message does.

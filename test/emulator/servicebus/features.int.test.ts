@@ -143,6 +143,18 @@ describe('service bus emulator: topics and subscriptions', () => {
     expect(sb.messageCounts()['t1/Subscriptions/s1']).toBe(2);
   });
 
+  it('dead-letters from a subscription into its own dead-letter queue', async () => {
+    const sb = await emulator({ namespaces: [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }, { name: 's2' }] }] }] });
+    const c = client(sb.connectionString());
+    await c.createSender('t1').sendMessages({ body: 'fan' });
+    const s1 = c.createReceiver('t1', 's1');
+    const [message] = await receiveExactly(s1, 1);
+    await s1.deadLetterMessage(message!, { deadLetterReason: 'sub', deadLetterErrorDescription: 'from s1' });
+    const [dead] = await receiveExactly(c.createReceiver('t1', 's1', { subQueueType: 'deadLetter', receiveMode: 'receiveAndDelete' }), 1);
+    expect([dead!.body, dead!.deadLetterReason, Number(dead!.sequenceNumber)]).toEqual(['fan', 'sub', 1]);
+    expect(sb.messageCounts()).toMatchObject({ 't1/Subscriptions/s1': 0, 't1/Subscriptions/s2': 1, 't1/Subscriptions/s1/$DeadLetterQueue': 0 });
+  });
+
   it('forwards from a queue to another entity, and dead letters to a chosen queue', async () => {
     const sb = await emulator({
       namespaces: [
@@ -200,6 +212,20 @@ describe('service bus emulator: sessions', () => {
     await a.close();
     const again = await c.acceptSession('qs', 'A');
     expect(await again.getSessionState()).toEqual({ step: 2 });
+  });
+
+  it('a session receiver whose lock lapses gets SessionLockLost and the session becomes available again', async () => {
+    const sb = await emulator({ namespaces: [{ queues: [{ name: 'qs', requiresSession: true, lockDurationInMs: 300 }] }] });
+    const c = client(sb.connectionString());
+    await c.createSender('qs').sendMessages({ body: 'x', sessionId: 'S' });
+    const first = await c.acceptSession('qs', 'S', { maxAutoLockRenewalDurationInMs: 0 });
+    const [message] = await receiveExactly(first, 1);
+    const lost = await failureOf(first.receiveMessages(1, { maxWaitTimeInMs: 3000 }));
+    expect(isServiceBusError(lost) && lost.code).toBe('SessionLockLost');
+    const second = await c.acceptSession('qs', 'S');
+    const [again] = await receiveExactly(second, 1);
+    expect(again!.messageId).toBe(message!.messageId);
+    await second.completeMessage(again!);
   });
 
   it('acceptNextSession waits for a session to appear, or times out with ServiceTimeout', async () => {

@@ -1,3 +1,5 @@
+import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import rhea, { type Connection } from 'rhea';
 import { describe, expect, it } from 'vitest';
 import { startServiceBusEmulator } from '../../../src/emulator/servicebus/index.js';
@@ -10,6 +12,24 @@ describe('service bus emulator: lifecycle and connection handling', () => {
     await c.createSender('q1').sendMessages({ body: 'via localhost' });
     const [message] = await c.createReceiver('q1', { receiveMode: 'receiveAndDelete' }).receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(message?.body).toBe('via localhost');
+  });
+
+  const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === '::1'));
+
+  it.runIf(hasIpv6Loopback)('listens on both 127.0.0.1 and ::1 when the host is localhost', async () => {
+    const sb = await emulator({ host: 'localhost', namespaces: queues('q1') });
+    expect(sb.connectionString()).toContain(`sb://localhost:${sb.port};`);
+    for (const host of ['127.0.0.1', '::1']) {
+      const socket = connect(sb.port, host);
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+      });
+      socket.destroy();
+    }
+    const c = client(sb.connectionString());
+    await c.createSender('q1').sendMessages({ body: 'dual stack' });
+    expect(sb.messageCounts().q1).toBe(1);
   });
 
   it('sends heartbeats when the client asks for them through its idle timeout', async () => {
