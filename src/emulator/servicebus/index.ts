@@ -1,0 +1,14 @@
+export { startServiceBusEmulator, type ServiceBusEmulator } from './startServiceBusEmulator.js';
+export type {
+  AccessRight,
+  EntityProperties,
+  NamespaceOptions,
+  QueueOptions,
+  RuleOptions,
+  ServiceBusEmulatorOptions,
+  SharedAccessPolicy,
+  SubscriptionOptions,
+  TopicOptions,
+} from './options.js';
+export type { CorrelationFilter } from './filters.js';
+export { parseEmulatorConfig, parseIsoDuration } from './emulatorConfig.js';

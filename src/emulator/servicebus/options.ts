@@ -1,0 +1,130 @@
+/** Options of the Service Bus emulator, and their defaults (those of Service Bus Standard where it has one). */
+import type { CorrelationFilter } from './filters.js';
+
+export type AccessRight = 'Listen' | 'Send' | 'Manage';
+
+export interface SharedAccessPolicy {
+  keyName: string;
+  primaryKey: string;
+  secondaryKey?: string;
+  rights: AccessRight[];
+}
+
+export interface EntityProperties {
+  /** Peek-lock duration; default 60 000 ms. */
+  lockDurationInMs?: number;
+  /** Deliveries before a message is dead-lettered with `MaxDeliveryCountExceeded`; default 10. */
+  maxDeliveryCount?: number;
+  /** Time to live for messages that set none (and the cap for those that do); default unlimited. */
+  defaultMessageTimeToLiveInMs?: number;
+  /** Move expired messages to the dead-letter queue (reason `TTLExpiredException`); default false (they vanish). */
+  deadLetteringOnMessageExpiration?: boolean;
+  requiresDuplicateDetection?: boolean;
+  /** Default 10 minutes. */
+  duplicateDetectionHistoryTimeWindowInMs?: number;
+  requiresSession?: boolean;
+  /** Forward every accepted message to this queue or topic. */
+  forwardTo?: string;
+  /** Forward dead-lettered messages to this queue or topic instead of the entity's own dead-letter queue. */
+  forwardDeadLetteredMessagesTo?: string;
+  /** Largest accepted message (and the `max-message-size` sender links advertise); default 256 KiB. */
+  maxMessageSizeInBytes?: number;
+}
+
+export interface QueueOptions extends EntityProperties {
+  name: string;
+}
+
+/** A subscription rule: a correlation filter, a SQL filter expression, or a constant. */
+export interface RuleOptions {
+  name: string;
+  correlationFilter?: CorrelationFilter;
+  sqlFilter?: string;
+  /** true = match everything (`$Default`), false = nothing. Used when neither filter is given. */
+  matchAll?: boolean;
+}
+
+export interface SubscriptionOptions extends EntityProperties {
+  name: string;
+  /** Default: one `$Default` rule that matches every message. */
+  rules?: RuleOptions[];
+}
+
+export interface TopicOptions {
+  name: string;
+  defaultMessageTimeToLiveInMs?: number;
+  requiresDuplicateDetection?: boolean;
+  duplicateDetectionHistoryTimeWindowInMs?: number;
+  maxMessageSizeInBytes?: number;
+  subscriptions?: SubscriptionOptions[];
+}
+
+export interface NamespaceOptions {
+  /** Informational: every namespace is served on the same port, whatever host name the client uses. */
+  name?: string;
+  queues?: QueueOptions[];
+  topics?: TopicOptions[];
+}
+
+export interface ServiceBusEmulatorOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0: an ephemeral port. */
+  port?: number;
+  namespaces?: NamespaceOptions[];
+  /** Default: `RootManageSharedAccessKey` / `SAS_KEY_VALUE` with Manage, as in the official emulator. */
+  sharedAccessPolicies?: SharedAccessPolicy[];
+  /** Create an unknown queue the first time a link names it; default false (`MessagingEntityNotFound`). */
+  autoCreate?: boolean | EntityProperties;
+  /** Directory for the message journal. Without it everything stays in memory. */
+  dataDir?: string;
+  /** fsync each group commit as well as writing it (survives power loss, not only a process kill); default false. */
+  syncWrites?: boolean;
+  /** Start a new journal generation (snapshot + fresh log) once the log reaches this size; default 64 MiB. */
+  compactJournalAfterBytes?: number;
+  /** Closes the emulator when aborted. */
+  abortSignal?: AbortSignal;
+}
+
+export const DEFAULT_KEY_NAME = 'RootManageSharedAccessKey';
+export const DEFAULT_KEY = 'SAS_KEY_VALUE';
+export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
+
+export interface ResolvedEntityProperties {
+  lockDurationInMs: number;
+  maxDeliveryCount: number;
+  defaultMessageTimeToLiveInMs: number | undefined;
+  deadLetteringOnMessageExpiration: boolean;
+  requiresDuplicateDetection: boolean;
+  duplicateDetectionHistoryTimeWindowInMs: number;
+  requiresSession: boolean;
+  forwardTo: string | undefined;
+  forwardDeadLetteredMessagesTo: string | undefined;
+  maxMessageSizeInBytes: number;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+export function resolveProperties(where: string, props: EntityProperties = {}): ResolvedEntityProperties {
+  const ttl = props.defaultMessageTimeToLiveInMs;
+  return {
+    lockDurationInMs: positive(`${where}.lockDurationInMs`, props.lockDurationInMs, 60_000),
+    maxDeliveryCount: positive(`${where}.maxDeliveryCount`, props.maxDeliveryCount, 10),
+    defaultMessageTimeToLiveInMs: ttl === undefined ? undefined : positive(`${where}.defaultMessageTimeToLiveInMs`, ttl, 1),
+    deadLetteringOnMessageExpiration: props.deadLetteringOnMessageExpiration ?? false,
+    requiresDuplicateDetection: props.requiresDuplicateDetection ?? false,
+    duplicateDetectionHistoryTimeWindowInMs: positive(
+      `${where}.duplicateDetectionHistoryTimeWindowInMs`,
+      props.duplicateDetectionHistoryTimeWindowInMs,
+      10 * 60_000,
+    ),
+    requiresSession: props.requiresSession ?? false,
+    forwardTo: props.forwardTo,
+    forwardDeadLetteredMessagesTo: props.forwardDeadLetteredMessagesTo,
+    maxMessageSizeInBytes: positive(`${where}.maxMessageSizeInBytes`, props.maxMessageSizeInBytes, DEFAULT_MAX_MESSAGE_SIZE),
+  };
+}

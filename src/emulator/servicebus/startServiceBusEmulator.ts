@@ -1,0 +1,97 @@
+/** The emulator's one public entry point. */
+import { AmqpServer } from './amqpServer.js';
+import { Broker } from './broker.js';
+import { openFileJournal, type FileJournal } from './fileJournal.js';
+import { DEFAULT_KEY, DEFAULT_KEY_NAME, type ServiceBusEmulatorOptions, type SharedAccessPolicy } from './options.js';
+
+export interface ServiceBusEmulator extends AsyncDisposable {
+  readonly host: string;
+  readonly port: number;
+  /** `Endpoint=sb://HOST:PORT;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true`. */
+  connectionString(keyName?: string): string;
+  /** Messages held per entity path (`q1`, `q1/$DeadLetterQueue`, `t1/Subscriptions/s1`), in every state. */
+  messageCounts(): Record<string, number>;
+  /** Open AMQP connections. */
+  readonly activeConnections: number;
+  /** Closes client connections with `amqp:connection:forced`, the listener and the journal. Idempotent. */
+  close(): Promise<void>;
+}
+
+function checkPolicies(policies: readonly SharedAccessPolicy[]): void {
+  if (policies.length === 0) throw new TypeError('sharedAccessPolicies must hold at least one policy');
+  const names = new Set<string>();
+  policies.forEach((policy, index) => {
+    if (typeof policy.keyName !== 'string' || policy.keyName.length === 0) throw new TypeError(`sharedAccessPolicies[${index}].keyName must be a non-empty string`);
+    if (typeof policy.primaryKey !== 'string' || policy.primaryKey.length === 0) throw new TypeError(`sharedAccessPolicies[${index}].primaryKey must be a non-empty string`);
+    if (!Array.isArray(policy.rights) || policy.rights.some((right) => !['Listen', 'Send', 'Manage'].includes(right))) {
+      throw new TypeError(`sharedAccessPolicies[${index}].rights must list 'Listen', 'Send' and/or 'Manage'`);
+    }
+    if (names.has(policy.keyName)) throw new TypeError(`sharedAccessPolicies[${index}].keyName "${policy.keyName}" is used twice`);
+    names.add(policy.keyName);
+  });
+}
+
+export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions = {}): Promise<ServiceBusEmulator> {
+  const host = options.host ?? '127.0.0.1';
+  const requestedPort = options.port ?? 0;
+  if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
+    throw new RangeError(`port must be an integer from 0 to 65535, got ${requestedPort}`);
+  }
+  const policies = options.sharedAccessPolicies ?? [{ keyName: DEFAULT_KEY_NAME, primaryKey: DEFAULT_KEY, rights: ['Manage', 'Listen', 'Send'] }];
+  checkPolicies(policies);
+  options.abortSignal?.throwIfAborted();
+
+  const broker = Broker.fromOptions(options);
+  let journal: FileJournal | undefined;
+  if (options.dataDir !== undefined) {
+    const compactAfterBytes = options.compactJournalAfterBytes;
+    if (compactAfterBytes !== undefined && (!Number.isInteger(compactAfterBytes) || compactAfterBytes <= 0)) {
+      throw new RangeError(`compactJournalAfterBytes must be a positive integer, got ${compactAfterBytes}`);
+    }
+    journal = await openFileJournal(options.dataDir, broker, {
+      syncWrites: options.syncWrites ?? false,
+      ...(compactAfterBytes === undefined ? {} : { compactAfterBytes }),
+    });
+  }
+  const server = new AmqpServer(broker, { host, port: requestedPort, policies });
+  let port: number;
+  try {
+    port = await server.listen();
+  } catch (error) {
+    broker.dispose();
+    await journal?.close();
+    throw error;
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      options.abortSignal?.removeEventListener('abort', onAbort);
+      await server.close();
+      broker.dispose();
+      await journal?.close();
+    })();
+    return closing;
+  };
+  const onAbort = (): void => {
+    void close();
+  };
+  options.abortSignal?.addEventListener('abort', onAbort, { once: true });
+
+  const endpointHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    host,
+    port,
+    connectionString(keyName = policies[0]!.keyName) {
+      const policy = policies.find((p) => p.keyName === keyName);
+      if (policy === undefined) throw new TypeError(`connectionString: no shared access policy named "${keyName}"`);
+      return `Endpoint=sb://${endpointHost}:${port};SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.primaryKey};UseDevelopmentEmulator=true`;
+    },
+    messageCounts: () => broker.counts(),
+    get activeConnections() {
+      return server.connectionCount;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
