@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { AuthorizationResult } from './relayAuth.js';
-import { scheduleAt, type RelayContext } from './relayContext.js';
+import { isoTime, scheduleAt, type RelayContext } from './relayContext.js';
 import type { HybridConnectionState } from './hybridConnectionState.js';
 import { parseListenerMessage } from './relayMessages.js';
 import { ResponseReader } from './responseReader.js';
@@ -80,7 +80,15 @@ export class ListenerChannel {
   }
 
   start(): void {
-    this.socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    this.socket.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(data, isBinary);
+      } catch (error) {
+        // Whatever a listener sends, the relay must not go down with it.
+        this.log('error', 'listener.internalError', `handling a message failed: ${(error as Error).message}; closing with 1011`);
+        this.close(1011, 'Internal error');
+      }
+    });
     this.socket.on('pong', () => {
       this.missedPongs = 0;
     });
@@ -150,7 +158,7 @@ export class ListenerChannel {
     this.tokenExpiresAtMs = result.expiresAtMs;
     this.tokenRenewals += 1;
     this.context.counters.tokenRenewals += 1;
-    this.log('info', 'listener.tokenRenewed', `token renewed until ${new Date(result.expiresAtMs).toISOString()}`);
+    this.log('info', 'listener.tokenRenewed', `token renewed until ${isoTime(result.expiresAtMs)}`);
     this.scheduleExpiry();
   }
 
@@ -188,8 +196,8 @@ export class ListenerChannel {
     this.expiryTimer = scheduleAt(expiresAtMs + this.context.options.tokenExpiryGraceInMs, () => {
       if (this.closed || this.tokenExpiresAtMs !== expiresAtMs) return;
       this.context.counters.expiredListeners += 1;
-      this.log('warn', 'listener.tokenExpired', `token expired at ${new Date(expiresAtMs).toISOString()}; closing with 1008`);
-      this.close(1008, `ExpiredToken: the listener token expired at ${new Date(expiresAtMs).toISOString()}`);
+      this.log('warn', 'listener.tokenExpired', `token expired at ${isoTime(expiresAtMs)}; closing with 1008`);
+      this.close(1008, `ExpiredToken: the listener token expired at ${isoTime(expiresAtMs)}`);
     });
   }
 

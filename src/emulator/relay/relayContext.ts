@@ -88,3 +88,9 @@ export function scheduleAt(atMs: number, callback: () => void): { cancel(): void
   arm();
   return { cancel: () => clearTimeout(timer) };
 }
+
+/** An ISO timestamp, or the raw number when it lies outside the range of `Date` (a token may claim any expiry). */
+export function isoTime(timeInMs: number): string {
+  const date = new Date(timeInMs);
+  return Number.isNaN(date.getTime()) ? `${timeInMs} ms since the epoch` : date.toISOString();
+}

@@ -40,8 +40,21 @@ const REASONS: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
+/**
+ * The description as reason phrase when it is short printable ASCII; descriptions can quote caller input (a malformed
+ * token), which must never break the status line.
+ */
+function reasonPhrase(status: number, description: string): string {
+  return /^[\x20-\x7e]{1,256}$/.test(description) ? description : (REASONS[status] ?? 'Error');
+}
+
 function escapeXml(text: string): string {
-  return text.replace(/[<>&]/g, (char) => `&#${char.charCodeAt(0)};`);
+  // Control characters are not allowed in XML 1.0 at all; they can only come from caller input.
+  const escaped = text.replace(/[<>&]/g, (char) => `&#${char.charCodeAt(0)};`);
+  return Array.from(escaped, (char) => {
+    const code = char.charCodeAt(0);
+    return code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d ? '?' : char;
+  }).join('');
 }
 
 export function errorDetail(description: string, tracker: string): string {
@@ -64,7 +77,7 @@ export function writeHttpError(res: ServerResponse, status: number, description:
     'Content-Length': Buffer.byteLength(body),
   };
   if (close) headers.Connection = 'close';
-  res.writeHead(status, description, headers);
+  res.writeHead(status, reasonPhrase(status, description), headers);
   res.end(body);
 }
 
@@ -75,7 +88,7 @@ export function rejectUpgrade(socket: Duplex, status: number, description: strin
     return;
   }
   const body = errorBody(status, description, tracker);
-  const reason = /^[\t\x20-\x7e]*$/.test(description) ? description : (REASONS[status] ?? 'Error');
+  const reason = reasonPhrase(status, description);
   socket.once('finish', () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\n` +

@@ -104,6 +104,14 @@ export class RelayedRequest {
     this.rendezvous = socket;
     const reader = new ResponseReader(this.context, 'rendezvous');
     socket.on('message', (data, isBinary) => {
+      try {
+        onMessage(data, isBinary);
+      } catch (error) {
+        this.log('error', 'rendezvous.internalError', `handling a rendezvous message failed: ${(error as Error).message}`);
+        this.fail(502, RELAY_MESSAGES.invalidResponse, 'the rendezvous message could not be handled');
+      }
+    });
+    const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       if (isBinary) {
         if (reader.onBinary(buffer) === 'unexpected') this.rendezvousViolation('an unexpected binary message');
@@ -115,7 +123,7 @@ export class RelayedRequest {
         return;
       }
       reader.onResponse(parsed.message.response);
-    });
+    };
     socket.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
     socket.on('close', () => {
       reader.onClose();

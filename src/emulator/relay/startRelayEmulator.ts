@@ -95,7 +95,8 @@ class RelayEmulatorServer implements RelayEmulator {
       requests: new Map(),
       log: (level, event, message, fields) => this.log(level, event, message, fields),
     };
-    this.server = createServer({ requestTimeout: 0 });
+    // Azure accepts larger headers than Node's 16 KiB default; this also makes the 32 KiB header rule reachable.
+    this.server = createServer({ maxHeaderSize: 64 * 1024 });
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -111,6 +112,10 @@ class RelayEmulatorServer implements RelayEmulator {
         this.log('error', 'upgrade.failed', `upgrade handling failed: ${(error as Error).message}`);
         rejectUpgrade(socket, 500, 'Internal error.', 'relay');
       }
+    });
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => undefined);
+      rejectUpgrade(socket, 405, RELAY_MESSAGES.methodNotAllowed, 'relay');
     });
     this.server.on('clientError', (error: Error, socket: Duplex) => {
       this.log('debug', 'http.clientError', `malformed HTTP from a client: ${error.message}`);
