@@ -170,6 +170,10 @@ class RelayEmulatorServer implements RelayEmulator {
   }
 
   dropListeners(hybridConnection: string, options: DropListenersOptions = {}): number {
+    const code = options.closeCode;
+    if (code !== undefined && !isSendableCloseCode(code)) {
+      throw new RangeError(`dropListeners: closeCode ${code} cannot be sent in a close frame; use 1000-1003, 1007-1014 or 3000-4999`);
+    }
     const state = this.requireHybridConnection(hybridConnection, 'dropListeners');
     const channels = [...state.listeners];
     for (const channel of channels) {
@@ -307,6 +311,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const body = await this.readBody(req, res, state);
     if (body === undefined || res.destroyed || res.writableEnded) return;
+    if (this.closing !== undefined) return this.senderError(req, res, 503, RELAY_MESSAGES.shuttingDown, state.name);
     const channel = state.pick();
     if (channel === undefined) {
       return this.senderError(req, res, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
@@ -533,6 +538,13 @@ class RelayEmulatorServer implements RelayEmulator {
       // A throwing logger must not take the relay down.
     }
   }
+}
+
+/** Close codes a close frame may carry (RFC 6455 §7.4; 1004-1006 and 1015 are reserved). */
+function isSendableCloseCode(code: number): boolean {
+  if (!Number.isInteger(code)) return false;
+  if (code >= 3000 && code <= 4999) return true;
+  return code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

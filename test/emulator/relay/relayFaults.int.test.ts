@@ -96,6 +96,7 @@ describe('dropped listeners', () => {
   it('rejects fault hooks on unknown entities', () => {
     return startTestRelay(closeables).then(({ emulator }) => {
       expect(() => emulator.dropListeners('nope')).toThrow(TypeError);
+      expect(() => emulator.dropListeners('hc1', { closeCode: 1006 })).toThrow(RangeError);
       expect(() => emulator.refuseListeners('hc1', -1)).toThrow(RangeError);
       expect(() => emulator.delayResponses('hc1', Number.NaN)).toThrow(RangeError);
       expect(emulator.listenerCount('nope')).toBe(0);
