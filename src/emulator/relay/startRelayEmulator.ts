@@ -60,6 +60,8 @@ export interface RelayEmulator extends AsyncDisposable {
   hybridConnectionNames(): string[];
   /** Number of requests currently in flight. */
   pendingRequestCount(): number;
+  /** Number of rendezvous sockets currently open. */
+  rendezvousSocketCount(): number;
   /** A snapshot of the counters. */
   counters(): RelayCounters;
 }
@@ -223,6 +225,10 @@ class RelayEmulatorServer implements RelayEmulator {
 
   pendingRequestCount(): number {
     return this.context.requests.size;
+  }
+
+  rendezvousSocketCount(): number {
+    return this.rendezvousSockets.size;
   }
 
   counters(): RelayCounters {
@@ -470,7 +476,10 @@ class RelayEmulatorServer implements RelayEmulator {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
       this.rendezvousSockets.add(ws);
-      ws.once('close', () => this.rendezvousSockets.delete(ws));
+      ws.once('close', (code: number) => {
+        this.rendezvousSockets.delete(ws);
+        this.log('debug', 'rendezvous.closed', `rendezvous socket closed with ${code}`, { closeCode: code, ...(id === undefined ? {} : { requestId: id }) });
+      });
       const request = id === undefined ? undefined : this.context.requests.get(id);
       if (this.closing !== undefined || request === undefined || !request.attachRendezvous(ws)) {
         this.stats.lateRendezvous += 1;

@@ -59,13 +59,18 @@ describe('request and response bodies', () => {
     ['200 KiB (rendezvous both ways)', 200 * KIB],
     ['3 MiB', 3 * 1024 * KIB],
   ])('relays %s of raw bytes both ways unchanged', async (_name, size) => {
-    const { emulator } = await echoRelay();
+    const { emulator, log } = await echoRelay();
     const body = patternBytes(size, size);
     const response = await send(emulator, 'hc1/raw', { method: 'POST', body });
     expect(response.status).toBe(200);
     expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true);
     expect(emulator.counters().rendezvousRequests).toBe(size > 64 * KIB ? 1 : 0);
     expect(emulator.counters().rendezvousResponses).toBe(size > 64 * KIB ? 1 : 0);
+    if (size > 64 * KIB) {
+      // hyco-https never closes rendezvous sockets; the relay does once the response is through (spec §11 P13).
+      expect((await log.seen('rendezvous.closed')).closeCode).toBe(1000);
+      expect(emulator.rendezvousSocketCount()).toBe(0);
+    }
   });
 
   it('sends an empty request as body:false and relays an empty response', async () => {
