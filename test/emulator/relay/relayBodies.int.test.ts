@@ -90,6 +90,14 @@ describe('request and response bodies', () => {
     expect(bodies).toEqual([0, 0]);
   });
 
+  it('gets no answer from hyco-https for res.end(<empty Buffer>): the sender sees 504 (documented quirk)', async () => {
+    const relay = await startTestRelay(closeables, { responseTimeoutInMs: 200 });
+    await startListener(closeables, relay.emulator, 'hc1', (_req, res) => res.end(Buffer.alloc(0)));
+    const response = await send(relay.emulator, 'hc1/empty-buffer');
+    expect(response.status).toBe(504);
+    await response.body?.cancel();
+  });
+
   it('answers a small request with a 200 KiB response over a listener-opened rendezvous', async () => {
     const big = patternBytes(200 * KIB, 3);
     const { emulator } = await echoRelay((_req, res) => {
