@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { AuthorizationResult } from './relayAuth.js';
-import { isoTime, scheduleAt, type RelayContext } from './relayContext.js';
+import { isOversizedMessage, isoTime, scheduleAt, type RelayContext } from './relayContext.js';
 import type { HybridConnectionState } from './hybridConnectionState.js';
 import { parseListenerMessage } from './relayMessages.js';
 import { ResponseReader } from './responseReader.js';
@@ -45,6 +45,7 @@ export class ListenerChannel {
   private expiryTimer: { cancel(): void } | undefined;
   private readonly reader: ResponseReader;
   private closed = false;
+  private oversized = false;
 
   constructor(
     private readonly context: RelayContext,
@@ -93,6 +94,7 @@ export class ListenerChannel {
       this.missedPongs = 0;
     });
     this.socket.on('error', (error) => {
+      this.oversized ||= isOversizedMessage(error);
       this.log('warn', 'listener.error', `control channel error: ${error.message}`);
     });
     this.socket.on('close', (code) => this.onClose(code));
@@ -206,7 +208,7 @@ export class ListenerChannel {
     this.closed = true;
     clearTimeout(this.pingTimer);
     this.expiryTimer?.cancel();
-    this.reader.onClose();
+    this.reader.onClose(this.oversized ? 1009 : code);
     this.hooks.closed(this, code);
   }
 

@@ -94,3 +94,8 @@ export function isoTime(timeInMs: number): string {
   const date = new Date(timeInMs);
   return Number.isNaN(date.getTime()) ? `${timeInMs} ms since the epoch` : date.toISOString();
 }
+
+/** Whether a ws error means a message went over `maxPayload` (ws closes such sockets). */
+export function isOversizedMessage(error: Error): boolean {
+  return (error as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+}

@@ -15,6 +15,7 @@ export const RELAY_MESSAGES = {
   rendezvousTimeout: 'The listener did not open the rendezvous connection in the required time.',
   invalidResponse: 'The listener sent a response the relay could not forward.',
   bodyTooLarge: 'The request body is larger than the relay accepts.',
+  responseTooLarge: 'The response body is larger than the relay accepts.',
   upgradeNotRelayed: 'The HTTP endpoint does not relay protocol upgrades; WebSocket clients use the /$hc/ path.',
   badAction: 'The sb-hc-action query parameter must be listen, connect, accept or request.',
   badRequest: 'The request target is not valid.',

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import WebSocket from 'ws';
-import type { RelayContext } from './relayContext.js';
+import { isOversizedMessage, type RelayContext } from './relayContext.js';
 import type { HybridConnectionState } from './hybridConnectionState.js';
 import type { ListenerChannel } from './listenerChannel.js';
 import { RELAY_MESSAGES, writeHttpError } from './relayErrors.js';
@@ -124,9 +124,13 @@ export class RelayedRequest {
       }
       reader.onResponse(parsed.message.response);
     };
-    socket.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
-    socket.on('close', () => {
-      reader.onClose();
+    let oversized = false;
+    socket.on('error', (error) => {
+      oversized ||= isOversizedMessage(error);
+      this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`);
+    });
+    socket.on('close', (code) => {
+      reader.onClose(oversized ? 1009 : code);
       if (this.state === 'awaitingResponse' || this.state === 'awaitingRendezvous') {
         this.fail(502, RELAY_MESSAGES.listenerDisconnected, 'the rendezvous socket closed before the response');
       }
@@ -180,6 +184,10 @@ export class RelayedRequest {
   onResponseBody(body: Buffer): void {
     if (this.state !== 'awaitingBody') return;
     clearTimeout(this.responseTimer);
+    if (body.length > this.context.options.maxBodySizeInBytes) {
+      this.fail(502, RELAY_MESSAGES.responseTooLarge, `the response body of ${body.length} bytes is over the limit`);
+      return;
+    }
     this.respond(body);
   }
 
