@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { AuthorizationResult } from './relayAuth.js';
-import { scheduleAt, type RelayContext } from './relayContext.js';
+import { isOversizedMessage, isoTime, scheduleAt, type RelayContext } from './relayContext.js';
 import type { HybridConnectionState } from './hybridConnectionState.js';
 import { parseListenerMessage } from './relayMessages.js';
 import { ResponseReader } from './responseReader.js';
@@ -45,6 +45,7 @@ export class ListenerChannel {
   private expiryTimer: { cancel(): void } | undefined;
   private readonly reader: ResponseReader;
   private closed = false;
+  private oversized = false;
 
   constructor(
     private readonly context: RelayContext,
@@ -80,11 +81,20 @@ export class ListenerChannel {
   }
 
   start(): void {
-    this.socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    this.socket.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(data, isBinary);
+      } catch (error) {
+        // Whatever a listener sends, the relay must not go down with it.
+        this.log('error', 'listener.internalError', `handling a message failed: ${(error as Error).message}; closing with 1011`);
+        this.close(1011, 'Internal error');
+      }
+    });
     this.socket.on('pong', () => {
       this.missedPongs = 0;
     });
     this.socket.on('error', (error) => {
+      this.oversized ||= isOversizedMessage(error);
       this.log('warn', 'listener.error', `control channel error: ${error.message}`);
     });
     this.socket.on('close', (code) => this.onClose(code));
@@ -150,7 +160,7 @@ export class ListenerChannel {
     this.tokenExpiresAtMs = result.expiresAtMs;
     this.tokenRenewals += 1;
     this.context.counters.tokenRenewals += 1;
-    this.log('info', 'listener.tokenRenewed', `token renewed until ${new Date(result.expiresAtMs).toISOString()}`);
+    this.log('info', 'listener.tokenRenewed', `token renewed until ${isoTime(result.expiresAtMs)}`);
     this.scheduleExpiry();
   }
 
@@ -188,8 +198,8 @@ export class ListenerChannel {
     this.expiryTimer = scheduleAt(expiresAtMs + this.context.options.tokenExpiryGraceInMs, () => {
       if (this.closed || this.tokenExpiresAtMs !== expiresAtMs) return;
       this.context.counters.expiredListeners += 1;
-      this.log('warn', 'listener.tokenExpired', `token expired at ${new Date(expiresAtMs).toISOString()}; closing with 1008`);
-      this.close(1008, `ExpiredToken: the listener token expired at ${new Date(expiresAtMs).toISOString()}`);
+      this.log('warn', 'listener.tokenExpired', `token expired at ${isoTime(expiresAtMs)}; closing with 1008`);
+      this.close(1008, `ExpiredToken: the listener token expired at ${isoTime(expiresAtMs)}`);
     });
   }
 
@@ -198,7 +208,7 @@ export class ListenerChannel {
     this.closed = true;
     clearTimeout(this.pingTimer);
     this.expiryTimer?.cancel();
-    this.reader.onClose();
+    this.reader.onClose(this.oversized ? 1009 : code);
     this.hooks.closed(this, code);
   }
 

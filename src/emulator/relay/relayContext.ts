@@ -88,3 +88,14 @@ export function scheduleAt(atMs: number, callback: () => void): { cancel(): void
   arm();
   return { cancel: () => clearTimeout(timer) };
 }
+
+/** An ISO timestamp, or the raw number when it lies outside the range of `Date` (a token may claim any expiry). */
+export function isoTime(timeInMs: number): string {
+  const date = new Date(timeInMs);
+  return Number.isNaN(date.getTime()) ? `${timeInMs} ms since the epoch` : date.toISOString();
+}
+
+/** Whether a ws error means a message went over `maxPayload` (ws closes such sockets). */
+export function isOversizedMessage(error: Error): boolean {
+  return (error as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+}

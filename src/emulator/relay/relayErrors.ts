@@ -15,6 +15,7 @@ export const RELAY_MESSAGES = {
   rendezvousTimeout: 'The listener did not open the rendezvous connection in the required time.',
   invalidResponse: 'The listener sent a response the relay could not forward.',
   bodyTooLarge: 'The request body is larger than the relay accepts.',
+  responseTooLarge: 'The response body is larger than the relay accepts.',
   upgradeNotRelayed: 'The HTTP endpoint does not relay protocol upgrades; WebSocket clients use the /$hc/ path.',
   badAction: 'The sb-hc-action query parameter must be listen, connect, accept or request.',
   badRequest: 'The request target is not valid.',
@@ -40,8 +41,21 @@ const REASONS: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
+/**
+ * The description as reason phrase when it is short printable ASCII; descriptions can quote caller input (a malformed
+ * token), which must never break the status line.
+ */
+function reasonPhrase(status: number, description: string): string {
+  return /^[\x20-\x7e]{1,256}$/.test(description) ? description : (REASONS[status] ?? 'Error');
+}
+
 function escapeXml(text: string): string {
-  return text.replace(/[<>&]/g, (char) => `&#${char.charCodeAt(0)};`);
+  // Control characters are not allowed in XML 1.0 at all; they can only come from caller input.
+  const escaped = text.replace(/[<>&]/g, (char) => `&#${char.charCodeAt(0)};`);
+  return Array.from(escaped, (char) => {
+    const code = char.charCodeAt(0);
+    return code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d ? '?' : char;
+  }).join('');
 }
 
 export function errorDetail(description: string, tracker: string): string {
@@ -64,7 +78,7 @@ export function writeHttpError(res: ServerResponse, status: number, description:
     'Content-Length': Buffer.byteLength(body),
   };
   if (close) headers.Connection = 'close';
-  res.writeHead(status, description, headers);
+  res.writeHead(status, reasonPhrase(status, description), headers);
   res.end(body);
 }
 
@@ -75,7 +89,7 @@ export function rejectUpgrade(socket: Duplex, status: number, description: strin
     return;
   }
   const body = errorBody(status, description, tracker);
-  const reason = /^[\t\x20-\x7e]*$/.test(description) ? description : (REASONS[status] ?? 'Error');
+  const reason = reasonPhrase(status, description);
   socket.once('finish', () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\n` +

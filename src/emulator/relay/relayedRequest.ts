@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import WebSocket from 'ws';
-import type { RelayContext } from './relayContext.js';
+import { isOversizedMessage, type RelayContext } from './relayContext.js';
 import type { HybridConnectionState } from './hybridConnectionState.js';
 import type { ListenerChannel } from './listenerChannel.js';
 import { RELAY_MESSAGES, writeHttpError } from './relayErrors.js';
@@ -104,6 +104,14 @@ export class RelayedRequest {
     this.rendezvous = socket;
     const reader = new ResponseReader(this.context, 'rendezvous');
     socket.on('message', (data, isBinary) => {
+      try {
+        onMessage(data, isBinary);
+      } catch (error) {
+        this.log('error', 'rendezvous.internalError', `handling a rendezvous message failed: ${(error as Error).message}`);
+        this.fail(502, RELAY_MESSAGES.invalidResponse, 'the rendezvous message could not be handled');
+      }
+    });
+    const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
       const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       if (isBinary) {
         if (reader.onBinary(buffer) === 'unexpected') this.rendezvousViolation('an unexpected binary message');
@@ -115,10 +123,14 @@ export class RelayedRequest {
         return;
       }
       reader.onResponse(parsed.message.response);
+    };
+    let oversized = false;
+    socket.on('error', (error) => {
+      oversized ||= isOversizedMessage(error);
+      this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`);
     });
-    socket.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
-    socket.on('close', () => {
-      reader.onClose();
+    socket.on('close', (code) => {
+      reader.onClose(oversized ? 1009 : code);
       if (this.state === 'awaitingResponse' || this.state === 'awaitingRendezvous') {
         this.fail(502, RELAY_MESSAGES.listenerDisconnected, 'the rendezvous socket closed before the response');
       }
@@ -172,6 +184,10 @@ export class RelayedRequest {
   onResponseBody(body: Buffer): void {
     if (this.state !== 'awaitingBody') return;
     clearTimeout(this.responseTimer);
+    if (body.length > this.context.options.maxBodySizeInBytes) {
+      this.fail(502, RELAY_MESSAGES.responseTooLarge, `the response body of ${body.length} bytes is over the limit`);
+      return;
+    }
     this.respond(body);
   }
 

@@ -49,9 +49,13 @@ export class ResponseReader {
     return 'accepted';
   }
 
-  /** The socket closed: a body that was still awaited will never come. */
-  onClose(): void {
-    this.awaiting?.fail(502, RELAY_MESSAGES.listenerDisconnected, 'the socket closed before the response body arrived');
+  /** The socket closed: a body that was still awaited will never come. 1009: it was over the message size limit. */
+  onClose(code: number): void {
+    if (code === 1009) {
+      this.awaiting?.fail(502, RELAY_MESSAGES.responseTooLarge, 'the response body was over the message size limit');
+    } else {
+      this.awaiting?.fail(502, RELAY_MESSAGES.listenerDisconnected, 'the socket closed before the response body arrived');
+    }
     this.awaiting = undefined;
   }
 }

@@ -60,6 +60,8 @@ export interface RelayEmulator extends AsyncDisposable {
   hybridConnectionNames(): string[];
   /** Number of requests currently in flight. */
   pendingRequestCount(): number;
+  /** Number of rendezvous sockets currently open. */
+  rendezvousSocketCount(): number;
   /** A snapshot of the counters. */
   counters(): RelayCounters;
 }
@@ -95,7 +97,8 @@ class RelayEmulatorServer implements RelayEmulator {
       requests: new Map(),
       log: (level, event, message, fields) => this.log(level, event, message, fields),
     };
-    this.server = createServer({ requestTimeout: 0 });
+    // Azure accepts larger headers than Node's 16 KiB default; this also makes the 32 KiB header rule reachable.
+    this.server = createServer({ maxHeaderSize: 64 * 1024 });
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -111,6 +114,10 @@ class RelayEmulatorServer implements RelayEmulator {
         this.log('error', 'upgrade.failed', `upgrade handling failed: ${(error as Error).message}`);
         rejectUpgrade(socket, 500, 'Internal error.', 'relay');
       }
+    });
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => undefined);
+      rejectUpgrade(socket, 405, RELAY_MESSAGES.methodNotAllowed, 'relay');
     });
     this.server.on('clientError', (error: Error, socket: Duplex) => {
       this.log('debug', 'http.clientError', `malformed HTTP from a client: ${error.message}`);
@@ -165,6 +172,10 @@ class RelayEmulatorServer implements RelayEmulator {
   }
 
   dropListeners(hybridConnection: string, options: DropListenersOptions = {}): number {
+    const code = options.closeCode;
+    if (code !== undefined && !isSendableCloseCode(code)) {
+      throw new RangeError(`dropListeners: closeCode ${code} cannot be sent in a close frame; use 1000-1003, 1007-1014 or 3000-4999`);
+    }
     const state = this.requireHybridConnection(hybridConnection, 'dropListeners');
     const channels = [...state.listeners];
     for (const channel of channels) {
@@ -214,6 +225,10 @@ class RelayEmulatorServer implements RelayEmulator {
 
   pendingRequestCount(): number {
     return this.context.requests.size;
+  }
+
+  rendezvousSocketCount(): number {
+    return this.rendezvousSockets.size;
   }
 
   counters(): RelayCounters {
@@ -302,6 +317,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const body = await this.readBody(req, res, state);
     if (body === undefined || res.destroyed || res.writableEnded) return;
+    if (this.closing !== undefined) return this.senderError(req, res, 503, RELAY_MESSAGES.shuttingDown, state.name);
     const channel = state.pick();
     if (channel === undefined) {
       return this.senderError(req, res, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
@@ -460,7 +476,10 @@ class RelayEmulatorServer implements RelayEmulator {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
       this.rendezvousSockets.add(ws);
-      ws.once('close', () => this.rendezvousSockets.delete(ws));
+      ws.once('close', (code: number) => {
+        this.rendezvousSockets.delete(ws);
+        this.log('debug', 'rendezvous.closed', `rendezvous socket closed with ${code}`, { closeCode: code, ...(id === undefined ? {} : { requestId: id }) });
+      });
       const request = id === undefined ? undefined : this.context.requests.get(id);
       if (this.closing !== undefined || request === undefined || !request.attachRendezvous(ws)) {
         this.stats.lateRendezvous += 1;
@@ -528,6 +547,13 @@ class RelayEmulatorServer implements RelayEmulator {
       // A throwing logger must not take the relay down.
     }
   }
+}
+
+/** Close codes a close frame may carry (RFC 6455 §7.4; 1004-1006 and 1015 are reserved). */
+function isSendableCloseCode(code: number): boolean {
+  if (!Number.isInteger(code)) return false;
+  if (code >= 3000 && code <= 4999) return true;
+  return code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -59,13 +59,18 @@ describe('request and response bodies', () => {
     ['200 KiB (rendezvous both ways)', 200 * KIB],
     ['3 MiB', 3 * 1024 * KIB],
   ])('relays %s of raw bytes both ways unchanged', async (_name, size) => {
-    const { emulator } = await echoRelay();
+    const { emulator, log } = await echoRelay();
     const body = patternBytes(size, size);
     const response = await send(emulator, 'hc1/raw', { method: 'POST', body });
     expect(response.status).toBe(200);
     expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true);
     expect(emulator.counters().rendezvousRequests).toBe(size > 64 * KIB ? 1 : 0);
     expect(emulator.counters().rendezvousResponses).toBe(size > 64 * KIB ? 1 : 0);
+    if (size > 64 * KIB) {
+      // hyco-https never closes rendezvous sockets; the relay does once the response is through (spec §11 P13).
+      expect((await log.seen('rendezvous.closed')).closeCode).toBe(1000);
+      expect(emulator.rendezvousSocketCount()).toBe(0);
+    }
   });
 
   it('sends an empty request as body:false and relays an empty response', async () => {
@@ -83,6 +88,14 @@ describe('request and response bodies', () => {
     expect(await post.text()).toBe('');
     expect(get.headers.get('content-length')).toBe('0');
     expect(bodies).toEqual([0, 0]);
+  });
+
+  it('gets no answer from hyco-https for res.end(<empty Buffer>): the sender sees 504 (documented quirk)', async () => {
+    const relay = await startTestRelay(closeables, { responseTimeoutInMs: 200 });
+    await startListener(closeables, relay.emulator, 'hc1', (_req, res) => res.end(Buffer.alloc(0)));
+    const response = await send(relay.emulator, 'hc1/empty-buffer');
+    expect(response.status).toBe(504);
+    await response.body?.cancel();
   });
 
   it('answers a small request with a 200 KiB response over a listener-opened rendezvous', async () => {

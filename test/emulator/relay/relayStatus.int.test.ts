@@ -162,6 +162,22 @@ describe('sender status codes', () => {
     expect((await ok.arrayBuffer()).byteLength).toBe(1024);
   });
 
+  it.each([
+    ['inline', 20 * 1024],
+    ['by rendezvous', 300 * 1024],
+  ])('502 for a response body over the limit (%s), and the listener keeps serving', async (_name, size) => {
+    const { emulator } = await startTestRelay(closeables, { maxBodySizeInBytes: 16 * 1024 });
+    await startListener(closeables, emulator, 'hc1', (req, res) => {
+      if (req.url === '/hc1/huge') res.end(Buffer.alloc(size, 'x'));
+      else res.end('small');
+    });
+    const huge = await send(emulator, 'hc1/huge');
+    expect(huge.status).toBe(502);
+    expect(await detail(huge)).toContain('The response body is larger than the relay accepts.');
+    const small = await send(emulator, 'hc1/small');
+    expect(await small.text()).toBe('small');
+  });
+
   it('400 for garbage HTTP, and keeps serving', async () => {
     const { emulator } = await startTestRelay(closeables);
     const socket = connect(emulator.port, '127.0.0.1');
