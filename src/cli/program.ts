@@ -12,6 +12,7 @@ import { renderMermaid } from '../charts/renderMermaid.js';
 import { renderScxml } from '../charts/renderScxml.js';
 import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { storelinkVersion } from './packageInfo.js';
+import { addEmulatorCommand } from './emulatorCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 
 export const EXIT_OK = 0;
@@ -23,6 +24,8 @@ export interface CliIo {
   stderr: (text: string) => void;
   /** Directory that relative paths are resolved against. */
   cwd: string;
+  /** Ends long-running commands (`emulator`) as SIGINT/SIGTERM do; for embedding and tests. */
+  stopSignal?: AbortSignal;
 }
 
 const USAGE_ERROR_CODES: ReadonlySet<StorelinkErrorCode> = new Set(['FILE_NOT_FOUND', 'CHART_NOT_FOUND']);
@@ -84,6 +87,7 @@ function buildProgram(io: CliIo): Command {
       );
     });
 
+  addEmulatorCommand(program, io);
   return program;
 }
 
@@ -93,6 +97,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     stdout: io.stdout ?? ((text) => process.stdout.write(text)),
     stderr: io.stderr ?? ((text) => process.stderr.write(text)),
     cwd: io.cwd ?? process.cwd(),
+    ...(io.stopSignal === undefined ? {} : { stopSignal: io.stopSignal }),
   };
   const program = buildProgram(resolvedIo);
   try {

@@ -1,0 +1,104 @@
+/** `storelink emulator`: runs both local Azure emulators until SIGINT or SIGTERM. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { StorelinkError } from '../core/errors.js';
+import { parseEmulatorsConfig, type EmulatorsConfig } from '../emulator/emulatorsConfig.js';
+import { startEmulators } from '../emulator/startEmulators.js';
+import type { CliIo } from './program.js';
+
+interface EmulatorCommandOptions {
+  host: string;
+  servicebusPort: number;
+  relayPort: number;
+  config?: string;
+  dataDir?: string;
+  autoCreate?: boolean;
+  json?: boolean;
+}
+
+function port(value: string): number {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535 (0 picks a free port)');
+  return parsed;
+}
+
+async function readConfig(file: string): Promise<EmulatorsConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : (cause as Error).message}`, { cause });
+  }
+  try {
+    return parseEmulatorsConfig(text, file);
+  } catch (cause) {
+    throw new StorelinkError('FILE_UNREADABLE', (cause as Error).message, { cause });
+  }
+}
+
+/** Resolves once SIGINT or SIGTERM arrives, or `signal` aborts. */
+function untilStopped(signal: AbortSignal | undefined): Promise<string> {
+  return new Promise((resolve) => {
+    const stop = (reason: string) => {
+      process.off('SIGINT', onInterrupt);
+      process.off('SIGTERM', onTerminate);
+      resolve(reason);
+    };
+    const onInterrupt = () => stop('SIGINT');
+    const onTerminate = () => stop('SIGTERM');
+    process.once('SIGINT', onInterrupt);
+    process.once('SIGTERM', onTerminate);
+    if (signal?.aborted) stop('aborted');
+    signal?.addEventListener('abort', () => stop('aborted'), { once: true });
+  });
+}
+
+export function addEmulatorCommand(program: Command, io: CliIo): void {
+  program
+    .command('emulator')
+    .description('run the local Azure Service Bus and Azure Relay emulators until interrupted')
+    .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--servicebus-port <port>', 'Service Bus (AMQP) port; 0 picks a free one', port, 5672)
+    .option('--relay-port <port>', 'Relay (HTTP and WebSocket) port; 0 picks a free one', port, 9352)
+    .option('--config <file>', "the Service Bus emulator's Config.json, with HybridConnections and SharedAccessPolicies per namespace")
+    .option('--data-dir <dir>', 'keep Service Bus messages on disk here (in memory without it)')
+    .option('--auto-create', 'create unknown queues and hybrid connections on first use')
+    .option('--json', 'print one JSON line with both endpoints when ready, and nothing else on stdout')
+    .action(async (options: EmulatorCommandOptions) => {
+      const config = options.config === undefined ? undefined : await readConfig(path.resolve(io.cwd, options.config));
+      const emulators = await startEmulators({
+        host: options.host,
+        serviceBusPort: options.servicebusPort,
+        relayPort: options.relayPort,
+        namespaces: config?.namespaces ?? [],
+        hybridConnections: config?.hybridConnections ?? [],
+        ...(config?.sharedAccessPolicies === undefined ? {} : { sharedAccessPolicies: config.sharedAccessPolicies }),
+        autoCreate: options.autoCreate === true,
+        ...(options.dataDir === undefined ? {} : { dataDir: path.resolve(io.cwd, options.dataDir) }),
+      });
+      const ready = {
+        serviceBus: { port: emulators.serviceBus.port, connectionString: emulators.serviceBusConnectionString() },
+        relay: { port: emulators.relay.port, connectionString: emulators.relayConnectionString() },
+      };
+      if (options.json === true) {
+        io.stdout(`${JSON.stringify(ready)}\n`);
+      } else {
+        io.stdout(
+          [
+            `Service Bus emulator on ${options.host}:${ready.serviceBus.port}`,
+            `  ${ready.serviceBus.connectionString}`,
+            `Relay emulator on ${options.host}:${ready.relay.port}`,
+            `  ${ready.relay.connectionString}`,
+            options.dataDir === undefined ? 'Messages are kept in memory.' : `Messages are kept in ${options.dataDir}.`,
+            'Development keys only. Press Ctrl+C to stop.',
+            '',
+          ].join('\n'),
+        );
+      }
+      const reason = await untilStopped(io.stopSignal);
+      await emulators.close();
+      if (options.json !== true) io.stderr(`storelink: emulators stopped (${reason})\n`);
+    });
+}
