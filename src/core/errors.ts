@@ -47,6 +47,16 @@ export const STORELINK_ERROR_CODES = {
   /** The relay does not know the hybrid connection. */
   RELAY_ENDPOINT_NOT_FOUND: { retryable: false },
 
+  // Service Bus channel failures.
+  /** The queue (or topic) does not exist, or is disabled. */
+  QUEUE_NOT_FOUND: { retryable: false },
+  /** Service Bus refused the key or its rights. */
+  SERVICE_BUS_UNAUTHORIZED: { retryable: false },
+  /** Service Bus could not be reached or was busy; the call may succeed later. */
+  SERVICE_BUS_UNAVAILABLE: { retryable: true },
+  /** A message's lock expired (or its session's) before it was settled: it will be delivered again. */
+  MESSAGE_LOCK_LOST: { retryable: false },
+
   // The store's own answers, through either channel. Not channel failures: no fallback.
   /** The store does not expose this operation type on the relay. */
   OPERATION_NOT_EXPOSED: { retryable: false },

@@ -1,0 +1,406 @@
+/**
+ * The Service Bus channel: queue senders and queue consumers over one `ServiceBusClient`. The only importer of
+ * @azure/service-bus; nothing of the SDK's types leaves this folder.
+ *
+ * The consumer never stops silently (the SDK's most reported receiver bug): SDK errors are reported on `events$` and
+ * the receiver is re-created after errors the SDK will not retry by itself, when the SDK closed it, and when a
+ * watchdog finds an old, unlocked message waiting while nothing has been delivered for `stallTimeoutInMs`.
+ */
+import {
+  RetryMode,
+  ServiceBusClient,
+  type ServiceBusMessage,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+  type ServiceBusSender,
+} from '@azure/service-bus';
+import { Subject, type Observable } from 'rxjs';
+import { parseConnectionString } from '../../core/connectionString.js';
+import { StorelinkError } from '../../core/errors.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { toStorelinkError } from './serviceBusErrors.js';
+
+export interface RetrySettings {
+  maxRetries: number;
+  retryDelayInMs: number;
+  maxRetryDelayInMs: number;
+  /** How long one attempt of an operation may take. */
+  timeoutInMs: number;
+}
+
+/** Short on purpose: the SDK's defaults (30 s between attempts) make a restarted emulator or a blip look like an outage. */
+export const DEFAULT_RETRY: RetrySettings = Object.freeze({ maxRetries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 5_000, timeoutInMs: 10_000 });
+
+export interface ServiceBusConnectionOptions {
+  connectionString: string;
+  retry?: Partial<RetrySettings>;
+  logger?: Logger;
+}
+
+export type ApplicationPropertyValue = string | number | boolean;
+
+/** A message to send. `body` is sent as JSON. */
+export interface OutgoingQueueMessage {
+  messageId: string;
+  body: unknown;
+  correlationId?: string;
+  replyTo?: string;
+  subject?: string;
+  /** Service Bus drops the message (or dead-letters it, if the queue says so) once this has passed. */
+  timeToLiveInMs?: number;
+  applicationProperties?: Record<string, ApplicationPropertyValue>;
+}
+
+export interface ReceivedQueueMessage {
+  messageId: string | undefined;
+  body: unknown;
+  correlationId: string | undefined;
+  replyTo: string | undefined;
+  subject: string | undefined;
+  applicationProperties: Record<string, unknown>;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  enqueuedAt: Date | undefined;
+}
+
+export interface DeadLetterReason {
+  /** A short, stable reason (an error code). */
+  reason: string;
+  /** What a person reading the dead-letter queue needs to know. */
+  description: string;
+}
+
+/** One peek-locked message. Settle it exactly once; an unsettled message is abandoned when the handler returns. */
+export interface QueueDelivery {
+  readonly message: ReceivedQueueMessage;
+  complete(): Promise<void>;
+  /** Releases the lock now: the message is delivered again, its delivery count one higher. */
+  abandon(): Promise<void>;
+  deadLetter(reason: DeadLetterReason): Promise<void>;
+}
+
+export interface QueueSender {
+  /** Sends one message, or several in as few batches as fit. */
+  send(messages: OutgoingQueueMessage | readonly OutgoingQueueMessage[], options?: { abortSignal?: AbortSignal }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type QueueConsumerEvent =
+  | { type: 'receiving' }
+  | { type: 'error'; error: StorelinkError; source: string }
+  | { type: 'restarting'; reason: string; delayInMs: number }
+  | { type: 'closed' };
+
+export interface QueueConsumerOptions {
+  queue: string;
+  handler: (delivery: QueueDelivery) => Promise<void>;
+  /** Messages handled at once; default 1, so a store applies its operations in order. */
+  concurrency?: number;
+  /** With nothing delivered for this long while an unlocked message waits, the receiver is re-created; default 60 s. */
+  stallTimeoutInMs?: number;
+  /** First wait before re-creating a failed receiver; doubles up to 30 s. Default 500 ms. */
+  restartDelayInMs?: number;
+}
+
+export interface QueueConsumer {
+  /** Hot; never errors; completes on close(). */
+  readonly events$: Observable<QueueConsumerEvent>;
+  start(): void;
+  /** Stops receiving, waits for the handlers in flight, and closes the receiver. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface ServiceBusConnection extends AsyncDisposable {
+  createSender(queue: string): QueueSender;
+  createConsumer(options: QueueConsumerOptions): QueueConsumer;
+  /** Closes every sender and consumer created here, then the client. Idempotent. */
+  close(): Promise<void>;
+}
+
+export function createServiceBusConnection(options: ServiceBusConnectionOptions): ServiceBusConnection {
+  return new SdkServiceBusConnection(options);
+}
+
+function toSdkMessage(message: OutgoingQueueMessage): ServiceBusMessage {
+  return {
+    messageId: message.messageId,
+    body: message.body,
+    contentType: 'application/json',
+    ...(message.correlationId === undefined ? {} : { correlationId: message.correlationId }),
+    ...(message.replyTo === undefined ? {} : { replyTo: message.replyTo }),
+    ...(message.subject === undefined ? {} : { subject: message.subject }),
+    ...(message.timeToLiveInMs === undefined ? {} : { timeToLive: Math.max(1, Math.floor(message.timeToLiveInMs)) }),
+    ...(message.applicationProperties === undefined ? {} : { applicationProperties: message.applicationProperties }),
+  };
+}
+
+function fromSdkMessage(message: ServiceBusReceivedMessage): ReceivedQueueMessage {
+  return {
+    messageId: message.messageId === undefined ? undefined : String(message.messageId),
+    body: message.body,
+    correlationId: message.correlationId === undefined ? undefined : String(message.correlationId),
+    replyTo: message.replyTo,
+    subject: message.subject,
+    applicationProperties: { ...(message.applicationProperties ?? {}) },
+    // Over AMQP the SDK reports earlier attempts (0 on the first delivery); count this one too, as Service Bus does.
+    deliveryCount: (message.deliveryCount ?? 0) + 1,
+    enqueuedAt: message.enqueuedTimeUtc,
+  };
+}
+
+class SdkServiceBusConnection implements ServiceBusConnection {
+  readonly #client: ServiceBusClient;
+  readonly #logger: Logger;
+  readonly #closeables = new Set<{ close(): Promise<void> }>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ServiceBusConnectionOptions) {
+    parseConnectionString(options.connectionString);
+    const retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.#logger = (options.logger ?? silentLogger).child({ channel: 'queue' });
+    this.#client = new ServiceBusClient(options.connectionString, {
+      retryOptions: { ...retry, mode: RetryMode.Exponential },
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new StorelinkError('SERVICE_BUS_UNAVAILABLE', 'the Service Bus connection is closed', { retryable: false });
+  }
+
+  #own<T extends { close(): Promise<void> }>(closeable: T): T {
+    this.#closeables.add(closeable);
+    return closeable;
+  }
+
+  createSender(queue: string): QueueSender {
+    this.#assertOpen();
+    const sdkSender = this.#client.createSender(queue);
+    const sender: QueueSender = {
+      send: (messages, sendOptions) => sendMessages(sdkSender, queue, messages, sendOptions?.abortSignal),
+      close: async () => {
+        this.#closeables.delete(sender);
+        await sdkSender.close();
+      },
+    };
+    return this.#own(sender);
+  }
+
+  createConsumer(options: QueueConsumerOptions): QueueConsumer {
+    this.#assertOpen();
+    const consumer = new SdkQueueConsumer(this.#client, options, this.#logger.child({ queue: options.queue }), () =>
+      this.#closeables.delete(consumer),
+    );
+    return this.#own(consumer);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#closeables].map((closeable) => closeable.close()));
+      await this.#client.close();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+async function sendMessages(
+  sender: ServiceBusSender,
+  queue: string,
+  messages: OutgoingQueueMessage | readonly OutgoingQueueMessage[],
+  abortSignal: AbortSignal | undefined,
+): Promise<void> {
+  const list = Array.isArray(messages) ? (messages as readonly OutgoingQueueMessage[]) : [messages as OutgoingQueueMessage];
+  if (list.length === 0) return;
+  const options = abortSignal === undefined ? {} : { abortSignal };
+  try {
+    if (list.length === 1) {
+      await sender.sendMessages(toSdkMessage(list[0]!), options);
+      return;
+    }
+    let batch = await sender.createMessageBatch(options);
+    for (const message of list) {
+      const sdkMessage = toSdkMessage(message);
+      if (batch.tryAddMessage(sdkMessage)) continue;
+      if (batch.count === 0) {
+        throw new StorelinkError('PAYLOAD_TOO_LARGE', `message ${message.messageId} is larger than the largest batch ${queue} accepts`);
+      }
+      await sender.sendMessages(batch, options);
+      batch = await sender.createMessageBatch(options);
+      if (!batch.tryAddMessage(sdkMessage)) {
+        throw new StorelinkError('PAYLOAD_TOO_LARGE', `message ${message.messageId} is larger than the largest batch ${queue} accepts`);
+      }
+    }
+    if (batch.count > 0) await sender.sendMessages(batch, options);
+  } catch (error) {
+    throw toStorelinkError(error, `sending to ${queue}`);
+  }
+}
+
+const MAX_RESTART_DELAY_IN_MS = 30_000;
+
+class SdkQueueConsumer implements QueueConsumer {
+  readonly #client: ServiceBusClient;
+  readonly #options: QueueConsumerOptions;
+  readonly #logger: Logger;
+  readonly #onClosed: () => void;
+  readonly #events = new Subject<QueueConsumerEvent>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #receiver: ServiceBusReceiver | undefined;
+  #subscription: { close(): Promise<void> } | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #restartDelayInMs: number;
+  #lastActivityInMs = Date.now();
+  #started = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(client: ServiceBusClient, options: QueueConsumerOptions, logger: Logger, onClosed: () => void) {
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+    this.#client = client;
+    this.#options = options;
+    this.#logger = logger;
+    this.#onClosed = onClosed;
+    this.#restartDelayInMs = options.restartDelayInMs ?? 500;
+  }
+
+  get events$(): Observable<QueueConsumerEvent> {
+    return this.#events.asObservable();
+  }
+
+  start(): void {
+    if (this.#closing !== undefined) throw new StorelinkError('SERVICE_BUS_UNAVAILABLE', 'the consumer is closed', { retryable: false });
+    if (this.#started) return;
+    this.#started = true;
+    this.#subscribe();
+    const stallTimeout = this.#options.stallTimeoutInMs ?? 60_000;
+    this.#watchdog = setInterval(() => void this.#checkForStall(stallTimeout), Math.max(50, stallTimeout / 2));
+    this.#watchdog.unref();
+  }
+
+  #subscribe(): void {
+    const receiver = this.#client.createReceiver(this.#options.queue, { receiveMode: 'peekLock' });
+    this.#receiver = receiver;
+    this.#lastActivityInMs = Date.now();
+    this.#subscription = receiver.subscribe(
+      {
+        processMessage: (message) => this.#process(receiver, message),
+        processError: async (args) => {
+          const error = toStorelinkError(args.error, `receiving from ${this.#options.queue} (${args.errorSource})`);
+          this.#logger.warn({ err: error, code: error.code, source: args.errorSource }, 'queue consumer error');
+          this.#events.next({ type: 'error', error, source: args.errorSource });
+          // The SDK keeps retrying transient failures by itself; for the rest, or a receiver it gave up on, start over.
+          if (!error.retryable || receiver.isClosed) this.#restart(receiver, `${error.code}: ${error.message}`);
+          return Promise.resolve();
+        },
+      },
+      { autoCompleteMessages: false, maxConcurrentCalls: this.#options.concurrency ?? 1 },
+    );
+    this.#events.next({ type: 'receiving' });
+  }
+
+  async #process(receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage): Promise<void> {
+    this.#lastActivityInMs = Date.now();
+    this.#restartDelayInMs = this.#options.restartDelayInMs ?? 500;
+    let settled = false;
+    const settle = async (what: string, action: () => Promise<void>): Promise<void> => {
+      if (settled) throw new TypeError(`message ${String(message.messageId)} is already settled`);
+      settled = true;
+      try {
+        await action();
+      } catch (error) {
+        throw toStorelinkError(error, `${what} of message ${String(message.messageId)}`);
+      }
+    };
+    const delivery: QueueDelivery = {
+      message: fromSdkMessage(message),
+      complete: () => settle('completion', () => receiver.completeMessage(message)),
+      abandon: () => settle('abandon', () => receiver.abandonMessage(message)),
+      deadLetter: ({ reason, description }) =>
+        settle('dead-lettering', () => receiver.deadLetterMessage(message, { deadLetterReason: reason, deadLetterErrorDescription: description })),
+    };
+    const work = (async () => {
+      try {
+        await this.#options.handler(delivery);
+      } catch (error) {
+        this.#logger.warn({ err: error, messageId: message.messageId }, 'queue handler failed; the message will be delivered again');
+      }
+      if (!settled) {
+        await delivery.abandon().catch((error: unknown) => {
+          this.#events.next({ type: 'error', error: toStorelinkError(error, 'abandoning an unsettled message'), source: 'abandon' });
+        });
+      }
+    })();
+    this.#inFlight.add(work);
+    try {
+      await work;
+    } finally {
+      this.#inFlight.delete(work);
+      this.#lastActivityInMs = Date.now();
+    }
+  }
+
+  #restart(receiver: ServiceBusReceiver, reason: string): void {
+    if (this.#closing !== undefined || this.#receiver !== receiver || this.#restartTimer !== undefined) return;
+    const delayInMs = this.#restartDelayInMs;
+    this.#restartDelayInMs = Math.min(delayInMs * 2, MAX_RESTART_DELAY_IN_MS);
+    this.#events.next({ type: 'restarting', reason, delayInMs });
+    this.#logger.info({ reason, delayInMs }, 're-creating the queue receiver');
+    const subscription = this.#subscription;
+    this.#receiver = undefined;
+    this.#subscription = undefined;
+    void subscription?.close().catch(() => undefined);
+    void receiver.close().catch(() => undefined);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#closing === undefined) this.#subscribe();
+    }, delayInMs);
+  }
+
+  /** Re-creates a receiver that delivers nothing while an old, unlocked message is waiting. */
+  async #checkForStall(stallTimeoutInMs: number): Promise<void> {
+    const receiver = this.#receiver;
+    if (receiver === undefined || this.#closing !== undefined || this.#inFlight.size > 0) return;
+    const now = Date.now();
+    if (receiver.isClosed) {
+      this.#restart(receiver, 'the SDK closed the receiver');
+      return;
+    }
+    if (now - this.#lastActivityInMs < stallTimeoutInMs) return;
+    let waiting: ServiceBusReceivedMessage[];
+    try {
+      waiting = await receiver.peekMessages(1);
+    } catch (error) {
+      this.#events.next({ type: 'error', error: toStorelinkError(error, `peeking ${this.#options.queue}`), source: 'watchdog' });
+      return;
+    }
+    const head = waiting[0];
+    const stuck =
+      head !== undefined &&
+      head.state === 'active' &&
+      (head.enqueuedTimeUtc?.getTime() ?? now) <= now - stallTimeoutInMs &&
+      (head.lockedUntilUtc === undefined || head.lockedUntilUtc.getTime() < now);
+    if (stuck && this.#inFlight.size === 0 && this.#receiver === receiver) {
+      this.#restart(receiver, `no delivery for ${stallTimeoutInMs} ms while message ${String(head.messageId)} waits`);
+    } else {
+      this.#lastActivityInMs = now;
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#watchdog);
+      clearTimeout(this.#restartTimer);
+      await this.#subscription?.close().catch(() => undefined);
+      await Promise.allSettled([...this.#inFlight]);
+      await this.#receiver?.close().catch(() => undefined);
+      this.#onClosed();
+      this.#events.next({ type: 'closed' });
+      this.#events.complete();
+    })();
+    return this.#closing;
+  }
+}
