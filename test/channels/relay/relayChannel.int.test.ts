@@ -9,6 +9,7 @@ import { relayFailureReasonOf } from '../../../src/core/linkContract.js';
 import { createOperation, type Operation } from '../../../src/core/operation.js';
 import { createSasToken } from '../../../src/core/sas.js';
 import { startRelayEmulator, type RelayEmulator, type RelayEmulatorOptions } from '../../../src/emulator/relay/index.js';
+import { startTcpProxy } from '../../support/tcpProxy.js';
 
 const HC = 'store-paris-1';
 const closeables: (() => Promise<void> | void)[] = [];
@@ -276,6 +277,31 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     );
     expect(replies.map((reply) => reply.result)).toEqual(Array.from({ length: 200 }, (_, n) => ({ n: n * 2 })));
     expect(executed).toHaveLength(200);
+  });
+
+  it('detects a half-open control channel by its unanswered pings, and reconnects', async () => {
+    const emulator = await startRelay({ pingIntervalInMs: 100 });
+    const proxy = await startTcpProxy(emulator.port);
+    closeables.push(() => proxy.close());
+    const executed: Executed[] = [];
+    const listener = createRelayListener({
+      connectionString: emulator.connectionString('store-listen').replace(`:${emulator.port}`, `:${proxy.port}`),
+      hybridConnection: HC,
+      expose: ['clickAndCollect.order'],
+      execute: recordingExecutor(executed),
+      pingIntervalInMs: 50,
+      pongTimeoutInMs: 100,
+      initialBackoffInMs: 20,
+    });
+    closeables.push(() => listener.close());
+    listener.start();
+    await reaches(listener, 'listening');
+    const lost = reaches(listener, 'reconnecting');
+    proxy.freezeOpenConnections();
+    await lost;
+    await reaches(listener, 'listening');
+    await expect(sender(emulator).send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+    expect(executed).toHaveLength(1);
   });
 
   it('closes for good: the listener leaves the relay and its state stream completes', async () => {
