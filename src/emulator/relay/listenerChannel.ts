@@ -92,6 +92,7 @@ export class ListenerChannel {
     });
     this.socket.on('pong', () => {
       this.missedPongs = 0;
+      this.log('debug', 'listener.pong', 'pong received');
     });
     this.socket.on('error', (error) => {
       this.oversized ||= isOversizedMessage(error);

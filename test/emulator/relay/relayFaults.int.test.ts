@@ -84,7 +84,7 @@ describe('dropped listeners', () => {
     const { emulator } = await startTestRelay(closeables);
     const listener = await startListener(closeables, emulator, 'hc1', echoHandler);
     // Shorter than hyco-https' one-second back-off after a failure, longer than its immediate retry after a drop.
-    emulator.refuseListeners('hc1', 600);
+    emulator.refuseListeners('hc1', 900);
     const refused = listener.nextError();
     const reconnected = listener.nextListening();
     emulator.dropListeners('hc1');
@@ -251,8 +251,21 @@ describe('protocol edge cases with hand-driven listeners', () => {
     await response.body?.cancel();
   });
 
+  it('tolerates the unsolicited pongs of hyco-https keepAliveTimeout', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const listener = await startListener(closeables, emulator, 'hc1', echoHandler, { keepAliveTimeout: { asMilliseconds: () => 10 } });
+    const id = emulator.listeners('hc1')[0]!.id;
+    let pongs = 0;
+    await log.next('listener.pong', () => (pongs += 1) >= 3);
+    const response = await send(emulator, 'hc1/x', { method: 'POST', body: 'kept alive' });
+    expect(await response.text()).toBe('kept alive');
+    expect(emulator.listeners('hc1').map((channel) => channel.id)).toEqual([id]);
+    expect(emulator.counters().protocolViolations).toBe(0);
+    expect(listener.errors).toEqual([]);
+  });
+
   it('terminates a listener that stops answering pings, and keeps a live hyco-https listener', async () => {
-    const { emulator, log } = await startTestRelay(closeables, { pingIntervalInMs: 30 });
+    const { emulator, log } = await startTestRelay(closeables, { pingIntervalInMs: 50 });
     await startListener(closeables, emulator, 'hc1', echoHandler);
     const silent = await startRawListener(closeables, emulator, 'hc1', { autoPong: false });
     const unresponsive = log.next('listener.unresponsive');

@@ -137,6 +137,8 @@ export interface ListenerOptions {
   fixedToken?: string;
   /** Do not wait for the first `'listening'`. */
   noWait?: boolean;
+  /** hyco-https' keepAliveTimeout (a moment duration; only `asMilliseconds` is used): unsolicited pongs at that period. */
+  keepAliveTimeout?: { asMilliseconds(): number };
 }
 
 const WS_CONNECTING = 0;
@@ -161,7 +163,10 @@ export async function startListener(
         options.key ?? DEVELOPMENT_KEY,
         typeof seconds === 'function' ? seconds() : seconds,
       ));
-  const server = hycoHttps.createRelayedServer({ server: uri, token }, handler);
+  const server = hycoHttps.createRelayedServer(
+    { server: uri, token, ...(options.keepAliveTimeout === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeout }) },
+    handler,
+  );
   const errors: Error[] = [];
   server.on('error', (error: Error) => errors.push(error));
   const listener: TestListener = {
