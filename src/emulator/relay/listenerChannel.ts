@@ -126,7 +126,7 @@ export class ListenerChannel {
 
   close(code: number, reason: string): void {
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
-      this.socket.close(code, reason.slice(0, 120));
+      this.socket.close(code, closeReason(reason));
     }
   }
 
@@ -216,4 +216,9 @@ export class ListenerChannel {
   private log(level: 'debug' | 'info' | 'warn' | 'error', event: string, message: string): void {
     this.context.log(level, event, message, { hybridConnection: this.hybridConnection.name, listenerId: this.id });
   }
+}
+
+/** A close reason a WebSocket frame can carry: printable ASCII (it may quote caller input), at most 123 bytes. */
+export function closeReason(reason: string): string {
+  return reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 123);
 }

@@ -393,7 +393,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const action = queryValue(target.query, 'sb-hc-action')?.toLowerCase();
     const decoded = decodePath(target.path.slice('/$hc/'.length));
-    if (action === 'request') return this.onRendezvousUpgrade(req, socket, head, queryValue(target.query, 'sb-hc-id'));
+    if (action === 'request') return this.onRendezvousUpgrade(req, socket, head, decoded, queryValue(target.query, 'sb-hc-id'));
     if (decoded === undefined) return rejectUpgrade(socket, 400, RELAY_MESSAGES.badRequest, 'relay');
     switch (action) {
       case 'listen':
@@ -472,7 +472,7 @@ class RelayEmulatorServer implements RelayEmulator {
    * hyco-https has no error handler on its response-rendezvous socket, so refusing the handshake would crash the
    * listener process (spec §6.4, §11 P12).
    */
-  private onRendezvousUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, id: string | undefined): void {
+  private onRendezvousUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string | undefined, id: string | undefined): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
       this.rendezvousSockets.add(ws);
@@ -480,7 +480,12 @@ class RelayEmulatorServer implements RelayEmulator {
         this.rendezvousSockets.delete(ws);
         this.log('debug', 'rendezvous.closed', `rendezvous socket closed with ${code}`, { closeCode: code, ...(id === undefined ? {} : { requestId: id }) });
       });
-      const request = id === undefined ? undefined : this.context.requests.get(id);
+      const found = id === undefined ? undefined : this.context.requests.get(id);
+      // The id is the capability; the path must still name the request's own hybrid connection.
+      const request =
+        found !== undefined && path !== undefined && resolveEntity([found.hybridConnection], path.replace(/\/+$/, '')) !== undefined
+          ? found
+          : undefined;
       if (this.closing !== undefined || request === undefined || !request.attachRendezvous(ws)) {
         this.stats.lateRendezvous += 1;
         this.log('info', 'rendezvous.late', `rendezvous for unknown or finished request ${id ?? '(no id)'} accepted and closed`, {

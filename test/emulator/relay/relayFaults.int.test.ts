@@ -198,6 +198,10 @@ describe('protocol edge cases with hand-driven listeners', () => {
     const notice = (await raw.next()).text as { request: Record<string, unknown> };
     expect(Object.keys(notice.request).sort()).toEqual(['address', 'id']);
     expect(notice.request.address).toBe(`ws://127.0.0.1:${emulator.port}/$hc/hc1?sb-hc-action=request&sb-hc-id=${String(notice.request.id)}`);
+    // The id alone is not enough: a rendezvous on another entity's path is accepted and closed.
+    const { default: WebSocket } = await import('ws');
+    const wrongPath = new WebSocket(`ws://127.0.0.1:${emulator.port}/$hc/other?sb-hc-action=request&sb-hc-id=${String(notice.request.id)}`);
+    expect(await new Promise<number>((resolve) => wrongPath.once('close', (code: number) => resolve(code)))).toBe(1001);
     // Nobody opens the rendezvous: closing the control channel fails the request.
     raw.socket.close();
     const response = await pending;

@@ -59,6 +59,16 @@ describe('hostile input', () => {
     expect(emulator.listeners('hc1')[0]!.tokenExpiresAtMs).toBe(Number(se) * 1000);
   });
 
+  it('closes with 1008 (not an internal error) on a renewToken quoting non-ASCII garbage', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const rejected = log.next('listener.renewRejected');
+    raw.socket.send(JSON.stringify({ renewToken: { token: `SharedAccessSignature sr=a&sig=b&se=1&skn=c&\u2603${'\u00e9'.repeat(200)}` } }));
+    expect((await rejected).message).toContain('MalformedToken');
+    expect(await raw.closed).toBe(1008);
+    expect(log.count('listener.internalError')).toBe(0);
+  });
+
   it('relays a request whose header JSON exceeds 32 KiB by rendezvous', async () => {
     const { emulator } = await startTestRelay(closeables);
     let seen = '';
