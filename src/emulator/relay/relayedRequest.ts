@@ -57,10 +57,6 @@ export class RelayedRequest {
     });
   }
 
-  get isDone(): boolean {
-    return this.state === 'done';
-  }
-
   dispatch(channel: ListenerChannel): void {
     this.channel = channel;
     this.context.requests.set(this.id, this);
