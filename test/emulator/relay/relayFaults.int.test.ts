@@ -209,6 +209,35 @@ describe('protocol edge cases with hand-driven listeners', () => {
     await response.body?.cancel();
   });
 
+  it('delivers a large request over the rendezvous socket, and fails it with 502 when that socket vanishes mid-response', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const body = Buffer.alloc(100 * 1024, 7);
+    const pending = send(emulator, 'hc1/upload?a=1', { method: 'POST', body, headers: { 'x-order': '42' } });
+    const notice = requestOf(await raw.next());
+    const { default: WebSocket } = await import('ws');
+    const rendezvous = new WebSocket(notice.address, { perMessageDeflate: false });
+    const messages: Array<{ data: Buffer; isBinary: boolean }> = [];
+    const gotBody = new Promise<void>((resolve) => {
+      rendezvous.on('message', (data: Buffer, isBinary: boolean) => {
+        messages.push({ data, isBinary });
+        if (isBinary) resolve();
+      });
+    });
+    await gotBody;
+    const request = (JSON.parse(messages[0]!.data.toString()) as { request: Record<string, unknown> }).request;
+    expect(request).toMatchObject({ id: notice.id, method: 'POST', requestTarget: '/hc1/upload?a=1', body: true });
+    expect(request.requestHeaders).toMatchObject({ 'x-order': '42' });
+    expect(messages[1]!.data.equals(body)).toBe(true);
+    rendezvous.send(JSON.stringify({ response: { requestId: notice.id, statusCode: 200, body: true } }));
+    const failed = log.next('request.failed');
+    rendezvous.terminate();
+    const response = await pending;
+    expect(response.status).toBe(502);
+    await response.body?.cancel();
+    expect((await failed).statusCode).toBe(502);
+  });
+
   it.each([
     ['text that is not JSON', 'this is not json'],
     ['JSON that is no known message', '{"hello":"relay"}'],
