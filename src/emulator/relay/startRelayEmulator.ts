@@ -448,8 +448,10 @@ class RelayEmulatorServer implements RelayEmulator {
   private rejectListener(socket: Duplex, state: HybridConnectionState | undefined, status: number, description: string): void {
     this.stats.listenerRejections += 1;
     const attempts = state === undefined ? 1 : (state.consecutiveRejections += 1);
-    // A listener retries forever (spec §4.6); every failure is logged loudly, with the streak so far (spec §11 P4, P6).
-    this.log('warn', 'listener.rejected', `listen attempt refused with ${status} (${attempts} in a row): ${description}`, {
+    // A listener retries forever (spec §4.6): failures are loud (P4), but a client without back-off must not flood the
+    // log (P6), so only the 1st, 2nd, 4th, 8th… failure in a row is a warning.
+    const loud = (attempts & (attempts - 1)) === 0;
+    this.log(loud ? 'warn' : 'debug', 'listener.rejected', `listen attempt refused with ${status} (${attempts} in a row): ${description}`, {
       statusCode: status,
       ...(state === undefined ? {} : { hybridConnection: state.name }),
     });
