@@ -7,6 +7,8 @@ import type { ResolvedHybridConnection } from './relayEmulatorOptions.js';
 
 export class HybridConnectionState {
   readonly listeners: ListenerChannel[] = [];
+  /** Channels forgotten by `silenceListeners`: still connected, never used again, cut by `dropListeners` or close. */
+  readonly silenced = new Set<ListenerChannel>();
   private cursor = 0;
   /** Listen attempts are refused until this time (Infinity: until `acceptListeners`). */
   refusedUntilMs = 0;

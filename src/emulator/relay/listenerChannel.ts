@@ -45,6 +45,7 @@ export class ListenerChannel {
   private expiryTimer: { cancel(): void } | undefined;
   private readonly reader: ResponseReader;
   private closed = false;
+  private silenced = false;
   private oversized = false;
 
   constructor(
@@ -59,7 +60,7 @@ export class ListenerChannel {
   }
 
   get isOpen(): boolean {
-    return !this.closed && this.socket.readyState === WebSocket.OPEN;
+    return !this.closed && !this.silenced && this.socket.readyState === WebSocket.OPEN;
   }
 
   info(): ListenerChannelInfo {
@@ -134,7 +135,21 @@ export class ListenerChannel {
     this.socket.terminate();
   }
 
+  /**
+   * Forgets the channel without telling the listener, like the idle drop of azure-relay #33: the TCP connection stays
+   * up but nothing is read from or sent to it any more, so the listener believes it is still listening (spec §11 P5).
+   */
+  silence(): void {
+    if (this.closed || this.silenced) return;
+    this.silenced = true;
+    clearTimeout(this.pingTimer);
+    this.expiryTimer?.cancel();
+    this.socket.pause();
+    this.log('info', 'listener.silenced', 'control channel silenced (half-open): the listener is not told');
+  }
+
   private onMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.silenced) return;
     this.missedPongs = 0;
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (isBinary) {

@@ -50,6 +50,12 @@ export interface RelayEmulator extends AsyncDisposable {
   close(): Promise<void>;
   /** Cuts every control channel of a hybrid connection (listeners reconnect); returns how many were dropped. */
   dropListeners(hybridConnection: string, options?: DropListenersOptions): number;
+  /**
+   * Half-opens every control channel of a hybrid connection: the relay forgets them (senders get "no listener",
+   * requests in flight on them time out) but keeps the TCP connections, so hyco-https never notices (spec §11 P5,
+   * azure-relay #33). `dropListeners` or `close` cuts them. Returns how many were silenced.
+   */
+  silenceListeners(hybridConnection: string): number;
   /** Refuses listen attempts (503) for `durationInMs`, or until `acceptListeners` when omitted. */
   refuseListeners(hybridConnection: string, durationInMs?: number): void;
   acceptListeners(hybridConnection: string): void;
@@ -177,12 +183,24 @@ class RelayEmulatorServer implements RelayEmulator {
       throw new RangeError(`dropListeners: closeCode ${code} cannot be sent in a close frame; use 1000-1003, 1007-1014 or 3000-4999`);
     }
     const state = this.requireHybridConnection(hybridConnection, 'dropListeners');
-    const channels = [...state.listeners];
+    const channels = [...state.listeners, ...state.silenced];
     for (const channel of channels) {
       if (options.closeCode === undefined) channel.terminate();
       else channel.close(options.closeCode, options.reason ?? 'Dropped by the emulator');
     }
     this.log('info', 'fault.dropListeners', `dropped ${channels.length} listener(s)`, { hybridConnection: state.name });
+    return channels.length;
+  }
+
+  silenceListeners(hybridConnection: string): number {
+    const state = this.requireHybridConnection(hybridConnection, 'silenceListeners');
+    const channels = [...state.listeners];
+    for (const channel of channels) {
+      state.remove(channel);
+      state.silenced.add(channel);
+      channel.silence();
+    }
+    this.log('info', 'fault.silenceListeners', `silenced ${channels.length} listener(s)`, { hybridConnection: state.name });
     return channels.length;
   }
 
@@ -460,6 +478,7 @@ class RelayEmulatorServer implements RelayEmulator {
 
   private onListenerClosed(state: HybridConnectionState, channel: ListenerChannel, code: number): void {
     state.remove(channel);
+    state.silenced.delete(channel);
     this.stats.listenerDisconnections += 1;
     this.log('info', 'listener.disconnected', `listener disconnected with code ${code} (${state.listeners.length} left)`, {
       hybridConnection: state.name,
@@ -521,7 +540,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const sockets: WebSocket[] = [...this.rendezvousSockets];
     for (const state of this.hybridConnections.values()) {
-      for (const channel of [...state.listeners]) {
+      for (const channel of [...state.listeners, ...state.silenced]) {
         channel.terminate();
       }
     }

@@ -93,6 +93,40 @@ describe('dropped listeners', () => {
     expect(emulator.listenerCount('hc1')).toBe(1);
   });
 
+  it('silences listeners half-open: hyco-https believes it still listens until the relay cuts the channel (P5)', async () => {
+    const { emulator, log } = await startTestRelay(closeables, { responseTimeoutInMs: 200 });
+    const held: Array<() => void> = [];
+    let received!: () => void;
+    const requestReceived = new Promise<void>((resolve) => (received = resolve));
+    const listener = await startListener(closeables, emulator, 'hc1', (req, res) => {
+      if (req.url === '/hc1/held') {
+        held.push(() => res.end('into the void'));
+        received();
+        return;
+      }
+      echoHandler(req, res);
+    });
+    const inFlight = send(emulator, 'hc1/held');
+    await requestReceived;
+    expect(emulator.silenceListeners('hc1')).toBe(1);
+    held[0]!();
+    // The answer goes into a connection the relay no longer reads: the sender times out.
+    expect((await inFlight).status).toBe(504);
+    const lost = await send(emulator, 'hc1/x');
+    expect(lost.status).toBe(404);
+    expect(await lost.text()).toContain('There are no listeners connected for the endpoint.');
+    expect(emulator.counters()).toMatchObject({ listenerConnections: 1, listenerDisconnections: 0 });
+    expect(listener.errors).toEqual([]);
+    // Cutting the silent channel is what finally makes hyco-https reconnect.
+    const reconnected = listener.nextListening();
+    const cut = log.next('listener.disconnected');
+    expect(emulator.dropListeners('hc1')).toBe(1);
+    await cut;
+    await reconnected;
+    const back = await send(emulator, 'hc1/x', { method: 'POST', body: 'recovered' });
+    expect(await back.text()).toBe('recovered');
+  });
+
   it('rejects fault hooks on unknown entities', () => {
     return startTestRelay(closeables).then(({ emulator }) => {
       expect(() => emulator.dropListeners('nope')).toThrow(TypeError);
