@@ -35,6 +35,11 @@ export class HybridConnectionState {
     return true;
   }
 
+  /** Whether a listener is connected, without moving the round-robin cursor. */
+  hasListener(): boolean {
+    return this.listeners.some((channel) => channel.isOpen);
+  }
+
   /** The next open listener, round-robin; undefined when none is connected. */
   pick(): ListenerChannel | undefined {
     for (let tries = 0; tries < this.listeners.length; tries += 1) {

@@ -326,7 +326,7 @@ class RelayEmulatorServer implements RelayEmulator {
         return this.senderError(req, res, result.status, result.description, state.name);
       }
     }
-    if (state.pick() === undefined) {
+    if (!state.hasListener()) {
       return this.senderError(req, res, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
     }
     const declaredLength = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -527,7 +527,7 @@ class RelayEmulatorServer implements RelayEmulator {
       const auth = this.authorizeFor(state, token, 'Send', req.headers.host);
       if (!auth.ok) return rejectUpgrade(socket, auth.status, auth.description, state.name);
     }
-    if (state.pick() === undefined) return rejectUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
+    if (!state.hasListener()) return rejectUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
     return rejectUpgrade(socket, 501, RELAY_MESSAGES.webSocketSendersUnsupported, state.name);
   }
 
