@@ -117,7 +117,7 @@ class RelayEmulatorServer implements RelayEmulator {
       try {
         this.onUpgrade(req, socket, head);
       } catch (error) {
-        this.log('error', 'upgrade.failed', `upgrade handling failed: ${(error as Error).message}`);
+        this.log('error', 'upgrade.internalError', `upgrade handling failed: ${(error as Error).message}`);
         rejectUpgrade(socket, 500, 'Internal error.', 'relay');
       }
     });
@@ -559,7 +559,7 @@ class RelayEmulatorServer implements RelayEmulator {
 
   private safely(what: string, action: () => Promise<void>, res: ServerResponse): void {
     action().catch((error: unknown) => {
-      this.log('error', `${what}.failed`, `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      this.log('error', `${what}.internalError`, `internal error: ${error instanceof Error ? error.message : String(error)}`);
       writeHttpError(res, 500, 'Internal error.', 'relay');
     });
   }

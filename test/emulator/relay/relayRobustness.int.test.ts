@@ -101,6 +101,55 @@ describe('hostile input', () => {
   });
 });
 
+describe('garbage from listeners', () => {
+  /** Seeded so a failure can be replayed. */
+  function* garbage(seed: number): Generator<string | Buffer> {
+    let state = seed;
+    const next = (): number => (state = (state * 1103515245 + 12345) & 0x7fffffff);
+    const values: unknown[] = [null, true, -1, 1e308, 'x', [], {}, { a: { b: [1, 'c'] } }, '\u2603'.repeat(50)];
+    const pickValue = (): unknown => values[next() % values.length];
+    for (let index = 0; index < 60; index += 1) {
+      switch (next() % 6) {
+        case 0:
+          yield patternBytes(1 + (next() % 300), next());
+          break;
+        case 1:
+          yield patternBytes(1 + (next() % 300), next()).toString('latin1');
+          break;
+        case 2:
+          yield JSON.stringify({ response: { requestId: pickValue(), statusCode: pickValue(), responseHeaders: pickValue(), body: pickValue() } });
+          break;
+        case 3:
+          yield JSON.stringify({ renewToken: { token: pickValue() } });
+          break;
+        case 4:
+          yield JSON.stringify({ response: { requestId: `unknown-${index}`, statusCode: 200 + (next() % 400), body: next() % 2 === 0 } });
+          break;
+        default:
+          yield JSON.stringify(pickValue());
+      }
+    }
+  }
+
+  it('survives seeded random garbage on control channels and keeps serving', async () => {
+    const { emulator, log } = await startTestRelay(closeables, { hybridConnections: [{ name: 'hc1' }, { name: 'junk' }] });
+    await startListener(closeables, emulator, 'hc1', echoHandler);
+    let raw = await startRawListener(closeables, emulator, 'junk');
+    for (const message of garbage(20261128)) {
+      if (raw.socket.readyState !== raw.socket.OPEN) raw = await startRawListener(closeables, emulator, 'junk');
+      raw.socket.send(message);
+      // The relay is still answering on another entity after every message.
+      const probe = await send(emulator, 'hc1/probe', { method: 'POST', body: 'probe' });
+      expect(await probe.text()).toBe('probe');
+    }
+    const internalErrors = log.entries.filter((entry) => entry.event.endsWith('.internalError'));
+    expect(internalErrors).toEqual([]);
+    expect(emulator.counters().protocolViolations).toBeGreaterThan(10);
+    expect(emulator.counters().lateResponses).toBeGreaterThan(0);
+    expect(emulator.counters().relayErrors).toBe(0);
+  });
+});
+
 describe('an Express-style app behind hyco-https (spec §11 P1)', () => {
   // Express replaces the prototype of req (`setPrototypeOf(req, app.request)`). hyco-https 1.4.5 then calls
   // `req.handleBody` for an inline body (≤ 64 KiB) and crashes the listener process with "handleBody is not a
