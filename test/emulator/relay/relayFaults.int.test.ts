@@ -272,6 +272,23 @@ describe('protocol edge cases with hand-driven listeners', () => {
     expect((await failed).statusCode).toBe(502);
   });
 
+  it('fails the request with 502 and closes a rendezvous socket that carries garbage', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const pending = send(emulator, 'hc1/big', { method: 'POST', body: Buffer.alloc(80 * 1024, 1) });
+    const notice = requestOf(await raw.next());
+    const { default: WebSocket } = await import('ws');
+    const rendezvous = new WebSocket(notice.address, { perMessageDeflate: false });
+    closeables.add(() => rendezvous.terminate());
+    const closed = new Promise<number>((resolve) => rendezvous.once('close', (code: number) => resolve(code)));
+    await new Promise((resolve) => rendezvous.once('open', resolve));
+    const violation = log.next('rendezvous.protocolViolation');
+    rendezvous.send('{"renewToken":{"token":"not here"}}');
+    await violation;
+    expect((await pending).status).toBe(502);
+    expect(await closed).toBe(1008);
+  });
+
   it.each([
     ['text that is not JSON', 'this is not json'],
     ['JSON that is no known message', '{"hello":"relay"}'],
