@@ -7,6 +7,8 @@ import type { ResolvedHybridConnection } from './relayEmulatorOptions.js';
 
 export class HybridConnectionState {
   readonly listeners: ListenerChannel[] = [];
+  /** Channels forgotten by `silenceListeners`: still connected, never used again, cut by `dropListeners` or close. */
+  readonly silenced = new Set<ListenerChannel>();
   private cursor = 0;
   /** Listen attempts are refused until this time (Infinity: until `acceptListeners`). */
   refusedUntilMs = 0;
@@ -31,6 +33,11 @@ export class HybridConnectionState {
     this.listeners.splice(index, 1);
     if (this.cursor > index) this.cursor -= 1;
     return true;
+  }
+
+  /** Whether a listener is connected, without moving the round-robin cursor. */
+  hasListener(): boolean {
+    return this.listeners.some((channel) => channel.isOpen);
   }
 
   /** The next open listener, round-robin; undefined when none is connected. */

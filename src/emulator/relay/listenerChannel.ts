@@ -45,6 +45,7 @@ export class ListenerChannel {
   private expiryTimer: { cancel(): void } | undefined;
   private readonly reader: ResponseReader;
   private closed = false;
+  private silenced = false;
   private oversized = false;
 
   constructor(
@@ -59,7 +60,7 @@ export class ListenerChannel {
   }
 
   get isOpen(): boolean {
-    return !this.closed && this.socket.readyState === WebSocket.OPEN;
+    return !this.closed && !this.silenced && this.socket.readyState === WebSocket.OPEN;
   }
 
   info(): ListenerChannelInfo {
@@ -92,6 +93,7 @@ export class ListenerChannel {
     });
     this.socket.on('pong', () => {
       this.missedPongs = 0;
+      this.log('debug', 'listener.pong', 'pong received');
     });
     this.socket.on('error', (error) => {
       this.oversized ||= isOversizedMessage(error);
@@ -125,7 +127,7 @@ export class ListenerChannel {
 
   close(code: number, reason: string): void {
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
-      this.socket.close(code, reason.slice(0, 120));
+      this.socket.close(code, closeReason(reason));
     }
   }
 
@@ -133,7 +135,21 @@ export class ListenerChannel {
     this.socket.terminate();
   }
 
+  /**
+   * Forgets the channel without telling the listener, like the idle drop of azure-relay #33: the TCP connection stays
+   * up but nothing is read from or sent to it any more, so the listener believes it is still listening (spec §11 P5).
+   */
+  silence(): void {
+    if (this.closed || this.silenced) return;
+    this.silenced = true;
+    clearTimeout(this.pingTimer);
+    this.expiryTimer?.cancel();
+    this.socket.pause();
+    this.log('info', 'listener.silenced', 'control channel silenced (half-open): the listener is not told');
+  }
+
   private onMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.silenced) return;
     this.missedPongs = 0;
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (isBinary) {
@@ -215,4 +231,9 @@ export class ListenerChannel {
   private log(level: 'debug' | 'info' | 'warn' | 'error', event: string, message: string): void {
     this.context.log(level, event, message, { hybridConnection: this.hybridConnection.name, listenerId: this.id });
   }
+}
+
+/** A close reason a WebSocket frame can carry: printable ASCII (it may quote caller input), at most 123 bytes. */
+export function closeReason(reason: string): string {
+  return reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 123);
 }

@@ -57,10 +57,6 @@ export class RelayedRequest {
     });
   }
 
-  get isDone(): boolean {
-    return this.state === 'done';
-  }
-
   dispatch(channel: ListenerChannel): void {
     this.channel = channel;
     this.context.requests.set(this.id, this);
@@ -250,6 +246,7 @@ export class RelayedRequest {
   private rendezvousViolation(what: string): void {
     this.context.counters.protocolViolations += 1;
     this.log('warn', 'rendezvous.protocolViolation', `${what} arrived on the rendezvous socket; closing it`);
+    if (this.rendezvous?.readyState === WebSocket.OPEN) this.rendezvous.close(1008, 'Malformed or unexpected message');
     this.fail(502, RELAY_MESSAGES.invalidResponse, `protocol violation on the rendezvous socket: ${what}`);
   }
 

@@ -50,6 +50,12 @@ export interface RelayEmulator extends AsyncDisposable {
   close(): Promise<void>;
   /** Cuts every control channel of a hybrid connection (listeners reconnect); returns how many were dropped. */
   dropListeners(hybridConnection: string, options?: DropListenersOptions): number;
+  /**
+   * Half-opens every control channel of a hybrid connection: the relay forgets them (senders get "no listener",
+   * requests in flight on them time out) but keeps the TCP connections, so hyco-https never notices (spec §11 P5,
+   * azure-relay #33). `dropListeners` or `close` cuts them. Returns how many were silenced.
+   */
+  silenceListeners(hybridConnection: string): number;
   /** Refuses listen attempts (503) for `durationInMs`, or until `acceptListeners` when omitted. */
   refuseListeners(hybridConnection: string, durationInMs?: number): void;
   acceptListeners(hybridConnection: string): void;
@@ -111,7 +117,7 @@ class RelayEmulatorServer implements RelayEmulator {
       try {
         this.onUpgrade(req, socket, head);
       } catch (error) {
-        this.log('error', 'upgrade.failed', `upgrade handling failed: ${(error as Error).message}`);
+        this.log('error', 'upgrade.internalError', `upgrade handling failed: ${(error as Error).message}`);
         rejectUpgrade(socket, 500, 'Internal error.', 'relay');
       }
     });
@@ -177,12 +183,24 @@ class RelayEmulatorServer implements RelayEmulator {
       throw new RangeError(`dropListeners: closeCode ${code} cannot be sent in a close frame; use 1000-1003, 1007-1014 or 3000-4999`);
     }
     const state = this.requireHybridConnection(hybridConnection, 'dropListeners');
-    const channels = [...state.listeners];
+    const channels = [...state.listeners, ...state.silenced];
     for (const channel of channels) {
       if (options.closeCode === undefined) channel.terminate();
       else channel.close(options.closeCode, options.reason ?? 'Dropped by the emulator');
     }
     this.log('info', 'fault.dropListeners', `dropped ${channels.length} listener(s)`, { hybridConnection: state.name });
+    return channels.length;
+  }
+
+  silenceListeners(hybridConnection: string): number {
+    const state = this.requireHybridConnection(hybridConnection, 'silenceListeners');
+    const channels = [...state.listeners];
+    for (const channel of channels) {
+      state.remove(channel);
+      state.silenced.add(channel);
+      channel.silence();
+    }
+    this.log('info', 'fault.silenceListeners', `silenced ${channels.length} listener(s)`, { hybridConnection: state.name });
     return channels.length;
   }
 
@@ -308,7 +326,7 @@ class RelayEmulatorServer implements RelayEmulator {
         return this.senderError(req, res, result.status, result.description, state.name);
       }
     }
-    if (state.pick() === undefined) {
+    if (!state.hasListener()) {
       return this.senderError(req, res, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
     }
     const declaredLength = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -393,7 +411,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const action = queryValue(target.query, 'sb-hc-action')?.toLowerCase();
     const decoded = decodePath(target.path.slice('/$hc/'.length));
-    if (action === 'request') return this.onRendezvousUpgrade(req, socket, head, queryValue(target.query, 'sb-hc-id'));
+    if (action === 'request') return this.onRendezvousUpgrade(req, socket, head, decoded, queryValue(target.query, 'sb-hc-id'));
     if (decoded === undefined) return rejectUpgrade(socket, 400, RELAY_MESSAGES.badRequest, 'relay');
     switch (action) {
       case 'listen':
@@ -448,8 +466,10 @@ class RelayEmulatorServer implements RelayEmulator {
   private rejectListener(socket: Duplex, state: HybridConnectionState | undefined, status: number, description: string): void {
     this.stats.listenerRejections += 1;
     const attempts = state === undefined ? 1 : (state.consecutiveRejections += 1);
-    // A listener retries forever (spec §4.6); every failure is logged loudly, with the streak so far (spec §11 P4, P6).
-    this.log('warn', 'listener.rejected', `listen attempt refused with ${status} (${attempts} in a row): ${description}`, {
+    // A listener retries forever (spec §4.6): failures are loud (P4), but a client without back-off must not flood the
+    // log (P6), so only the 1st, 2nd, 4th, 8th… failure in a row is a warning.
+    const loud = (attempts & (attempts - 1)) === 0;
+    this.log(loud ? 'warn' : 'debug', 'listener.rejected', `listen attempt refused with ${status} (${attempts} in a row): ${description}`, {
       statusCode: status,
       ...(state === undefined ? {} : { hybridConnection: state.name }),
     });
@@ -458,6 +478,7 @@ class RelayEmulatorServer implements RelayEmulator {
 
   private onListenerClosed(state: HybridConnectionState, channel: ListenerChannel, code: number): void {
     state.remove(channel);
+    state.silenced.delete(channel);
     this.stats.listenerDisconnections += 1;
     this.log('info', 'listener.disconnected', `listener disconnected with code ${code} (${state.listeners.length} left)`, {
       hybridConnection: state.name,
@@ -472,7 +493,7 @@ class RelayEmulatorServer implements RelayEmulator {
    * hyco-https has no error handler on its response-rendezvous socket, so refusing the handshake would crash the
    * listener process (spec §6.4, §11 P12).
    */
-  private onRendezvousUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, id: string | undefined): void {
+  private onRendezvousUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string | undefined, id: string | undefined): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) => this.log('debug', 'rendezvous.error', `rendezvous socket error: ${error.message}`));
       this.rendezvousSockets.add(ws);
@@ -480,7 +501,12 @@ class RelayEmulatorServer implements RelayEmulator {
         this.rendezvousSockets.delete(ws);
         this.log('debug', 'rendezvous.closed', `rendezvous socket closed with ${code}`, { closeCode: code, ...(id === undefined ? {} : { requestId: id }) });
       });
-      const request = id === undefined ? undefined : this.context.requests.get(id);
+      const found = id === undefined ? undefined : this.context.requests.get(id);
+      // The id is the capability; the path must still name the request's own hybrid connection.
+      const request =
+        found !== undefined && path !== undefined && resolveEntity([found.hybridConnection], path.replace(/\/+$/, '')) !== undefined
+          ? found
+          : undefined;
       if (this.closing !== undefined || request === undefined || !request.attachRendezvous(ws)) {
         this.stats.lateRendezvous += 1;
         this.log('info', 'rendezvous.late', `rendezvous for unknown or finished request ${id ?? '(no id)'} accepted and closed`, {
@@ -501,7 +527,7 @@ class RelayEmulatorServer implements RelayEmulator {
       const auth = this.authorizeFor(state, token, 'Send', req.headers.host);
       if (!auth.ok) return rejectUpgrade(socket, auth.status, auth.description, state.name);
     }
-    if (state.pick() === undefined) return rejectUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
+    if (!state.hasListener()) return rejectUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
     return rejectUpgrade(socket, 501, RELAY_MESSAGES.webSocketSendersUnsupported, state.name);
   }
 
@@ -514,7 +540,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     const sockets: WebSocket[] = [...this.rendezvousSockets];
     for (const state of this.hybridConnections.values()) {
-      for (const channel of [...state.listeners]) {
+      for (const channel of [...state.listeners, ...state.silenced]) {
         channel.terminate();
       }
     }
@@ -533,7 +559,7 @@ class RelayEmulatorServer implements RelayEmulator {
 
   private safely(what: string, action: () => Promise<void>, res: ServerResponse): void {
     action().catch((error: unknown) => {
-      this.log('error', `${what}.failed`, `internal error: ${error instanceof Error ? error.message : String(error)}`);
+      this.log('error', `${what}.internalError`, `internal error: ${error instanceof Error ? error.message : String(error)}`);
       writeHttpError(res, 500, 'Internal error.', 'relay');
     });
   }

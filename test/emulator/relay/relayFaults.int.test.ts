@@ -84,13 +84,47 @@ describe('dropped listeners', () => {
     const { emulator } = await startTestRelay(closeables);
     const listener = await startListener(closeables, emulator, 'hc1', echoHandler);
     // Shorter than hyco-https' one-second back-off after a failure, longer than its immediate retry after a drop.
-    emulator.refuseListeners('hc1', 600);
+    emulator.refuseListeners('hc1', 900);
     const refused = listener.nextError();
     const reconnected = listener.nextListening();
     emulator.dropListeners('hc1');
     expect((await refused).message).toBe('Unexpected server response: 503');
     await reconnected;
     expect(emulator.listenerCount('hc1')).toBe(1);
+  });
+
+  it('silences listeners half-open: hyco-https believes it still listens until the relay cuts the channel (P5)', async () => {
+    const { emulator, log } = await startTestRelay(closeables, { responseTimeoutInMs: 200 });
+    const held: Array<() => void> = [];
+    let received!: () => void;
+    const requestReceived = new Promise<void>((resolve) => (received = resolve));
+    const listener = await startListener(closeables, emulator, 'hc1', (req, res) => {
+      if (req.url === '/hc1/held') {
+        held.push(() => res.end('into the void'));
+        received();
+        return;
+      }
+      echoHandler(req, res);
+    });
+    const inFlight = send(emulator, 'hc1/held');
+    await requestReceived;
+    expect(emulator.silenceListeners('hc1')).toBe(1);
+    held[0]!();
+    // The answer goes into a connection the relay no longer reads: the sender times out.
+    expect((await inFlight).status).toBe(504);
+    const lost = await send(emulator, 'hc1/x');
+    expect(lost.status).toBe(404);
+    expect(await lost.text()).toContain('There are no listeners connected for the endpoint.');
+    expect(emulator.counters()).toMatchObject({ listenerConnections: 1, listenerDisconnections: 0 });
+    expect(listener.errors).toEqual([]);
+    // Cutting the silent channel is what finally makes hyco-https reconnect.
+    const reconnected = listener.nextListening();
+    const cut = log.next('listener.disconnected');
+    expect(emulator.dropListeners('hc1')).toBe(1);
+    await cut;
+    await reconnected;
+    const back = await send(emulator, 'hc1/x', { method: 'POST', body: 'recovered' });
+    expect(await back.text()).toBe('recovered');
   });
 
   it('rejects fault hooks on unknown entities', () => {
@@ -198,11 +232,61 @@ describe('protocol edge cases with hand-driven listeners', () => {
     const notice = (await raw.next()).text as { request: Record<string, unknown> };
     expect(Object.keys(notice.request).sort()).toEqual(['address', 'id']);
     expect(notice.request.address).toBe(`ws://127.0.0.1:${emulator.port}/$hc/hc1?sb-hc-action=request&sb-hc-id=${String(notice.request.id)}`);
+    // The id alone is not enough: a rendezvous on another entity's path is accepted and closed.
+    const { default: WebSocket } = await import('ws');
+    const wrongPath = new WebSocket(`ws://127.0.0.1:${emulator.port}/$hc/other?sb-hc-action=request&sb-hc-id=${String(notice.request.id)}`);
+    expect(await new Promise<number>((resolve) => wrongPath.once('close', (code: number) => resolve(code)))).toBe(1001);
     // Nobody opens the rendezvous: closing the control channel fails the request.
     raw.socket.close();
     const response = await pending;
     expect(response.status).toBe(502);
     await response.body?.cancel();
+  });
+
+  it('delivers a large request over the rendezvous socket, and fails it with 502 when that socket vanishes mid-response', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const body = Buffer.alloc(100 * 1024, 7);
+    const pending = send(emulator, 'hc1/upload?a=1', { method: 'POST', body, headers: { 'x-order': '42' } });
+    const notice = requestOf(await raw.next());
+    const { default: WebSocket } = await import('ws');
+    const rendezvous = new WebSocket(notice.address, { perMessageDeflate: false });
+    const messages: Array<{ data: Buffer; isBinary: boolean }> = [];
+    const gotBody = new Promise<void>((resolve) => {
+      rendezvous.on('message', (data: Buffer, isBinary: boolean) => {
+        messages.push({ data, isBinary });
+        if (isBinary) resolve();
+      });
+    });
+    await gotBody;
+    const request = (JSON.parse(messages[0]!.data.toString()) as { request: Record<string, unknown> }).request;
+    expect(request).toMatchObject({ id: notice.id, method: 'POST', requestTarget: '/hc1/upload?a=1', body: true });
+    expect(request.requestHeaders).toMatchObject({ 'x-order': '42' });
+    expect(messages[1]!.data.equals(body)).toBe(true);
+    rendezvous.send(JSON.stringify({ response: { requestId: notice.id, statusCode: 200, body: true } }));
+    const failed = log.next('request.failed');
+    rendezvous.terminate();
+    const response = await pending;
+    expect(response.status).toBe(502);
+    await response.body?.cancel();
+    expect((await failed).statusCode).toBe(502);
+  });
+
+  it('fails the request with 502 and closes a rendezvous socket that carries garbage', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const pending = send(emulator, 'hc1/big', { method: 'POST', body: Buffer.alloc(80 * 1024, 1) });
+    const notice = requestOf(await raw.next());
+    const { default: WebSocket } = await import('ws');
+    const rendezvous = new WebSocket(notice.address, { perMessageDeflate: false });
+    closeables.add(() => rendezvous.terminate());
+    const closed = new Promise<number>((resolve) => rendezvous.once('close', (code: number) => resolve(code)));
+    await new Promise((resolve) => rendezvous.once('open', resolve));
+    const violation = log.next('rendezvous.protocolViolation');
+    rendezvous.send('{"renewToken":{"token":"not here"}}');
+    await violation;
+    expect((await pending).status).toBe(502);
+    expect(await closed).toBe(1008);
   });
 
   it.each([
@@ -251,8 +335,21 @@ describe('protocol edge cases with hand-driven listeners', () => {
     await response.body?.cancel();
   });
 
+  it('tolerates the unsolicited pongs of hyco-https keepAliveTimeout', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const listener = await startListener(closeables, emulator, 'hc1', echoHandler, { keepAliveTimeout: { asMilliseconds: () => 10 } });
+    const id = emulator.listeners('hc1')[0]!.id;
+    let pongs = 0;
+    await log.next('listener.pong', () => (pongs += 1) >= 3);
+    const response = await send(emulator, 'hc1/x', { method: 'POST', body: 'kept alive' });
+    expect(await response.text()).toBe('kept alive');
+    expect(emulator.listeners('hc1').map((channel) => channel.id)).toEqual([id]);
+    expect(emulator.counters().protocolViolations).toBe(0);
+    expect(listener.errors).toEqual([]);
+  });
+
   it('terminates a listener that stops answering pings, and keeps a live hyco-https listener', async () => {
-    const { emulator, log } = await startTestRelay(closeables, { pingIntervalInMs: 30 });
+    const { emulator, log } = await startTestRelay(closeables, { pingIntervalInMs: 50 });
     await startListener(closeables, emulator, 'hc1', echoHandler);
     const silent = await startRawListener(closeables, emulator, 'hc1', { autoPong: false });
     const unresponsive = log.next('listener.unresponsive');

@@ -59,6 +59,16 @@ describe('hostile input', () => {
     expect(emulator.listeners('hc1')[0]!.tokenExpiresAtMs).toBe(Number(se) * 1000);
   });
 
+  it('closes with 1008 (not an internal error) on a renewToken quoting non-ASCII garbage', async () => {
+    const { emulator, log } = await startTestRelay(closeables);
+    const raw = await startRawListener(closeables, emulator, 'hc1');
+    const rejected = log.next('listener.renewRejected');
+    raw.socket.send(JSON.stringify({ renewToken: { token: `SharedAccessSignature sr=a&sig=b&se=1&skn=c&\u2603${'\u00e9'.repeat(200)}` } }));
+    expect((await rejected).message).toContain('MalformedToken');
+    expect(await raw.closed).toBe(1008);
+    expect(log.count('listener.internalError')).toBe(0);
+  });
+
   it('relays a request whose header JSON exceeds 32 KiB by rendezvous', async () => {
     const { emulator } = await startTestRelay(closeables);
     let seen = '';
@@ -88,6 +98,55 @@ describe('hostile input', () => {
     expect(log.count('rendezvous.late')).toBe(2);
     const response = await send(emulator, 'hc1/x', { method: 'POST', body: 'ok' });
     expect(await response.text()).toBe('ok');
+  });
+});
+
+describe('garbage from listeners', () => {
+  /** Seeded so a failure can be replayed. */
+  function* garbage(seed: number): Generator<string | Buffer> {
+    let state = seed;
+    const next = (): number => (state = (state * 1103515245 + 12345) & 0x7fffffff);
+    const values: unknown[] = [null, true, -1, 1e308, 'x', [], {}, { a: { b: [1, 'c'] } }, '\u2603'.repeat(50)];
+    const pickValue = (): unknown => values[next() % values.length];
+    for (let index = 0; index < 60; index += 1) {
+      switch (next() % 6) {
+        case 0:
+          yield patternBytes(1 + (next() % 300), next());
+          break;
+        case 1:
+          yield patternBytes(1 + (next() % 300), next()).toString('latin1');
+          break;
+        case 2:
+          yield JSON.stringify({ response: { requestId: pickValue(), statusCode: pickValue(), responseHeaders: pickValue(), body: pickValue() } });
+          break;
+        case 3:
+          yield JSON.stringify({ renewToken: { token: pickValue() } });
+          break;
+        case 4:
+          yield JSON.stringify({ response: { requestId: `unknown-${index}`, statusCode: 200 + (next() % 400), body: next() % 2 === 0 } });
+          break;
+        default:
+          yield JSON.stringify(pickValue());
+      }
+    }
+  }
+
+  it('survives seeded random garbage on control channels and keeps serving', async () => {
+    const { emulator, log } = await startTestRelay(closeables, { hybridConnections: [{ name: 'hc1' }, { name: 'junk' }] });
+    await startListener(closeables, emulator, 'hc1', echoHandler);
+    let raw = await startRawListener(closeables, emulator, 'junk');
+    for (const message of garbage(20261128)) {
+      if (raw.socket.readyState !== raw.socket.OPEN) raw = await startRawListener(closeables, emulator, 'junk');
+      raw.socket.send(message);
+      // The relay is still answering on another entity after every message.
+      const probe = await send(emulator, 'hc1/probe', { method: 'POST', body: 'probe' });
+      expect(await probe.text()).toBe('probe');
+    }
+    const internalErrors = log.entries.filter((entry) => entry.event.endsWith('.internalError'));
+    expect(internalErrors).toEqual([]);
+    expect(emulator.counters().protocolViolations).toBeGreaterThan(10);
+    expect(emulator.counters().lateResponses).toBeGreaterThan(0);
+    expect(emulator.counters().relayErrors).toBe(0);
   });
 });
 

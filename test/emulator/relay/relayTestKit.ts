@@ -137,10 +137,9 @@ export interface ListenerOptions {
   fixedToken?: string;
   /** Do not wait for the first `'listening'`. */
   noWait?: boolean;
+  /** hyco-https' keepAliveTimeout (a moment duration; only `asMilliseconds` is used): unsolicited pongs at that period. */
+  keepAliveTimeout?: { asMilliseconds(): number };
 }
-
-const WS_CONNECTING = 0;
-const WS_OPEN = 1;
 
 /** Starts a real hyco-https listener on the emulator, with a token function so renewal works. */
 export async function startListener(
@@ -161,19 +160,29 @@ export async function startListener(
         options.key ?? DEVELOPMENT_KEY,
         typeof seconds === 'function' ? seconds() : seconds,
       ));
-  const server = hycoHttps.createRelayedServer({ server: uri, token }, handler);
+  const server = hycoHttps.createRelayedServer(
+    { server: uri, token, ...(options.keepAliveTimeout === undefined ? {} : { keepAliveTimeout: options.keepAliveTimeout }) },
+    handler,
+  );
   const errors: Error[] = [];
   server.on('error', (error: Error) => errors.push(error));
+  let closedForGood = false;
+  server.on('close', () => (closedForGood = true));
   const listener: TestListener = {
     server,
     errors,
     nextListening: () => new Promise((resolve) => server.once('listening', () => resolve())),
     nextError: () => new Promise((resolve) => server.once('error', (error: Error) => resolve(error))),
     close: async () => {
-      const state = server.controlChannel?.readyState;
+      if (closedForGood) return;
+      // hyco-https emits 'close' once a control channel ends after close(). When the channel is already down, a
+      // reconnect is pending and still happens after close() (spec §11 P14): if it succeeds, close that one too.
+      const closeZombie = (): void => server.close();
       const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+      server.on('listening', closeZombie);
       server.close();
-      if (state === WS_OPEN || state === WS_CONNECTING) await closed;
+      await closed;
+      server.off('listening', closeZombie);
     },
   };
   closeables.add(() => listener.close());
