@@ -6,10 +6,10 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { AnyStateMachine } from 'xstate';
 import { StorelinkError } from '../core/errors.js';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
+import { importUserModule } from '../userModules.js';
 
 export const BUILT_IN_CHARTS: Readonly<Record<string, AnyStateMachine>> = Object.freeze({
   storeLink: storeLinkMachine,
@@ -30,15 +30,6 @@ export function isStateMachine(value: unknown): value is AnyStateMachine {
     typeof candidate.root === 'object' &&
     candidate.root !== null
   );
-}
-
-async function importModule(file: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(file).href;
-  if (/\.[cm]?tsx?$/.test(file)) {
-    const { tsImport } = await import('tsx/esm/api');
-    return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
-  }
-  return (await import(url)) as Record<string, unknown>;
 }
 
 function pickMachine(exports: Record<string, unknown>, exportName: string | undefined, file: string): [string, AnyStateMachine] {
@@ -80,7 +71,7 @@ export async function loadChart(spec: string, cwd: string = process.cwd()): Prom
   }
   let exports: Record<string, unknown>;
   try {
-    exports = await importModule(file);
+    exports = await importUserModule(file);
   } catch (cause) {
     throw new StorelinkError('CHART_UNLOADABLE', `${modulePath}: the module failed to load: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }

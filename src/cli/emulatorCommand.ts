@@ -6,6 +6,7 @@ import { StorelinkError } from '../core/errors.js';
 import { parseEmulatorsConfig, type EmulatorsConfig } from '../emulator/emulatorsConfig.js';
 import { startEmulators } from '../emulator/startEmulators.js';
 import type { CliIo } from './program.js';
+import { untilStopped } from './untilStopped.js';
 
 interface EmulatorCommandOptions {
   host: string;
@@ -36,23 +37,6 @@ async function readConfig(file: string): Promise<EmulatorsConfig> {
   } catch (cause) {
     throw new StorelinkError('FILE_UNREADABLE', (cause as Error).message, { cause });
   }
-}
-
-/** Resolves once SIGINT or SIGTERM arrives, or `signal` aborts. */
-function untilStopped(signal: AbortSignal | undefined): Promise<string> {
-  return new Promise((resolve) => {
-    const stop = (reason: string) => {
-      process.off('SIGINT', onInterrupt);
-      process.off('SIGTERM', onTerminate);
-      resolve(reason);
-    };
-    const onInterrupt = () => stop('SIGINT');
-    const onTerminate = () => stop('SIGTERM');
-    process.once('SIGINT', onInterrupt);
-    process.once('SIGTERM', onTerminate);
-    if (signal?.aborted) stop('aborted');
-    signal?.addEventListener('abort', () => stop('aborted'), { once: true });
-  });
 }
 
 export function addEmulatorCommand(program: Command, io: CliIo): void {

@@ -14,6 +14,7 @@ import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { storelinkVersion } from './packageInfo.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
+import { addStoreCommand } from './storeCommand.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -88,6 +89,7 @@ function buildProgram(io: CliIo): Command {
     });
 
   addEmulatorCommand(program, io);
+  addStoreCommand(program, io);
   return program;
 }
 

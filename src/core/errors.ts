@@ -58,6 +58,10 @@ export const STORELINK_ERROR_CODES = {
   MESSAGE_LOCK_LOST: { retryable: false },
 
   // The store's own answers, through either channel. Not channel failures: no fallback.
+  /** The operation is addressed to another store. */
+  OPERATION_MISROUTED: { retryable: false },
+  /** The store has no handler for this operation type. */
+  OPERATION_TYPE_UNKNOWN: { retryable: false },
   /** The store does not expose this operation type on the relay. */
   OPERATION_NOT_EXPOSED: { retryable: false },
   /** The operation's expiresAt passed before it ran. */

@@ -1,0 +1,105 @@
+/** `storelink store --config FILE`: runs one store agent until SIGINT or SIGTERM. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { z } from 'zod';
+import { StorelinkError } from '../core/errors.js';
+import { entityNameSchema, storeIdSchema } from '../core/names.js';
+import { describeIssue } from '../core/validation.js';
+import { createStoreAgent } from '../store/storeAgent.js';
+import { loadStoreModule } from '../store/storeModule.js';
+import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
+import type { CliIo } from './program.js';
+import { untilStopped } from './untilStopped.js';
+
+/** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
+const secretSchema = z.string().min(1, 'must not be empty');
+
+const storeConfigSchema = z.strictObject({
+  $schema: z.string().optional(),
+  storeId: storeIdSchema,
+  /** Path to a store module exporting createStore(context). */
+  module: z.string().min(1, 'must not be empty'),
+  dataDir: z.string().min(1, 'must not be empty'),
+  serviceBus: z.strictObject({
+    connectionString: secretSchema,
+    queue: entityNameSchema.optional(),
+    cloudInbox: entityNameSchema.optional(),
+    concurrency: z.number().int().min(1).max(64).optional(),
+  }),
+  relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
+});
+
+export type StoreConfig = z.infer<typeof storeConfigSchema>;
+
+function resolveSecret(value: string, where: string, env: NodeJS.ProcessEnv): string {
+  if (!value.startsWith('env:')) return value;
+  const name = value.slice('env:'.length);
+  const found = env[name];
+  if (found === undefined || found.length === 0) {
+    throw new StorelinkError('FILE_UNREADABLE', `${where} names environment variable ${name}, which is not set`);
+  }
+  return found;
+}
+
+export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<StoreConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : (cause as Error).message}`, { cause });
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (cause) {
+    throw new StorelinkError('FILE_UNREADABLE', `${file}: not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const parsed = storeConfigSchema.safeParse(document, { reportInput: true });
+  if (!parsed.success) {
+    const { field, text: problem } = describeIssue(parsed.error.issues[0]!);
+    throw new StorelinkError('FILE_UNREADABLE', `${file}: invalid store configuration: ${problem}`, { field });
+  }
+  const config = parsed.data;
+  const base = path.dirname(file);
+  return {
+    ...config,
+    module: path.resolve(base, config.module),
+    dataDir: path.resolve(base, config.dataDir),
+    serviceBus: { ...config.serviceBus, connectionString: resolveSecret(config.serviceBus.connectionString, 'serviceBus.connectionString', env) },
+    ...(config.relay === undefined
+      ? {}
+      : { relay: { ...config.relay, connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
+  };
+}
+
+export function addStoreCommand(program: Command, io: CliIo): void {
+  program
+    .command('store')
+    .description('run one store: its queue consumer, its relay listener (if configured) and its outbox')
+    .requiredOption('--config <file>', 'store configuration (JSON): storeId, module, dataDir, serviceBus, relay')
+    .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
+    .action(async (options: { config: string; logLevel: LogLevel }) => {
+      const config = await readStoreConfig(path.resolve(io.cwd, options.config));
+      const logger = createCliLogger(options.logLevel, 'storelink-store');
+      const createStore = await loadStoreModule(config.module);
+      const store = await createStore({ storeId: config.storeId, dataDir: config.dataDir, logger });
+      const agent = createStoreAgent({
+        storeId: config.storeId,
+        handlers: store.handlers,
+        ...(config.relay === undefined ? {} : { expose: store.expose ?? [], relay: config.relay }),
+        serviceBus: config.serviceBus,
+        dataDir: config.dataDir,
+        logger,
+      });
+      try {
+        await agent.start();
+        io.stdout(`store ${config.storeId} running (relay: ${config.relay === undefined ? 'none' : 'yes'}); Ctrl+C to stop\n`);
+        await untilStopped(io.stopSignal);
+      } finally {
+        await agent.close();
+        await store.close?.();
+      }
+    });
+}

@@ -1,0 +1,236 @@
+/**
+ * The single path both channels feed. An operation takes effect exactly once whichever way it arrives, however often:
+ * envelope check → addressed to this store → ledger look-up (a known id returns its first outcome, never runs
+ * twice) → in-flight look-up (the same id arriving on both channels at once shares one run) → expiry → handler with
+ * its payload schema → ledger record, durable before the caller acknowledges anything → reply through the outbox when
+ * the operation asks for one.
+ */
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { StorelinkError, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
+import { findNonJson, type JsonValue } from '../core/json.js';
+import { isExpired, parseOperation, type Operation } from '../core/operation.js';
+import { describeIssue } from '../core/validation.js';
+
+export type Channel = 'relay' | 'queue';
+
+export interface HandlerContext {
+  operation: Operation;
+  channel: Channel;
+  abortSignal: AbortSignal;
+}
+
+/** What a store does for one operation type. Throw `rejectOperation(...)` to refuse it (recorded, never retried). */
+export interface OperationHandler<Payload = unknown> {
+  /** Validates the payload before the handler sees it (a zod schema); a failure is a permanent OPERATION_INVALID. */
+  payload: { safeParse(value: unknown): z.ZodSafeParseResult<Payload> };
+  handle(payload: Payload, context: HandlerContext): Promise<JsonValue> | JsonValue;
+}
+
+/** Any handler, whatever its payload type (the executor validates the payload before calling it). */
+export interface AnyOperationHandler {
+  payload: { safeParse(value: unknown): z.ZodSafeParseResult<unknown> };
+  handle(payload: never, context: HandlerContext): Promise<JsonValue> | JsonValue;
+}
+
+export type OperationHandlers = Readonly<Record<string, AnyOperationHandler>>;
+
+/** Declares a handler with its payload schema, keeping the payload's type. */
+export function defineHandler<Schema extends z.ZodType>(
+  payload: Schema,
+  handle: (payload: z.infer<Schema>, context: HandlerContext) => Promise<JsonValue> | JsonValue,
+): OperationHandler<z.infer<Schema>> {
+  return { payload, handle };
+}
+
+/** The error a handler throws to refuse an operation (insufficient stock, say). */
+export function rejectOperation(message: string): StorelinkError {
+  return new StorelinkError('OPERATION_REJECTED', message);
+}
+
+/** What the executor keeps per operation id (the ledger's entry). */
+export interface ExecutionRecord {
+  id: string;
+  storeId: string;
+  type: string;
+  outcome: 'done' | 'rejected';
+  result?: JsonValue;
+  error?: { code: string; message: string };
+  channel: Channel;
+  executedAt: string;
+  expiresAt: string;
+}
+
+export interface ExecutionLedger {
+  get(id: string): ExecutionRecord | undefined;
+  /** Durable when resolved; the first record of an id wins and is returned. */
+  record(entry: ExecutionRecord): Promise<ExecutionRecord>;
+}
+
+export interface ReplyEvent {
+  id: string;
+  kind: 'reply';
+  type: string;
+  storeId: string;
+  correlationId: string;
+  body: JsonValue;
+  createdAt: string;
+}
+
+export interface ReplyOutbox {
+  append(event: ReplyEvent): Promise<void>;
+}
+
+export interface ExecutorOptions {
+  storeId: string;
+  handlers: OperationHandlers;
+  ledger: ExecutionLedger;
+  outbox: ReplyOutbox;
+  now?: () => number;
+}
+
+export interface Execution {
+  operation: Operation;
+  record: ExecutionRecord;
+  /** True when the ledger already had the outcome: the handler did not run this time. */
+  replayed: boolean;
+}
+
+/** Codes after which the operation can never succeed: the queue dead-letters it instead of retrying. */
+export const PERMANENT_FAILURES: ReadonlySet<StorelinkErrorCode> = new Set<StorelinkErrorCode>([
+  'OPERATION_INVALID',
+  'PAYLOAD_TOO_LARGE',
+  'OPERATION_MISROUTED',
+  'OPERATION_EXPIRED',
+  'OPERATION_TYPE_UNKNOWN',
+]);
+
+/** The body of a reply: the operation's result, or the refusal. */
+export type ReplyBody = { outcome: 'done'; result: JsonValue } | { outcome: 'rejected'; error: { code: string; message: string } };
+
+export function replyBodyOf(record: ExecutionRecord): ReplyBody {
+  return record.outcome === 'done'
+    ? { outcome: 'done', result: record.result ?? null }
+    : { outcome: 'rejected', error: record.error ?? { code: 'OPERATION_REJECTED', message: 'rejected' } };
+}
+
+/** A stable UUID for the reply to an operation, so a resent reply is dropped by duplicate detection. */
+export function replyIdFor(operationId: string): string {
+  const hex = createHash('sha256').update(`storelink-reply:${operationId}`).digest('hex');
+  // Shaped as an RFC 9562 version 8 (custom) UUID.
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${((parseInt(hex.slice(16, 18), 16) & 0x3f) | 0x80).toString(16)}${hex.slice(18, 20)}-${hex.slice(20, 32)}`;
+}
+
+export class Executor {
+  readonly #options: ExecutorOptions;
+  readonly #inFlight = new Map<string, Promise<Execution>>();
+  readonly #now: () => number;
+
+  constructor(options: ExecutorOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** The operation types this executor can run. */
+  get types(): string[] {
+    return Object.keys(this.#options.handlers);
+  }
+
+  /**
+   * Runs an untrusted envelope. Resolves with the outcome (a refusal is an outcome, recorded like a result); rejects
+   * with a StorelinkError for anything else — PERMANENT_FAILURES never succeed, the rest may on a later delivery.
+   */
+  async execute(input: unknown, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
+    const parsed = parseOperation(input);
+    if (!parsed.success) throw parsed.error;
+    const operation = parsed.data;
+    if (operation.storeId !== this.#options.storeId) {
+      throw new StorelinkError('OPERATION_MISROUTED', `operation ${operation.id} is for store "${operation.storeId}", not "${this.#options.storeId}"`, {
+        field: 'storeId',
+      });
+    }
+    const known = this.#options.ledger.get(operation.id);
+    if (known !== undefined) return this.#replied(operation, known, true);
+    const running = this.#inFlight.get(operation.id);
+    if (running !== undefined) {
+      const shared = await running;
+      return { ...shared, replayed: true };
+    }
+    const execution = this.#run(operation, channel, abortSignal);
+    this.#inFlight.set(operation.id, execution);
+    try {
+      return await execution;
+    } finally {
+      this.#inFlight.delete(operation.id);
+    }
+  }
+
+  async #run(operation: Operation, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
+    if (isExpired(operation, this.#now())) {
+      throw new StorelinkError('OPERATION_EXPIRED', `operation ${operation.id} expired at ${operation.expiresAt}`);
+    }
+    const handler = Object.hasOwn(this.#options.handlers, operation.type) ? this.#options.handlers[operation.type] : undefined;
+    if (handler === undefined) {
+      throw new StorelinkError('OPERATION_TYPE_UNKNOWN', `this store has no handler for "${operation.type}"`, { field: 'type' });
+    }
+    const payload = (handler as OperationHandler).payload.safeParse(operation.payload);
+    if (!payload.success) {
+      const { field, text } = describeIssue(payload.error.issues[0]!);
+      throw new StorelinkError('OPERATION_INVALID', `invalid payload for ${operation.type}: ${text}`, {
+        field: field === undefined ? 'payload' : `payload.${field}`,
+        cause: payload.error,
+      });
+    }
+    const base = {
+      id: operation.id,
+      storeId: operation.storeId,
+      type: operation.type,
+      channel,
+      expiresAt: operation.expiresAt,
+    };
+    let entry: ExecutionRecord;
+    try {
+      const result = await (handler as OperationHandler).handle(payload.data, { operation, channel, abortSignal });
+      const problem = findNonJson(result);
+      if (problem !== undefined) {
+        throw new StorelinkError('HANDLER_FAILED', `the ${operation.type} handler returned a result that is not JSON: ${problem.message}`);
+      }
+      entry = { ...base, outcome: 'done', result: result ?? null, executedAt: new Date(this.#now()).toISOString() };
+    } catch (error) {
+      if (isStorelinkError(error, 'OPERATION_REJECTED')) {
+        entry = { ...base, outcome: 'rejected', error: { code: error.code, message: error.message }, executedAt: new Date(this.#now()).toISOString() };
+      } else if (isStorelinkError(error) && error.code !== 'OPERATION_REJECTED') {
+        throw error.code === 'HANDLER_FAILED' ? error : new StorelinkError('HANDLER_FAILED', error.message, { cause: error });
+      } else {
+        throw new StorelinkError('HANDLER_FAILED', `the ${operation.type} handler failed: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+        });
+      }
+    }
+    const recorded = await this.#options.ledger.record(entry);
+    return this.#replied(operation, recorded, false);
+  }
+
+  /** Sends the reply the operation asked for (again, on a replay: the id makes the resend harmless). */
+  async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean): Promise<Execution> {
+    if (operation.replyTo !== undefined) {
+      await this.#options.outbox.append({
+        id: replyIdFor(operation.id),
+        kind: 'reply',
+        type: operation.type,
+        storeId: operation.storeId,
+        correlationId: operation.correlationId ?? operation.id,
+        body: replyBodyOf(record),
+        createdAt: new Date(this.#now()).toISOString(),
+      });
+    }
+    return { operation, record, replayed };
+  }
+}
+
+/** The outcome as the relay answers it: the result, or the refusal thrown again. */
+export function resultOf(execution: Execution): JsonValue {
+  const { record } = execution;
+  if (record.outcome === 'done') return record.result ?? null;
+  throw new StorelinkError('OPERATION_REJECTED', record.error?.message ?? 'the store refused the operation');
+}

@@ -1,0 +1,353 @@
+/**
+ * The store side of storelink: one executor fed by the store's queue and, for a bi-directional store, by its relay
+ * listener; a durable ledger so every operation takes effect once; a durable outbox drained to the cloud inbox for
+ * replies, store events and relay announcements.
+ */
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs';
+import { createRelayListener, type RelayListener, type RelayListenerStatus } from '../channels/relay/relayListener.js';
+import {
+  createServiceBusConnection,
+  type QueueConsumer,
+  type QueueDelivery,
+  type RetrySettings,
+  type ServiceBusConnection,
+} from '../channels/servicebus/serviceBusConnection.js';
+import { StorelinkError, isStorelinkError } from '../core/errors.js';
+import { findNonJson, type JsonValue } from '../core/json.js';
+import type { RelayAnnouncement } from '../core/linkContract.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import { defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
+import { Executor, PERMANENT_FAILURES, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
+import { openLedger, type Ledger } from './ledger.js';
+import { openOutbox, type Outbox } from './outbox.js';
+import { OutboxFlusher } from './outboxFlusher.js';
+
+export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';
+
+export interface StoreAgentOptions {
+  storeId: string;
+  handlers: OperationHandlers;
+  /** Operation types published on the relay; each must have a handler. Default none. */
+  expose?: readonly string[];
+  serviceBus: {
+    connectionString: string;
+    /** Default `store-<storeId>`. */
+    queue?: string;
+    /** Default `cloud-inbox`. */
+    cloudInbox?: string;
+    /** Operations handled at once from the queue; default 1, so a store applies them in order. */
+    concurrency?: number;
+    retry?: Partial<RetrySettings>;
+  };
+  /** Absent: an async-only store. */
+  relay?: {
+    connectionString: string;
+    /** Default `store-<storeId>`. */
+    hybridConnection?: string;
+  };
+  /** Where the ledger and outbox live (created if missing). */
+  dataDir: string;
+  logger?: Logger;
+}
+
+export interface StoreEvent {
+  /** Dot-namespaced, e.g. `sale.recorded`. */
+  type: string;
+  body: JsonValue;
+}
+
+export type StoreAgentEvent =
+  | { type: 'executed'; operationId: string; operationType: string; channel: Channel; outcome: 'done' | 'rejected'; replayed: boolean }
+  | { type: 'acknowledged'; operationId: string }
+  | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string }
+  | { type: 'failed'; operationId: string | undefined; channel: Channel; error: StorelinkError }
+  | { type: 'outbox.flushed'; count: number; pending: number }
+  | { type: 'outbox.error'; error: StorelinkError; retryInMs: number }
+  | { type: 'queue.error'; error: StorelinkError };
+
+export interface StoreAgentState {
+  status: 'created' | 'starting' | 'running' | 'closing' | 'closed';
+  relay: RelayListenerStatus | 'disabled';
+  outboxPending: number;
+}
+
+export interface StoreAgent extends AsyncDisposable {
+  readonly storeId: string;
+  readonly state$: Observable<StoreAgentState>;
+  readonly events$: Observable<StoreAgentEvent>;
+  readonly state: StoreAgentState;
+  /** Opens the ledger and outbox, then starts consuming and listening. Resolves once local state is ready. */
+  start(options?: { abortSignal?: AbortSignal }): Promise<void>;
+  /** Queues a store event for the cloud (durably: it survives a restart and waits out a Service Bus outage). */
+  emit(event: StoreEvent): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createStoreAgent(options: StoreAgentOptions): StoreAgent {
+  return new DefaultStoreAgent(options);
+}
+
+function validateOptions(options: StoreAgentOptions): void {
+  const storeId = storeIdSchema.safeParse(options.storeId);
+  if (!storeId.success) throw new TypeError(`createStoreAgent: storeId ${storeId.error.issues[0]!.message}`);
+  for (const type of Object.keys(options.handlers)) {
+    const valid = operationTypeSchema.safeParse(type);
+    if (!valid.success) throw new TypeError(`createStoreAgent: handler "${type}" ${valid.error.issues[0]!.message}`);
+  }
+  for (const type of options.expose ?? []) {
+    if (!Object.hasOwn(options.handlers, type)) throw new TypeError(`createStoreAgent: expose lists "${type}", which has no handler`);
+  }
+  if ((options.expose?.length ?? 0) > 0 && options.relay === undefined) {
+    throw new TypeError('createStoreAgent: expose needs relay options (a connection string for the hybrid connection)');
+  }
+  if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) throw new TypeError('createStoreAgent: dataDir is required');
+}
+
+/** The relay announcement a listener status warrants; undefined while it is still settling. */
+function announcementFor(status: RelayListenerStatus): RelayAnnouncement | undefined {
+  if (status === 'listening') return 'up';
+  if (status === 'backingOff' || status === 'authFailed' || status === 'stopped') return 'down';
+  return undefined;
+}
+
+class DefaultStoreAgent implements StoreAgent {
+  readonly storeId: string;
+  readonly #options: StoreAgentOptions;
+  readonly #logger: Logger;
+  readonly #events = new Subject<StoreAgentEvent>();
+  readonly #state: BehaviorSubject<StoreAgentState>;
+  readonly #closeAbort = new AbortController();
+  readonly #subscriptions: Subscription[] = [];
+  #ledger: Ledger | undefined;
+  #outbox: Outbox | undefined;
+  #connection: ServiceBusConnection | undefined;
+  #consumer: QueueConsumer | undefined;
+  #listener: RelayListener | undefined;
+  #flusher: OutboxFlusher | undefined;
+  #executor: Executor | undefined;
+  #lastAnnouncement: RelayAnnouncement | undefined;
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: StoreAgentOptions) {
+    validateOptions(options);
+    this.storeId = options.storeId;
+    this.#options = options;
+    this.#logger = (options.logger ?? silentLogger).child({ storeId: options.storeId });
+    this.#state = new BehaviorSubject<StoreAgentState>({
+      status: 'created',
+      relay: options.relay === undefined ? 'disabled' : 'idle',
+      outboxPending: 0,
+    });
+  }
+
+  get state$(): Observable<StoreAgentState> {
+    return this.#state.asObservable();
+  }
+
+  get events$(): Observable<StoreAgentEvent> {
+    return this.#events.asObservable();
+  }
+
+  get state(): StoreAgentState {
+    return this.#state.getValue();
+  }
+
+  #setState(change: Partial<StoreAgentState>): void {
+    if (this.#state.closed) return;
+    this.#state.next({ ...this.#state.getValue(), ...change });
+  }
+
+  start(options: { abortSignal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closed'));
+    this.#starting ??= this.#start();
+    options.abortSignal?.addEventListener('abort', () => void this.close(), { once: true });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const { storeId, serviceBus, relay } = this.#options;
+    this.#setState({ status: 'starting' });
+    this.#ledger = await openLedger({ directory: path.join(this.#options.dataDir, 'ledger'), logger: this.#logger });
+    this.#outbox = await openOutbox({ directory: path.join(this.#options.dataDir, 'outbox'), logger: this.#logger });
+    const outbox = this.#outbox;
+    this.#executor = new Executor({
+      storeId,
+      handlers: this.#options.handlers,
+      ledger: this.#ledger,
+      outbox: {
+        append: async (event) => {
+          await outbox.append(event);
+          this.#outboxChanged();
+        },
+      },
+    });
+    this.#connection = createServiceBusConnection({
+      connectionString: serviceBus.connectionString,
+      logger: this.#logger,
+      ...(serviceBus.retry === undefined ? {} : { retry: serviceBus.retry }),
+    });
+    this.#flusher = new OutboxFlusher({
+      outbox,
+      sender: this.#connection.createSender(serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX),
+      logger: this.#logger,
+    });
+    this.#subscriptions.push(
+      this.#flusher.events$.subscribe((event) => {
+        if (event.type === 'flushed') {
+          this.#events.next({ type: 'outbox.flushed', count: event.count, pending: event.pending });
+          this.#setState({ outboxPending: event.pending });
+        } else {
+          this.#events.next({ type: 'outbox.error', error: event.error, retryInMs: event.retryInMs });
+        }
+      }),
+    );
+    this.#flusher.start();
+    this.#setState({ outboxPending: outbox.size });
+
+    this.#consumer = this.#connection.createConsumer({
+      queue: serviceBus.queue ?? defaultStoreEntityName(storeId),
+      concurrency: serviceBus.concurrency ?? 1,
+      handler: (delivery) => this.#fromQueue(delivery),
+    });
+    this.#subscriptions.push(
+      this.#consumer.events$.subscribe((event) => {
+        if (event.type === 'error') this.#events.next({ type: 'queue.error', error: event.error });
+      }),
+    );
+    this.#consumer.start();
+
+    if (relay === undefined) {
+      await this.#announce('disabled');
+    } else {
+      this.#listener = createRelayListener({
+        connectionString: relay.connectionString,
+        hybridConnection: relay.hybridConnection ?? defaultStoreEntityName(storeId),
+        expose: this.#options.expose ?? [],
+        execute: (operation, context) => this.#fromRelay(operation, context.abortSignal),
+        logger: this.#logger,
+      });
+      this.#subscriptions.push(
+        this.#listener.state$.subscribe((state) => {
+          this.#setState({ relay: state.status });
+          const announcement = announcementFor(state.status);
+          if (announcement !== undefined && this.#closing === undefined) {
+            this.#announce(announcement).catch((error: unknown) => this.#logger.error({ err: error }, 'could not record a relay announcement'));
+          }
+        }),
+      );
+      this.#listener.start();
+    }
+    this.#setState({ status: 'running' });
+    this.#logger.info({ queue: serviceBus.queue ?? defaultStoreEntityName(storeId), relay: relay !== undefined }, 'store agent running');
+  }
+
+  async #announce(relay: RelayAnnouncement): Promise<void> {
+    if (this.#lastAnnouncement === relay) return;
+    this.#lastAnnouncement = relay;
+    await this.#append({ kind: 'announcement', type: 'store.announced', body: { relay } });
+  }
+
+  async #append(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): Promise<void> {
+    const outbox = this.#outbox;
+    if (outbox === undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the store agent is not started');
+    await outbox.append({ id: randomUUID(), storeId: this.storeId, createdAt: new Date().toISOString(), ...event });
+    this.#outboxChanged();
+  }
+
+  #outboxChanged(): void {
+    this.#setState({ outboxPending: this.#outbox?.size ?? 0 });
+    this.#flusher?.notify();
+  }
+
+  emit(event: StoreEvent): Promise<void> {
+    const type = operationTypeSchema.safeParse(event.type);
+    if (!type.success) return Promise.reject(new TypeError(`emit: type ${type.error.issues[0]!.message}`));
+    const problem = findNonJson(event.body);
+    if (problem !== undefined) return Promise.reject(new TypeError(`emit: body${problem.path.map((key) => `.${key}`).join('')} ${problem.message}`));
+    if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closed'));
+    return this.#append({ kind: 'event', type: event.type, body: event.body });
+  }
+
+  #executed(execution: Execution, channel: Channel): void {
+    this.#events.next({
+      type: 'executed',
+      operationId: execution.operation.id,
+      operationType: execution.operation.type,
+      channel,
+      outcome: execution.record.outcome,
+      replayed: execution.replayed,
+    });
+  }
+
+  async #fromRelay(operation: unknown, abortSignal: AbortSignal): Promise<JsonValue> {
+    const executor = this.#executor!;
+    try {
+      const execution = await executor.execute(operation, 'relay', AbortSignal.any([abortSignal, this.#closeAbort.signal]));
+      this.#executed(execution, 'relay');
+      return resultOf(execution);
+    } catch (error) {
+      if (isStorelinkError(error) && error.code !== 'OPERATION_REJECTED') {
+        this.#events.next({ type: 'failed', operationId: idOf(operation), channel: 'relay', error });
+      }
+      throw error;
+    }
+  }
+
+  async #fromQueue(delivery: QueueDelivery): Promise<void> {
+    const body = delivery.message.body;
+    let execution: Execution;
+    try {
+      execution = await this.#executor!.execute(body, 'queue', this.#closeAbort.signal);
+    } catch (error) {
+      const failure = isStorelinkError(error) ? error : new StorelinkError('HANDLER_FAILED', String(error), { cause: error });
+      if (PERMANENT_FAILURES.has(failure.code)) {
+        const description = failure.message.slice(0, 1024);
+        await delivery.deadLetter({ reason: failure.code, description });
+        this.#logger.warn({ operationId: idOf(body), reason: failure.code }, 'operation dead-lettered');
+        this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description });
+      } else {
+        this.#logger.warn({ err: failure, operationId: idOf(body), deliveryCount: delivery.message.deliveryCount }, 'operation failed; it will be delivered again');
+        this.#events.next({ type: 'failed', operationId: idOf(body), channel: 'queue', error: failure });
+        await delivery.abandon();
+      }
+      return;
+    }
+    // The ledger holds the outcome now: announce it, then let the queue forget the message.
+    this.#executed(execution, 'queue');
+    await delivery.complete();
+    this.#events.next({ type: 'acknowledged', operationId: execution.operation.id });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<void> {
+    this.#setState({ status: 'closing' });
+    await this.#starting?.catch(() => undefined);
+    await this.#listener?.close();
+    await this.#consumer?.close();
+    this.#closeAbort.abort(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closing'));
+    await this.#flusher?.close();
+    await this.#connection?.close();
+    await this.#ledger?.close();
+    await this.#outbox?.close();
+    for (const subscription of this.#subscriptions) subscription.unsubscribe();
+    this.#setState({ status: 'closed' });
+    this.#state.complete();
+    this.#events.complete();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function idOf(body: unknown): string | undefined {
+  if (typeof body === 'object' && body !== null && 'id' in body && typeof body.id === 'string') return body.id;
+  return undefined;
+}
