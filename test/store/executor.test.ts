@@ -1,0 +1,181 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { StorelinkError } from '../../src/core/errors.js';
+import { createOperation, type Operation } from '../../src/core/operation.js';
+import {
+  Executor,
+  PERMANENT_FAILURES,
+  defineHandler,
+  rejectOperation,
+  replyIdFor,
+  resultOf,
+  type ExecutionLedger,
+  type ExecutionRecord,
+  type ReplyEvent,
+} from '../../src/store/executor.js';
+
+// In-memory stand-ins: the executor's logic is what is under test here; the real ledger has its own tests.
+function memoryLedger(): ExecutionLedger & { entries: Map<string, ExecutionRecord> } {
+  const entries = new Map<string, ExecutionRecord>();
+  return {
+    entries,
+    get: (id) => entries.get(id),
+    record: (entry) => {
+      const existing = entries.get(entry.id);
+      if (existing !== undefined) return Promise.resolve(existing);
+      entries.set(entry.id, entry);
+      return Promise.resolve(entry);
+    },
+  };
+}
+
+const NOW = Date.parse('2026-11-28T10:00:00.000Z');
+const signal = new AbortController().signal;
+
+function setup(handle: (payload: { n: number }) => unknown = (payload) => ({ doubled: payload.n * 2 })) {
+  const ledger = memoryLedger();
+  const replies: ReplyEvent[] = [];
+  let calls = 0;
+  const executor = new Executor({
+    storeId: 'paris-1',
+    ledger,
+    outbox: { append: (event) => Promise.resolve(void replies.push(event)) },
+    now: () => NOW,
+    handlers: {
+      'demo.double': defineHandler(z.strictObject({ n: z.number().int() }), async (payload) => {
+        calls += 1;
+        await Promise.resolve();
+        return handle(payload) as never;
+      }),
+    },
+  });
+  return { executor, ledger, replies, calls: () => calls };
+}
+
+function operation(overrides: Partial<Operation> = {}): Operation {
+  return {
+    ...createOperation({ storeId: 'paris-1', type: 'demo.double', payload: { n: 21 }, latency: 'async', timeToLiveInMs: 60_000 }, { nowInMs: NOW }),
+    ...overrides,
+  };
+}
+
+async function failure(promise: Promise<unknown>): Promise<StorelinkError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof StorelinkError) return error;
+    throw error;
+  }
+  throw new Error('expected a failure');
+}
+
+describe('Executor', () => {
+  it('runs a handler once, records the outcome, and returns the recorded outcome on every later delivery', async () => {
+    const { executor, ledger, calls } = setup();
+    const op = operation();
+    const first = await executor.execute(op, 'relay', signal);
+    const second = await executor.execute(op, 'queue', signal);
+    expect(first).toMatchObject({ replayed: false, record: { outcome: 'done', result: { doubled: 42 }, channel: 'relay' } });
+    expect(second).toMatchObject({ replayed: true, record: { outcome: 'done', result: { doubled: 42 }, channel: 'relay' } });
+    expect(calls()).toBe(1);
+    expect(ledger.entries.get(op.id)).toEqual(first.record);
+  });
+
+  it('shares one run between two deliveries of the same id in flight at once', async () => {
+    const { executor, calls } = setup();
+    const op = operation();
+    const [a, b] = await Promise.all([executor.execute(op, 'relay', signal), executor.execute(op, 'queue', signal)]);
+    expect(calls()).toBe(1);
+    expect([a.replayed, b.replayed].sort()).toEqual([false, true]);
+    expect(a.record).toEqual(b.record);
+  });
+
+  it('records a refusal and returns the same refusal again', async () => {
+    const { executor, calls } = setup(() => {
+      throw rejectOperation('not today');
+    });
+    const op = operation();
+    const first = await executor.execute(op, 'queue', signal);
+    expect(first.record).toMatchObject({ outcome: 'rejected', error: { code: 'OPERATION_REJECTED', message: 'not today' } });
+    expect(() => resultOf(first)).toThrow(expect.objectContaining({ code: 'OPERATION_REJECTED', message: 'not today' }));
+    expect((await executor.execute(op, 'relay', signal)).replayed).toBe(true);
+    expect(calls()).toBe(1);
+  });
+
+  it('does not record a handler crash, so a later delivery runs it again', async () => {
+    let attempt = 0;
+    const { executor, ledger } = setup(() => {
+      attempt += 1;
+      if (attempt === 1) throw new Error('disk full');
+      return 'ok';
+    });
+    const op = operation();
+    const error = await failure(executor.execute(op, 'queue', signal));
+    expect(error.code).toBe('HANDLER_FAILED');
+    expect(PERMANENT_FAILURES.has(error.code)).toBe(false);
+    expect(ledger.entries.size).toBe(0);
+    expect((await executor.execute(op, 'queue', signal)).record.result).toBe('ok');
+  });
+
+  it.each([
+    ['an invalid envelope', { id: 'nope' }, 'OPERATION_INVALID', 'id'],
+    ['another store', operation({ storeId: 'lyon-2' }), 'OPERATION_MISROUTED', 'storeId'],
+    ['an unknown type', operation({ type: 'demo.triple' }), 'OPERATION_TYPE_UNKNOWN', 'type'],
+    ['a payload the schema refuses', operation({ payload: { n: 'x' } }), 'OPERATION_INVALID', 'payload.n'],
+    ['an expired operation', operation({ createdAt: '2026-11-28T09:00:00.000Z', expiresAt: '2026-11-28T09:59:59.000Z' }), 'OPERATION_EXPIRED', undefined],
+  ])('refuses %s permanently, without running the handler', async (_label, input, code, field) => {
+    const { executor, calls, ledger } = setup();
+    const error = await failure(executor.execute(input, 'queue', signal));
+    expect(error.code).toBe(code);
+    expect(error.field).toBe(field);
+    expect(PERMANENT_FAILURES.has(error.code)).toBe(true);
+    expect(calls()).toBe(0);
+    expect(ledger.entries.size).toBe(0);
+  });
+
+  it('returns a recorded outcome even after the operation expired', async () => {
+    const ledger = memoryLedger();
+    const op = operation();
+    let now = NOW;
+    const executor = new Executor({
+      storeId: 'paris-1',
+      ledger,
+      outbox: { append: () => Promise.resolve() },
+      now: () => now,
+      handlers: { 'demo.double': defineHandler(z.object({ n: z.number() }), ({ n }) => n) },
+    });
+    await executor.execute(op, 'relay', signal);
+    now = NOW + 3_600_000;
+    expect((await executor.execute(op, 'queue', signal)).record.result).toBe(21);
+  });
+
+  it('replies through the outbox with a stable id when the operation asks, again on every replay', async () => {
+    const { executor, replies } = setup();
+    const op = operation({ replyTo: 'cloud-inbox', correlationId: 'c-7' });
+    await executor.execute(op, 'queue', signal);
+    await executor.execute(op, 'queue', signal);
+    expect(replies).toHaveLength(2);
+    expect(replies[0]).toEqual({
+      id: replyIdFor(op.id),
+      kind: 'reply',
+      type: 'demo.double',
+      storeId: 'paris-1',
+      correlationId: 'c-7',
+      body: { outcome: 'done', result: { doubled: 42 } },
+      createdAt: new Date(NOW).toISOString(),
+    });
+    expect(replies[1]!.id).toBe(replies[0]!.id);
+  });
+
+  it('refuses a handler result that is not JSON', async () => {
+    const { executor } = setup(() => ({ when: new Date() }));
+    expect((await failure(executor.execute(operation(), 'queue', signal))).code).toBe('HANDLER_FAILED');
+  });
+
+  it('derives reply ids that are UUIDs, distinct per operation', () => {
+    const a = replyIdFor('3b241101-e2bb-4255-8caf-4136c566a962');
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(replyIdFor('3b241101-e2bb-4255-8caf-4136c566a962')).toBe(a);
+    expect(replyIdFor('3b241101-e2bb-4255-8caf-4136c566a963')).not.toBe(a);
+  });
+});
