@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 const OWNED_PACKAGES = [
   { name: '@azure/service-bus', owner: 'src/channels/servicebus' },
   { name: 'hyco-https', owner: 'src/channels/relay' },
-  { name: 'lowdb', owner: 'src/store/ledger, src/store/outbox' },
+  { name: 'lowdb', owner: 'src/store/ledger, src/store/outbox, src/store/segmentedStore' },
   { name: 'rhea', owner: 'src/emulator/servicebus' },
 ];
 
@@ -122,7 +122,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['hyco-https'] }) },
   },
   {
-    files: ['src/store/ledger*.ts', 'src/store/outbox*.ts', 'src/store/ledger/**/*.ts', 'src/store/outbox/**/*.ts'],
+    files: ['src/store/ledger*.ts', 'src/store/outbox*.ts', 'src/store/ledger/**/*.ts', 'src/store/outbox/**/*.ts', 'src/store/segmentedStore.ts'],
     rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['lowdb'] }) },
   },
   {
