@@ -1,0 +1,258 @@
+/**
+ * The ledger: the store's durable memory of the operations it executed and what came of them, so that a redelivered
+ * operation (the queue redelivers, the cloud retries, the relay and the queue may both carry it) gets its first
+ * result again instead of running twice.
+ */
+import type { JsonValue } from '../core/json.js';
+import type { Logger } from '../core/logger.js';
+import { StorelinkError } from '../core/errors.js';
+import {
+  SegmentedStore,
+  checkDirectory,
+  checkLogger,
+  checkOptionFields,
+  checkSegmentSize,
+  describeValue,
+  frozenJsonCopy,
+  isPlainObject,
+  jsonProblem,
+  nonEmptyStringProblem,
+  oneOfProblem,
+  timestampProblem,
+  unknownKeyProblem,
+  type Segment,
+} from './segmentedStore.js';
+
+export interface LedgerEntry {
+  /** The operation id (UUID): the idempotency key. */
+  id: string;
+  storeId: string;
+  type: string;
+  outcome: 'done' | 'rejected';
+  /** The handler's result, when done. */
+  result?: JsonValue;
+  /** Why the handler refused, when rejected: a redelivery gets the same refusal. */
+  error?: { code: string; message: string };
+  channel: 'relay' | 'queue';
+  /** ISO 8601. */
+  executedAt: string;
+  /** The operation's expiry (ISO 8601): until then it may be redelivered, so its entry is kept at least that long. */
+  expiresAt: string;
+}
+
+export interface LedgerOptions {
+  directory: string;
+  /** Entries per segment file; a write rewrites at most one segment. Default 1000. */
+  segmentSize?: number;
+  /** How long an entry is kept after its operation expired. Default 24 h. */
+  retentionAfterExpiryInMs?: number;
+  /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
+  logger?: Logger;
+}
+
+export interface Ledger {
+  /** The entry for an operation id, from memory. Sees an entry as soon as `record()` is called. */
+  get(id: string): LedgerEntry | undefined;
+  /**
+   * Records an entry; resolves once it is on disk, with the entry as stored (a frozen copy). First write wins: for an
+   * id already recorded it writes nothing and resolves with the existing entry (once that one is on disk).
+   */
+  record(entry: LedgerEntry): Promise<LedgerEntry>;
+  /** Entries known (recorded and not yet pruned). */
+  readonly size: number;
+  /** Segment files written since open: one write serves every entry recorded while the previous one was running. */
+  readonly writes: number;
+  /** Waits for pending writes, then releases the files. Idempotent; `record()` rejects afterwards. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export const DEFAULT_RETENTION_AFTER_EXPIRY_IN_MS = 24 * 60 * 60 * 1000;
+
+const ENTRY_FIELDS: ReadonlySet<string> = new Set(['id', 'storeId', 'type', 'outcome', 'result', 'error', 'channel', 'executedAt', 'expiresAt']);
+const ERROR_FIELDS: ReadonlySet<string> = new Set(['code', 'message']);
+
+/** What is wrong with a ledger entry (a phrase following "the entry"), or undefined when it is well formed. */
+function entryProblem(value: unknown): string | undefined {
+  if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
+  const problem =
+    unknownKeyProblem(value, ENTRY_FIELDS)?.replace(/^/, ' ') ??
+    nonEmptyStringProblem(value.id, 'id') ??
+    nonEmptyStringProblem(value.storeId, 'storeId') ??
+    nonEmptyStringProblem(value.type, 'type') ??
+    oneOfProblem(value.outcome, 'outcome', ['done', 'rejected']) ??
+    oneOfProblem(value.channel, 'channel', ['relay', 'queue']) ??
+    timestampProblem(value.executedAt, 'executedAt') ??
+    timestampProblem(value.expiresAt, 'expiresAt');
+  if (problem !== undefined) return problem;
+  if (value.outcome === 'done') {
+    if (value.error !== undefined) return '.error must be absent when outcome is "done"';
+    return value.result === undefined ? undefined : jsonProblem(value.result, 'result');
+  }
+  if (value.result !== undefined) return '.result must be absent when outcome is "rejected" (put the refusal in .error)';
+  if (!isPlainObject(value.error)) return `.error must be { code, message } when outcome is "rejected", got ${describeValue(value.error)}`;
+  return (
+    unknownKeyProblem(value.error, ERROR_FIELDS)?.replace(/^/, '.error ') ??
+    nonEmptyStringProblem(value.error.code, 'error.code') ??
+    (typeof value.error.message === 'string' ? undefined : `.error.message must be a string, got ${describeValue(value.error.message)}`)
+  );
+}
+
+/** The entry's fields in a fixed order, so the files read the same whatever order the caller built the object in. */
+function canonicalEntry(entry: LedgerEntry): LedgerEntry {
+  return {
+    id: entry.id,
+    storeId: entry.storeId,
+    type: entry.type,
+    outcome: entry.outcome,
+    ...(entry.result === undefined ? {} : { result: entry.result }),
+    ...(entry.error === undefined ? {} : { error: { code: entry.error.code, message: entry.error.message } }),
+    channel: entry.channel,
+    executedAt: entry.executedAt,
+    expiresAt: entry.expiresAt,
+  };
+}
+
+interface LedgerSettings {
+  directory: string;
+  segmentSize: number;
+  retentionAfterExpiryInMs: number;
+  now: () => number;
+  logger: Logger;
+}
+
+const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 'retentionAfterExpiryInMs', 'now', 'logger']);
+
+function ledgerSettings(options: unknown): LedgerSettings {
+  const fields = checkOptionFields(options, 'LedgerOptions', OPTION_FIELDS);
+  const retention = fields.retentionAfterExpiryInMs ?? DEFAULT_RETENTION_AFTER_EXPIRY_IN_MS;
+  if (typeof retention !== 'number' || !Number.isFinite(retention) || retention < 0) {
+    throw new RangeError(`LedgerOptions.retentionAfterExpiryInMs must be a finite number of milliseconds, 0 or more, got ${describeValue(retention)}`);
+  }
+  if (fields.now !== undefined && typeof fields.now !== 'function') {
+    throw new TypeError(`LedgerOptions.now must be a function returning ms since the epoch, got ${describeValue(fields.now)}`);
+  }
+  return {
+    directory: checkDirectory(fields.directory, 'LedgerOptions'),
+    segmentSize: checkSegmentSize(fields.segmentSize, 'LedgerOptions'),
+    retentionAfterExpiryInMs: retention,
+    now: (fields.now as (() => number) | undefined) ?? Date.now,
+    logger: checkLogger(fields.logger, 'LedgerOptions'),
+  };
+}
+
+class SegmentedLedger implements Ledger {
+  readonly #store: SegmentedStore<LedgerEntry>;
+  readonly #settings: LedgerSettings;
+  readonly #logger: Logger;
+  readonly #entries = new Map<string, LedgerEntry>();
+  /** Per segment, the latest time (ms) at which one of its entries stops being needed. */
+  readonly #forgettableAt = new Map<Segment<LedgerEntry>, number>();
+
+  constructor(store: SegmentedStore<LedgerEntry>, settings: LedgerSettings, logger: Logger) {
+    this.#store = store;
+    this.#settings = settings;
+    this.#logger = logger;
+    for (const segment of store.segments) {
+      for (const entry of segment.records) {
+        if (this.#entries.has(entry.id)) {
+          // First write wins on disk too; a second entry can only come from a hand-edited or merged directory.
+          logger.warn({ operationId: entry.id, file: segment.file }, 'ledger holds a second entry for an operation; keeping the first');
+          continue;
+        }
+        this.#entries.set(entry.id, entry);
+        this.#noteForgettable(segment, entry);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get writes(): number {
+    return this.#store.writes;
+  }
+
+  get(id: string): LedgerEntry | undefined {
+    if (typeof id !== 'string') throw new TypeError(`ledger.get(id) takes an operation id string, got ${describeValue(id)}`);
+    return this.#entries.get(id);
+  }
+
+  async record(entry: LedgerEntry): Promise<LedgerEntry> {
+    const problem = entryProblem(entry);
+    if (problem !== undefined) throw new TypeError(`ledger entry${problem}`);
+    if (this.#store.closed) throw new StorelinkError('STORE_UNAVAILABLE', 'the ledger is closed: record() is not possible after close()');
+    const existing = this.#entries.get(entry.id);
+    if (existing !== undefined) {
+      await this.#store.commit();
+      return existing;
+    }
+    const stored = frozenJsonCopy(canonicalEntry(entry));
+    this.#entries.set(stored.id, stored);
+    const segment = this.#store.append(stored);
+    this.#noteForgettable(segment, stored);
+    if (this.#store.isFull(segment)) this.prune();
+    await this.#store.commit();
+    return stored;
+  }
+
+  /** Drops every full segment whose entries are all past expiry + retention (the last, open segment too at open). */
+  prune(includeOpenSegment = false): void {
+    const now = this.#settings.now();
+    const segments = this.#store.segments;
+    for (const segment of [...segments]) {
+      const open = segment === segments.at(-1) && !this.#store.isFull(segment);
+      if (open && !includeOpenSegment) continue;
+      const forgettableAt = this.#forgettableAt.get(segment) ?? Number.NEGATIVE_INFINITY;
+      if (!(now > forgettableAt)) continue;
+      for (const entry of segment.records) {
+        if (this.#entries.get(entry.id) === entry) this.#entries.delete(entry.id);
+      }
+      this.#forgettableAt.delete(segment);
+      this.#store.dropSegment(segment);
+      this.#logger.info({ file: segment.file, entries: segment.records.length }, 'pruned a ledger segment past expiry and retention');
+    }
+  }
+
+  /** Writes what was pruned at open before anyone relies on it. */
+  async settle(): Promise<void> {
+    await this.#store.commit();
+  }
+
+  close(): Promise<void> {
+    return this.#store.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #noteForgettable(segment: Segment<LedgerEntry>, entry: LedgerEntry): void {
+    const at = Date.parse(entry.expiresAt) + this.#settings.retentionAfterExpiryInMs;
+    this.#forgettableAt.set(segment, Math.max(this.#forgettableAt.get(segment) ?? Number.NEGATIVE_INFINITY, at));
+  }
+}
+
+/** Opens (creating if needed) the ledger in `options.directory`, loading its index and pruning what may be forgotten. */
+export async function openLedger(options: LedgerOptions): Promise<Ledger> {
+  const settings = ledgerSettings(options);
+  const logger = settings.logger.child({ component: 'ledger' });
+  const store = await SegmentedStore.open<LedgerEntry>({
+    directory: settings.directory,
+    kind: 'ledger',
+    segmentSize: settings.segmentSize,
+    recordProblem: entryProblem,
+    logger,
+  });
+  const ledger = new SegmentedLedger(store, settings, logger);
+  try {
+    ledger.prune(true);
+    await ledger.settle();
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  return ledger;
+}

@@ -1,0 +1,204 @@
+/**
+ * The outbox: the store's durable queue of what it owes the cloud (replies, store events, announcements). Events are
+ * appended while Service Bus may be unreachable, and sent in order, oldest first, once it is; an event leaves the
+ * outbox only when the cloud side acknowledged it, so a crash between send and acknowledgement resends it (the
+ * event id becomes the message id, and Service Bus duplicate detection drops the resend).
+ */
+import type { JsonValue } from '../core/json.js';
+import type { Logger } from '../core/logger.js';
+import { StorelinkError } from '../core/errors.js';
+import {
+  SegmentedStore,
+  checkDirectory,
+  checkLogger,
+  checkOptionFields,
+  checkSegmentSize,
+  describeValue,
+  frozenJsonCopy,
+  isPlainObject,
+  jsonProblem,
+  nonEmptyStringProblem,
+  oneOfProblem,
+  timestampProblem,
+  unknownKeyProblem,
+  type Segment,
+} from './segmentedStore.js';
+
+export interface OutboxEvent {
+  /** UUID; becomes the Service Bus messageId, so a resend is dropped by duplicate detection. */
+  id: string;
+  kind: 'reply' | 'event' | 'announcement';
+  /** e.g. `clickAndCollect.order`, `sale.recorded`, `store.announced`. */
+  type: string;
+  storeId: string;
+  /** For replies: the operation id. */
+  correlationId?: string;
+  body: JsonValue;
+  /** ISO 8601. */
+  createdAt: string;
+}
+
+export interface OutboxOptions {
+  directory: string;
+  /** Events per segment file; a write rewrites at most one segment per segment touched. Default 1000. */
+  segmentSize?: number;
+  logger?: Logger;
+}
+
+export interface Outbox {
+  /**
+   * Adds an event after every other one; resolves once it is on disk. Appending an id that is still in the outbox
+   * adds nothing (the first event stays) and resolves once that one is on disk.
+   */
+  append(event: OutboxEvent): Promise<void>;
+  /** Up to `limit` events not yet acknowledged, oldest first (frozen copies). */
+  peek(limit: number): OutboxEvent[];
+  /** Removes events for good; resolves once the removal is on disk. Ids not in the outbox are ignored. */
+  acknowledge(ids: readonly string[]): Promise<void>;
+  /** Events not yet acknowledged. */
+  readonly size: number;
+  /** Segment files written since open: one write serves every change made while the previous one was running. */
+  readonly writes: number;
+  /** Waits for pending writes, then releases the files. Idempotent; `append()` and `acknowledge()` reject afterwards. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const EVENT_FIELDS: ReadonlySet<string> = new Set(['id', 'kind', 'type', 'storeId', 'correlationId', 'body', 'createdAt']);
+const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 'logger']);
+
+/** What is wrong with an outbox event (a phrase following "the event"), or undefined when it is well formed. */
+function eventProblem(value: unknown): string | undefined {
+  if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
+  return (
+    unknownKeyProblem(value, EVENT_FIELDS)?.replace(/^/, ' ') ??
+    nonEmptyStringProblem(value.id, 'id') ??
+    oneOfProblem(value.kind, 'kind', ['reply', 'event', 'announcement']) ??
+    nonEmptyStringProblem(value.type, 'type') ??
+    nonEmptyStringProblem(value.storeId, 'storeId') ??
+    (value.correlationId === undefined ? undefined : nonEmptyStringProblem(value.correlationId, 'correlationId')) ??
+    jsonProblem(value.body, 'body') ??
+    timestampProblem(value.createdAt, 'createdAt')
+  );
+}
+
+/** The event's fields in a fixed order, so the files read the same whatever order the caller built the object in. */
+function canonicalEvent(event: OutboxEvent): OutboxEvent {
+  return {
+    id: event.id,
+    kind: event.kind,
+    type: event.type,
+    storeId: event.storeId,
+    ...(event.correlationId === undefined ? {} : { correlationId: event.correlationId }),
+    body: event.body,
+    createdAt: event.createdAt,
+  };
+}
+
+class SegmentedOutbox implements Outbox {
+  readonly #store: SegmentedStore<OutboxEvent>;
+  readonly #logger: Logger;
+  /** Where each pending event is, to acknowledge it without scanning the whole outbox. */
+  readonly #segmentOf = new Map<string, Segment<OutboxEvent>>();
+
+  constructor(store: SegmentedStore<OutboxEvent>, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+    for (const segment of store.segments) {
+      for (const event of segment.records) {
+        const other = this.#segmentOf.get(event.id);
+        if (other !== undefined) {
+          // Acknowledging by id could not tell the two apart; the files were edited or merged by hand.
+          throw new StorelinkError(
+            'FILE_UNREADABLE',
+            `outbox event id ${event.id} appears twice, in ${other.file} and ${segment.file}; remove one of them by hand`,
+          );
+        }
+        this.#segmentOf.set(event.id, segment);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.#segmentOf.size;
+  }
+
+  get writes(): number {
+    return this.#store.writes;
+  }
+
+  async append(event: OutboxEvent): Promise<void> {
+    const problem = eventProblem(event);
+    if (problem !== undefined) throw new TypeError(`outbox event${problem}`);
+    this.#assertOpen('append');
+    if (this.#segmentOf.has(event.id)) {
+      this.#logger.debug({ eventId: event.id }, 'outbox already holds this event; keeping the first');
+      await this.#store.commit();
+      return;
+    }
+    const stored = frozenJsonCopy(canonicalEvent(event));
+    this.#segmentOf.set(stored.id, this.#store.append(stored));
+    await this.#store.commit();
+  }
+
+  peek(limit: number): OutboxEvent[] {
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 0) {
+      throw new RangeError(`outbox.peek(limit) takes a whole number of events, 0 or more, got ${describeValue(limit)}`);
+    }
+    const events: OutboxEvent[] = [];
+    for (const segment of this.#store.segments) {
+      for (const event of segment.records) {
+        if (events.length >= limit) return events;
+        events.push(event);
+      }
+    }
+    return events;
+  }
+
+  async acknowledge(ids: readonly string[]): Promise<void> {
+    const untrusted: unknown = ids;
+    if (!Array.isArray(untrusted) || untrusted.some((id) => typeof id !== 'string')) {
+      throw new TypeError(`outbox.acknowledge(ids) takes an array of event id strings, got ${describeValue(ids)}`);
+    }
+    this.#assertOpen('acknowledge');
+    const bySegment = new Map<Segment<OutboxEvent>, Set<string>>();
+    for (const id of ids) {
+      const segment = this.#segmentOf.get(id);
+      if (segment === undefined) continue;
+      this.#segmentOf.delete(id);
+      let set = bySegment.get(segment);
+      if (set === undefined) bySegment.set(segment, (set = new Set()));
+      set.add(id);
+    }
+    for (const [segment, acknowledged] of bySegment) this.#store.removeRecords(segment, (event) => acknowledged.has(event.id));
+    // Also when nothing was removed here: the same ids may have been acknowledged by a call whose write is pending.
+    await this.#store.commit();
+  }
+
+  close(): Promise<void> {
+    return this.#store.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #assertOpen(method: string): void {
+    if (this.#store.closed) throw new StorelinkError('STORE_UNAVAILABLE', `the outbox is closed: ${method}() is not possible after close()`);
+  }
+}
+
+/** Opens (creating if needed) the outbox in `options.directory`, with every event not yet acknowledged. */
+export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
+  const fields = checkOptionFields(options, 'OutboxOptions', OPTION_FIELDS);
+  const directory = checkDirectory(fields.directory, 'OutboxOptions');
+  const segmentSize = checkSegmentSize(fields.segmentSize, 'OutboxOptions');
+  const logger = checkLogger(fields.logger, 'OutboxOptions').child({ component: 'outbox' });
+  const store = await SegmentedStore.open<OutboxEvent>({ directory, kind: 'outbox', segmentSize, recordProblem: eventProblem, logger });
+  try {
+    return new SegmentedOutbox(store, logger);
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,450 @@
+/**
+ * The storage under the ledger and the outbox: records kept in memory and in bounded lowdb JSON files ("segments").
+ *
+ * lowdb's `write()` rewrites a whole file, so one file for all history makes every write slower as history grows.
+ * Here only a segment that changed is rewritten, and a segment holds at most `segmentSize` records, so the cost of a
+ * write is bounded whatever the history. Writes are group commits: every change made while a write is in flight goes
+ * into the next write, so one rename serves many callers. Each file write is steno's temp file + rename, so a file
+ * is always either its old or its new content, never a mix.
+ */
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import { DataFile } from 'lowdb/node';
+import { StorelinkError } from '../core/errors.js';
+import { findNonJson } from '../core/json.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+
+/** What one segment file holds. `format` names its owner so a ledger file is never read as an outbox file. */
+export interface SegmentFile {
+  format: string;
+  version: 1;
+  records: unknown[];
+}
+
+/** One segment as its owner sees it: read-only; changes go through the store so that they get written. */
+export interface Segment<T> {
+  readonly number: number;
+  readonly file: string;
+  readonly records: readonly T[];
+}
+
+export interface SegmentedStoreOptions {
+  directory: string;
+  /** Names the files (`<kind>-000000000001.json`) and appears in messages. */
+  kind: 'ledger' | 'outbox';
+  segmentSize: number;
+  /** Checks one record read back from disk: returns what is wrong with it, or undefined when it is fine. */
+  recordProblem(value: unknown): string | undefined;
+  logger: Logger;
+}
+
+interface StoredSegment<T extends object> extends Segment<T> {
+  records: T[];
+  readonly database: Low<SegmentFile>;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((onResolve, onReject) => {
+    resolve = onResolve;
+    reject = onReject;
+  });
+  // A batch nobody waits for (its changes came from a retry after a failed write) must not crash the process.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/** Directories (per kind) open in this process: two stores writing the same files would undo each other's writes. */
+const openDirectories = new Set<string>();
+
+const SEGMENT_NUMBER_WIDTH = 12;
+
+/** The JSON text of each record, computed once: a record never changes, and a segment is rewritten many times. */
+const recordJson = new WeakMap<object, string>();
+
+/**
+ * Copies a JSON value through its JSON text and freezes the copy, so that what is kept in memory is exactly what is
+ * on disk (and will be after a restart), and neither the caller nor a reader can change it afterwards.
+ */
+export function frozenJsonCopy<T extends object>(value: T): T {
+  const json = JSON.stringify(value);
+  const copy = deepFreeze(JSON.parse(json) as T);
+  recordJson.set(copy, json);
+  return copy;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function jsonOf(record: object): string {
+  let json = recordJson.get(record);
+  if (json === undefined) {
+    json = JSON.stringify(record);
+    recordJson.set(record, json);
+  }
+  return json;
+}
+
+/** One record per line: cheap to build from cached record texts, and readable when someone opens the file. */
+function stringifySegment(file: SegmentFile): string {
+  const records = file.records.map((record) => jsonOf(record as object));
+  const body = records.length === 0 ? '' : `\n${records.join(',\n')}\n`;
+  return `{"format":${JSON.stringify(file.format)},"version":${file.version},"records":[${body}]}\n`;
+}
+
+// Shared checks for ledger entries and outbox events, both at the API boundary and when reading files back.
+
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+}
+
+export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>): string | undefined {
+  const unknown = Object.keys(value).find((key) => !known.has(key));
+  return unknown === undefined ? undefined : `has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
+}
+
+export function nonEmptyStringProblem(value: unknown, field: string): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? undefined : `.${field} must be a non-empty string, got ${describeValue(value)}`;
+}
+
+export function oneOfProblem(value: unknown, field: string, allowed: readonly string[]): string | undefined {
+  return typeof value === 'string' && allowed.includes(value)
+    ? undefined
+    : `.${field} must be one of ${allowed.map((item) => `"${item}"`).join(', ')}, got ${describeValue(value)}`;
+}
+
+export function timestampProblem(value: unknown, field: string): string | undefined {
+  return typeof value === 'string' && ISO_TIMESTAMP.test(value) && !Number.isNaN(Date.parse(value))
+    ? undefined
+    : `.${field} must be an ISO 8601 timestamp such as "2026-11-28T17:00:00.000Z", got ${describeValue(value)}`;
+}
+
+export function jsonProblem(value: unknown, field: string): string | undefined {
+  if (value === undefined) return `.${field} must be a JSON value, got undefined`;
+  const problem = findNonJson(value);
+  if (problem === undefined) return undefined;
+  const where = problem.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
+  return `.${field}${where} ${problem.message}`;
+}
+
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+// Option checks shared by openLedger and openOutbox.
+
+export const DEFAULT_SEGMENT_SIZE = 1000;
+const MAX_SEGMENT_SIZE = 1_000_000;
+
+export function checkSegmentSize(value: unknown, owner: string): number {
+  if (value === undefined) return DEFAULT_SEGMENT_SIZE;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_SEGMENT_SIZE) {
+    throw new RangeError(`${owner}.segmentSize must be a whole number of records from 1 to ${MAX_SEGMENT_SIZE}, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+export function checkDirectory(value: unknown, owner: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new TypeError(`${owner}.directory must be the path of a directory (a non-empty string), got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+export function checkLogger(value: unknown, owner: string): Logger {
+  if (value === undefined) return silentLogger;
+  const methods = ['debug', 'info', 'warn', 'error', 'child'] as const;
+  if (typeof value !== 'object' || value === null || methods.some((name) => typeof (value as Record<string, unknown>)[name] !== 'function')) {
+    throw new TypeError(`${owner}.logger must be a pino-style logger with ${methods.join(', ')} methods`);
+  }
+  return value as Logger;
+}
+
+export function checkOptionFields(options: unknown, owner: string, known: ReadonlySet<string>): Record<string, unknown> {
+  if (!isPlainObject(options)) throw new TypeError(`${owner} must be an options object such as { directory: './data/${owner.replace(/Options$/, '').toLowerCase()}' }`);
+  const problem = unknownKeyProblem(options, known);
+  if (problem !== undefined) throw new TypeError(`${owner} ${problem}`);
+  return options;
+}
+
+function isErrnoException(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * Ordered records in segment files `<kind>-<number>.json`. Records are added at the end (to the last segment, or a
+ * new one when it is full); the owner may remove records from any segment or drop a whole segment. Changes are in
+ * memory at once and on disk after the `commit()` that follows them resolves.
+ */
+export class SegmentedStore<T extends object> {
+  readonly #options: SegmentedStoreOptions;
+  readonly #registration: string;
+  readonly #segments: StoredSegment<T>[] = [];
+  #nextNumber = 1;
+  readonly #dirty = new Set<StoredSegment<T>>();
+  readonly #doomed = new Set<StoredSegment<T>>();
+  /** The batch collecting changes for the next write, and whether that write is already scheduled. */
+  #nextBatch: Deferred | undefined;
+  #scheduled = false;
+  /** The write in progress, if any: it holds every change made before it started that is not in #dirty/#doomed. */
+  #writing: Promise<void> | undefined;
+  #writes = 0;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: SegmentedStoreOptions, registration: string) {
+    this.#options = options;
+    this.#registration = registration;
+  }
+
+  /** Reads every segment of `kind` in `directory` (creating the directory if needed). */
+  static async open<T extends object>(options: SegmentedStoreOptions): Promise<SegmentedStore<T>> {
+    const directory = path.resolve(options.directory);
+    const registration = `${options.kind}\0${directory}`;
+    if (openDirectories.has(registration)) {
+      throw new Error(`the ${options.kind} in ${directory} is already open in this process: close it first, or share the open one`);
+    }
+    openDirectories.add(registration);
+    const store = new SegmentedStore<T>({ ...options, directory }, registration);
+    try {
+      await store.#load();
+      return store;
+    } catch (error) {
+      openDirectories.delete(registration);
+      throw error;
+    }
+  }
+
+  get segments(): readonly Segment<T>[] {
+    return this.#segments;
+  }
+
+  /** Segment files written (each one temp-file write + rename) since open. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  isFull(segment: Segment<T>): boolean {
+    return segment.records.length >= this.#options.segmentSize;
+  }
+
+  /** Adds a record after every other one. The record must not change afterwards (see `frozenJsonCopy`). */
+  append(record: T): Segment<T> {
+    let tail = this.#segments.at(-1);
+    if (tail === undefined || this.isFull(tail)) {
+      tail = this.#createSegment(this.#nextNumber++, []);
+      this.#segments.push(tail);
+    }
+    tail.records.push(record);
+    this.#dirty.add(tail);
+    return tail;
+  }
+
+  /** Removes the records `remove` picks from a segment; a segment left empty is deleted unless it is the last one. */
+  removeRecords(segment: Segment<T>, remove: (record: T) => boolean): void {
+    const stored = this.#stored(segment);
+    stored.records = stored.records.filter((record) => !remove(record));
+    if (stored.records.length === 0 && stored !== this.#segments.at(-1)) this.dropSegment(stored);
+    else this.#dirty.add(stored);
+  }
+
+  /** Forgets a segment and deletes its file. */
+  dropSegment(segment: Segment<T>): void {
+    const stored = this.#stored(segment);
+    this.#segments.splice(this.#segments.indexOf(stored), 1);
+    this.#dirty.delete(stored);
+    this.#doomed.add(stored);
+  }
+
+  /**
+   * Resolves once every change made before the call is on disk: with the next group write, or at once when there is
+   * nothing left to write. Rejects when that write fails (the changes stay in memory and are written by a later one).
+   */
+  commit(): Promise<void> {
+    if (this.#dirty.size === 0 && this.#doomed.size === 0) return this.#writing ?? Promise.resolve();
+    this.#nextBatch ??= deferred();
+    this.#schedule();
+    return this.#nextBatch.promise;
+  }
+
+  /** Writes what is pending and releases the directory. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        await this.commit();
+      } finally {
+        openDirectories.delete(this.#registration);
+      }
+    })();
+    return this.#closing;
+  }
+
+  #stored(segment: Segment<T>): StoredSegment<T> {
+    const stored = segment as StoredSegment<T>;
+    if (!this.#segments.includes(stored)) throw new Error(`${this.#options.kind} segment ${segment.file} is not part of this store`);
+    return stored;
+  }
+
+  #fileName(number: number): string {
+    return `${this.#options.kind}-${String(number).padStart(SEGMENT_NUMBER_WIDTH, '0')}.json`;
+  }
+
+  #createSegment(number: number, records: T[]): StoredSegment<T> {
+    const file = path.join(this.#options.directory, this.#fileName(number));
+    const adapter = new DataFile<SegmentFile>(file, { parse: (text) => JSON.parse(text) as SegmentFile, stringify: stringifySegment });
+    const database = new Low<SegmentFile>(adapter, { format: this.#format, version: 1, records: [] });
+    return { number, file, records, database };
+  }
+
+  get #format(): string {
+    return `storelink.${this.#options.kind}`;
+  }
+
+  async #load(): Promise<void> {
+    const { directory, kind, logger } = this.#options;
+    let names: string[];
+    try {
+      await mkdir(directory, { recursive: true });
+      names = await readdir(directory);
+    } catch (error) {
+      throw new StorelinkError('FILE_UNREADABLE', `cannot open the ${kind} directory ${directory}: ${(error as Error).message}`, { cause: error });
+    }
+    const segmentName = new RegExp(`^${kind}-(\\d+)\\.json$`);
+    // steno writes `.<name>.tmp` and renames it; one left behind is a write that never completed (nobody was told it
+    // had), so it carries nothing that was promised.
+    const tempName = new RegExp(`^\\.${kind}-\\d+\\.json\\.tmp$`);
+    const numbers: number[] = [];
+    for (const name of names) {
+      const match = segmentName.exec(name);
+      if (match !== null) numbers.push(Number(match[1]));
+      else if (tempName.test(name)) {
+        logger.debug({ file: name }, 'removing the temp file of an unfinished write');
+        await unlink(path.join(directory, name)).catch((error: unknown) => {
+          if (!isErrnoException(error, 'ENOENT')) throw error;
+        });
+      }
+    }
+    numbers.sort((a, b) => a - b);
+    for (const number of numbers) {
+      const segment = this.#createSegment(number, []);
+      segment.records = await this.#readSegment(segment);
+      this.#segments.push(segment);
+    }
+    this.#nextNumber = (numbers.at(-1) ?? 0) + 1;
+    logger.debug({ segments: numbers.length, records: this.#segments.reduce((sum, s) => sum + s.records.length, 0) }, `${kind} loaded`);
+  }
+
+  async #readSegment(segment: StoredSegment<T>): Promise<T[]> {
+    const { kind } = this.#options;
+    const unreadable = (what: string, cause?: unknown): StorelinkError =>
+      new StorelinkError(
+        'FILE_UNREADABLE',
+        `${kind} segment ${segment.file} ${what}; it holds ${kind} history, so it is not skipped: repair or restore it, or move it aside knowingly`,
+        { cause },
+      );
+    try {
+      await segment.database.read();
+    } catch (error) {
+      throw unreadable(`cannot be read as JSON (${(error as Error).message})`, error);
+    }
+    const content = segment.database.data as unknown;
+    if (!isPlainObject(content) || content.format !== this.#format || content.version !== 1 || !Array.isArray(content.records)) {
+      throw unreadable(`is not a ${this.#format} version 1 file`);
+    }
+    const records = content.records as unknown[];
+    records.forEach((record, index) => {
+      const problem = this.#options.recordProblem(record);
+      if (problem !== undefined) throw unreadable(`has an invalid record at records[${index}]: it${problem}`);
+      deepFreeze(record);
+    });
+    return records as T[];
+  }
+
+  #schedule(): void {
+    if (this.#writing !== undefined || this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate rather than a microtask: callers woken by the same I/O phase all get into this write.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#writeBatch();
+    });
+  }
+
+  async #writeBatch(): Promise<void> {
+    const batch = this.#nextBatch;
+    this.#nextBatch = undefined;
+    // Oldest segment first: a crash part-way leaves older records written and newer ones not, never the reverse,
+    // so what survives is always a prefix of what was added.
+    const work = [...this.#dirty, ...this.#doomed].sort((a, b) => a.number - b.number);
+    const snapshots = new Map(work.filter((s) => this.#dirty.has(s)).map((s) => [s, [...s.records]]));
+    this.#dirty.clear();
+    this.#doomed.clear();
+    const done = new Set<StoredSegment<T>>();
+    const writing = (async () => {
+      for (const segment of work) {
+        const snapshot = snapshots.get(segment);
+        if (snapshot === undefined) await this.#delete(segment);
+        else await this.#write(segment, snapshot);
+        done.add(segment);
+      }
+    })();
+    this.#writing = writing;
+    try {
+      await writing;
+      batch?.resolve();
+    } catch (error) {
+      for (const segment of work) {
+        if (done.has(segment)) continue;
+        if (snapshots.has(segment)) {
+          if (this.#segments.includes(segment)) this.#dirty.add(segment);
+        } else this.#doomed.add(segment);
+      }
+      this.#options.logger.warn({ err: error }, `${this.#options.kind} write failed; the changes stay in memory for the next write`);
+      batch?.reject(error);
+    } finally {
+      this.#writing = undefined;
+      if (this.#nextBatch !== undefined) this.#schedule();
+    }
+  }
+
+  async #write(segment: StoredSegment<T>, records: T[]): Promise<void> {
+    segment.database.data = { format: this.#format, version: 1, records };
+    try {
+      await segment.database.write();
+    } catch (error) {
+      throw new Error(`could not write ${this.#options.kind} segment ${segment.file}: ${(error as Error).message}`, { cause: error });
+    }
+    this.#writes++;
+  }
+
+  async #delete(segment: StoredSegment<T>): Promise<void> {
+    try {
+      await unlink(segment.file);
+    } catch (error) {
+      if (isErrnoException(error, 'ENOENT')) return;
+      throw new Error(`could not delete ${this.#options.kind} segment ${segment.file}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}

@@ -1,0 +1,60 @@
+/** Temp directories and closeables for the store tests: each test gets its own directory, removed afterwards. */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach } from 'vitest';
+import type { LedgerEntry } from '../../src/store/ledger.js';
+import type { OutboxEvent } from '../../src/store/outbox.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+
+afterEach(async () => {
+  // Last opened, first closed: the directories go after what was open in them.
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+export function onCleanup(cleanup: () => Promise<unknown>): void {
+  cleanups.push(cleanup);
+}
+
+export async function tempDir(): Promise<string> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'storelink-store-'));
+  onCleanup(() => rm(directory, { recursive: true, force: true }));
+  return directory;
+}
+
+/** Registers `thing` to be closed after the test and returns it. */
+export function closing<T extends { close(): Promise<void> }>(thing: T): T {
+  onCleanup(() => thing.close().catch(() => undefined));
+  return thing;
+}
+
+export const HOUR = 60 * 60 * 1000;
+export const T0 = Date.parse('2026-11-28T12:00:00.000Z');
+
+export function ledgerEntry(overrides: Partial<LedgerEntry> = {}): LedgerEntry {
+  return {
+    id: randomUUID(),
+    storeId: 'store-042',
+    type: 'clickAndCollect.order',
+    outcome: 'done',
+    result: { accepted: true, lines: [{ sku: 'A-1', quantity: 2 }] },
+    channel: 'queue',
+    executedAt: new Date(T0).toISOString(),
+    expiresAt: new Date(T0 + HOUR).toISOString(),
+    ...overrides,
+  };
+}
+
+export function outboxEvent(overrides: Partial<OutboxEvent> = {}): OutboxEvent {
+  return {
+    id: randomUUID(),
+    kind: 'event',
+    type: 'sale.recorded',
+    storeId: 'store-042',
+    body: { till: 3, total: 12.5 },
+    createdAt: new Date(T0).toISOString(),
+    ...overrides,
+  };
+}

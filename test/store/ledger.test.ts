@@ -1,0 +1,282 @@
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openLedger, type LedgerEntry, type LedgerOptions } from '../../src/store/ledger.js';
+import { HOUR, T0, closing, ledgerEntry, tempDir } from './harness.js';
+
+const DAY = 24 * HOUR;
+
+async function segmentFiles(directory: string): Promise<string[]> {
+  return (await readdir(directory)).filter((name) => /^ledger-\d+\.json$/.test(name)).sort();
+}
+
+async function readSegment(directory: string, name: string): Promise<LedgerEntry[]> {
+  const file = JSON.parse(await readFile(path.join(directory, name), 'utf8')) as { format: string; records: LedgerEntry[] };
+  expect(file.format).toBe('storelink.ledger');
+  return file.records;
+}
+
+describe('ledger', () => {
+  it('keeps done and rejected entries across close and reopen', async () => {
+    const directory = await tempDir();
+    const first = closing(await openLedger({ directory }));
+    const done = ledgerEntry({ channel: 'relay' });
+    const rejected = ledgerEntry({ outcome: 'rejected', result: undefined, error: { code: 'OUT_OF_STOCK', message: 'no A-1 left' } });
+    expect(await first.record(done)).toEqual(done);
+    expect(await first.record(rejected)).toEqual(rejected);
+    expect(first.get(done.id)).toEqual(done);
+    expect(first.size).toBe(2);
+    await first.close();
+
+    const second = closing(await openLedger({ directory }));
+    expect(second.size).toBe(2);
+    expect(second.get(done.id)).toEqual(done);
+    expect(second.get(rejected.id)).toEqual(rejected);
+    expect(second.get('00000000-0000-4000-8000-000000000000')).toBeUndefined();
+  });
+
+  it('lets the first write win: a second record of an id writes nothing and returns the first entry', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    const first = ledgerEntry({ result: { prepared: 1 } });
+    await ledger.record(first);
+    const writesBefore = ledger.writes;
+    const [fileName] = await segmentFiles(directory);
+    const bytesBefore = await readFile(path.join(directory, fileName!), 'utf8');
+
+    const again = await ledger.record({ ...first, result: { prepared: 2 }, channel: 'relay' });
+
+    expect(again).toEqual(first);
+    expect(ledger.writes).toBe(writesBefore);
+    expect(await readFile(path.join(directory, fileName!), 'utf8')).toBe(bytesBefore);
+    await ledger.close();
+    const reopened = closing(await openLedger({ directory }));
+    expect(reopened.get(first.id)?.result).toEqual({ prepared: 1 });
+  });
+
+  it('resolves concurrent records of one id with the first entry, once it is on disk', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    const first = ledgerEntry({ result: 'first' });
+    const results = await Promise.all([ledger.record(first), ledger.record({ ...first, result: 'second' }), ledger.record({ ...first, result: 'third' })]);
+    expect(results.map((entry) => entry.result)).toEqual(['first', 'first', 'first']);
+    expect(ledger.size).toBe(1);
+    expect((await readSegment(directory, (await segmentFiles(directory))[0]!)).map((entry) => entry.result)).toEqual(['first']);
+  });
+
+  it('serves 1,000 concurrent records with a handful of writes', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    const entries = Array.from({ length: 1000 }, () => ledgerEntry());
+
+    await Promise.all(entries.map((entry) => ledger.record(entry)));
+
+    // 1,000 entries fill exactly one segment of the default size: one group write (two if the batch was split).
+    expect(ledger.writes).toBeGreaterThanOrEqual(1);
+    expect(ledger.writes).toBeLessThanOrEqual(3);
+    const files = await segmentFiles(directory);
+    expect(files).toHaveLength(1);
+    expect((await readSegment(directory, files[0]!)).map((entry) => entry.id)).toEqual(entries.map((entry) => entry.id));
+  });
+
+  it('writes once per record when records come one after another (each waits for its own write)', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    for (let i = 0; i < 5; i++) await ledger.record(ledgerEntry());
+    expect(ledger.writes).toBe(5);
+  });
+
+  it('rolls over to a new segment when one is full and never rewrites a full segment', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory, segmentSize: 10 }));
+    const entries = Array.from({ length: 25 }, (_, i) => ledgerEntry({ type: `step.${i}` }));
+    for (const entry of entries.slice(0, 10)) await ledger.record(entry);
+    const fullSegment = (await segmentFiles(directory))[0]!;
+    const fullBytes = await readFile(path.join(directory, fullSegment), 'utf8');
+
+    for (const entry of entries.slice(10)) await ledger.record(entry);
+
+    const files = await segmentFiles(directory);
+    expect(files).toEqual(['ledger-000000000001.json', 'ledger-000000000002.json', 'ledger-000000000003.json']);
+    expect(await readFile(path.join(directory, fullSegment), 'utf8')).toBe(fullBytes);
+    const counts = await Promise.all(files.map(async (name) => (await readSegment(directory, name)).length));
+    expect(counts).toEqual([10, 10, 5]);
+    await ledger.close();
+
+    // After a reopen the open segment keeps filling.
+    const reopened = closing(await openLedger({ directory, segmentSize: 10 }));
+    expect(reopened.size).toBe(25);
+    await reopened.record(ledgerEntry());
+    expect(await segmentFiles(directory)).toHaveLength(3);
+    expect(await readSegment(directory, 'ledger-000000000003.json')).toHaveLength(6);
+  });
+
+  it('prunes a full segment once every entry in it is past expiry plus retention, when the next segment fills', async () => {
+    const directory = await tempDir();
+    let now = T0;
+    const options: LedgerOptions = { directory, segmentSize: 3, retentionAfterExpiryInMs: DAY, now: () => now };
+    const ledger = closing(await openLedger(options));
+    const soon = (i: number): LedgerEntry => ledgerEntry({ type: `soon.${i}`, expiresAt: new Date(T0 + HOUR).toISOString() });
+    const early = [soon(0), soon(1), soon(2)];
+    // One long-lived entry keeps its whole segment.
+    const mixed = [soon(3), ledgerEntry({ type: 'late', expiresAt: new Date(T0 + 30 * DAY).toISOString() }), soon(4)];
+    for (const entry of [...early, ...mixed]) await ledger.record(entry);
+    expect(await segmentFiles(directory)).toHaveLength(2);
+
+    // Exactly at expiry + retention the entries are still kept: they may be forgotten only once it has passed.
+    now = T0 + HOUR + DAY;
+    for (const entry of [soon(5), soon(6), soon(7)]) await ledger.record(entry);
+    expect(ledger.get(early[0]!.id)).toBeDefined();
+    expect(await segmentFiles(directory)).toHaveLength(3);
+
+    now = T0 + HOUR + DAY + 1;
+    const trigger = [soon(8), soon(9), soon(10)];
+    for (const entry of trigger) await ledger.record(entry);
+
+    // Segments 1, 3 and 4 (all short-lived) are gone; segment 2 stays for its long-lived entry.
+    expect(await segmentFiles(directory)).toEqual(['ledger-000000000002.json']);
+    for (const entry of [...early, ...trigger]) expect(ledger.get(entry.id)).toBeUndefined();
+    for (const entry of mixed) expect(ledger.get(entry.id)).toEqual(entry);
+    expect(ledger.size).toBe(3);
+    await ledger.close();
+
+    const reopened = closing(await openLedger(options));
+    expect(reopened.size).toBe(3);
+    // New segments are numbered after the newest surviving one, so file order stays record order.
+    await reopened.record(soon(11));
+    expect(await segmentFiles(directory)).toEqual(['ledger-000000000002.json', 'ledger-000000000003.json']);
+  });
+
+  it('prunes at open, the open segment included, and keeps unexpired history', async () => {
+    const directory = await tempDir();
+    let now = T0;
+    const options: LedgerOptions = { directory, segmentSize: 2, retentionAfterExpiryInMs: 0, now: () => now };
+    const ledger = closing(await openLedger(options));
+    const expiring = Array.from({ length: 3 }, () => ledgerEntry({ expiresAt: new Date(T0 + HOUR).toISOString() }));
+    const lasting = Array.from({ length: 2 }, () => ledgerEntry({ expiresAt: new Date(T0 + DAY).toISOString() }));
+    for (const entry of [...expiring.slice(0, 2), ...lasting, expiring[2]!]) await ledger.record(entry);
+    await ledger.close();
+    expect(await segmentFiles(directory)).toHaveLength(3);
+
+    now = T0 + 2 * HOUR;
+    const reopened = closing(await openLedger(options));
+    expect(reopened.size).toBe(2);
+    expect(await segmentFiles(directory)).toEqual(['ledger-000000000002.json']);
+    for (const entry of lasting) expect(reopened.get(entry.id)).toEqual(entry);
+    for (const entry of expiring) expect(reopened.get(entry.id)).toBeUndefined();
+  });
+
+  it('refuses to open over an unparsable segment, naming the file', async () => {
+    const directory = await tempDir();
+    const ledger = await openLedger({ directory });
+    await ledger.record(ledgerEntry());
+    await ledger.close();
+    const file = path.join(directory, 'ledger-000000000001.json');
+    await writeFile(file, '{"format":"storelink.ledger","version":1,"records":[{"id":');
+
+    const opening = openLedger({ directory });
+
+    await expect(opening).rejects.toMatchObject({ code: 'FILE_UNREADABLE', message: expect.stringContaining(file) });
+    await expect(opening).rejects.toThrow(/cannot be read as JSON/);
+  });
+
+  it('refuses to open over a segment holding an invalid entry, naming the file and the record', async () => {
+    const directory = await tempDir();
+    const file = path.join(directory, 'ledger-000000000001.json');
+    await writeFile(file, JSON.stringify({ format: 'storelink.ledger', version: 1, records: [ledgerEntry(), { ...ledgerEntry(), outcome: 'maybe' }] }));
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} has an invalid record at records[1]: it.outcome must be one of`);
+    await writeFile(file, JSON.stringify({ format: 'storelink.outbox', version: 1, records: [] }));
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger version 1 file`);
+  });
+
+  it('opens past a temp file left by an interrupted write, and removes it', async () => {
+    const directory = await tempDir();
+    const ledger = await openLedger({ directory });
+    const entry = ledgerEntry();
+    await ledger.record(entry);
+    await ledger.close();
+    await writeFile(path.join(directory, '.ledger-000000000001.json.tmp'), '{"format":"storelink.led');
+    await writeFile(path.join(directory, '.ledger-000000000002.json.tmp'), '');
+
+    const reopened = closing(await openLedger({ directory }));
+
+    expect(reopened.get(entry.id)).toEqual(entry);
+    expect((await readdir(directory)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('stores a frozen copy: changing the caller object afterwards changes nothing', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    const entry = ledgerEntry({ result: { lines: [1, 2] } });
+    const stored = await ledger.record(entry);
+    (entry.result as { lines: number[] }).lines.push(3);
+    expect(ledger.get(entry.id)?.result).toEqual({ lines: [1, 2] });
+    expect(Object.isFrozen(stored)).toBe(true);
+    expect(() => (stored.result as { lines: number[] }).lines.push(4)).toThrow(TypeError);
+  });
+
+  it('close waits for pending writes, is idempotent, and refuses records afterwards', async () => {
+    const directory = await tempDir();
+    const ledger = await openLedger({ directory });
+    const entries = Array.from({ length: 50 }, () => ledgerEntry());
+    const recording = Promise.all(entries.map((entry) => ledger.record(entry)));
+    const closed = ledger.close();
+    expect(ledger.close()).toBe(closed);
+    await closed;
+    await recording;
+    await expect(ledger.record(ledgerEntry())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+
+    const reopened = closing(await openLedger({ directory }));
+    expect(reopened.size).toBe(50);
+    for (const entry of entries) expect(reopened.get(entry.id)).toEqual(entry);
+  });
+
+  it('refuses a second open of the same directory in one process until the first is closed', async () => {
+    const directory = await tempDir();
+    const ledger = await openLedger({ directory });
+    await expect(openLedger({ directory: `${directory}/.` })).rejects.toThrow(/already open in this process/);
+    await ledger.close();
+    closing(await openLedger({ directory }));
+  });
+
+  it.each<[string, unknown, ErrorConstructor, string]>([
+    ['no options', undefined, TypeError, 'LedgerOptions must be an options object'],
+    ['an empty directory', { directory: '' }, TypeError, 'LedgerOptions.directory must be the path of a directory'],
+    ['a misspelt option', { directory: '/tmp/x', segmentsize: 10 }, TypeError, 'unknown field "segmentsize"'],
+    ['a zero segment size', { directory: '/tmp/x', segmentSize: 0 }, RangeError, 'LedgerOptions.segmentSize must be a whole number of records from 1'],
+    ['a fractional segment size', { directory: '/tmp/x', segmentSize: 2.5 }, RangeError, 'segmentSize'],
+    ['a negative retention', { directory: '/tmp/x', retentionAfterExpiryInMs: -1 }, RangeError, 'retentionAfterExpiryInMs must be a finite number'],
+    ['a clock that is not a function', { directory: '/tmp/x', now: 5 }, TypeError, 'LedgerOptions.now must be a function'],
+    ['a logger without methods', { directory: '/tmp/x', logger: {} }, TypeError, 'LedgerOptions.logger must be a pino-style logger'],
+  ])('rejects %s', async (_name, options, type, message) => {
+    const opening = openLedger(options as LedgerOptions);
+    await expect(opening).rejects.toThrow(type);
+    await expect(opening).rejects.toThrow(message);
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['a missing id', { id: undefined }, 'ledger entry.id must be a non-empty string'],
+    ['an unknown outcome', { outcome: 'ok' }, '.outcome must be one of "done", "rejected"'],
+    ['an unknown channel', { channel: 'email' }, '.channel must be one of "relay", "queue"'],
+    ['a date that is not ISO', { expiresAt: 'tomorrow' }, '.expiresAt must be an ISO 8601 timestamp'],
+    ['a function in the result', { result: { run: () => 1 } }, '.result.run must be a JSON value, got function'],
+    ['NaN in the result', { result: [1, Number.NaN] }, '.result[1] must be a finite number'],
+    ['a Date in the result', { result: { at: new Date() } }, '.result.at must be a plain JSON object, got a Date'],
+    ['a rejection without error', { outcome: 'rejected', result: undefined }, '.error must be { code, message }'],
+    ['a done entry with an error', { error: { code: 'X', message: 'y' } }, '.error must be absent when outcome is "done"'],
+    ['an extra field', { note: 'hi' }, 'has an unknown field "note"'],
+  ])('rejects an entry with %s', async (_name, overrides, message) => {
+    const ledger = closing(await openLedger({ directory: await tempDir() }));
+    const recording = ledger.record({ ...ledgerEntry(), ...overrides });
+    await expect(recording).rejects.toThrow(TypeError);
+    await expect(recording).rejects.toThrow(message);
+    expect(ledger.size).toBe(0);
+  });
+
+  it('rejects a result that refers to itself', async () => {
+    const ledger = closing(await openLedger({ directory: await tempDir() }));
+    const result: Record<string, unknown> = {};
+    result.self = result;
+    await expect(ledger.record(ledgerEntry({ result: result as never }))).rejects.toThrow('.result.self must not contain a reference to itself');
+  });
+});
