@@ -16,5 +16,5 @@ export function createCliLogger(level: LogLevel, name: string): Logger {
       },
     },
     destination(2),
-  ) as unknown as Logger;
+  );
 }

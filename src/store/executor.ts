@@ -175,11 +175,9 @@ export class Executor {
     }
     const payload = (handler as OperationHandler).payload.safeParse(operation.payload);
     if (!payload.success) {
-      const { field, text } = describeIssue(payload.error.issues[0]!);
-      throw new StorelinkError('OPERATION_INVALID', `invalid payload for ${operation.type}: ${text}`, {
-        field: field === undefined ? 'payload' : `payload.${field}`,
-        cause: payload.error,
-      });
+      const issue = payload.error.issues[0]!;
+      const { field, text } = describeIssue({ ...issue, path: ['payload', ...issue.path] });
+      throw new StorelinkError('OPERATION_INVALID', `invalid ${operation.type} operation: ${text}`, { field, cause: payload.error });
     }
     const base = {
       id: operation.id,
