@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRelaySender } from '../../src/channels/relay/relaySender.js';
+import { readStoreConfig } from '../../src/cli/storeCommand.js';
+import { runCli } from '../../src/cli/program.js';
+import { createOperation } from '../../src/core/operation.js';
+import { startEmulators } from '../../src/emulator/startEmulators.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const closeables: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (closeables.length > 0) await closeables.pop()!().catch(() => undefined);
+});
+
+async function tempDir(): Promise<string> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'storelink-store-cli-'));
+  closeables.push(() => rm(directory, { recursive: true, force: true }));
+  return directory;
+}
+
+describe('storelink store', () => {
+  it('runs the sample store from a config file, answers through the relay, and stops on SIGTERM', async () => {
+    const azure = await startEmulators({ autoCreate: true });
+    closeables.push(() => azure.close());
+    const directory = await tempDir();
+    const configFile = path.join(directory, 'store.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        storeId: 'nice-1',
+        module: path.join(root, 'samples/store-click-and-collect/store.ts'),
+        dataDir: 'data',
+        serviceBus: { connectionString: 'env:TEST_SB' },
+        relay: { connectionString: azure.relayConnectionString() },
+      }),
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'store', '--config', configFile, '--log-level', 'info'], {
+      env: { ...process.env, TEST_SB: azure.serviceBusConnectionString() },
+    });
+    closeables.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+    });
+    // The listener connects on its own schedule; its log line (JSON on stderr) says when it is there.
+    const listening = new Promise<void>((resolve) =>
+      createInterface({ input: child.stderr }).on('line', (text) => {
+        if (text.includes('"msg":"relay listener listening"')) resolve();
+      }),
+    );
+    const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+    expect(line).toContain('store nice-1 running (relay: yes)');
+    const sender = createRelaySender({ connectionString: azure.relayConnectionString(), hybridConnection: 'store-nice-1' });
+    const query = createOperation({ storeId: 'nice-1', type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'realtime', timeToLiveInMs: 10_000 });
+    await listening;
+    await expect(sender.send(query, { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { stock: { 'SKU-KETTLE': 4 } } });
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it.each([
+    [{ storeId: 'Nice', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x' } }, 'storeId'],
+    [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x' }, extra: 1 }, 'extra'],
+    [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'env:STORELINK_TEST_UNSET_VARIABLE' } }, 'STORELINK_TEST_UNSET_VARIABLE'],
+  ])('refuses a bad configuration, naming the problem (%#)', async (config, message) => {
+    const file = path.join(await tempDir(), 'store.json');
+    await writeFile(file, JSON.stringify(config));
+    await expect(readStoreConfig(file, {})).rejects.toThrow(message);
+    let stderr = '';
+    const code = await runCli(['store', '--config', file], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: root });
+    expect(code).toBe(1);
+    expect(stderr).toContain(message);
+  });
+
+  it('exits 2 when the configuration file does not exist', async () => {
+    const code = await runCli(['store', '--config', 'no/such/store.json'], { stdout: () => undefined, stderr: () => undefined, cwd: root });
+    expect(code).toBe(2);
+  });
+});
