@@ -317,7 +317,7 @@ export class MessageStore {
           while (consumer.credit() > 0) {
             const message = this.take(key, now);
             if (message === undefined) break;
-            this.handOut(consumer, message, now);
+            if (!this.handOut(consumer, message, now)) break;
           }
         }
       } while (this.pumpAgain);
@@ -326,13 +326,18 @@ export class MessageStore {
     }
   }
 
-  private handOut(consumer: Consumer, message: StoredMessage, now: number): void {
-    if (consumer.receiveAndDelete) {
-      this.remove(message);
-    } else {
-      this.lock(message, now);
+  /** Gives one message to a consumer; on failure the message goes back untouched and false is returned. */
+  private handOut(consumer: Consumer, message: StoredMessage, now: number): boolean {
+    if (!consumer.receiveAndDelete) this.lock(message, now);
+    try {
+      consumer.deliver(message);
+    } catch {
+      this.unlock(message);
+      this.makeAvailable(message);
+      return false;
     }
-    consumer.deliver(message);
+    if (consumer.receiveAndDelete) this.remove(message);
+    return true;
   }
 
   lock(message: StoredMessage, now: number): void {

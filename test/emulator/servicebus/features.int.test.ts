@@ -58,6 +58,20 @@ describe('service bus emulator: expiry, scheduling, peek, duplicates', () => {
     expect(sb.messageCounts().q1).toBe(0);
   });
 
+  it('holds a sent message carrying scheduledEnqueueTimeUtc until its time', async () => {
+    const sb = await emulator({ namespaces: queues('q1') });
+    const c = client(sb.connectionString());
+    const at = new Date(Date.now() + 300);
+    await c.createSender('q1').sendMessages([{ body: 'timed', scheduledEnqueueTimeUtc: at }, { body: 'now' }]);
+    const receiver = c.createReceiver('q1', { receiveMode: 'receiveAndDelete' });
+    const [first] = await receiveExactly(receiver, 1);
+    expect(first!.body).toBe('now');
+    const [second] = await receiveExactly(receiver, 1);
+    expect(second!.body).toBe('timed');
+    expect(Date.now()).toBeGreaterThanOrEqual(at.getTime() - 5);
+    expect(second!.enqueuedTimeUtc!.getTime()).toBe(at.getTime());
+  });
+
   it('peeks without locking, continues from the last peeked message, and returns [] when empty', async () => {
     const sb = await emulator({ namespaces: queues('q1') });
     const c = client(sb.connectionString());
