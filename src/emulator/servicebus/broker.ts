@@ -128,12 +128,6 @@ export class MessageStore {
     return this.props.requiresSession && this.kind !== 'deadLetter';
   }
 
-  get activeCount(): number {
-    let count = 0;
-    for (const message of this.messages.values()) if (message.state === 'active') count++;
-    return count;
-  }
-
   /** Adds a message (already sequenced by nobody) and makes it available, scheduled or expired as due. */
   enqueue(body: MessageBody, facts: Pick<MessageFacts, 'messageId' | 'sessionId' | 'ttl' | 'scheduledEnqueueTime'>, now: number, extra: Partial<StoredMessage> = {}): StoredMessage {
     const ttlCap = this.kind === 'deadLetter' ? undefined : this.props.defaultMessageTimeToLiveInMs;
@@ -290,10 +284,6 @@ export class MessageStore {
     const index = this.consumers.indexOf(consumer);
     if (index >= 0) this.consumers.splice(index, 1);
     if (consumer.sessionId !== undefined) this.releaseSession(consumer.sessionId, consumer);
-  }
-
-  get consumerCount(): number {
-    return this.consumers.length;
   }
 
   /** Hands available messages to consumers with credit. Re-entrant calls are folded into the running one. */
@@ -458,10 +448,6 @@ export class MessageStore {
     message.lockedUntil = now + this.props.lockDurationInMs;
     this.armLockTimer(message, token);
     return message.lockedUntil;
-  }
-
-  isLocked(token: string): boolean {
-    return this.locks.has(token);
   }
 
   /** Messages in sequence order from `fromSeq`, in every state, without locking them. */

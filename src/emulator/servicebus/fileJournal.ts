@@ -121,6 +121,7 @@ class FileJournalImpl implements FileJournal {
   private writing = false;
   private scheduled = false;
   private bytesInGeneration = 0;
+  private lastSnapshotBytes = 0;
   private failed: Error | undefined;
   private closed = false;
   private idle: Promise<void> = Promise.resolve();
@@ -224,8 +225,9 @@ class FileJournalImpl implements FileJournal {
     }
   }
 
+  /** Compact once the journal is past the limit and at least twice the last snapshot (bounded write amplification). */
   private shouldCompact(): boolean {
-    const limit = this.options.compactAfterBytes ?? 64 * 1024 * 1024;
+    const limit = Math.max(this.options.compactAfterBytes ?? 64 * 1024 * 1024, 2 * this.lastSnapshotBytes);
     return this.bytesInGeneration >= limit && this.failed === undefined;
   }
 
@@ -239,7 +241,9 @@ class FileJournalImpl implements FileJournal {
     const tmp = `${this.snapshotPath(next)}.tmp`;
     const file = await fs.open(tmp, 'w');
     try {
-      await file.write(JSON.stringify(snapshot));
+      const text = JSON.stringify(snapshot);
+      this.lastSnapshotBytes = Buffer.byteLength(text);
+      await file.write(text);
       await file.sync();
     } finally {
       await file.close();
