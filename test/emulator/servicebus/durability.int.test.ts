@@ -123,4 +123,41 @@ describe('service bus emulator: durability', () => {
     const bodies = received.map((m) => m.body as number).sort((a, b) => a - b);
     expect(bodies).toEqual(Array.from({ length: 1000 }, (_, i) => i));
   });
+
+  it('a SIGKILL in the middle of concurrent sends keeps every acknowledged message, once', { timeout: 60_000 }, async () => {
+    const dataDir = await tempDir();
+    const first = await startChild(dataDir);
+    const c1 = client(connectionString(first.port), { retryOptions: { maxRetries: 0, retryDelayInMs: 50, timeoutInMs: 3000 } });
+    const acknowledged = new Set<number>();
+    let killed = false;
+    const exited = new Promise((resolve) => first.child.once('exit', resolve));
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, worker) => {
+        const sender = c1.createSender('durable');
+        for (let batch = 0; !killed; batch++) {
+          const bodies = Array.from({ length: 10 }, (_, k) => worker * 1_000_000 + batch * 10 + k);
+          try {
+            await sender.sendMessages(bodies.map((body) => ({ body })));
+          } catch {
+            return;
+          }
+          for (const body of bodies) acknowledged.add(body);
+          if (acknowledged.size >= 400 && !killed) {
+            killed = true;
+            first.child.kill('SIGKILL');
+          }
+        }
+      }),
+    );
+    await exited;
+    await c1.close();
+
+    const second = await startChild(dataDir);
+    const receiver = client(connectionString(second.port)).createReceiver('durable', { receiveMode: 'receiveAndDelete' });
+    const received = (await drain(receiver, 100_000, 1500)).map((m) => m.body as number);
+    expect(new Set(received).size).toBe(received.length);
+    const missing = [...acknowledged].filter((body) => !received.includes(body));
+    expect(missing).toEqual([]);
+    expect(received.length).toBeGreaterThanOrEqual(400);
+  });
 });
