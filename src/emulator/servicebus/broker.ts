@@ -351,11 +351,19 @@ export class MessageStore {
     message.lockTimer = undefined;
   }
 
+  /**
+   * A lock timer fired: every lock that is due by now lapses together, in sequence order, so that messages locked
+   * at the same moment come back in the order they were first delivered.
+   */
   private lockExpired(message: StoredMessage, token: string): void {
     if (message.lockToken !== token) return;
-    message.lockTimer = undefined;
-    this.unlock(message);
-    this.returnMessage(message, undefined, Date.now());
+    const now = Date.now();
+    const due = [...this.locks.values()].filter((locked) => locked.lockedUntil <= now).sort((a, b) => a.seq - b.seq);
+    if (!due.includes(message)) due.push(message);
+    for (const lapsed of due) {
+      this.unlock(lapsed);
+      this.returnMessage(lapsed, undefined, now);
+    }
     this.pump();
   }
 
