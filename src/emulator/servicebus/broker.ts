@@ -679,9 +679,16 @@ export class Broker {
     const store = new MessageStore(this, key, name, 'queue', resolved, dlq);
     const entity: QueueEntity = { kind: 'queue', name, props: resolved, store, dedup: new Map() };
     this.entities.set(key, entity);
+    this.registerStores(store, dlq);
+    return entity;
+  }
+
+  /** Registers a receivable store with its dead-letter queue and its (always empty: nothing fails to forward here) transfer dead-letter queue. */
+  private registerStores(store: MessageStore, dlq: MessageStore): void {
     this.stores.set(store.path, store);
     this.stores.set(dlq.path, dlq);
-    return entity;
+    const transfer = new MessageStore(this, `${store.path}/$transfer/$deadletterqueue`, `${store.displayPath}/$Transfer/$DeadLetterQueue`, 'deadLetter', dlq.props, undefined);
+    this.stores.set(transfer.path, transfer);
   }
 
   addTopic(name: string, props: EntityProperties = {}, where = 'topic'): TopicEntity {
@@ -708,8 +715,7 @@ export class Broker {
     });
     const entity: SubscriptionEntity = { kind: 'subscription', name, topic, props: resolved, rules: compiled, store };
     topic.subscriptions.set(key, entity);
-    this.stores.set(store.path, store);
-    this.stores.set(dlq.path, dlq);
+    this.registerStores(store, dlq);
     return entity;
   }
 
@@ -726,12 +732,9 @@ export class Broker {
 
   /** The store a receiver link may read, creating a queue when auto-create is on. */
   receiveStore(path: string): MessageStore | undefined {
-    let found = this.stores.get(path);
-    if (found === undefined && path.endsWith('/$transfer/$deadletterqueue')) {
-      found = this.stores.get(path.replace('/$transfer/$deadletterqueue', '/$deadletterqueue'));
-    }
+    const found = this.stores.get(path);
     if (found !== undefined) return found;
-    const base = path.replace(/\/\$deadletterqueue$/, '');
+    const base = path.replace(/(\/\$transfer)?\/\$deadletterqueue$/, '');
     if (base.includes('/') || this.entities.has(base)) return undefined;
     const created = this.autoCreateQueue(base);
     return created === undefined ? undefined : this.stores.get(path);
