@@ -132,6 +132,23 @@ describe('service bus emulator: topics and subscriptions', () => {
     expect(sb.messageCounts()).toMatchObject({ 't1/Subscriptions/all': 0, 't1/Subscriptions/red': 0, 't1/Subscriptions/big': 0, 't1/Subscriptions/orders': 0 });
   });
 
+  it('schedules and cancels on a topic with topic-wide sequence numbers', async () => {
+    const sb = await emulator({ namespaces: [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }, { name: 's2' }] }] }] });
+    const c = client(sb.connectionString());
+    const sender = c.createSender('t1');
+    await sender.sendMessages({ body: 'now' });
+    const [seq] = await sender.scheduleMessages({ body: 'later' }, new Date(Date.now() + 3_600_000));
+    for (const sub of ['s1', 's2']) {
+      const peeked = await c.createReceiver('t1', sub).peekMessages(5);
+      expect(peeked.map((m): unknown[] => [m.body, m.state, Number(m.sequenceNumber)])).toEqual([
+        ['now', 'active', 1],
+        ['later', 'scheduled', Number(seq)],
+      ]);
+    }
+    await sender.cancelScheduledMessages(seq!);
+    expect(sb.messageCounts()).toMatchObject({ 't1/Subscriptions/s1': 1, 't1/Subscriptions/s2': 1 });
+  });
+
   it('manages rules through the SDK rule manager', async () => {
     const sb = await emulator({ namespaces: [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }] }] }] });
     const c = client(sb.connectionString());
