@@ -28,6 +28,8 @@ export interface Journal {
   createQueue(name: string, props: EntityProperties): void;
   /** A message id accepted by an entity with duplicate detection, and when. */
   rememberMessageId(entity: string, messageId: string, at: number): void;
+  /** The whole rule set of a subscription after a change through `$management`. */
+  setRules(subscriptionPath: string, rules: RuleOptions[]): void;
   commit(): Promise<void> | undefined;
 }
 
@@ -609,6 +611,18 @@ export interface TopicEntity {
 
 export type SendEntity = QueueEntity | TopicEntity;
 
+/** The options form of a compiled rule (for persistence). */
+export function ruleOptionsOf(rule: Rule): RuleOptions {
+  switch (rule.filter.kind) {
+    case 'sql':
+      return { name: rule.name, sqlFilter: rule.filter.expression };
+    case 'correlation':
+      return { name: rule.name, correlationFilter: rule.filter.filter };
+    default:
+      return { name: rule.name, matchAll: rule.filter.kind === 'true' };
+  }
+}
+
 export function compileRule(rule: RuleOptions): Rule {
   if (rule.sqlFilter !== undefined) return sqlRule(rule.name, rule.sqlFilter);
   if (rule.correlationFilter !== undefined) return { name: rule.name, filter: { kind: 'correlation', filter: rule.correlationFilter } };
@@ -808,6 +822,20 @@ export class Broker {
     for (const subscription of topic.subscriptions.values()) next = Math.max(next, subscription.store.nextSeq);
     topic.nextSeq = next + 1;
     return next;
+  }
+
+  /** The subscription whose store path is `path` (`t1/subscriptions/s1`). */
+  subscription(path: string): SubscriptionEntity | undefined {
+    const match = /^([^/]+)\/subscriptions\/([^/]+)$/.exec(path);
+    if (match === null) return undefined;
+    const topic = this.entity(match[1]!);
+    return topic?.kind === 'topic' ? topic.subscriptions.get(match[2]!) : undefined;
+  }
+
+  /** Replaces a subscription's rules and records the new set. */
+  replaceRules(subscription: SubscriptionEntity, rules: Rule[]): void {
+    subscription.rules = rules;
+    this.journal?.setRules(subscription.store.path, rules.map(ruleOptionsOf));
   }
 
   /** Forwards a dead-lettered message to another entity. */

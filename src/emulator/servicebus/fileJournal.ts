@@ -10,7 +10,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Broker, Journal, MessageStore } from './broker.js';
 import type { MessageState, StoredMessage } from './message.js';
-import type { EntityProperties } from './options.js';
+import { compileRule, ruleOptionsOf } from './broker.js';
+import type { EntityProperties, RuleOptions } from './options.js';
 
 interface SerializedMessage {
   q: number;
@@ -37,11 +38,14 @@ type JournalRecord =
   | { t: 'u'; s: string; q: number; c: number; st: MessageState; sa?: number }
   | { t: 'd'; s: string; q: number }
   | { t: 'ss'; s: string; i: string; v: string | null }
-  | { t: 'id'; e: string; i: string; at: number };
+  | { t: 'id'; e: string; i: string; at: number }
+  | { t: 'r'; s: string; rules: RuleOptions[] };
 
 interface Snapshot {
   gen: number;
   queues: Array<{ n: string; p: EntityProperties }>;
+  /** Rules of subscriptions changed through `$management`, by subscription path. */
+  rules?: Record<string, RuleOptions[]>;
   /** Duplicate-detection history per queue or topic: message id -> accepted at. */
   seen?: Record<string, Record<string, number>>;
   stores: Record<string, { next: number; messages: SerializedMessage[]; sessions: Record<string, string> }>;
@@ -127,6 +131,7 @@ class FileJournalImpl implements FileJournal {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private readonly autoQueues: Array<{ n: string; p: EntityProperties }> = [];
+  private readonly changedRules = new Set<string>();
 
   constructor(
     private readonly dir: string,
@@ -169,6 +174,11 @@ class FileJournalImpl implements FileJournal {
 
   setSessionState(storePath: string, sessionId: string, state: Buffer | undefined): void {
     this.record({ t: 'ss', s: storePath, i: sessionId, v: state === undefined ? null : state.toString('base64') });
+  }
+
+  setRules(subscriptionPath: string, rules: RuleOptions[]): void {
+    this.changedRules.add(subscriptionPath);
+    this.record({ t: 'r', s: subscriptionPath, rules });
   }
 
   rememberMessageId(entity: string, messageId: string, at: number): void {
@@ -270,7 +280,12 @@ class FileJournalImpl implements FileJournal {
     for (const [name, entity] of this.broker.entities) {
       if (entity.dedup.size > 0) seen[name] = Object.fromEntries(entity.dedup);
     }
-    return { gen, queues: [...this.autoQueues], seen, stores };
+    const rules: Record<string, RuleOptions[]> = {};
+    for (const path of this.changedRules) {
+      const subscription = this.broker.subscription(path);
+      if (subscription !== undefined) rules[path] = subscription.rules.map(ruleOptionsOf);
+    }
+    return { gen, queues: [...this.autoQueues], seen, rules, stores };
   }
 
   async close(): Promise<void> {
@@ -315,6 +330,14 @@ class FileJournalImpl implements FileJournal {
         }
         break;
       }
+      case 'r': {
+        const subscription = broker.subscription(record.s);
+        if (subscription !== undefined) {
+          subscription.rules = record.rules.map(compileRule);
+          this.changedRules.add(record.s);
+        }
+        break;
+      }
       case 'ss': {
         const target = store(record.s);
         if (target === undefined) break;
@@ -356,6 +379,7 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
   const journal = new FileJournalImpl(dir, broker, options, generation);
   if (snapshot !== undefined) {
     for (const queue of snapshot.queues) journal.apply({ t: 'q', n: queue.n, p: queue.p });
+    for (const [subscription, rules] of Object.entries(snapshot.rules ?? {})) journal.apply({ t: 'r', s: subscription, rules });
     for (const [entity, ids] of Object.entries(snapshot.seen ?? {})) {
       for (const [id, at] of Object.entries(ids)) journal.apply({ t: 'id', e: entity, i: id, at });
     }

@@ -82,6 +82,36 @@ describe('service bus emulator: durability', () => {
     expect(Number(peeked[peeked.length - 1]!.sequenceNumber)).toBe(6);
   });
 
+  it('keeps subscription rules changed through the SDK across restarts (journal and snapshot)', async () => {
+    const dataDir = await tempDir();
+    const namespaces = [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }] }] }];
+    const first = await emulator({ dataDir, namespaces });
+    const c1 = client(first.connectionString());
+    const rules = c1.createRuleManager('t1', 's1');
+    await rules.deleteRule('$Default');
+    await rules.createRule('gold', { sqlExpression: "tier = 'gold'" });
+    await c1.close();
+    await first.close();
+    // Restart twice: the second start recovers from the snapshot written by a compaction on the first.
+    const second = await emulator({ dataDir, namespaces, compactJournalAfterBytes: 1 });
+    const c2 = client(second.connectionString());
+    await c2.createSender('t1').sendMessages([
+      { body: 'lead', applicationProperties: { tier: 'silver' } },
+      { body: 'gold', applicationProperties: { tier: 'gold' } },
+    ]);
+    expect(second.messageCounts()['t1/Subscriptions/s1']).toBe(1);
+    await c2.close();
+    await second.close();
+    expect((await readdir(dataDir)).some((name) => /^snapshot-[1-9]\d*\.json$/.test(name))).toBe(true);
+    const third = await emulator({ dataDir, namespaces });
+    const c3 = client(third.connectionString());
+    await c3.createSender('t1').sendMessages({ body: 'copper', applicationProperties: { tier: 'copper' } });
+    expect(third.messageCounts()['t1/Subscriptions/s1']).toBe(1);
+    const names: string[] = [];
+    for await (const rule of c3.createRuleManager('t1', 's1').listRules()) names.push(rule.name);
+    expect(names).toEqual(['gold']);
+  });
+
   it('compacts the journal into a snapshot and recovers from it', async () => {
     const dataDir = await tempDir();
     const namespaces = [{ queues: [{ name: 'q1' }] }];
