@@ -125,7 +125,8 @@ class FileJournalImpl implements FileJournal {
   private writing = false;
   private scheduled = false;
   private bytesInGeneration = 0;
-  private lastSnapshotBytes = 0;
+  /** Size of the newest snapshot, which sets when the next compaction is worth it. */
+  lastSnapshotBytes = 0;
   private failed: Error | undefined;
   private closed = false;
   private idle: Promise<void> = Promise.resolve();
@@ -360,9 +361,12 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
     .sort((a, b) => b - a);
   let generation = 0;
   let snapshot: Snapshot | undefined;
+  let snapshotBytes = 0;
   for (const gen of generations) {
     try {
-      snapshot = JSON.parse(await fs.readFile(path.join(dir, `snapshot-${gen}.json`), 'utf8')) as Snapshot;
+      const text = await fs.readFile(path.join(dir, `snapshot-${gen}.json`), 'utf8');
+      snapshot = JSON.parse(text) as Snapshot;
+      snapshotBytes = Buffer.byteLength(text);
       generation = gen;
       break;
     } catch {
@@ -377,6 +381,7 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
     generation = journals.length === 0 ? 0 : Math.min(...journals);
   }
   const journal = new FileJournalImpl(dir, broker, options, generation);
+  journal.lastSnapshotBytes = snapshotBytes;
   if (snapshot !== undefined) {
     for (const queue of snapshot.queues) journal.apply({ t: 'q', n: queue.n, p: queue.p });
     for (const [subscription, rules] of Object.entries(snapshot.rules ?? {})) journal.apply({ t: 'r', s: subscription, rules });
