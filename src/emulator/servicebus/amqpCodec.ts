@@ -225,13 +225,6 @@ export function encodeLong(value: number | bigint): Buffer {
   return encode64(0x81, value);
 }
 
-export function encodeUlong(value: number | bigint): Buffer {
-  const out = Buffer.alloc(9);
-  out[0] = 0x80;
-  out.writeBigUInt64BE(BigInt(value), 1);
-  return out;
-}
-
 export function encodeTimestamp(ms: number): Buffer {
   return encode64(0x83, Math.trunc(ms));
 }
@@ -253,14 +246,6 @@ export function encodeString(value: string): Buffer {
 
 export function encodeSymbol(value: string): Buffer {
   return encodeVariable(0xa3, 0xb3, Buffer.from(value, 'ascii'));
-}
-
-export function encodeBinary(value: Buffer): Buffer {
-  return encodeVariable(0xa0, 0xb0, value);
-}
-
-export function encodeUuid(bytes: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([0x98]), bytes]);
 }
 
 /** A list (list32) of already-encoded elements. */

@@ -450,27 +450,27 @@ export class AmqpServer {
       if (body !== undefined) reply.body = body;
       this.replyTo(context.connection, request.reply_to, reply);
     };
-    const finish = (): void => {
-      try {
-        const result = handleManagementRequest(management, request);
-        const committed = this.broker.journal?.commit();
-        if (committed === undefined) respond(result.status, result.description, result.body);
-        else committed.then(
-          () => respond(result.status, result.description, result.body),
-          (error: unknown) => respond(500, `The emulator could not persist the change: ${(error as Error).message}`, undefined, 'amqp:internal-error'),
-        );
-      } catch (error) {
-        if (error instanceof BrokerError) {
-          const status = error.condition === 'amqp:not-found' || error.condition === 'com.microsoft:message-not-found' ? 404
-            : error.condition === 'com.microsoft:message-lock-lost' || error.condition === 'com.microsoft:session-lock-lost' ? 410
-            : error.condition === 'amqp:unauthorized-access' ? 401 : 400;
-          respond(status, error.message, undefined, error.condition);
-        } else {
-          respond(500, `The emulator failed: ${(error as Error).message}`, undefined, 'amqp:internal-error');
-        }
+    let result;
+    try {
+      result = handleManagementRequest(management, request);
+    } catch (error) {
+      if (error instanceof BrokerError) {
+        respond(statusFor(error.condition), error.message, undefined, error.condition);
+      } else {
+        respond(500, `The emulator failed: ${(error as Error).message}`, undefined, 'amqp:internal-error');
       }
-    };
-    finish();
+      return;
+    }
+    const { status, description, body } = result;
+    const committed = this.broker.journal?.commit();
+    if (committed === undefined) {
+      respond(status, description, body);
+      return;
+    }
+    committed.then(
+      () => respond(status, description, body),
+      (error: unknown) => respond(500, `The emulator could not persist the change: ${(error as Error).message}`, undefined, 'amqp:internal-error'),
+    );
   }
 
   // ---- the client's receivers (our senders) ----
@@ -590,6 +590,24 @@ export class AmqpServer {
     const abandonWait = (): void => finish();
     state.cleanups.add(abandonWait);
     consumer.onDetached = abandonWait;
+  }
+}
+
+/** The `$management` status code that goes with an error condition. */
+function statusFor(condition: string): number {
+  switch (condition) {
+    case 'amqp:not-found':
+    case 'com.microsoft:message-not-found':
+      return 404;
+    case 'com.microsoft:message-lock-lost':
+    case 'com.microsoft:session-lock-lost':
+      return 410;
+    case 'amqp:unauthorized-access':
+      return 401;
+    case 'amqp:not-implemented':
+      return 501;
+    default:
+      return 400;
   }
 }
 

@@ -28,6 +28,8 @@ export interface Journal {
   createQueue(name: string, props: EntityProperties): void;
   /** A message id accepted by an entity with duplicate detection, and when. */
   rememberMessageId(entity: string, messageId: string, at: number): void;
+  /** The whole rule set of a subscription after a change through `$management`. */
+  setRules(subscriptionPath: string, rules: RuleOptions[]): void;
   commit(): Promise<void> | undefined;
 }
 
@@ -126,12 +128,6 @@ export class MessageStore {
 
   get requiresSession(): boolean {
     return this.props.requiresSession && this.kind !== 'deadLetter';
-  }
-
-  get activeCount(): number {
-    let count = 0;
-    for (const message of this.messages.values()) if (message.state === 'active') count++;
-    return count;
   }
 
   /** Adds a message (already sequenced by nobody) and makes it available, scheduled or expired as due. */
@@ -292,10 +288,6 @@ export class MessageStore {
     if (consumer.sessionId !== undefined) this.releaseSession(consumer.sessionId, consumer);
   }
 
-  get consumerCount(): number {
-    return this.consumers.length;
-  }
-
   /** Hands available messages to consumers with credit. Re-entrant calls are folded into the running one. */
   pump(): void {
     if (this.pumping) {
@@ -317,7 +309,7 @@ export class MessageStore {
           while (consumer.credit() > 0) {
             const message = this.take(key, now);
             if (message === undefined) break;
-            this.handOut(consumer, message, now);
+            if (!this.handOut(consumer, message, now)) break;
           }
         }
       } while (this.pumpAgain);
@@ -326,13 +318,18 @@ export class MessageStore {
     }
   }
 
-  private handOut(consumer: Consumer, message: StoredMessage, now: number): void {
-    if (consumer.receiveAndDelete) {
-      this.remove(message);
-    } else {
-      this.lock(message, now);
+  /** Gives one message to a consumer; on failure the message goes back untouched and false is returned. */
+  private handOut(consumer: Consumer, message: StoredMessage, now: number): boolean {
+    if (!consumer.receiveAndDelete) this.lock(message, now);
+    try {
+      consumer.deliver(message);
+    } catch {
+      this.unlock(message);
+      this.makeAvailable(message);
+      return false;
     }
-    consumer.deliver(message);
+    if (consumer.receiveAndDelete) this.remove(message);
+    return true;
   }
 
   lock(message: StoredMessage, now: number): void {
@@ -356,11 +353,19 @@ export class MessageStore {
     message.lockTimer = undefined;
   }
 
+  /**
+   * A lock timer fired: every lock that is due by now lapses together, in sequence order, so that messages locked
+   * at the same moment come back in the order they were first delivered.
+   */
   private lockExpired(message: StoredMessage, token: string): void {
     if (message.lockToken !== token) return;
-    message.lockTimer = undefined;
-    this.unlock(message);
-    this.returnMessage(message, undefined, Date.now());
+    const now = Date.now();
+    const due = [...this.locks.values()].filter((locked) => locked.lockedUntil <= now).sort((a, b) => a.seq - b.seq);
+    if (!due.includes(message)) due.push(message);
+    for (const lapsed of due) {
+      this.unlock(lapsed);
+      this.returnMessage(lapsed, undefined, now);
+    }
     this.pump();
   }
 
@@ -453,10 +458,6 @@ export class MessageStore {
     message.lockedUntil = now + this.props.lockDurationInMs;
     this.armLockTimer(message, token);
     return message.lockedUntil;
-  }
-
-  isLocked(token: string): boolean {
-    return this.locks.has(token);
   }
 
   /** Messages in sequence order from `fromSeq`, in every state, without locking them. */
@@ -610,6 +611,18 @@ export interface TopicEntity {
 
 export type SendEntity = QueueEntity | TopicEntity;
 
+/** The options form of a compiled rule (for persistence). */
+export function ruleOptionsOf(rule: Rule): RuleOptions {
+  switch (rule.filter.kind) {
+    case 'sql':
+      return { name: rule.name, sqlFilter: rule.filter.expression };
+    case 'correlation':
+      return { name: rule.name, correlationFilter: rule.filter.filter };
+    default:
+      return { name: rule.name, matchAll: rule.filter.kind === 'true' };
+  }
+}
+
 export function compileRule(rule: RuleOptions): Rule {
   if (rule.sqlFilter !== undefined) return sqlRule(rule.name, rule.sqlFilter);
   if (rule.correlationFilter !== undefined) return { name: rule.name, filter: { kind: 'correlation', filter: rule.correlationFilter } };
@@ -680,9 +693,16 @@ export class Broker {
     const store = new MessageStore(this, key, name, 'queue', resolved, dlq);
     const entity: QueueEntity = { kind: 'queue', name, props: resolved, store, dedup: new Map() };
     this.entities.set(key, entity);
+    this.registerStores(store, dlq);
+    return entity;
+  }
+
+  /** Registers a receivable store with its dead-letter queue and its (always empty: nothing fails to forward here) transfer dead-letter queue. */
+  private registerStores(store: MessageStore, dlq: MessageStore): void {
     this.stores.set(store.path, store);
     this.stores.set(dlq.path, dlq);
-    return entity;
+    const transfer = new MessageStore(this, `${store.path}/$transfer/$deadletterqueue`, `${store.displayPath}/$Transfer/$DeadLetterQueue`, 'deadLetter', dlq.props, undefined);
+    this.stores.set(transfer.path, transfer);
   }
 
   addTopic(name: string, props: EntityProperties = {}, where = 'topic'): TopicEntity {
@@ -709,8 +729,7 @@ export class Broker {
     });
     const entity: SubscriptionEntity = { kind: 'subscription', name, topic, props: resolved, rules: compiled, store };
     topic.subscriptions.set(key, entity);
-    this.stores.set(store.path, store);
-    this.stores.set(dlq.path, dlq);
+    this.registerStores(store, dlq);
     return entity;
   }
 
@@ -727,12 +746,9 @@ export class Broker {
 
   /** The store a receiver link may read, creating a queue when auto-create is on. */
   receiveStore(path: string): MessageStore | undefined {
-    let found = this.stores.get(path);
-    if (found === undefined && path.endsWith('/$transfer/$deadletterqueue')) {
-      found = this.stores.get(path.replace('/$transfer/$deadletterqueue', '/$deadletterqueue'));
-    }
+    const found = this.stores.get(path);
     if (found !== undefined) return found;
-    const base = path.replace(/\/\$deadletterqueue$/, '');
+    const base = path.replace(/(\/\$transfer)?\/\$deadletterqueue$/, '');
     if (base.includes('/') || this.entities.has(base)) return undefined;
     const created = this.autoCreateQueue(base);
     return created === undefined ? undefined : this.stores.get(path);
@@ -806,6 +822,20 @@ export class Broker {
     for (const subscription of topic.subscriptions.values()) next = Math.max(next, subscription.store.nextSeq);
     topic.nextSeq = next + 1;
     return next;
+  }
+
+  /** The subscription whose store path is `path` (`t1/subscriptions/s1`). */
+  subscription(path: string): SubscriptionEntity | undefined {
+    const match = /^([^/]+)\/subscriptions\/([^/]+)$/.exec(path);
+    if (match === null) return undefined;
+    const topic = this.entity(match[1]!);
+    return topic?.kind === 'topic' ? topic.subscriptions.get(match[2]!) : undefined;
+  }
+
+  /** Replaces a subscription's rules and records the new set. */
+  replaceRules(subscription: SubscriptionEntity, rules: Rule[]): void {
+    subscription.rules = rules;
+    this.journal?.setRules(subscription.store.path, rules.map(ruleOptionsOf));
   }
 
   /** Forwards a dead-lettered message to another entity. */

@@ -10,7 +10,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Broker, Journal, MessageStore } from './broker.js';
 import type { MessageState, StoredMessage } from './message.js';
-import type { EntityProperties } from './options.js';
+import { compileRule, ruleOptionsOf } from './broker.js';
+import type { EntityProperties, RuleOptions } from './options.js';
 
 interface SerializedMessage {
   q: number;
@@ -37,11 +38,14 @@ type JournalRecord =
   | { t: 'u'; s: string; q: number; c: number; st: MessageState; sa?: number }
   | { t: 'd'; s: string; q: number }
   | { t: 'ss'; s: string; i: string; v: string | null }
-  | { t: 'id'; e: string; i: string; at: number };
+  | { t: 'id'; e: string; i: string; at: number }
+  | { t: 'r'; s: string; rules: RuleOptions[] };
 
 interface Snapshot {
   gen: number;
   queues: Array<{ n: string; p: EntityProperties }>;
+  /** Rules of subscriptions changed through `$management`, by subscription path. */
+  rules?: Record<string, RuleOptions[]>;
   /** Duplicate-detection history per queue or topic: message id -> accepted at. */
   seen?: Record<string, Record<string, number>>;
   stores: Record<string, { next: number; messages: SerializedMessage[]; sessions: Record<string, string> }>;
@@ -121,11 +125,14 @@ class FileJournalImpl implements FileJournal {
   private writing = false;
   private scheduled = false;
   private bytesInGeneration = 0;
+  /** Size of the newest snapshot, which sets when the next compaction is worth it. */
+  lastSnapshotBytes = 0;
   private failed: Error | undefined;
   private closed = false;
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private readonly autoQueues: Array<{ n: string; p: EntityProperties }> = [];
+  private readonly changedRules = new Set<string>();
 
   constructor(
     private readonly dir: string,
@@ -168,6 +175,11 @@ class FileJournalImpl implements FileJournal {
 
   setSessionState(storePath: string, sessionId: string, state: Buffer | undefined): void {
     this.record({ t: 'ss', s: storePath, i: sessionId, v: state === undefined ? null : state.toString('base64') });
+  }
+
+  setRules(subscriptionPath: string, rules: RuleOptions[]): void {
+    this.changedRules.add(subscriptionPath);
+    this.record({ t: 'r', s: subscriptionPath, rules });
   }
 
   rememberMessageId(entity: string, messageId: string, at: number): void {
@@ -224,8 +236,9 @@ class FileJournalImpl implements FileJournal {
     }
   }
 
+  /** Compact once the journal is past the limit and at least twice the last snapshot (bounded write amplification). */
   private shouldCompact(): boolean {
-    const limit = this.options.compactAfterBytes ?? 64 * 1024 * 1024;
+    const limit = Math.max(this.options.compactAfterBytes ?? 64 * 1024 * 1024, 2 * this.lastSnapshotBytes);
     return this.bytesInGeneration >= limit && this.failed === undefined;
   }
 
@@ -239,7 +252,9 @@ class FileJournalImpl implements FileJournal {
     const tmp = `${this.snapshotPath(next)}.tmp`;
     const file = await fs.open(tmp, 'w');
     try {
-      await file.write(JSON.stringify(snapshot));
+      const text = JSON.stringify(snapshot);
+      this.lastSnapshotBytes = Buffer.byteLength(text);
+      await file.write(text);
       await file.sync();
     } finally {
       await file.close();
@@ -266,7 +281,12 @@ class FileJournalImpl implements FileJournal {
     for (const [name, entity] of this.broker.entities) {
       if (entity.dedup.size > 0) seen[name] = Object.fromEntries(entity.dedup);
     }
-    return { gen, queues: [...this.autoQueues], seen, stores };
+    const rules: Record<string, RuleOptions[]> = {};
+    for (const path of this.changedRules) {
+      const subscription = this.broker.subscription(path);
+      if (subscription !== undefined) rules[path] = subscription.rules.map(ruleOptionsOf);
+    }
+    return { gen, queues: [...this.autoQueues], seen, rules, stores };
   }
 
   async close(): Promise<void> {
@@ -311,6 +331,14 @@ class FileJournalImpl implements FileJournal {
         }
         break;
       }
+      case 'r': {
+        const subscription = broker.subscription(record.s);
+        if (subscription !== undefined) {
+          subscription.rules = record.rules.map(compileRule);
+          this.changedRules.add(record.s);
+        }
+        break;
+      }
       case 'ss': {
         const target = store(record.s);
         if (target === undefined) break;
@@ -333,9 +361,12 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
     .sort((a, b) => b - a);
   let generation = 0;
   let snapshot: Snapshot | undefined;
+  let snapshotBytes = 0;
   for (const gen of generations) {
     try {
-      snapshot = JSON.parse(await fs.readFile(path.join(dir, `snapshot-${gen}.json`), 'utf8')) as Snapshot;
+      const text = await fs.readFile(path.join(dir, `snapshot-${gen}.json`), 'utf8');
+      snapshot = JSON.parse(text) as Snapshot;
+      snapshotBytes = Buffer.byteLength(text);
       generation = gen;
       break;
     } catch {
@@ -350,8 +381,10 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
     generation = journals.length === 0 ? 0 : Math.min(...journals);
   }
   const journal = new FileJournalImpl(dir, broker, options, generation);
+  journal.lastSnapshotBytes = snapshotBytes;
   if (snapshot !== undefined) {
     for (const queue of snapshot.queues) journal.apply({ t: 'q', n: queue.n, p: queue.p });
+    for (const [subscription, rules] of Object.entries(snapshot.rules ?? {})) journal.apply({ t: 'r', s: subscription, rules });
     for (const [entity, ids] of Object.entries(snapshot.seen ?? {})) {
       for (const [id, at] of Object.entries(ids)) journal.apply({ t: 'id', e: entity, i: id, at });
     }

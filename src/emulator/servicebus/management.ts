@@ -3,7 +3,7 @@
  * the SDK tests `statusCode === 204` for an empty peek.
  */
 import { bytesToUuid } from './amqpCodec.js';
-import { BrokerError, compileRule, type Broker, type Consumer, type MessageStore, type SendEntity, type SettleOutcome } from './broker.js';
+import { BrokerError, compileRule, type Broker, type Consumer, type MessageStore, type SendEntity, type SettleOutcome, type SubscriptionEntity } from './broker.js';
 import { encodeForDelivery, parseIncoming, type StoredMessage } from './message.js';
 import type { AccessRight, RuleOptions } from './options.js';
 import type { CorrelationFilter, Rule } from './filters.js';
@@ -221,14 +221,12 @@ export function handleManagementRequest(context: ManagementContext, request: Dec
   }
 }
 
-function subscriptionRules(context: ManagementContext): Rule[] {
-  const match = /^([^/]+)\/subscriptions\/([^/]+)$/.exec(context.entityPath);
-  const topic = match === null ? undefined : context.broker.entity(match[1]!);
-  const subscription = topic?.kind === 'topic' ? topic.subscriptions.get(match![2]!) : undefined;
+function subscriptionOf(context: ManagementContext): SubscriptionEntity {
+  const subscription = context.broker.subscription(context.entityPath);
   if (subscription === undefined) {
     throw new BrokerError('amqp:not-found', `The messaging entity 'sb://${context.host}/${context.entityPath}' could not be found.`);
   }
-  return subscription.rules;
+  return subscription;
 }
 
 function text(value: unknown): string | undefined {
@@ -237,7 +235,8 @@ function text(value: unknown): string | undefined {
 
 function rules(context: ManagementContext, operation: string, body: Record<string, unknown>): ManagementResult {
   need(context, 'Manage');
-  const current = subscriptionRules(context);
+  const subscription = subscriptionOf(context);
+  const current = subscription.rules;
   const name = str(body['rule-name']);
   if (operation === 'com.microsoft:add-rule') {
     if (current.some((rule) => rule.name.toLowerCase() === name.toLowerCase())) {
@@ -269,7 +268,7 @@ function rules(context: ManagementContext, operation: string, body: Record<strin
       options.correlationFilter = filter;
     }
     try {
-      current.push(compileRule(options));
+      context.broker.replaceRules(subscription, [...current, compileRule(options)]);
     } catch (error) {
       throw new BrokerError('amqp:invalid-field', `The rule '${name}' has an invalid filter: ${(error as Error).message}`);
     }
@@ -278,7 +277,7 @@ function rules(context: ManagementContext, operation: string, body: Record<strin
   if (operation === 'com.microsoft:remove-rule') {
     const index = current.findIndex((rule) => rule.name.toLowerCase() === name.toLowerCase());
     if (index < 0) throw new BrokerError('amqp:not-found', `The messaging entity 'sb://${context.host}/${context.entityPath}/Rules/${name}' could not be found.`);
-    current.splice(index, 1);
+    context.broker.replaceRules(subscription, current.filter((_, i) => i !== index));
     return OK;
   }
   const skip = body.skip === undefined ? 0 : toNumber(body.skip);

@@ -78,6 +78,8 @@ describe('service bus emulator: core path', () => {
     const [message] = await receiveExactly(receiver, 1);
     await receiver.deadLetterMessage(message!, { deadLetterReason: 'BadThing', deadLetterErrorDescription: 'it was bad' });
     expect(sb.messageCounts()['q1/$DeadLetterQueue']).toBe(1);
+    // The transfer dead-letter queue is a different (here empty) queue.
+    expect(await c.createReceiver('q1', { subQueueType: 'transferDeadLetter' }).receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
     const dlq = c.createReceiver('q1', { subQueueType: 'deadLetter' });
     const [dead] = await receiveExactly(dlq, 1);
     expect(dead!.body).toBe('bad');

@@ -82,6 +82,36 @@ describe('service bus emulator: durability', () => {
     expect(Number(peeked[peeked.length - 1]!.sequenceNumber)).toBe(6);
   });
 
+  it('keeps subscription rules changed through the SDK across restarts (journal and snapshot)', async () => {
+    const dataDir = await tempDir();
+    const namespaces = [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }] }] }];
+    const first = await emulator({ dataDir, namespaces });
+    const c1 = client(first.connectionString());
+    const rules = c1.createRuleManager('t1', 's1');
+    await rules.deleteRule('$Default');
+    await rules.createRule('gold', { sqlExpression: "tier = 'gold'" });
+    await c1.close();
+    await first.close();
+    // Restart twice: the second start recovers from the snapshot written by a compaction on the first.
+    const second = await emulator({ dataDir, namespaces, compactJournalAfterBytes: 1 });
+    const c2 = client(second.connectionString());
+    await c2.createSender('t1').sendMessages([
+      { body: 'lead', applicationProperties: { tier: 'silver' } },
+      { body: 'gold', applicationProperties: { tier: 'gold' } },
+    ]);
+    expect(second.messageCounts()['t1/Subscriptions/s1']).toBe(1);
+    await c2.close();
+    await second.close();
+    expect((await readdir(dataDir)).some((name) => /^snapshot-[1-9]\d*\.json$/.test(name))).toBe(true);
+    const third = await emulator({ dataDir, namespaces });
+    const c3 = client(third.connectionString());
+    await c3.createSender('t1').sendMessages({ body: 'copper', applicationProperties: { tier: 'copper' } });
+    expect(third.messageCounts()['t1/Subscriptions/s1']).toBe(1);
+    const names: string[] = [];
+    for await (const rule of c3.createRuleManager('t1', 's1').listRules()) names.push(rule.name);
+    expect(names).toEqual(['gold']);
+  });
+
   it('compacts the journal into a snapshot and recovers from it', async () => {
     const dataDir = await tempDir();
     const namespaces = [{ queues: [{ name: 'q1' }] }];
@@ -122,5 +152,42 @@ describe('service bus emulator: durability', () => {
     const received = await drain(receiver, 1000, 1500);
     const bodies = received.map((m) => m.body as number).sort((a, b) => a - b);
     expect(bodies).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
+
+  it('a SIGKILL in the middle of concurrent sends keeps every acknowledged message, once', { timeout: 60_000 }, async () => {
+    const dataDir = await tempDir();
+    const first = await startChild(dataDir);
+    const c1 = client(connectionString(first.port), { retryOptions: { maxRetries: 0, retryDelayInMs: 50, timeoutInMs: 3000 } });
+    const acknowledged = new Set<number>();
+    let killed = false;
+    const exited = new Promise((resolve) => first.child.once('exit', resolve));
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, worker) => {
+        const sender = c1.createSender('durable');
+        for (let batch = 0; !killed; batch++) {
+          const bodies = Array.from({ length: 10 }, (_, k) => worker * 1_000_000 + batch * 10 + k);
+          try {
+            await sender.sendMessages(bodies.map((body) => ({ body })));
+          } catch {
+            return;
+          }
+          for (const body of bodies) acknowledged.add(body);
+          if (acknowledged.size >= 400 && !killed) {
+            killed = true;
+            first.child.kill('SIGKILL');
+          }
+        }
+      }),
+    );
+    await exited;
+    await c1.close();
+
+    const second = await startChild(dataDir);
+    const receiver = client(connectionString(second.port)).createReceiver('durable', { receiveMode: 'receiveAndDelete' });
+    const received = (await drain(receiver, 100_000, 1500)).map((m) => m.body as number);
+    expect(new Set(received).size).toBe(received.length);
+    const missing = [...acknowledged].filter((body) => !received.includes(body));
+    expect(missing).toEqual([]);
+    expect(received.length).toBeGreaterThanOrEqual(400);
   });
 });

@@ -58,6 +58,20 @@ describe('service bus emulator: expiry, scheduling, peek, duplicates', () => {
     expect(sb.messageCounts().q1).toBe(0);
   });
 
+  it('holds a sent message carrying scheduledEnqueueTimeUtc until its time', async () => {
+    const sb = await emulator({ namespaces: queues('q1') });
+    const c = client(sb.connectionString());
+    const at = new Date(Date.now() + 300);
+    await c.createSender('q1').sendMessages([{ body: 'timed', scheduledEnqueueTimeUtc: at }, { body: 'now' }]);
+    const receiver = c.createReceiver('q1', { receiveMode: 'receiveAndDelete' });
+    const [first] = await receiveExactly(receiver, 1);
+    expect(first!.body).toBe('now');
+    const [second] = await receiveExactly(receiver, 1);
+    expect(second!.body).toBe('timed');
+    expect(Date.now()).toBeGreaterThanOrEqual(at.getTime() - 5);
+    expect(second!.enqueuedTimeUtc!.getTime()).toBe(at.getTime());
+  });
+
   it('peeks without locking, continues from the last peeked message, and returns [] when empty', async () => {
     const sb = await emulator({ namespaces: queues('q1') });
     const c = client(sb.connectionString());
@@ -116,6 +130,23 @@ describe('service bus emulator: topics and subscriptions', () => {
     expect(await bodies('big', 1)).toEqual(['b']);
     expect(await bodies('orders', 2)).toEqual(['b', 'c']);
     expect(sb.messageCounts()).toMatchObject({ 't1/Subscriptions/all': 0, 't1/Subscriptions/red': 0, 't1/Subscriptions/big': 0, 't1/Subscriptions/orders': 0 });
+  });
+
+  it('schedules and cancels on a topic with topic-wide sequence numbers', async () => {
+    const sb = await emulator({ namespaces: [{ topics: [{ name: 't1', subscriptions: [{ name: 's1' }, { name: 's2' }] }] }] });
+    const c = client(sb.connectionString());
+    const sender = c.createSender('t1');
+    await sender.sendMessages({ body: 'now' });
+    const [seq] = await sender.scheduleMessages({ body: 'later' }, new Date(Date.now() + 3_600_000));
+    for (const sub of ['s1', 's2']) {
+      const peeked = await c.createReceiver('t1', sub).peekMessages(5);
+      expect(peeked.map((m): unknown[] => [m.body, m.state, Number(m.sequenceNumber)])).toEqual([
+        ['now', 'active', 1],
+        ['later', 'scheduled', Number(seq)],
+      ]);
+    }
+    await sender.cancelScheduledMessages(seq!);
+    expect(sb.messageCounts()).toMatchObject({ 't1/Subscriptions/s1': 1, 't1/Subscriptions/s2': 1 });
   });
 
   it('manages rules through the SDK rule manager', async () => {

@@ -68,6 +68,38 @@ describe('service bus emulator: lifecycle and connection handling', () => {
     expect(got.map((m): unknown => m.body)).toEqual(['before', 'after']);
   });
 
+  it('a streaming receiver (subscribe) recovers by itself after the emulator restarts', async () => {
+    const dataDir = await tempDir();
+    const first = await startServiceBusEmulator({ dataDir, namespaces: queues('q1') });
+    const port = first.port;
+    const c = client(first.connectionString(), { retryOptions: { maxRetries: 2, retryDelayInMs: 50, timeoutInMs: 2000 } });
+    const receiver = c.createReceiver('q1');
+    const bodies: unknown[] = [];
+    const errors: Error[] = [];
+    let onBody: (() => void) | undefined;
+    receiver.subscribe({
+      processMessage: (message) => {
+        bodies.push(message.body);
+        onBody?.();
+        return Promise.resolve();
+      },
+      processError: (args) => {
+        errors.push(args.error);
+        return Promise.resolve();
+      },
+    });
+    const firstBody = new Promise<void>((resolve) => (onBody = resolve));
+    await c.createSender('q1').sendMessages({ body: 'before restart' });
+    await firstBody;
+    await first.close();
+    await emulator({ dataDir, port, namespaces: queues('q1') });
+    const secondBody = new Promise<void>((resolve) => (onBody = resolve));
+    await c.createSender('q1').sendMessages({ body: 'after restart' });
+    await secondBody;
+    expect(bodies).toEqual(['before restart', 'after restart']);
+    await receiver.close();
+  });
+
   it('closes when its abort signal fires, and close() stays idempotent', async () => {
     const controller = new AbortController();
     const sb = await emulator({ namespaces: queues('q1'), abortSignal: controller.signal });
