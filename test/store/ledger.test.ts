@@ -1,8 +1,9 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openLedger, type LedgerEntry, type LedgerOptions } from '../../src/store/ledger.js';
-import { HOUR, T0, closing, ledgerEntry, tempDir } from './harness.js';
+import { HOUR, T0, closing, ledgerEntry, onCleanup, tempDir } from './harness.js';
 
 const DAY = 24 * HOUR;
 
@@ -64,18 +65,34 @@ describe('ledger', () => {
     expect((await readSegment(directory, (await segmentFiles(directory))[0]!)).map((entry) => entry.result)).toEqual(['first']);
   });
 
-  it('serves 1,000 concurrent records with a handful of writes', async () => {
+  it('serves 1,000 concurrent records with a handful of writes, as counted by the ledger and by a directory watcher', async () => {
     const directory = await tempDir();
+    // Each write ends with steno renaming its temp file onto the segment file: the watcher sees that rename.
+    const renamedOnto: string[] = [];
+    let sentinelWritten!: () => void;
+    const sentinelSeen = new Promise<void>((resolve) => (sentinelWritten = resolve));
+    const watcher = watch(directory, (type, name) => {
+      if (type !== 'rename' || name === null || !/^ledger-\d+\.json$/.test(name)) return;
+      renamedOnto.push(name);
+      if (name === 'ledger-000000000002.json') sentinelWritten();
+    });
+    onCleanup(() => Promise.resolve(watcher.close()));
     const ledger = closing(await openLedger({ directory }));
     const entries = Array.from({ length: 1000 }, () => ledgerEntry());
 
     await Promise.all(entries.map((entry) => ledger.record(entry)));
+    const writes = ledger.writes;
+    // 1,000 entries fill exactly one segment of the default size; the next record starts segment 2, and its rename
+    // arrives after every rename of the batch (inotify keeps order).
+    await ledger.record(ledgerEntry());
+    await sentinelSeen;
 
-    // 1,000 entries fill exactly one segment of the default size: one group write (two if the batch was split).
-    expect(ledger.writes).toBeGreaterThanOrEqual(1);
-    expect(ledger.writes).toBeLessThanOrEqual(3);
+    const batchRenames = renamedOnto.slice(0, renamedOnto.indexOf('ledger-000000000002.json'));
+    expect(batchRenames.length).toBe(writes);
+    expect(writes).toBeGreaterThanOrEqual(1);
+    expect(writes).toBeLessThanOrEqual(3);
     const files = await segmentFiles(directory);
-    expect(files).toHaveLength(1);
+    expect(files).toHaveLength(2);
     expect((await readSegment(directory, files[0]!)).map((entry) => entry.id)).toEqual(entries.map((entry) => entry.id));
   });
 
@@ -229,6 +246,28 @@ describe('ledger', () => {
     const reopened = closing(await openLedger({ directory }));
     expect(reopened.size).toBe(50);
     for (const entry of entries) expect(reopened.get(entry.id)).toEqual(entry);
+  });
+
+  it('rejects the records of a failed write, keeps them in memory, and writes them with the next one', async () => {
+    const directory = await tempDir();
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
+    const ledger = closing(await openLedger({ directory, logger }));
+    const lost = ledgerEntry();
+    // The directory disappearing under the ledger makes the next write fail (ENOENT on the temp file).
+    await rm(directory, { recursive: true });
+
+    await expect(ledger.record(lost)).rejects.toThrow(`could not write ledger segment ${path.join(directory, 'ledger-000000000001.json')}`);
+    expect(warnings).toEqual([expect.stringContaining('ledger write failed')]);
+    expect(ledger.get(lost.id)).toEqual(lost);
+
+    await mkdir(directory);
+    const later = ledgerEntry();
+    await ledger.record(later);
+    await ledger.close();
+    const reopened = closing(await openLedger({ directory }));
+    expect(reopened.get(lost.id)).toEqual(lost);
+    expect(reopened.get(later.id)).toEqual(later);
   });
 
   it('refuses a second open of the same directory in one process until the first is closed', async () => {
