@@ -206,7 +206,7 @@ describe('ledger', () => {
     await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger version 1 file`);
   });
 
-  it('opens past a temp file left by an interrupted write, and removes it', async () => {
+  it('opens past a temp file left by an interrupted write (removing it) and past files it did not write', async () => {
     const directory = await tempDir();
     const ledger = await openLedger({ directory });
     const entry = ledgerEntry();
@@ -214,11 +214,17 @@ describe('ledger', () => {
     await ledger.close();
     await writeFile(path.join(directory, '.ledger-000000000001.json.tmp'), '{"format":"storelink.led');
     await writeFile(path.join(directory, '.ledger-000000000002.json.tmp'), '');
+    // Not a name the ledger writes: left alone, with a warning.
+    await writeFile(path.join(directory, 'ledger-2.json'), 'not json');
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
 
-    const reopened = closing(await openLedger({ directory }));
+    const reopened = closing(await openLedger({ directory, logger }));
 
     expect(reopened.get(entry.id)).toEqual(entry);
+    expect(reopened.size).toBe(1);
     expect((await readdir(directory)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(warnings).toEqual([expect.stringContaining('ignoring a file that looks like a ledger segment')]);
   });
 
   it('stores a frozen copy: changing the caller object afterwards changes nothing', async () => {
