@@ -71,7 +71,7 @@ const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 
 function eventProblem(value: unknown): string | undefined {
   if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
   return (
-    unknownKeyProblem(value, EVENT_FIELDS)?.replace(/^/, ' ') ??
+    unknownKeyProblem(value, EVENT_FIELDS) ??
     nonEmptyStringProblem(value.id, 'id') ??
     oneOfProblem(value.kind, 'kind', ['reply', 'event', 'announcement']) ??
     nonEmptyStringProblem(value.type, 'type') ??

@@ -115,9 +115,10 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return prototype === Object.prototype || prototype === null;
 }
 
-export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>): string | undefined {
+/** Problems are phrases that follow the name of the thing checked: `.field must …`, or ` has …` for the thing itself. */
+export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>, field = ''): string | undefined {
   const unknown = Object.keys(value).find((key) => !known.has(key));
-  return unknown === undefined ? undefined : `has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
+  return unknown === undefined ? undefined : `${field && `.${field}`} has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
 }
 
 export function nonEmptyStringProblem(value: unknown, field: string): string | undefined {
@@ -182,7 +183,7 @@ export function checkLogger(value: unknown, owner: string): Logger {
 export function checkOptionFields(options: unknown, owner: string, known: ReadonlySet<string>): Record<string, unknown> {
   if (!isPlainObject(options)) throw new TypeError(`${owner} must be an options object such as { directory: './data/${owner.replace(/Options$/, '').toLowerCase()}' }`);
   const problem = unknownKeyProblem(options, known);
-  if (problem !== undefined) throw new TypeError(`${owner} ${problem}`);
+  if (problem !== undefined) throw new TypeError(`${owner}${problem}`);
   return options;
 }
 

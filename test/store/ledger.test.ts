@@ -287,7 +287,7 @@ describe('ledger', () => {
   it.each<[string, unknown, ErrorConstructor, string]>([
     ['no options', undefined, TypeError, 'LedgerOptions must be an options object'],
     ['an empty directory', { directory: '' }, TypeError, 'LedgerOptions.directory must be the path of a directory'],
-    ['a misspelt option', { directory: '/tmp/x', segmentsize: 10 }, TypeError, 'unknown field "segmentsize"'],
+    ['a misspelt option', { directory: '/tmp/x', segmentsize: 10 }, TypeError, 'LedgerOptions has an unknown field "segmentsize"'],
     ['a zero segment size', { directory: '/tmp/x', segmentSize: 0 }, RangeError, 'LedgerOptions.segmentSize must be a whole number of records from 1'],
     ['a fractional segment size', { directory: '/tmp/x', segmentSize: 2.5 }, RangeError, 'segmentSize'],
     ['a negative retention', { directory: '/tmp/x', retentionAfterExpiryInMs: -1 }, RangeError, 'retentionAfterExpiryInMs must be a finite number'],
@@ -309,7 +309,8 @@ describe('ledger', () => {
     ['a Date in the result', { result: { at: new Date() } }, '.result.at must be a plain JSON object, got a Date'],
     ['a rejection without error', { outcome: 'rejected', result: undefined }, '.error must be { code, message }'],
     ['a done entry with an error', { error: { code: 'X', message: 'y' } }, '.error must be absent when outcome is "done"'],
-    ['an extra field', { note: 'hi' }, 'has an unknown field "note"'],
+    ['an extra field', { note: 'hi' }, 'ledger entry has an unknown field "note"'],
+    ['an error with an extra field', { outcome: 'rejected', result: undefined, error: { code: 'X', message: 'y', stack: 's' } }, 'ledger entry.error has an unknown field "stack"'],
   ])('rejects an entry with %s', async (_name, overrides, message) => {
     const ledger = closing(await openLedger({ directory: await tempDir() }));
     const recording = ledger.record({ ...ledgerEntry(), ...overrides });
