@@ -53,7 +53,7 @@ export interface Outbox {
   append(event: OutboxEvent): Promise<void>;
   /** Up to `limit` events not yet acknowledged, oldest first (frozen copies). */
   peek(limit: number): OutboxEvent[];
-  /** Removes events for good; resolves once the removal is on disk. Ids not in the outbox are ignored. */
+  /** Removes events for good: peek() stops returning them at once; resolves once the removal is on disk. Unknown ids are ignored. */
   acknowledge(ids: readonly string[]): Promise<void>;
   /** Events not yet acknowledged. */
   readonly size: number;

@@ -245,6 +245,7 @@ describe('ledger', () => {
     const recording = Promise.all(entries.map((entry) => ledger.record(entry)));
     const closed = ledger.close();
     expect(ledger.close()).toBe(closed);
+    expect(ledger[Symbol.asyncDispose]()).toBe(closed);
     await closed;
     await recording;
     await expect(ledger.record(ledgerEntry())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
