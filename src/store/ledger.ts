@@ -77,7 +77,7 @@ const ERROR_FIELDS: ReadonlySet<string> = new Set(['code', 'message']);
 function entryProblem(value: unknown): string | undefined {
   if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
   const problem =
-    unknownKeyProblem(value, ENTRY_FIELDS)?.replace(/^/, ' ') ??
+    unknownKeyProblem(value, ENTRY_FIELDS) ??
     nonEmptyStringProblem(value.id, 'id') ??
     nonEmptyStringProblem(value.storeId, 'storeId') ??
     nonEmptyStringProblem(value.type, 'type') ??
@@ -93,7 +93,7 @@ function entryProblem(value: unknown): string | undefined {
   if (value.result !== undefined) return '.result must be absent when outcome is "rejected" (put the refusal in .error)';
   if (!isPlainObject(value.error)) return `.error must be { code, message } when outcome is "rejected", got ${describeValue(value.error)}`;
   return (
-    unknownKeyProblem(value.error, ERROR_FIELDS)?.replace(/^/, '.error ') ??
+    unknownKeyProblem(value.error, ERROR_FIELDS, 'error') ??
     nonEmptyStringProblem(value.error.code, 'error.code') ??
     (typeof value.error.message === 'string' ? undefined : `.error.message must be a string, got ${describeValue(value.error.message)}`)
   );

@@ -53,7 +53,7 @@ export interface Outbox {
   append(event: OutboxEvent): Promise<void>;
   /** Up to `limit` events not yet acknowledged, oldest first (frozen copies). */
   peek(limit: number): OutboxEvent[];
-  /** Removes events for good; resolves once the removal is on disk. Ids not in the outbox are ignored. */
+  /** Removes events for good: peek() stops returning them at once; resolves once the removal is on disk. Unknown ids are ignored. */
   acknowledge(ids: readonly string[]): Promise<void>;
   /** Events not yet acknowledged. */
   readonly size: number;
@@ -71,7 +71,7 @@ const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 
 function eventProblem(value: unknown): string | undefined {
   if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
   return (
-    unknownKeyProblem(value, EVENT_FIELDS)?.replace(/^/, ' ') ??
+    unknownKeyProblem(value, EVENT_FIELDS) ??
     nonEmptyStringProblem(value.id, 'id') ??
     oneOfProblem(value.kind, 'kind', ['reply', 'event', 'announcement']) ??
     nonEmptyStringProblem(value.type, 'type') ??

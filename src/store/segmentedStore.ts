@@ -115,9 +115,10 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return prototype === Object.prototype || prototype === null;
 }
 
-export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>): string | undefined {
+/** Problems are phrases that follow the name of the thing checked: `.field must …`, or ` has …` for the thing itself. */
+export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>, field = ''): string | undefined {
   const unknown = Object.keys(value).find((key) => !known.has(key));
-  return unknown === undefined ? undefined : `has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
+  return unknown === undefined ? undefined : `${field && `.${field}`} has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
 }
 
 export function nonEmptyStringProblem(value: unknown, field: string): string | undefined {
@@ -182,7 +183,7 @@ export function checkLogger(value: unknown, owner: string): Logger {
 export function checkOptionFields(options: unknown, owner: string, known: ReadonlySet<string>): Record<string, unknown> {
   if (!isPlainObject(options)) throw new TypeError(`${owner} must be an options object such as { directory: './data/${owner.replace(/Options$/, '').toLowerCase()}' }`);
   const problem = unknownKeyProblem(options, known);
-  if (problem !== undefined) throw new TypeError(`${owner} ${problem}`);
+  if (problem !== undefined) throw new TypeError(`${owner}${problem}`);
   return options;
 }
 
@@ -331,15 +332,18 @@ export class SegmentedStore<T extends object> {
     } catch (error) {
       throw new StorelinkError('FILE_UNREADABLE', `cannot open the ${kind} directory ${directory}: ${(error as Error).message}`, { cause: error });
     }
-    const segmentName = new RegExp(`^${kind}-(\\d+)\\.json$`);
+    // Exactly the width this store writes, so a file name always maps back to one segment number and vice versa.
+    const segmentName = new RegExp(`^${kind}-(\\d{${SEGMENT_NUMBER_WIDTH}})\\.json$`);
     // steno writes `.<name>.tmp` and renames it; one left behind is a write that never completed (nobody was told it
     // had), so it carries nothing that was promised.
-    const tempName = new RegExp(`^\\.${kind}-\\d+\\.json\\.tmp$`);
+    const tempName = new RegExp(`^\\.${kind}-\\d{${SEGMENT_NUMBER_WIDTH}}\\.json\\.tmp$`);
     const numbers: number[] = [];
     for (const name of names) {
       const match = segmentName.exec(name);
       if (match !== null) numbers.push(Number(match[1]));
-      else if (tempName.test(name)) {
+      else if (name.startsWith(`${kind}-`) && name.endsWith('.json')) {
+        logger.warn({ file: name }, `ignoring a file that looks like a ${kind} segment but is not named like one`);
+      } else if (tempName.test(name)) {
         logger.debug({ file: name }, 'removing the temp file of an unfinished write');
         await unlink(path.join(directory, name)).catch((error: unknown) => {
           if (!isErrnoException(error, 'ENOENT')) throw error;

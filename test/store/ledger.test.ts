@@ -1,8 +1,9 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openLedger, type LedgerEntry, type LedgerOptions } from '../../src/store/ledger.js';
-import { HOUR, T0, closing, ledgerEntry, tempDir } from './harness.js';
+import { HOUR, T0, closing, ledgerEntry, onCleanup, tempDir } from './harness.js';
 
 const DAY = 24 * HOUR;
 
@@ -64,18 +65,34 @@ describe('ledger', () => {
     expect((await readSegment(directory, (await segmentFiles(directory))[0]!)).map((entry) => entry.result)).toEqual(['first']);
   });
 
-  it('serves 1,000 concurrent records with a handful of writes', async () => {
+  it('serves 1,000 concurrent records with a handful of writes, as counted by the ledger and by a directory watcher', async () => {
     const directory = await tempDir();
+    // Each write ends with steno renaming its temp file onto the segment file: the watcher sees that rename.
+    const renamedOnto: string[] = [];
+    let sentinelWritten!: () => void;
+    const sentinelSeen = new Promise<void>((resolve) => (sentinelWritten = resolve));
+    const watcher = watch(directory, (type, name) => {
+      if (type !== 'rename' || name === null || !/^ledger-\d+\.json$/.test(name)) return;
+      renamedOnto.push(name);
+      if (name === 'ledger-000000000002.json') sentinelWritten();
+    });
+    onCleanup(() => Promise.resolve(watcher.close()));
     const ledger = closing(await openLedger({ directory }));
     const entries = Array.from({ length: 1000 }, () => ledgerEntry());
 
     await Promise.all(entries.map((entry) => ledger.record(entry)));
+    const writes = ledger.writes;
+    // 1,000 entries fill exactly one segment of the default size; the next record starts segment 2, and its rename
+    // arrives after every rename of the batch (inotify keeps order).
+    await ledger.record(ledgerEntry());
+    await sentinelSeen;
 
-    // 1,000 entries fill exactly one segment of the default size: one group write (two if the batch was split).
-    expect(ledger.writes).toBeGreaterThanOrEqual(1);
-    expect(ledger.writes).toBeLessThanOrEqual(3);
+    const batchRenames = renamedOnto.slice(0, renamedOnto.indexOf('ledger-000000000002.json'));
+    expect(batchRenames.length).toBe(writes);
+    expect(writes).toBeGreaterThanOrEqual(1);
+    expect(writes).toBeLessThanOrEqual(3);
     const files = await segmentFiles(directory);
-    expect(files).toHaveLength(1);
+    expect(files).toHaveLength(2);
     expect((await readSegment(directory, files[0]!)).map((entry) => entry.id)).toEqual(entries.map((entry) => entry.id));
   });
 
@@ -189,7 +206,7 @@ describe('ledger', () => {
     await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger version 1 file`);
   });
 
-  it('opens past a temp file left by an interrupted write, and removes it', async () => {
+  it('opens past a temp file left by an interrupted write (removing it) and past files it did not write', async () => {
     const directory = await tempDir();
     const ledger = await openLedger({ directory });
     const entry = ledgerEntry();
@@ -197,11 +214,17 @@ describe('ledger', () => {
     await ledger.close();
     await writeFile(path.join(directory, '.ledger-000000000001.json.tmp'), '{"format":"storelink.led');
     await writeFile(path.join(directory, '.ledger-000000000002.json.tmp'), '');
+    // Not a name the ledger writes: left alone, with a warning.
+    await writeFile(path.join(directory, 'ledger-2.json'), 'not json');
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
 
-    const reopened = closing(await openLedger({ directory }));
+    const reopened = closing(await openLedger({ directory, logger }));
 
     expect(reopened.get(entry.id)).toEqual(entry);
+    expect(reopened.size).toBe(1);
     expect((await readdir(directory)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(warnings).toEqual([expect.stringContaining('ignoring a file that looks like a ledger segment')]);
   });
 
   it('stores a frozen copy: changing the caller object afterwards changes nothing', async () => {
@@ -222,6 +245,7 @@ describe('ledger', () => {
     const recording = Promise.all(entries.map((entry) => ledger.record(entry)));
     const closed = ledger.close();
     expect(ledger.close()).toBe(closed);
+    expect(ledger[Symbol.asyncDispose]()).toBe(closed);
     await closed;
     await recording;
     await expect(ledger.record(ledgerEntry())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
@@ -229,6 +253,28 @@ describe('ledger', () => {
     const reopened = closing(await openLedger({ directory }));
     expect(reopened.size).toBe(50);
     for (const entry of entries) expect(reopened.get(entry.id)).toEqual(entry);
+  });
+
+  it('rejects the records of a failed write, keeps them in memory, and writes them with the next one', async () => {
+    const directory = await tempDir();
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
+    const ledger = closing(await openLedger({ directory, logger }));
+    const lost = ledgerEntry();
+    // The directory disappearing under the ledger makes the next write fail (ENOENT on the temp file).
+    await rm(directory, { recursive: true });
+
+    await expect(ledger.record(lost)).rejects.toThrow(`could not write ledger segment ${path.join(directory, 'ledger-000000000001.json')}`);
+    expect(warnings).toEqual([expect.stringContaining('ledger write failed')]);
+    expect(ledger.get(lost.id)).toEqual(lost);
+
+    await mkdir(directory);
+    const later = ledgerEntry();
+    await ledger.record(later);
+    await ledger.close();
+    const reopened = closing(await openLedger({ directory }));
+    expect(reopened.get(lost.id)).toEqual(lost);
+    expect(reopened.get(later.id)).toEqual(later);
   });
 
   it('refuses a second open of the same directory in one process until the first is closed', async () => {
@@ -242,7 +288,7 @@ describe('ledger', () => {
   it.each<[string, unknown, ErrorConstructor, string]>([
     ['no options', undefined, TypeError, 'LedgerOptions must be an options object'],
     ['an empty directory', { directory: '' }, TypeError, 'LedgerOptions.directory must be the path of a directory'],
-    ['a misspelt option', { directory: '/tmp/x', segmentsize: 10 }, TypeError, 'unknown field "segmentsize"'],
+    ['a misspelt option', { directory: '/tmp/x', segmentsize: 10 }, TypeError, 'LedgerOptions has an unknown field "segmentsize"'],
     ['a zero segment size', { directory: '/tmp/x', segmentSize: 0 }, RangeError, 'LedgerOptions.segmentSize must be a whole number of records from 1'],
     ['a fractional segment size', { directory: '/tmp/x', segmentSize: 2.5 }, RangeError, 'segmentSize'],
     ['a negative retention', { directory: '/tmp/x', retentionAfterExpiryInMs: -1 }, RangeError, 'retentionAfterExpiryInMs must be a finite number'],
@@ -264,7 +310,8 @@ describe('ledger', () => {
     ['a Date in the result', { result: { at: new Date() } }, '.result.at must be a plain JSON object, got a Date'],
     ['a rejection without error', { outcome: 'rejected', result: undefined }, '.error must be { code, message }'],
     ['a done entry with an error', { error: { code: 'X', message: 'y' } }, '.error must be absent when outcome is "done"'],
-    ['an extra field', { note: 'hi' }, 'has an unknown field "note"'],
+    ['an extra field', { note: 'hi' }, 'ledger entry has an unknown field "note"'],
+    ['an error with an extra field', { outcome: 'rejected', result: undefined, error: { code: 'X', message: 'y', stack: 's' } }, 'ledger entry.error has an unknown field "stack"'],
   ])('rejects an entry with %s', async (_name, overrides, message) => {
     const ledger = closing(await openLedger({ directory: await tempDir() }));
     const recording = ledger.record({ ...ledgerEntry(), ...overrides });

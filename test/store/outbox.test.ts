@@ -144,6 +144,7 @@ describe('outbox', () => {
     const appending = Promise.all(events.map((event) => outbox.append(event)));
     const closed = outbox.close();
     expect(outbox.close()).toBe(closed);
+    expect(outbox[Symbol.asyncDispose]()).toBe(closed);
     await closed;
     await appending;
     await expect(outbox.append(outboxEvent())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });

@@ -1,7 +1,8 @@
 /**
  * The child of the SIGKILL test: records ledger entries or appends outbox events in a loop, a few at a time, and
- * prints each id on its own line once its promise has resolved (the promise says it is on disk). It never stops by
- * itself: the test kills it with SIGKILL.
+ * prints `recorded <id>` / `appended <id>` once the promise has resolved (the promise says it is on disk). In outbox
+ * mode it also acknowledges the oldest events as a flush would, printing `acknowledged <id>` once that resolved. It
+ * never stops by itself: the test kills it with SIGKILL.
  *
  *   node --import tsx test/store/writeUntilKilled.ts ledger|outbox <directory> <segmentSize>
  */
@@ -18,6 +19,7 @@ const IN_FLIGHT = 8;
 const farFuture = new Date(Date.now() + 365 * 24 * 60 * 60 * 1000).toISOString();
 
 let write: (sequence: number) => Promise<string>;
+let acknowledgeOldest: (() => Promise<void>) | undefined;
 if (mode === 'ledger') {
   const ledger = await openLedger({ directory, segmentSize });
   write = async (sequence) => {
@@ -31,23 +33,35 @@ if (mode === 'ledger') {
       executedAt: new Date().toISOString(),
       expiresAt: farFuture,
     });
-    return entry.id;
+    return `recorded ${entry.id}`;
   };
 } else {
   const outbox = await openOutbox({ directory, segmentSize });
   write = async (sequence) => {
     const id = randomUUID();
     await outbox.append({ id, kind: 'event', type: 'sale.recorded', storeId: 'store-042', body: { sequence }, createdAt: new Date().toISOString() });
-    return id;
+    return `appended ${id}`;
+  };
+  acknowledgeOldest = async () => {
+    // Like a flush: only the oldest, and leaving a backlog so that something is left to bring back after the kill.
+    if (outbox.size < 100) return;
+    const ids = outbox.peek(20).map((event) => event.id);
+    await outbox.acknowledge(ids);
+    for (const id of ids) process.stdout.write(`acknowledged ${id}\n`);
   };
 }
 
 let next = 0;
+let acknowledging = false;
 async function worker(): Promise<void> {
   for (;;) {
-    const id = await write(next++);
+    const line = await write(next++);
     // stdout to a pipe is a synchronous write on Linux: a line is out before the next await, never half-printed.
-    process.stdout.write(`${id}\n`);
+    process.stdout.write(`${line}\n`);
+    if (acknowledgeOldest !== undefined && !acknowledging) {
+      acknowledging = true;
+      void acknowledgeOldest().finally(() => (acknowledging = false));
+    }
   }
 }
 await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
