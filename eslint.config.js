@@ -122,12 +122,14 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['hyco-https'] }) },
   },
   {
-    // The ledger and outbox share segmentedStore; the sample store keeps its own inventory in lowdb, as a real store would.
+    // The ledger and outbox share segmentedStore; the sample store keeps its own inventory in lowdb, as a real store
+    // would; the dispatcher persists its links' snapshots.
     files: [
       'src/store/ledger*.ts',
       'src/store/outbox*.ts',
       'src/store/segmentedStore.ts',
       'samples/store-click-and-collect/inventory.ts',
+      'src/cloud/linkStore.ts',
     ],
     rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['lowdb'] }) },
   },

@@ -74,6 +74,13 @@ export const STORELINK_ERROR_CODES = {
   STORE_UNAVAILABLE: { retryable: true },
   /** Nothing is served at this path or with this method (the relay listener answers 404/405). */
   ROUTE_NOT_FOUND: { retryable: false },
+  // The cloud dispatcher's own outcomes.
+  /** The dispatcher does not know this store. */
+  STORE_UNKNOWN: { retryable: false },
+  /** A real-time operation whose policy says `reject` found the store's relay unavailable. */
+  REALTIME_UNAVAILABLE: { retryable: true },
+  /** A real-time operation whose policy says `cached` found the relay unavailable and no earlier reply to serve. */
+  NO_CACHED_REPLY: { retryable: true },
   /** The caller aborted the call with its AbortSignal. */
   ABORTED: { retryable: false },
 } as const satisfies Record<string, { retryable: boolean }>;

@@ -149,13 +149,15 @@ export class Executor {
         field: 'storeId',
       });
     }
-    const known = this.#options.ledger.get(operation.id);
-    if (known !== undefined) return this.#replied(operation, known, true);
+    // In flight first: the ledger may show an entry before its write is durable, and a delivery must not be
+    // acknowledged on the strength of an entry that a crash could still lose.
     const running = this.#inFlight.get(operation.id);
     if (running !== undefined) {
       const shared = await running;
       return { ...shared, replayed: true };
     }
+    const known = this.#options.ledger.get(operation.id);
+    if (known !== undefined) return this.#replied(operation, known, true);
     const execution = this.#run(operation, channel, abortSignal);
     this.#inFlight.set(operation.id, execution);
     try {

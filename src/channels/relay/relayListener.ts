@@ -74,6 +74,7 @@ const WS_CONNECTING = 0;
 const WS_OPEN = 1;
 const WS_CLOSED = 3;
 const ENVELOPE_ALLOWANCE_BYTES = 16 * 1024;
+const CLOSE_HANDSHAKE_TIMEOUT_IN_MS = 1_000;
 
 function failureKindOf(message: string): ListenerFailureKind {
   const status = /Unexpected server response: (\d{3})/.exec(message)?.[1];
@@ -385,7 +386,12 @@ async function settleClosed(server: HycoServer): Promise<void> {
   const channel = server.controlChannel;
   if (channel === undefined || channel.readyState === WS_CLOSED) return;
   await new Promise<void>((resolve) => {
-    channel.once('close', () => resolve());
+    // A relay that stopped answering (a half-open channel) never returns the close frame: cut the socket then.
+    const cut = setTimeout(() => channel.terminate(), CLOSE_HANDSHAKE_TIMEOUT_IN_MS);
+    channel.once('close', () => {
+      clearTimeout(cut);
+      resolve();
+    });
     if (channel.readyState === WS_CONNECTING) {
       channel.once('open', () => channel.close());
     } else {

@@ -1,0 +1,560 @@
+/**
+ * The cloud side of storelink. `publish` turns a request into an operation envelope and lets the store's link chart
+ * decide the way: the queue by default; the relay for real-time operations while the chart allows it; the type's
+ * fallback (queue with the same operation id, rejection, or the last cached reply) when it does not or when the relay
+ * fails as a channel. Replies, store events and relay announcements come back through the cloud inbox.
+ */
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import type { AnyStateMachine } from 'xstate';
+import { storeLinkMachine } from '../../machines/storeLink.machine.js';
+import { createRelaySender, type FetchFunction, type RelaySender } from '../channels/relay/relaySender.js';
+import {
+  createServiceBusConnection,
+  type QueueDelivery,
+  type QueueSender,
+  type RetrySettings,
+  type ServiceBusConnection,
+} from '../channels/servicebus/serviceBusConnection.js';
+import { StorelinkError, isStorelinkError } from '../core/errors.js';
+import type { JsonValue } from '../core/json.js';
+import { RELAY_ANNOUNCEMENTS, relayFailureReasonOf, type RelayAnnouncement } from '../core/linkContract.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import { defaultStoreEntityName, storeIdSchema } from '../core/names.js';
+import { createOperation, type Latency, type Operation } from '../core/operation.js';
+import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
+import { route } from '../core/route.js';
+import { openLinkStore } from './linkStore.js';
+import { StoreLinks, type LinkChange } from './storeLinks.js';
+
+export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';
+
+export interface KnownStore {
+  storeId: string;
+  /** Whether the store runs a relay listener (real-time mode). */
+  bidirectional: boolean;
+  /** Default `store-<storeId>`. */
+  queue?: string;
+  /** Default `store-<storeId>`. */
+  hybridConnection?: string;
+}
+
+export interface DispatcherOptions {
+  serviceBus: { connectionString: string; cloudInbox?: string; retry?: Partial<RetrySettings> };
+  /** Needed when any store is bi-directional: a key with Send on the stores' hybrid connections. */
+  relay?: { connectionString: string; fetch?: FetchFunction };
+  policy?: Policy;
+  /** The routing chart; default machines/storeLink.machine.ts. */
+  chart?: AnyStateMachine;
+  stores: readonly KnownStore[];
+  /** Where link snapshots persist across restarts; in memory without it. */
+  dataDir?: string;
+  /** Live link actors unused this long are stopped (their snapshots stay); default 10 minutes. */
+  idleLinkTimeoutInMs?: number;
+  logger?: Logger;
+}
+
+export interface PublishRequest {
+  storeId: string;
+  type: string;
+  payload: JsonValue;
+  /** Default: the type's policy latency. */
+  latency?: Latency;
+  /** Default: the type's policy time to live. */
+  timeToLiveInMs?: number;
+  /** Resend an earlier operation under its id (idempotent at the store). */
+  id?: string;
+}
+
+export interface PublishOptions {
+  abortSignal?: AbortSignal;
+  /** When the operation goes through the queue, wait this long for the store's reply. */
+  awaitReplyInMs?: number;
+}
+
+export type DeliveryOutcome = 'delivered' | 'queued' | 'rejected' | 'served-cached';
+
+export interface Delivery {
+  operationId: string;
+  storeId: string;
+  type: string;
+  latency: Latency;
+  /** The channel that carried the operation last; null when nothing was sent (rejected or served from cache). */
+  channel: 'relay' | 'queue' | null;
+  outcome: DeliveryOutcome;
+  /** The store's result, for `delivered` and `served-cached`. */
+  reply?: JsonValue;
+  /** Why it was rejected: the store's refusal, or the fallback's. */
+  rejection?: { code: string; message: string };
+  /** For `served-cached`: how old the cached reply is. */
+  cachedAgeInMs?: number;
+  /** Why a real-time operation did not complete on the relay. */
+  fallbackReason?: string;
+  /** Sends made: 2 when a failed relay call fell back to the queue. */
+  attempts: number;
+  durationInMs: number;
+}
+
+export interface StoreEventMessage {
+  id: string;
+  storeId: string;
+  type: string;
+  body: JsonValue;
+  createdAt: string;
+}
+
+export interface LinkCounters {
+  deliveries: Record<string, number>;
+  fallbacks: Record<string, number>;
+}
+
+export interface LinkView {
+  storeId: string;
+  bidirectional: boolean;
+  state: string;
+  tags: string[];
+  counters: LinkCounters;
+}
+
+export interface Dispatcher extends AsyncDisposable {
+  start(options?: { abortSignal?: AbortSignal }): Promise<void>;
+  publish(request: PublishRequest, options?: PublishOptions): Promise<Delivery>;
+  /** Each store's link state changes. Hot; completes on close. */
+  readonly links$: Observable<LinkChange>;
+  readonly deliveries$: Observable<Delivery>;
+  /** Store events (`emit` on the store side). */
+  readonly events$: Observable<StoreEventMessage>;
+  link(storeId: string): LinkView;
+  stores(): KnownStore[];
+  close(): Promise<void>;
+}
+
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  return new DefaultDispatcher(options);
+}
+
+interface PendingReply {
+  resolve: (body: unknown) => void;
+}
+
+interface CachedReply {
+  reply: JsonValue;
+  atInMs: number;
+}
+
+/** JSON with sorted keys: equal payloads give equal cache keys. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${stableJson((value as Record<string, unknown>)[key])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+class DefaultDispatcher implements Dispatcher {
+  readonly #options: DispatcherOptions;
+  readonly #policy: Policy;
+  readonly #logger: Logger;
+  readonly #stores = new Map<string, KnownStore>();
+  readonly #links$ = new Subject<LinkChange>();
+  readonly #deliveries$ = new Subject<Delivery>();
+  readonly #events$ = new Subject<StoreEventMessage>();
+  readonly #pending = new Map<string, PendingReply>();
+  readonly #cache = new Map<string, CachedReply>();
+  readonly #relaySenders = new Map<string, RelaySender>();
+  readonly #queueSenders = new Map<string, QueueSender>();
+  readonly #counters = new Map<string, LinkCounters>();
+  readonly #probeTimers = new Map<string, NodeJS.Timeout>();
+  readonly #subscriptions: Subscription[] = [];
+  #links: StoreLinks | undefined;
+  #connection: ServiceBusConnection | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: DispatcherOptions) {
+    this.#options = options;
+    this.#policy = options.policy ?? defaultPolicy();
+    this.#logger = (options.logger ?? silentLogger).child({ component: 'dispatcher' });
+    for (const store of options.stores) {
+      const valid = storeIdSchema.safeParse(store.storeId);
+      if (!valid.success) throw new TypeError(`createDispatcher: store id "${store.storeId}" ${valid.error.issues[0]!.message}`);
+      if (this.#stores.has(store.storeId)) throw new TypeError(`createDispatcher: store "${store.storeId}" is listed twice`);
+      this.#stores.set(store.storeId, store);
+    }
+    if (options.relay === undefined && options.stores.some((store) => store.bidirectional)) {
+      throw new TypeError('createDispatcher: bi-directional stores need relay options (a connection string with Send)');
+    }
+  }
+
+  get links$(): Observable<LinkChange> {
+    return this.#links$.asObservable();
+  }
+
+  get deliveries$(): Observable<Delivery> {
+    return this.#deliveries$.asObservable();
+  }
+
+  get events$(): Observable<StoreEventMessage> {
+    return this.#events$.asObservable();
+  }
+
+  stores(): KnownStore[] {
+    return [...this.#stores.values()];
+  }
+
+  start(options: { abortSignal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the dispatcher is closed'));
+    this.#starting ??= this.#start();
+    options.abortSignal?.addEventListener('abort', () => void this.close(), { once: true });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const linkStore = await openLinkStore(this.#options.dataDir);
+    this.#links = new StoreLinks({
+      chart: this.#options.chart ?? storeLinkMachine,
+      linkPolicy: this.#policy.link,
+      store: linkStore,
+      isBidirectional: (storeId) => this.#stores.get(storeId)?.bidirectional ?? false,
+      onChange: (change) => this.#linkChanged(change),
+      logger: this.#logger,
+    });
+    this.#connection = createServiceBusConnection({
+      connectionString: this.#options.serviceBus.connectionString,
+      logger: this.#logger,
+      ...(this.#options.serviceBus.retry === undefined ? {} : { retry: this.#options.serviceBus.retry }),
+    });
+    const inbox = this.#connection.createConsumer({
+      queue: this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX,
+      concurrency: 16,
+      handler: (delivery) => this.#fromInbox(delivery),
+    });
+    inbox.start();
+    // Restore every store's link, so persisted breakers resume their timers and probes from the start.
+    for (const storeId of this.#stores.keys()) this.#ensureProbing(storeId, this.#links.snapshot(storeId).hasTag('relay'));
+    const idle = this.#options.idleLinkTimeoutInMs ?? 10 * 60_000;
+    this.#sweepTimer = setInterval(() => {
+      this.#links?.evictIdle(idle, (storeId, snapshot) => this.#stores.get(storeId)?.bidirectional === true && !snapshot.hasTag('relay'));
+    }, Math.max(1_000, idle / 2));
+    this.#sweepTimer.unref();
+  }
+
+  #linkChanged(change: LinkChange): void {
+    this.#logger.info({ storeId: change.storeId, state: change.state, tags: change.tags, previous: change.previousState }, 'link state changed');
+    this.#links$.next(change);
+    this.#ensureProbing(change.storeId, change.tags.includes('relay'));
+  }
+
+  /** While a bi-directional store's relay is unavailable, check its health at the policy's interval. */
+  #ensureProbing(storeId: string, relayAvailable: boolean): void {
+    const store = this.#stores.get(storeId);
+    const running = this.#probeTimers.get(storeId);
+    if (relayAvailable || store?.bidirectional !== true || this.#closing !== undefined) {
+      if (running !== undefined) clearInterval(running);
+      this.#probeTimers.delete(storeId);
+      return;
+    }
+    if (running !== undefined) return;
+    const timer = setInterval(() => void this.#probe(storeId), this.#policy.link.probeIntervalInMs);
+    timer.unref();
+    this.#probeTimers.set(storeId, timer);
+  }
+
+  async #probe(storeId: string): Promise<void> {
+    const links = this.#links;
+    if (links === undefined || this.#closing !== undefined) return;
+    try {
+      await this.#relaySender(storeId).checkHealth({ timeoutInMs: this.#policy.operationDefaults.relayTimeoutInMs });
+      this.#logger.info({ storeId }, 'relay health probe succeeded');
+      links.send(storeId, { type: 'relay.succeeded' });
+    } catch (error) {
+      const reason = isStorelinkError(error) ? relayFailureReasonOf(error.code) : undefined;
+      if (reason !== undefined) links.send(storeId, { type: 'relay.failed', reason });
+    }
+  }
+
+  #relaySender(storeId: string): RelaySender {
+    let sender = this.#relaySenders.get(storeId);
+    if (sender === undefined) {
+      const relay = this.#options.relay;
+      if (relay === undefined) throw new StorelinkError('RELAY_UNREACHABLE', 'the dispatcher has no relay connection string');
+      const store = this.#stores.get(storeId)!;
+      sender = createRelaySender({
+        connectionString: relay.connectionString,
+        hybridConnection: store.hybridConnection ?? defaultStoreEntityName(storeId),
+        ...(relay.fetch === undefined ? {} : { fetch: relay.fetch }),
+      });
+      this.#relaySenders.set(storeId, sender);
+    }
+    return sender;
+  }
+
+  #queueSender(storeId: string): QueueSender {
+    const store = this.#stores.get(storeId)!;
+    const queue = store.queue ?? defaultStoreEntityName(storeId);
+    let sender = this.#queueSenders.get(queue);
+    if (sender === undefined) {
+      sender = this.#connection!.createSender(queue);
+      this.#queueSenders.set(queue, sender);
+    }
+    return sender;
+  }
+
+  #count(storeId: string, channel: string | null, outcome: string, fallbackReason: string | undefined): void {
+    let counters = this.#counters.get(storeId);
+    if (counters === undefined) {
+      counters = { deliveries: {}, fallbacks: {} };
+      this.#counters.set(storeId, counters);
+    }
+    const key = `${channel ?? 'none'}:${outcome}`;
+    counters.deliveries[key] = (counters.deliveries[key] ?? 0) + 1;
+    if (fallbackReason !== undefined) counters.fallbacks[fallbackReason] = (counters.fallbacks[fallbackReason] ?? 0) + 1;
+  }
+
+  link(storeId: string): LinkView {
+    const store = this.#stores.get(storeId);
+    if (store === undefined || this.#links === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${storeId}"`);
+    const snapshot = this.#links.snapshot(storeId);
+    return {
+      storeId,
+      bidirectional: store.bidirectional,
+      state: JSON.stringify(snapshot.value),
+      tags: [...snapshot.tags].sort(),
+      counters: structuredClone(this.#counters.get(storeId) ?? { deliveries: {}, fallbacks: {} }),
+    };
+  }
+
+  async publish(request: PublishRequest, options: PublishOptions = {}): Promise<Delivery> {
+    if (this.#closing !== undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the dispatcher is closed');
+    await this.start();
+    const store = this.#stores.get(request.storeId);
+    if (store === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${request.storeId}"`, { field: 'storeId' });
+    const typePolicy = operationPolicyFor(this.#policy, request.type);
+    const latency = request.latency ?? typePolicy.latency;
+    const awaitReply = options.awaitReplyInMs !== undefined && options.awaitReplyInMs > 0;
+    const operation = createOperation({
+      storeId: request.storeId,
+      type: request.type,
+      payload: request.payload,
+      latency,
+      timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
+      ...(request.id === undefined ? {} : { id: request.id }),
+      ...(latency === 'realtime' || awaitReply ? { replyTo: this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX } : {}),
+    });
+    const started = performance.now();
+    const delivery = await this.#deliver(operation, options);
+    const done: Delivery = { ...delivery, durationInMs: performance.now() - started };
+    this.#count(operation.storeId, done.channel, done.outcome, done.fallbackReason);
+    this.#deliveries$.next(done);
+    return done;
+  }
+
+  async #deliver(operation: Operation, options: PublishOptions): Promise<Omit<Delivery, 'durationInMs'>> {
+    const links = this.#links!;
+    const storeId = operation.storeId;
+    const typePolicy = operationPolicyFor(this.#policy, operation.type);
+    const base = { operationId: operation.id, storeId, type: operation.type, latency: operation.latency };
+    const decision = route(links.snapshot(storeId), operation, this.#policy, { trialInFlight: links.isTrialInFlight(storeId) });
+    let attempts = 0;
+    let fallbackReason: string | undefined = decision.fallback ? decision.reason : undefined;
+
+    if (decision.action === 'relay') {
+      const trial = decision.trial && links.claimTrial(storeId);
+      if (decision.trial && !trial) {
+        fallbackReason = 'trial-in-flight';
+      } else {
+        attempts += 1;
+        try {
+          const reply = await this.#relaySender(storeId).send(operation, {
+            timeoutInMs: typePolicy.relayTimeoutInMs,
+            ...(options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal }),
+          });
+          links.send(storeId, { type: 'relay.succeeded' });
+          this.#remember(operation, reply.result);
+          return { ...base, channel: 'relay', outcome: 'delivered', reply: reply.result, attempts };
+        } catch (error) {
+          const failure = isStorelinkError(error) ? error : new StorelinkError('RELAY_UNREACHABLE', String(error), { cause: error });
+          const reason = relayFailureReasonOf(failure.code);
+          if (reason === undefined) {
+            if (failure.code === 'ABORTED') throw failure;
+            // The store answered: that is the outcome, whatever it is.
+            return { ...base, channel: 'relay', outcome: 'rejected', rejection: { code: failure.code, message: failure.message }, attempts };
+          }
+          this.#logger.warn({ storeId, operationId: operation.id, code: failure.code }, 'relay call failed; taking the fallback');
+          links.send(storeId, { type: 'relay.failed', reason });
+          fallbackReason = failure.code;
+        } finally {
+          if (trial) links.releaseTrial(storeId);
+        }
+      }
+      return this.#fallBack(operation, typePolicy.fallback, base, attempts, fallbackReason, options);
+    }
+    if (decision.action === 'queue') return this.#viaQueue(operation, base, attempts, fallbackReason, options);
+    return this.#fallBack(operation, decision.action, base, attempts, fallbackReason, options);
+  }
+
+  async #fallBack(
+    operation: Operation,
+    fallback: 'queue' | 'reject' | 'cached',
+    base: Pick<Delivery, 'operationId' | 'storeId' | 'type' | 'latency'>,
+    attempts: number,
+    fallbackReason: string | undefined,
+    options: PublishOptions,
+  ): Promise<Omit<Delivery, 'durationInMs'>> {
+    const reason = fallbackReason === undefined ? {} : { fallbackReason };
+    if (fallback === 'queue') return this.#viaQueue(operation, base, attempts, fallbackReason, options);
+    if (fallback === 'cached') {
+      const cached = this.#cache.get(this.#cacheKey(operation));
+      if (cached !== undefined) {
+        return { ...base, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: Date.now() - cached.atInMs, attempts, ...reason };
+      }
+      return { ...base, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: 'the relay is unavailable and no earlier reply is cached' }, attempts, ...reason };
+    }
+    return {
+      ...base,
+      channel: null,
+      outcome: 'rejected',
+      rejection: { code: 'REALTIME_UNAVAILABLE', message: "the store's relay is unavailable and the policy rejects rather than queues" },
+      attempts,
+      ...reason,
+    };
+  }
+
+  async #viaQueue(
+    operation: Operation,
+    base: Pick<Delivery, 'operationId' | 'storeId' | 'type' | 'latency'>,
+    attempts: number,
+    fallbackReason: string | undefined,
+    options: PublishOptions,
+  ): Promise<Omit<Delivery, 'durationInMs'>> {
+    const reason = fallbackReason === undefined ? {} : { fallbackReason };
+    const waitInMs = options.awaitReplyInMs ?? 0;
+    const reply = waitInMs > 0 ? this.#awaitReply(operation.id, waitInMs, options.abortSignal) : undefined;
+    try {
+      await this.#queueSender(operation.storeId).send(
+        {
+          messageId: operation.id,
+          body: operation,
+          subject: operation.type,
+          timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - Date.now()),
+          ...(operation.replyTo === undefined ? {} : { replyTo: operation.replyTo }),
+          applicationProperties: { storeId: operation.storeId, type: operation.type, latency: operation.latency },
+        },
+        options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal },
+      );
+    } catch (error) {
+      reply?.cancel();
+      throw error;
+    }
+    attempts += 1;
+    if (reply === undefined) return { ...base, channel: 'queue', outcome: 'queued', attempts, ...reason };
+    const body = await reply.promise;
+    if (body === undefined) return { ...base, channel: 'queue', outcome: 'queued', attempts, ...reason };
+    if (body.outcome === 'done') {
+      return { ...base, channel: 'queue', outcome: 'delivered', reply: body.result, attempts, ...reason };
+    }
+    return { ...base, channel: 'queue', outcome: 'rejected', rejection: body.error, attempts, ...reason };
+  }
+
+  #awaitReply(operationId: string, waitInMs: number, abortSignal: AbortSignal | undefined) {
+    let settle: (body: ReplyBody | undefined) => void = () => undefined;
+    const promise = new Promise<ReplyBody | undefined>((resolve) => (settle = resolve));
+    const timer = setTimeout(() => finish(undefined), waitInMs);
+    const finish = (body: ReplyBody | undefined) => {
+      clearTimeout(timer);
+      this.#pending.delete(operationId);
+      settle(body);
+    };
+    abortSignal?.addEventListener('abort', () => finish(undefined), { once: true });
+    this.#pending.set(operationId, { resolve: (body) => finish(body as ReplyBody) });
+    return { promise, cancel: () => finish(undefined) };
+  }
+
+  #cacheKey(operation: Pick<Operation, 'storeId' | 'type' | 'payload'>): string {
+    return `${operation.storeId}\u0000${operation.type}\u0000${stableJson(operation.payload)}`;
+  }
+
+  /** Keeps the latest successful reply of types whose fallback serves cached replies. */
+  #remember(operation: Pick<Operation, 'storeId' | 'type' | 'payload'>, reply: JsonValue): void {
+    if (operationPolicyFor(this.#policy, operation.type).fallback !== 'cached') return;
+    this.#cache.set(this.#cacheKey(operation), { reply, atInMs: Date.now() });
+  }
+
+  async #fromInbox(delivery: QueueDelivery): Promise<void> {
+    const message = parseInboxMessage(delivery.message.body);
+    if (message === undefined) {
+      await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the cloud inbox message is not a storelink outbox event' });
+      return;
+    }
+    if (!this.#stores.has(message.storeId)) {
+      this.#logger.warn({ storeId: message.storeId, kind: message.kind }, 'inbox message from an unknown store');
+      await delivery.complete();
+      return;
+    }
+    if (message.kind === 'reply') {
+      const body = message.body as ReplyBody;
+      this.#pending.get(message.correlationId ?? '')?.resolve(body);
+      const operation = typeof message.request === 'object' ? message.request : undefined;
+      if (body.outcome === 'done' && operation !== undefined) this.#remember(operation, body.result);
+    } else if (message.kind === 'announcement') {
+      const relay = (message.body as { relay?: unknown }).relay;
+      const madeAt = Date.parse(message.createdAt);
+      // An announcement older than the link's current state (queued while the dispatcher was away, say) says
+      // nothing newer than what put the link there: a stale "up" must not reopen a breaker that just tripped.
+      const stale = Number.isFinite(madeAt) && this.#links !== undefined && madeAt < this.#links.enteredAt(message.storeId);
+      if ((RELAY_ANNOUNCEMENTS as readonly unknown[]).includes(relay) && !stale) {
+        this.#links?.send(message.storeId, { type: 'store.announced', relay: relay as RelayAnnouncement });
+      } else if (stale) {
+        this.#logger.debug({ storeId: message.storeId, relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
+      }
+    } else {
+      this.#events$.next({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });
+    }
+    await delivery.complete();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#sweepTimer);
+      for (const timer of this.#probeTimers.values()) clearInterval(timer);
+      this.#probeTimers.clear();
+      await this.#starting?.catch(() => undefined);
+      for (const pending of [...this.#pending.values()]) pending.resolve(undefined);
+      await this.#connection?.close();
+      this.#links?.stopAll();
+      for (const subscription of this.#subscriptions) subscription.unsubscribe();
+      this.#links$.complete();
+      this.#deliveries$.complete();
+      this.#events$.complete();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+type ReplyBody = { outcome: 'done'; result: JsonValue } | { outcome: 'rejected'; error: { code: string; message: string } };
+
+interface InboxMessage {
+  id: string;
+  kind: 'reply' | 'event' | 'announcement';
+  type: string;
+  storeId: string;
+  correlationId?: string;
+  body: JsonValue;
+  createdAt: string;
+  request?: Pick<Operation, 'storeId' | 'type' | 'payload'>;
+}
+
+function parseInboxMessage(body: unknown): InboxMessage | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const candidate = body as Partial<InboxMessage>;
+  if (typeof candidate.id !== 'string' || typeof candidate.storeId !== 'string' || typeof candidate.type !== 'string') return undefined;
+  if (candidate.kind !== 'reply' && candidate.kind !== 'event' && candidate.kind !== 'announcement') return undefined;
+  return candidate as InboxMessage;
+}
