@@ -1,5 +1,4 @@
 /** `storelink emulator`: runs both local Azure emulators until SIGINT or SIGTERM. */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { StorelinkError } from '../core/errors.js';
@@ -7,6 +6,7 @@ import { parseEmulatorsConfig, type EmulatorsConfig } from '../emulator/emulator
 import { startEmulators } from '../emulator/startEmulators.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
+import { readTextFile } from './readTextFile.js';
 
 interface EmulatorCommandOptions {
   host: string;
@@ -25,13 +25,7 @@ function port(value: string): number {
 }
 
 async function readConfig(file: string): Promise<EmulatorsConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : (cause as Error).message}`, { cause });
-  }
+  const text = await readTextFile(file);
   try {
     return parseEmulatorsConfig(text, file);
   } catch (cause) {

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { StorelinkError } from '../core/errors.js';
 import { parsePolicy, type Policy } from '../core/policy.js';
+import { readTextFile } from './readTextFile.js';
 
 /** Where a JSON.parse error points, as line:column, when the engine reports a position. */
 function jsonErrorLocation(text: string, error: unknown): string {
@@ -14,13 +14,7 @@ function jsonErrorLocation(text: string, error: unknown): string {
 
 /** Reads and validates a policy JSON file; every error names the file. */
 export async function readPolicyFile(file: string): Promise<Policy> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : `cannot read: ${(cause as Error).message}`}`, { cause });
-  }
+  const text = await readTextFile(file);
   let document: unknown;
   try {
     document = JSON.parse(text);

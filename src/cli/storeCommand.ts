@@ -1,5 +1,4 @@
 /** `storelink store --config FILE`: runs one store agent until SIGINT or SIGTERM. */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
@@ -11,6 +10,7 @@ import { loadStoreModule } from '../store/storeModule.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
+import { readTextFile } from './readTextFile.js';
 
 /** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
 const secretSchema = z.string().min(1, 'must not be empty');
@@ -43,13 +43,7 @@ function resolveSecret(value: string, where: string, env: NodeJS.ProcessEnv): st
 }
 
 export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<StoreConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : (cause as Error).message}`, { cause });
-  }
+  const text = await readTextFile(file);
   let document: unknown;
   try {
     document = JSON.parse(text);

@@ -23,6 +23,7 @@ import { defaultStoreEntityName, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency, type Operation } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
 import { route } from '../core/route.js';
+import { parseStoreMessage, type ReplyBody } from '../core/storeMessage.js';
 import { openLinkStore } from './linkStore.js';
 import { StoreLinks, type LinkChange } from './storeLinks.js';
 
@@ -133,7 +134,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 }
 
 interface PendingReply {
-  resolve: (body: unknown) => void;
+  operation: Pick<Operation, 'storeId' | 'type' | 'payload'>;
+  resolve: (body: ReplyBody | undefined) => void;
 }
 
 interface CachedReply {
@@ -432,7 +434,7 @@ class DefaultDispatcher implements Dispatcher {
   ): Promise<Omit<Delivery, 'durationInMs'>> {
     const reason = fallbackReason === undefined ? {} : { fallbackReason };
     const waitInMs = options.awaitReplyInMs ?? 0;
-    const reply = waitInMs > 0 ? this.#awaitReply(operation.id, waitInMs, options.abortSignal) : undefined;
+    const reply = waitInMs > 0 ? this.#awaitReply(operation, waitInMs, options.abortSignal) : undefined;
     try {
       await this.#queueSender(operation.storeId).send(
         {
@@ -459,7 +461,8 @@ class DefaultDispatcher implements Dispatcher {
     return { ...base, channel: 'queue', outcome: 'rejected', rejection: body.error, attempts, ...reason };
   }
 
-  #awaitReply(operationId: string, waitInMs: number, abortSignal: AbortSignal | undefined) {
+  #awaitReply(operation: Operation, waitInMs: number, abortSignal: AbortSignal | undefined) {
+    const operationId = operation.id;
     let settle: (body: ReplyBody | undefined) => void = () => undefined;
     const promise = new Promise<ReplyBody | undefined>((resolve) => (settle = resolve));
     const timer = setTimeout(() => finish(undefined), waitInMs);
@@ -469,7 +472,7 @@ class DefaultDispatcher implements Dispatcher {
       settle(body);
     };
     abortSignal?.addEventListener('abort', () => finish(undefined), { once: true });
-    this.#pending.set(operationId, { resolve: (body) => finish(body as ReplyBody) });
+    this.#pending.set(operationId, { operation, resolve: finish });
     return { promise, cancel: () => finish(undefined) };
   }
 
@@ -484,7 +487,7 @@ class DefaultDispatcher implements Dispatcher {
   }
 
   async #fromInbox(delivery: QueueDelivery): Promise<void> {
-    const message = parseInboxMessage(delivery.message.body);
+    const message = parseStoreMessage(delivery.message.body);
     if (message === undefined) {
       await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the cloud inbox message is not a storelink outbox event' });
       return;
@@ -496,9 +499,9 @@ class DefaultDispatcher implements Dispatcher {
     }
     if (message.kind === 'reply') {
       const body = message.body as ReplyBody;
-      this.#pending.get(message.correlationId ?? '')?.resolve(body);
-      const operation = typeof message.request === 'object' ? message.request : undefined;
-      if (body.outcome === 'done' && operation !== undefined) this.#remember(operation, body.result);
+      const waiting = this.#pending.get(message.correlationId ?? '');
+      if (body.outcome === 'done' && waiting !== undefined) this.#remember(waiting.operation, body.result);
+      waiting?.resolve(body);
     } else if (message.kind === 'announcement') {
       const relay = (message.body as { relay?: unknown }).relay;
       const madeAt = Date.parse(message.createdAt);
@@ -536,25 +539,4 @@ class DefaultDispatcher implements Dispatcher {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-type ReplyBody = { outcome: 'done'; result: JsonValue } | { outcome: 'rejected'; error: { code: string; message: string } };
-
-interface InboxMessage {
-  id: string;
-  kind: 'reply' | 'event' | 'announcement';
-  type: string;
-  storeId: string;
-  correlationId?: string;
-  body: JsonValue;
-  createdAt: string;
-  request?: Pick<Operation, 'storeId' | 'type' | 'payload'>;
-}
-
-function parseInboxMessage(body: unknown): InboxMessage | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const candidate = body as Partial<InboxMessage>;
-  if (typeof candidate.id !== 'string' || typeof candidate.storeId !== 'string' || typeof candidate.type !== 'string') return undefined;
-  if (candidate.kind !== 'reply' && candidate.kind !== 'event' && candidate.kind !== 'announcement') return undefined;
-  return candidate as InboxMessage;
 }

@@ -10,7 +10,9 @@ import type { z } from 'zod';
 import { StorelinkError, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import { isExpired, parseOperation, type Operation } from '../core/operation.js';
+import type { ReplyBody, StoreMessage } from '../core/storeMessage.js';
 import { describeIssue } from '../core/validation.js';
+import type { LedgerEntry } from './ledger.js';
 
 export type Channel = 'relay' | 'queue';
 
@@ -48,18 +50,8 @@ export function rejectOperation(message: string): StorelinkError {
   return new StorelinkError('OPERATION_REJECTED', message);
 }
 
-/** What the executor keeps per operation id (the ledger's entry). */
-export interface ExecutionRecord {
-  id: string;
-  storeId: string;
-  type: string;
-  outcome: 'done' | 'rejected';
-  result?: JsonValue;
-  error?: { code: string; message: string };
-  channel: Channel;
-  executedAt: string;
-  expiresAt: string;
-}
+/** What the executor keeps per operation id. */
+export type ExecutionRecord = LedgerEntry;
 
 export interface ExecutionLedger {
   get(id: string): ExecutionRecord | undefined;
@@ -67,15 +59,7 @@ export interface ExecutionLedger {
   record(entry: ExecutionRecord): Promise<ExecutionRecord>;
 }
 
-export interface ReplyEvent {
-  id: string;
-  kind: 'reply';
-  type: string;
-  storeId: string;
-  correlationId: string;
-  body: JsonValue;
-  createdAt: string;
-}
+export type ReplyEvent = StoreMessage & { kind: 'reply'; correlationId: string };
 
 export interface ReplyOutbox {
   append(event: ReplyEvent): Promise<void>;
@@ -105,8 +89,6 @@ export const PERMANENT_FAILURES: ReadonlySet<StorelinkErrorCode> = new Set<Store
   'OPERATION_TYPE_UNKNOWN',
 ]);
 
-/** The body of a reply: the operation's result, or the refusal. */
-export type ReplyBody = { outcome: 'done'; result: JsonValue } | { outcome: 'rejected'; error: { code: string; message: string } };
 
 export function replyBodyOf(record: ExecutionRecord): ReplyBody {
   return record.outcome === 'done'

@@ -4,7 +4,6 @@
  * outbox only when the cloud side acknowledged it, so a crash between send and acknowledgement resends it (the
  * event id becomes the message id, and Service Bus duplicate detection drops the resend).
  */
-import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
 import { StorelinkError } from '../core/errors.js';
 import {
@@ -23,20 +22,10 @@ import {
   unknownKeyProblem,
   type Segment,
 } from './segmentedStore.js';
+import type { StoreMessage } from '../core/storeMessage.js';
 
-export interface OutboxEvent {
-  /** UUID; becomes the Service Bus messageId, so a resend is dropped by duplicate detection. */
-  id: string;
-  kind: 'reply' | 'event' | 'announcement';
-  /** e.g. `clickAndCollect.order`, `sale.recorded`, `store.announced`. */
-  type: string;
-  storeId: string;
-  /** For replies: the operation id. */
-  correlationId?: string;
-  body: JsonValue;
-  /** ISO 8601. */
-  createdAt: string;
-}
+/** An event waiting in the outbox: a store message for the cloud inbox. */
+export type OutboxEvent = StoreMessage;
 
 export interface OutboxOptions {
   directory: string;

@@ -7,21 +7,12 @@
 import { Subject, type Observable } from 'rxjs';
 import type { OutgoingQueueMessage, QueueSender } from '../channels/servicebus/serviceBusConnection.js';
 import type { StorelinkError } from '../core/errors.js';
-import type { JsonValue } from '../core/json.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import type { OutboxEvent } from './outbox.js';
 
-export interface PendingEvent {
-  id: string;
-  kind: 'reply' | 'event' | 'announcement';
-  type: string;
-  storeId: string;
-  correlationId?: string;
-  body: JsonValue;
-  createdAt: string;
-}
 
 export interface DrainableOutbox {
-  peek(limit: number): PendingEvent[];
+  peek(limit: number): OutboxEvent[];
   acknowledge(ids: readonly string[]): Promise<void>;
   readonly size: number;
 }
@@ -38,7 +29,7 @@ export interface OutboxFlusherOptions {
 export type OutboxFlusherEvent = { type: 'flushed'; count: number; pending: number } | { type: 'error'; error: StorelinkError; retryInMs: number };
 
 /** The Service Bus message for an outbox event: the whole event as the body, routing facts as properties. */
-export function toInboxMessage(event: PendingEvent): OutgoingQueueMessage {
+export function toInboxMessage(event: OutboxEvent): OutgoingQueueMessage {
   return {
     messageId: event.id,
     body: event,
