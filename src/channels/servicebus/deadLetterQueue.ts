@@ -238,6 +238,12 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
   async show(sequenceNumberOrMessageId: string, options: { abortSignal?: AbortSignal } = {}): Promise<DeadLetteredMessage | undefined> {
     const wanted = String(sequenceNumberOrMessageId);
     if (/^\d{1,19}$/.test(wanted)) {
+      if (this.#longTemplate === undefined) {
+        // The first peek on this client starts at the oldest message and yields the Long to start any other from.
+        const [oldest] = await this.#peek(1, undefined, options.abortSignal);
+        if (oldest === undefined) return undefined;
+        if (oldest.sequenceNumber?.toString() === wanted) return fromSdkMessage(oldest);
+      }
       const [first] = await this.#peek(1, wanted, options.abortSignal);
       if (first !== undefined && first.sequenceNumber?.toString() === wanted) return fromSdkMessage(first);
     }

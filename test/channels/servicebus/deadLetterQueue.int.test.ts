@@ -66,6 +66,10 @@ describe('dead-letter queue tooling against the emulator, with the real SDK', ()
     const listed = await dlq.list();
 
     expect(await dlq.show(listed[2]!.sequenceNumber)).toEqual(listed[2]);
+    // A fresh client has peeked nothing yet: show by sequence number must not depend on an earlier list().
+    expect(await open(emulator.connectionString()).show(listed[3]!.sequenceNumber)).toEqual(listed[3]);
+    expect(await open(emulator.connectionString()).show(listed[0]!.sequenceNumber)).toEqual(listed[0]);
+    expect(await open(emulator.connectionString()).show('999999')).toBeUndefined();
     expect(await dlq.show(crashed.id)).toEqual(listed[2]);
     expect(await dlq.show('not-an-envelope')).toMatchObject({ reason: 'OPERATION_INVALID', body: { hello: 'world' } });
     expect(await dlq.show('999999')).toBeUndefined();
