@@ -13,6 +13,7 @@ import { renderScxml } from '../charts/renderScxml.js';
 import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { storelinkVersion } from './packageInfo.js';
 import { addDlqCommand } from './dlqCommand.js';
+import { addDemoCommand } from './demoCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
@@ -35,7 +36,8 @@ const USAGE_ERROR_CODES: ReadonlySet<StorelinkErrorCode> = new Set(['FILE_NOT_FO
 const CHART_FORMATS = ['mermaid', 'scxml', 'json'] as const;
 type ChartFormat = (typeof CHART_FORMATS)[number];
 
-class CliExit extends Error {
+/** Thrown by a command to end with an exit code after printing its own diagnostics. */
+export class CliExit extends Error {
   constructor(readonly exitCode: number) {
     super(`exit ${exitCode}`);
   }
@@ -91,6 +93,7 @@ function buildProgram(io: CliIo): Command {
 
   addEmulatorCommand(program, io);
   addStoreCommand(program, io);
+  addDemoCommand(program, io);
   addDlqCommand(program, io);
   return program;
 }

@@ -95,8 +95,15 @@ export interface StorelinkErrorOptions {
   field?: string;
 }
 
+/**
+ * Marks StorelinkErrors across module instances: a store module loaded through tsx, or a second copy of the package,
+ * has its own StorelinkError class, so `instanceof` alone would miss its errors.
+ */
+const STORELINK_ERROR_BRAND = Symbol.for('storelink.error');
+
 export class StorelinkError extends Error {
   override readonly name = 'StorelinkError';
+  readonly [STORELINK_ERROR_BRAND] = true;
   readonly code: StorelinkErrorCode;
   readonly retryable: boolean;
   readonly field: string | undefined;
@@ -110,5 +117,8 @@ export class StorelinkError extends Error {
 }
 
 export function isStorelinkError(value: unknown, code?: StorelinkErrorCode): value is StorelinkError {
-  return value instanceof StorelinkError && (code === undefined || value.code === code);
+  const branded =
+    value instanceof StorelinkError ||
+    (value instanceof Error && (value as unknown as Record<symbol, unknown>)[STORELINK_ERROR_BRAND] === true && Object.hasOwn(STORELINK_ERROR_CODES, (value as StorelinkError).code));
+  return branded && (code === undefined || (value as StorelinkError).code === code);
 }

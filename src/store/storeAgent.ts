@@ -290,6 +290,7 @@ class DefaultStoreAgent implements StoreAgent {
       return resultOf(execution);
     } catch (error) {
       if (isStorelinkError(error) && error.code !== 'OPERATION_REJECTED') {
+        this.#logger.warn({ err: error, operationId: idOf(operation), code: error.code }, 'relay operation failed');
         this.#events.next({ type: 'failed', operationId: idOf(operation), channel: 'relay', error });
       }
       throw error;

@@ -28,3 +28,15 @@ describe('StorelinkError', () => {
     expect(isStorelinkError(new Error('plain'))).toBe(false);
   });
 });
+
+describe('isStorelinkError across module instances', () => {
+  it('recognises an error from another copy of the class by its brand', async () => {
+    const url = new URL('../../src/core/errors.ts', import.meta.url);
+    const other = (await import(`${url.href}?copy=${Date.now()}`)) as { StorelinkError: typeof StorelinkError };
+    expect(other.StorelinkError).not.toBe(StorelinkError);
+    const foreign = new other.StorelinkError('OPERATION_REJECTED', 'no stock');
+    expect(foreign instanceof StorelinkError).toBe(false);
+    expect(isStorelinkError(foreign, 'OPERATION_REJECTED')).toBe(true);
+    expect(isStorelinkError(Object.assign(new Error('x'), { code: 'OPERATION_REJECTED', name: 'StorelinkError' }))).toBe(false);
+  });
+});

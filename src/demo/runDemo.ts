@@ -1,0 +1,362 @@
+/**
+ * The embedded demo (`npm start`): both emulators, a cloud dispatcher and N stores as separate processes running the
+ * sample click-and-collect store, through a scripted retail morning with faults, then a reconciliation of both sides'
+ * records. A composition root: it may use every part of storelink.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
+import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
+import { parsePolicy } from '../core/policy.js';
+import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
+import { startServiceBusEmulator, type ServiceBusEmulator } from '../emulator/servicebus/index.js';
+import { openLedger } from '../store/ledger.js';
+
+export interface DemoOptions {
+  stores: number;
+  durationInSeconds: number;
+  seed: number;
+  faults: boolean;
+  /** Redraws a live table when true; prints a line per event otherwise. */
+  live: boolean;
+  write: (text: string) => void;
+}
+
+export interface DemoReport {
+  stores: { storeId: string; bidirectional: boolean; link: string; deliveries: Record<string, number>; fallbacks: Record<string, number> }[];
+  published: number;
+  outcomes: Record<string, number>;
+  fallbacks: number;
+  executed: number;
+  deadLettered: { operationId: string; reason: string }[];
+  rejected: { operationId: string; code: string }[];
+  servedCached: number;
+  lost: string[];
+  duplicated: string[];
+  faults: string[];
+  reconciled: boolean;
+}
+
+/** A small deterministic PRNG (mulberry32): the same seed plays the same morning. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SKUS = ['SKU-COFFEE-1KG', 'SKU-TEA-GREEN', 'SKU-MUG-BLUE', 'SKU-KETTLE', 'SKU-FILTERS-100'];
+const CITIES = ['paris', 'lyon', 'nice', 'lille', 'nantes', 'brest', 'dijon', 'metz', 'caen', 'tours'];
+
+interface StoreProcess {
+  storeId: string;
+  bidirectional: boolean;
+  dataDir: string;
+  configFile: string;
+  child: ChildProcess | undefined;
+  log: string;
+}
+
+const cliEntry = (): string => {
+  const here = fileURLToPath(import.meta.url);
+  return path.join(path.dirname(here), '..', 'cli', here.endsWith('.ts') ? 'main.ts' : 'main.js');
+};
+
+function startStoreProcess(store: StoreProcess): void {
+  // From source (tsx) the child needs the TypeScript loader; from dist/ it runs as plain JavaScript.
+  const loader = cliEntry().endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, cliEntry(), 'store', '--config', store.configFile, '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  // Keep the store's warnings for the report (a store's log is JSON lines on stderr).
+  child.stderr?.on('data', (chunk: Buffer) => {
+    store.log += chunk.toString('utf8');
+    if (store.log.length > 200_000) store.log = store.log.slice(-100_000);
+  });
+  store.child = child;
+}
+
+async function stopStoreProcess(store: StoreProcess, signal: NodeJS.Signals): Promise<void> {
+  const child = store.child;
+  store.child = undefined;
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  await exited;
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoReport> {
+  const rand = random(options.seed);
+  const work = await mkdtemp(path.join(tmpdir(), 'storelink-demo-'));
+  const faults: string[] = [];
+  const say = (text: string) => {
+    faults.push(text);
+    if (!options.live) options.write(`${text}\n`);
+  };
+  const stores: StoreProcess[] = Array.from({ length: options.stores }, (_, index) => ({
+    storeId: `${CITIES[index % CITIES.length]}-${index + 1}`,
+    bidirectional: index % 3 !== 2,
+    dataDir: path.join(work, `store-${index + 1}`),
+    configFile: path.join(work, `store-${index + 1}.json`),
+    child: undefined,
+    log: '',
+  }));
+  const queues = [
+    ...stores.map((store) => ({ name: `store-${store.storeId}`, lockDurationInMs: 3_000, maxDeliveryCount: 10 })),
+    { name: 'cloud-inbox', requiresDuplicateDetection: true },
+  ];
+  const busDir = path.join(work, 'servicebus');
+  let serviceBus: ServiceBusEmulator = await startServiceBusEmulator({ namespaces: [{ queues }], dataDir: busDir });
+  const relay: RelayEmulator = await startRelayEmulator({
+    hybridConnections: stores.filter((store) => store.bidirectional).map((store) => ({ name: `store-${store.storeId}` })),
+  });
+  const serviceBusConnection = serviceBus.connectionString();
+  const relayConnection = relay.connectionString();
+  let dispatcher: Dispatcher | undefined;
+  const deliveries: Delivery[] = [];
+  try {
+    for (const store of stores) {
+      await mkdir(store.dataDir, { recursive: true });
+      await writeFile(
+        store.configFile,
+        JSON.stringify({
+          storeId: store.storeId,
+          module: path.join(path.dirname(cliEntry()), '..', '..', ...(cliEntry().endsWith('.ts') ? [] : ['..']), 'samples', 'store-click-and-collect', 'store.ts'),
+          dataDir: store.dataDir,
+          serviceBus: { connectionString: serviceBusConnection },
+          ...(store.bidirectional ? { relay: { connectionString: relayConnection } } : {}),
+        }),
+      );
+      startStoreProcess(store);
+    }
+    const policy = parsePolicy(JSON.parse(await readFile(new URL('../../' + (cliEntry().endsWith('.ts') ? '' : '../') + 'samples/policies/policy.json', import.meta.url), 'utf8')));
+    policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500 };
+    dispatcher = createDispatcher({
+      serviceBus: { connectionString: serviceBusConnection, retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
+      relay: { connectionString: relayConnection },
+      policy,
+      stores: stores.map((store) => ({ storeId: store.storeId, bidirectional: store.bidirectional })),
+      dataDir: path.join(work, 'cloud'),
+    });
+    await dispatcher.start();
+    dispatcher.deliveries$.subscribe((delivery) => deliveries.push(delivery));
+    if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);
+    await waitUntil(() => stores.every((store) => !store.bidirectional || relay.listenerCount(`store-${store.storeId}`) > 0), 60_000, 'the stores did not connect their relay listeners within 60 s');
+
+    const durationInMs = options.durationInSeconds * 1000;
+    const started = Date.now();
+    const timeline = options.faults
+      ? [
+          { at: 0.2, run: () => cutRelay(stores[0]!) },
+          { at: 0.45, run: () => restoreRelay(stores[0]!) },
+          { at: 0.35, run: () => killStore(stores[Math.min(1, stores.length - 1)]!) },
+          { at: 0.5, run: () => restartStore(stores[Math.min(1, stores.length - 1)]!) },
+          { at: 0.65, run: () => restartServiceBus() },
+        ].sort((a, b) => a.at - b.at)
+      : [];
+    function cutRelay(store: StoreProcess) {
+      if (!store.bidirectional) return;
+      relay.refuseListeners(`store-${store.storeId}`);
+      relay.dropListeners(`store-${store.storeId}`);
+      say(`fault: relay of ${store.storeId} cut (listeners dropped and refused)`);
+    }
+    function restoreRelay(store: StoreProcess) {
+      if (!store.bidirectional) return;
+      relay.acceptListeners(`store-${store.storeId}`);
+      say(`fault over: relay of ${store.storeId} accepts listeners again`);
+    }
+    async function killStore(store: StoreProcess) {
+      await stopStoreProcess(store, 'SIGKILL');
+      say(`fault: store ${store.storeId} SIGKILLed`);
+    }
+    function restartStore(store: StoreProcess) {
+      startStoreProcess(store);
+      say(`fault over: store ${store.storeId} restarted`);
+    }
+    async function restartServiceBus() {
+      const port = serviceBus.port;
+      await serviceBus.close();
+      say('fault: Service Bus emulator stopped');
+      serviceBus = await startServiceBusEmulator({ namespaces: [{ queues }], dataDir: busDir, port });
+      say('fault over: Service Bus emulator restarted with its data');
+    }
+
+    let orderNumber = 0;
+    const inFlight = new Set<Promise<unknown>>();
+    const render = setInterval(() => {
+      if (options.live) options.write(renderTable(dispatcher!, stores, deliveries, faults, Date.now() - started, durationInMs));
+    }, 500);
+    try {
+      while (Date.now() - started < durationInMs) {
+        const elapsed = (Date.now() - started) / durationInMs;
+        while (timeline.length > 0 && timeline[0]!.at <= elapsed) await Promise.resolve(timeline.shift()!.run());
+        const store = stores[Math.floor(rand() * stores.length)]!;
+        const roll = rand();
+        const sku = SKUS[Math.floor(rand() * SKUS.length)]!;
+        const request: PublishRequest =
+          roll < 0.3
+            ? { storeId: store.storeId, type: 'price.update', payload: { prices: { [sku]: Math.round(rand() * 5000) / 100 } } }
+            : roll < 0.75
+              ? {
+                  storeId: store.storeId,
+                  type: 'clickAndCollect.order',
+                  payload: { orderId: `CC-${++orderNumber}`, customer: `customer-${Math.floor(rand() * 1000)}`, lines: [{ sku, quantity: 1 + Math.floor(rand() * 2) }] },
+                }
+              : { storeId: store.storeId, type: 'stock.query', payload: { skus: [sku] } };
+        const call = dispatcher.publish(request).catch((error: unknown) => {
+          say(`publish failed: ${error instanceof Error ? error.message : String(error)}`);
+        });
+        inFlight.add(call);
+        void call.finally(() => inFlight.delete(call));
+        await new Promise((resolve) => setTimeout(resolve, 60 + rand() * 120));
+      }
+      for (const step of timeline) await Promise.resolve(step.run());
+      await Promise.allSettled([...inFlight]);
+    } finally {
+      clearInterval(render);
+    }
+    // Every store must be up to catch up: restart any that is down.
+    for (const store of stores) if (store.child === undefined) startStoreProcess(store);
+    if (!options.live) options.write('draining: waiting for every store queue to empty\n');
+    await waitForDrain(() => serviceBus, stores, 30_000);
+    for (const store of stores) await stopStoreProcess(store, 'SIGTERM');
+    const deadLettered = await readDeadLetters(serviceBus.connectionString(), stores);
+    const report = await reconcile(dispatcher, stores, deliveries, deadLettered, faults);
+    if (process.env['STORELINK_DEMO_DEBUG'] !== undefined) {
+      for (const store of stores) options.write(`--- ${store.storeId}\n${store.log}\n`);
+      for (const delivery of deliveries) if (delivery.outcome === 'rejected') options.write(`rejected ${delivery.type} ${JSON.stringify(delivery.rejection)}\n`);
+    }
+    if (options.live) options.write(renderTable(dispatcher, stores, deliveries, faults, durationInMs, durationInMs));
+    return report;
+  } finally {
+    await dispatcher?.close();
+    for (const store of stores) await stopStoreProcess(store, 'SIGKILL').catch(() => undefined);
+    await relay.close();
+    await serviceBus.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Polls a condition (the demo watches other processes, which offer no event to wait on). */
+async function waitUntil(condition: () => boolean, limitInMs: number, failure: string): Promise<void> {
+  const deadline = Date.now() + limitInMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(failure);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function waitForDrain(serviceBus: () => ServiceBusEmulator, stores: StoreProcess[], limitInMs: number): Promise<void> {
+  const deadline = Date.now() + limitInMs;
+  while (Date.now() < deadline) {
+    const counts = serviceBus().messageCounts();
+    const pending = stores.reduce((sum, store) => sum + (counts[`store-${store.storeId}`] ?? 0), 0);
+    if (pending === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function readDeadLetters(connectionString: string, stores: StoreProcess[]): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  for (const store of stores) {
+    const queue = createDeadLetterQueue({ connectionString, queue: `store-${store.storeId}`, retry: { maxRetries: 1, retryDelayInMs: 50, timeoutInMs: 3_000 } });
+    try {
+      for (const message of await queue.list({ limit: 10_000 })) {
+        const id = message.operation?.id ?? message.messageId;
+        if (id !== undefined) found.set(id, message.reason ?? 'unknown');
+      }
+    } finally {
+      await queue.close();
+    }
+  }
+  return found;
+}
+
+async function reconcile(
+  dispatcher: Dispatcher,
+  stores: StoreProcess[],
+  deliveries: Delivery[],
+  deadLettered: Map<string, string>,
+  faults: string[],
+): Promise<DemoReport> {
+  const executed = new Map<string, number>();
+  const duplicated: string[] = [];
+  for (const store of stores) {
+    const ledger = await openLedger({ directory: path.join(store.dataDir, 'ledger') });
+    for (const delivery of deliveries.filter((candidate) => candidate.storeId === store.storeId)) {
+      if (ledger.get(delivery.operationId) !== undefined) executed.set(delivery.operationId, 1);
+    }
+    await ledger.close();
+    const inventory = JSON.parse(await readFile(path.join(store.dataDir, 'inventory', 'inventory.json'), 'utf8')) as { tickets: { orderId: string }[] };
+    const seen = new Set<string>();
+    for (const ticket of inventory.tickets) {
+      if (seen.has(ticket.orderId)) duplicated.push(`${store.storeId}:${ticket.orderId}`);
+      seen.add(ticket.orderId);
+    }
+  }
+  const outcomes: Record<string, number> = {};
+  const lost: string[] = [];
+  const rejected: { operationId: string; code: string }[] = [];
+  const dead: { operationId: string; reason: string }[] = [];
+  for (const delivery of deliveries) {
+    const key = `${delivery.channel ?? 'none'}:${delivery.outcome}`;
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+    if (delivery.outcome === 'rejected') rejected.push({ operationId: delivery.operationId, code: delivery.rejection?.code ?? 'unknown' });
+    if (delivery.outcome === 'queued' || delivery.outcome === 'delivered') {
+      const reason = deadLettered.get(delivery.operationId);
+      if (executed.has(delivery.operationId)) continue;
+      if (reason !== undefined) dead.push({ operationId: delivery.operationId, reason });
+      else lost.push(delivery.operationId);
+    }
+  }
+  return {
+    stores: stores.map((store) => {
+      const view = dispatcher.link(store.storeId);
+      return { storeId: store.storeId, bidirectional: store.bidirectional, link: JSON.parse(view.state) as string, ...view.counters };
+    }),
+    published: deliveries.length,
+    outcomes,
+    fallbacks: deliveries.filter((delivery) => delivery.fallbackReason !== undefined).length,
+    executed: executed.size,
+    deadLettered: dead,
+    rejected,
+    servedCached: deliveries.filter((delivery) => delivery.outcome === 'served-cached').length,
+    lost,
+    duplicated,
+    faults,
+    reconciled: lost.length === 0 && duplicated.length === 0,
+  };
+}
+
+function renderTable(dispatcher: Dispatcher, stores: StoreProcess[], deliveries: Delivery[], faults: string[], elapsedInMs: number, totalInMs: number): string {
+  const lines = [`\u001b[H\u001b[2Jstorelink demo — ${Math.min(100, Math.round((elapsedInMs / totalInMs) * 100))}%   ${deliveries.length} operations published`, ''];
+  lines.push('store          mode       link        relay ok  queued  via queue  rejected  cached  fallbacks');
+  for (const store of stores) {
+    const view = dispatcher.link(store.storeId);
+    const mine = deliveries.filter((delivery) => delivery.storeId === store.storeId);
+    const count = (predicate: (delivery: Delivery) => boolean) => String(mine.filter(predicate).length);
+    lines.push(
+      [
+        store.storeId.padEnd(14),
+        (store.bidirectional ? 'real-time' : 'async').padEnd(10),
+        (JSON.parse(view.state) as string).padEnd(11),
+        count((delivery) => delivery.channel === 'relay' && delivery.outcome === 'delivered').padStart(8),
+        count((delivery) => delivery.outcome === 'queued').padStart(7),
+        count((delivery) => delivery.channel === 'queue' && delivery.outcome === 'delivered').padStart(10),
+        count((delivery) => delivery.outcome === 'rejected').padStart(9),
+        count((delivery) => delivery.outcome === 'served-cached').padStart(7),
+        count((delivery) => delivery.fallbackReason !== undefined).padStart(10),
+      ].join(' '),
+    );
+  }
+  lines.push('', ...faults.slice(-6).map((fault) => `  ${fault}`), '');
+  return `${lines.join('\n')}\n`;
+}
