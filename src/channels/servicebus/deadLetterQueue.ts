@@ -34,7 +34,10 @@ export interface DeadLetteredMessage {
   sequenceNumber: string;
   messageId: string | undefined;
   enqueuedAt: Date | undefined;
-  /** Delivery attempts Service Bus counted before (and, for a resubmit search, after) it was dead-lettered. */
+  /**
+   * Deliveries Service Bus counted, 1 for a message dead-lettered on its first delivery (as in serviceBusConnection).
+   * A resubmit that had to lock this message to reach others behind it adds one.
+   */
   deliveryCount: number;
   /** `DeadLetterReason`: an error code from the store, or Service Bus's own (`MaxDeliveryCountExceeded`, …). */
   reason: string | undefined;
@@ -126,7 +129,7 @@ function fromSdkMessage(message: ServiceBusReceivedMessage): DeadLetteredMessage
     messageId: stringOrUndefined(message.messageId),
     enqueuedAt: message.enqueuedTimeUtc,
     // Over AMQP the SDK reports earlier attempts only; count as Service Bus does (see serviceBusConnection.ts).
-    deliveryCount: message.deliveryCount ?? 0,
+    deliveryCount: (message.deliveryCount ?? 0) + 1,
     reason: stringOrUndefined(message.deadLetterReason),
     description: stringOrUndefined(message.deadLetterErrorDescription),
     operation: summaryOf(message.body),

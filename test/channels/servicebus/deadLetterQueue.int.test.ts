@@ -97,8 +97,12 @@ describe('dead-letter queue tooling against the emulator, with the real SDK', ()
     expect(back[0]).toMatchObject({ correlationId: 'c-1', contentType: 'application/json', applicationProperties: { storeId: 'paris-1' } });
     expect(back[0]!.applicationProperties).not.toHaveProperty('DeadLetterReason');
     expect((await dlq.list()).map((message) => message.messageId)).toEqual([entries[1]!.messageId, 'not-an-envelope']);
-    // The untouched ones stay dead-lettered with their reasons, only their delivery count moved.
-    expect((await dlq.list()).map((message) => message.reason)).toEqual(['OPERATION_EXPIRED', 'OPERATION_INVALID']);
+    // The others stay dead-lettered with their reasons; the one locked to reach the target behind it counts a delivery.
+    expect(before.map((message) => message.deliveryCount)).toEqual([1, 1, 1, 1]);
+    expect((await dlq.list()).map((message) => [message.reason, message.deliveryCount])).toEqual([
+      ['OPERATION_EXPIRED', 2],
+      ['OPERATION_INVALID', 1],
+    ]);
   });
 
   it('resubmits by reason, then everything that is left', async () => {
