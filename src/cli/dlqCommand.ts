@@ -56,6 +56,11 @@ function open(command: Command, options: CommonOptions): DeadLetterQueue {
   }
 }
 
+/** Lets an embedding (or a test) stop a long scan the way it stops `emulator`. */
+function signal(io: CliIo): { abortSignal?: AbortSignal } {
+  return io.stopSignal === undefined ? {} : { abortSignal: io.stopSignal };
+}
+
 async function using<T>(dlq: DeadLetterQueue, work: (dlq: DeadLetterQueue) => Promise<T>): Promise<T> {
   try {
     return await work(dlq);
@@ -129,7 +134,7 @@ export function addDlqCommand(program: Command, io: CliIo): void {
     .option('--limit <n>', 'most messages to list', positiveInteger, 100)
     .action(async (options: CommonOptions & { limit: number }, command: Command) => {
       const queue = open(command, options);
-      const messages = await using(queue, (opened) => opened.list({ limit: options.limit }));
+      const messages = await using(queue, (opened) => opened.list({ limit: options.limit, ...signal(io) }));
       if (options.json === true) {
         io.stdout(json({ queue: queue.queue, messages }));
       } else if (messages.length === 0) {
@@ -143,7 +148,7 @@ export function addDlqCommand(program: Command, io: CliIo): void {
     .argument('<id>', 'its sequence number or messageId')
     .action(async (id: string, options: CommonOptions, command: Command) => {
       const queue = open(command, options);
-      const message = await using(queue, (opened) => opened.show(id));
+      const message = await using(queue, (opened) => opened.show(id, signal(io)));
       if (message === undefined) {
         throw new DlqFailed(`no message with sequence number or messageId "${id}" in the dead-letter queue of ${queue.queue}`);
       }
@@ -184,7 +189,7 @@ export function addDlqCommand(program: Command, io: CliIo): void {
       }
       const selector: DeadLetterSelector = options.all === true ? { all: true } : options.reason !== undefined ? { reason: options.reason } : { ids };
       const queue = open(command, options);
-      const result = await using(queue, (opened) => opened.resubmit(selector));
+      const result = await using(queue, (opened) => opened.resubmit(selector, signal(io)));
       if (options.json === true) {
         io.stdout(json(resubmitJson(queue.queue, result)));
       } else {

@@ -34,7 +34,10 @@ export interface DeadLetteredMessage {
   sequenceNumber: string;
   messageId: string | undefined;
   enqueuedAt: Date | undefined;
-  /** Delivery attempts Service Bus counted before (and, for a resubmit search, after) it was dead-lettered. */
+  /**
+   * Deliveries Service Bus counted, 1 for a message dead-lettered on its first delivery (as in serviceBusConnection).
+   * A resubmit that had to lock this message to reach others behind it adds one.
+   */
   deliveryCount: number;
   /** `DeadLetterReason`: an error code from the store, or Service Bus's own (`MaxDeliveryCountExceeded`, …). */
   reason: string | undefined;
@@ -126,7 +129,7 @@ function fromSdkMessage(message: ServiceBusReceivedMessage): DeadLetteredMessage
     messageId: stringOrUndefined(message.messageId),
     enqueuedAt: message.enqueuedTimeUtc,
     // Over AMQP the SDK reports earlier attempts only; count as Service Bus does (see serviceBusConnection.ts).
-    deliveryCount: message.deliveryCount ?? 0,
+    deliveryCount: (message.deliveryCount ?? 0) + 1,
     reason: stringOrUndefined(message.deadLetterReason),
     description: stringOrUndefined(message.deadLetterErrorDescription),
     operation: summaryOf(message.body),
@@ -167,12 +170,15 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
   readonly #scanLimit: number;
   readonly #duplicateWindowInMs: number;
   /**
-   * The SDK takes peek start points as `Long` and keeps one peek continuation per entity and client, shared by every
-   * receiver: without a start point, a second `list()` would carry on where the first stopped. storelink does not
-   * depend on the `long` package, so start points are derived from a sequence number the SDK returned (until the
-   * first one, the continuation is still at its start, 0).
+   * The SDK takes peek start points as `Long`, and without one continues from a position it keeps per entity and
+   * client, shared by every receiver and every concurrent call: a second `list()` would carry on where the first
+   * stopped, and a `show()` during a `list()` would move its pages. So every peek names its start point. storelink does
+   * not depend on the `long` package: start points are derived from a sequence number the SDK returned. Until one
+   * was returned the SDK's position is still at its start, so the first peek may omit it; peeks run one at a time so
+   * that stays true.
    */
   #longTemplate: SdkLong | undefined;
+  #peeking: Promise<unknown> = Promise.resolve();
   #peeker: ServiceBusReceiver | undefined;
   #closing: Promise<void> | undefined;
 
@@ -190,22 +196,29 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
     if (this.#closing !== undefined) throw new StorelinkError('SERVICE_BUS_UNAVAILABLE', 'the dead-letter queue is closed', { retryable: false });
   }
 
-  #toLong(sequenceNumber: string | number): SdkLong | undefined {
-    return this.#longTemplate?.multiply(0).add(sequenceNumber);
+  /** Peeks `count` messages from sequence number `from` (from the oldest if `from` is `'1'`), one call at a time. */
+  #peek(count: number, from: SdkLong | string, abortSignal: AbortSignal | undefined): Promise<ServiceBusReceivedMessage[]> {
+    const run = this.#peeking.then(() => this.#peekNow(count, from, abortSignal));
+    this.#peeking = run.catch(() => undefined);
+    return run;
   }
 
-  /** Peeks `count` messages from `from` (a sequence number), or continues the previous peek when `from` is undefined. */
-  async #peek(count: number, from: string | undefined, abortSignal: AbortSignal | undefined): Promise<ServiceBusReceivedMessage[]> {
+  async #peekNow(count: number, from: SdkLong | string, abortSignal: AbortSignal | undefined): Promise<ServiceBusReceivedMessage[]> {
     this.#assertOpen();
     this.#peeker ??= this.#client.createReceiver(this.queue, { subQueueType: 'deadLetter', receiveMode: 'peekLock' });
-    const fromSequenceNumber = from === undefined ? undefined : this.#toLong(from);
+    const fromSequenceNumber = typeof from === 'string' ? this.#longTemplate?.multiply(0).add(from) : from;
+    if (fromSequenceNumber === undefined && from !== '1') {
+      // No Long to name the start point yet: learn one from the oldest message (the SDK's position is at the start).
+      const oldest = await this.#peekNow(1, '1', abortSignal);
+      if (oldest.length === 0) return [];
+      return this.#peekNow(count, from, abortSignal);
+    }
     try {
       const peeked = await this.#peeker.peekMessages(count, {
         ...(fromSequenceNumber === undefined ? {} : { fromSequenceNumber }),
         ...(abortSignal === undefined ? {} : { abortSignal }),
       });
-      const last = peeked.at(-1)?.sequenceNumber;
-      if (last !== undefined) this.#longTemplate ??= last;
+      this.#longTemplate ??= peeked[0]?.sequenceNumber;
       return peeked;
     } catch (error) {
       throw toStorelinkError(error, `peeking the dead-letter queue of ${this.queue}`);
@@ -215,12 +228,12 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
   /** Peeks page by page, oldest first, until `limit` messages or the end; `stop` ends early. */
   async #scan(limit: number, abortSignal: AbortSignal | undefined, stop?: (message: DeadLetteredMessage) => boolean): Promise<DeadLetteredMessage[]> {
     const found: DeadLetteredMessage[] = [];
-    // Without a template the continuation has never moved, so a plain peek starts at the beginning too.
-    let from: string | undefined = '1';
+    let from: SdkLong | string = '1';
     while (found.length < limit) {
       const page = await this.#peek(Math.min(PAGE_SIZE, limit - found.length), from, abortSignal);
-      from = undefined;
-      if (page.length === 0) break;
+      const last = page.at(-1)?.sequenceNumber;
+      if (last === undefined) break;
+      from = last.add(1);
       for (const sdkMessage of page) {
         const message = fromSdkMessage(sdkMessage);
         found.push(message);
@@ -238,12 +251,6 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
   async show(sequenceNumberOrMessageId: string, options: { abortSignal?: AbortSignal } = {}): Promise<DeadLetteredMessage | undefined> {
     const wanted = String(sequenceNumberOrMessageId);
     if (/^\d{1,19}$/.test(wanted)) {
-      if (this.#longTemplate === undefined) {
-        // The first peek on this client starts at the oldest message and yields the Long to start any other from.
-        const [oldest] = await this.#peek(1, undefined, options.abortSignal);
-        if (oldest === undefined) return undefined;
-        if (oldest.sequenceNumber?.toString() === wanted) return fromSdkMessage(oldest);
-      }
       const [first] = await this.#peek(1, wanted, options.abortSignal);
       if (first !== undefined && first.sequenceNumber?.toString() === wanted) return fromSdkMessage(first);
     }

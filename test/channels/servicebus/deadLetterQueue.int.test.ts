@@ -57,6 +57,41 @@ describe('dead-letter queue tooling against the emulator, with the real SDK', ()
     expect(() => dlq.list({ limit: 0 })).toThrow(RangeError);
   });
 
+  it('keeps concurrent lists and shows on one instance apart', async () => {
+    const emulator = await startEmulator();
+    const client = rawClient(emulator.connectionString());
+    const entries = Array.from({ length: 250 }, (_, n) => ({ messageId: `m-${n}`, body: { n }, reason: 'OPERATION_INVALID', description: `#${n}` }));
+    await deadLetter(client, QUEUE, entries);
+    const dlq = open(emulator.connectionString());
+
+    const [first, shown, second, last] = await Promise.all([dlq.list({ limit: 250 }), dlq.show('m-7'), dlq.list({ limit: 250 }), dlq.show('m-249')]);
+
+    const ids = entries.map((entry) => entry.messageId);
+    expect(first.map((message) => message.messageId)).toEqual(ids);
+    expect(second.map((message) => message.messageId)).toEqual(ids);
+    expect(shown?.description).toBe('#7');
+    expect(last?.description).toBe('#249');
+  });
+
+  it('reports a target another receiver holds locked as not found, and sends nothing for it', async () => {
+    const emulator = await startEmulator();
+    const client = rawClient(emulator.connectionString());
+    const { entries, invalid } = storeDeadLetters();
+    await deadLetter(client, QUEUE, entries);
+    const dlq = open(emulator.connectionString());
+    const before = await dlq.list();
+    const other = client.createReceiver(QUEUE, { subQueueType: 'deadLetter', receiveMode: 'peekLock' });
+    onCleanup(() => other.close());
+    const [locked] = await other.receiveMessages(1, { maxWaitTimeInMs: 5_000 });
+    expect(locked?.messageId).toBe(invalid.id);
+
+    const result = await dlq.resubmit({ ids: [invalid.id] });
+
+    expect(result).toEqual({ resubmitted: [], failed: [], notFound: [before[0]!.sequenceNumber] });
+    expect(await peekAll(client, QUEUE)).toEqual([]);
+    expect(await peekAll(client, QUEUE, 'deadLetter')).toHaveLength(4);
+  });
+
   it('shows a message by sequence number or messageId, and nothing for an unknown one', async () => {
     const emulator = await startEmulator();
     const client = rawClient(emulator.connectionString());
@@ -97,8 +132,12 @@ describe('dead-letter queue tooling against the emulator, with the real SDK', ()
     expect(back[0]).toMatchObject({ correlationId: 'c-1', contentType: 'application/json', applicationProperties: { storeId: 'paris-1' } });
     expect(back[0]!.applicationProperties).not.toHaveProperty('DeadLetterReason');
     expect((await dlq.list()).map((message) => message.messageId)).toEqual([entries[1]!.messageId, 'not-an-envelope']);
-    // The untouched ones stay dead-lettered with their reasons, only their delivery count moved.
-    expect((await dlq.list()).map((message) => message.reason)).toEqual(['OPERATION_EXPIRED', 'OPERATION_INVALID']);
+    // The others stay dead-lettered with their reasons; the one locked to reach the target behind it counts a delivery.
+    expect(before.map((message) => message.deliveryCount)).toEqual([1, 1, 1, 1]);
+    expect((await dlq.list()).map((message) => [message.reason, message.deliveryCount])).toEqual([
+      ['OPERATION_EXPIRED', 2],
+      ['OPERATION_INVALID', 1],
+    ]);
   });
 
   it('resubmits by reason, then everything that is left', async () => {
