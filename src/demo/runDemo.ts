@@ -226,7 +226,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // Every store must be up to catch up: restart any that is down.
     for (const store of stores) if (store.child === undefined) startStoreProcess(store);
     if (!options.live) options.write('draining: waiting for every store queue to empty\n');
-    await waitForDrain(() => serviceBus, stores, 30_000);
+    const undrained = await waitForDrain(() => serviceBus, stores, 60_000);
+    if (Object.keys(undrained).length > 0) say(`queues not drained after 60 s: ${JSON.stringify(undrained)}`);
     for (const store of stores) await stopStoreProcess(store, 'SIGTERM');
     const deadLettered = await readDeadLetters(serviceBus.connectionString(), stores);
     const report = await reconcile(dispatcher, stores, deliveries, deadLettered, faults);
@@ -254,12 +255,15 @@ async function waitUntil(condition: () => boolean, limitInMs: number, failure: s
   }
 }
 
-async function waitForDrain(serviceBus: () => ServiceBusEmulator, stores: StoreProcess[], limitInMs: number): Promise<void> {
+/** Waits until every store queue is empty; resolves with what is left when the time is up. */
+async function waitForDrain(serviceBus: () => ServiceBusEmulator, stores: StoreProcess[], limitInMs: number): Promise<Record<string, number>> {
   const deadline = Date.now() + limitInMs;
-  while (Date.now() < deadline) {
+  for (;;) {
     const counts = serviceBus().messageCounts();
-    const pending = stores.reduce((sum, store) => sum + (counts[`store-${store.storeId}`] ?? 0), 0);
-    if (pending === 0) return;
+    const left = Object.fromEntries(
+      stores.map((store) => [store.storeId, counts[`store-${store.storeId}`] ?? 0] as const).filter(([, count]) => count > 0),
+    );
+    if (Object.keys(left).length === 0 || Date.now() > deadline) return left;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }

@@ -40,6 +40,11 @@ export interface StoreAgentOptions {
     /** Operations handled at once from the queue; default 1, so a store applies them in order. */
     concurrency?: number;
     retry?: Partial<RetrySettings>;
+    /**
+     * With nothing delivered for this long while an unlocked message waits, the queue receiver is re-created (the SDK
+     * can leave a receiver silent after a connection loss during its start); default 15 s.
+     */
+    stallTimeoutInMs?: number;
   };
   /** Absent: an async-only store. */
   relay?: {
@@ -210,6 +215,7 @@ class DefaultStoreAgent implements StoreAgent {
     this.#consumer = this.#connection.createConsumer({
       queue: serviceBus.queue ?? defaultStoreEntityName(storeId),
       concurrency: serviceBus.concurrency ?? 1,
+      stallTimeoutInMs: serviceBus.stallTimeoutInMs ?? 15_000,
       handler: (delivery) => this.#fromQueue(delivery),
     });
     this.#subscriptions.push(
