@@ -12,6 +12,7 @@ import { renderMermaid } from '../charts/renderMermaid.js';
 import { renderScxml } from '../charts/renderScxml.js';
 import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { storelinkVersion } from './packageInfo.js';
+import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
@@ -90,6 +91,7 @@ function buildProgram(io: CliIo): Command {
 
   addEmulatorCommand(program, io);
   addStoreCommand(program, io);
+  addCloudCommand(program, io);
   return program;
 }
 
