@@ -310,6 +310,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
         request.off('data', onData);
         request.off('end', onEnd);
         request.off('error', onError);
+        request.off('close', onClose);
       };
       const onData = (chunk: Buffer) => {
         size += chunk.length;
@@ -337,9 +338,15 @@ class DefaultCloudHttpApi implements CloudHttpApi {
         cleanUp();
         reject(error);
       };
+      // A client that leaves mid-body must not leave this promise (and close(), which waits for it) pending.
+      const onClose = () => {
+        cleanUp();
+        reject(new StorelinkError('ABORTED', 'the client closed the connection before sending the whole body'));
+      };
       request.on('data', onData);
       request.on('end', onEnd);
       request.on('error', onError);
+      request.on('close', onClose);
     });
   }
 

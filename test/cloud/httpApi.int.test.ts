@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { FetchFunction } from '../../src/channels/relay/relaySender.js';
 import { createDispatcher, type Delivery, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../../src/cloud/httpApi.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -42,7 +43,8 @@ interface World {
   post: (storeId: string, body: unknown) => Promise<Response>;
 }
 
-async function world(options: { heartbeatIntervalInMs?: number } = {}): Promise<World> {
+async function world(options: { heartbeatIntervalInMs?: number; relayFetch?: FetchFunction } = {}): Promise<World> {
+  const { relayFetch, ...apiOptions } = options;
   const azure = await startEmulators({
     namespaces: [
       {
@@ -71,12 +73,12 @@ async function world(options: { heartbeatIntervalInMs?: number } = {}): Promise<
   }
   const dispatcher = createDispatcher({
     serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
-    relay: { connectionString: azure.relayConnectionString() },
+    relay: { connectionString: azure.relayConnectionString(), ...(relayFetch === undefined ? {} : { fetch: relayFetch }) },
     policy: POLICY,
     stores: STORES,
   });
   closeables.push(() => dispatcher.close());
-  const api = createCloudHttpApi({ dispatcher, token: TOKEN, port: 0, ...options });
+  const api = createCloudHttpApi({ dispatcher, token: TOKEN, port: 0, ...apiOptions });
   closeables.push(() => api.close());
   const { port } = await api.listen();
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -278,5 +280,24 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
       const { done } = await reader.read();
       if (done) break;
     }
+  });
+
+  it('close() cuts a publish under way short with 503, and refuses new connections', async () => {
+    let relayCalled: () => void = () => undefined;
+    const called = new Promise<void>((resolve) => (relayCalled = resolve));
+    // A relay that takes the call and never answers, until the call is aborted.
+    const hangingRelay: FetchFunction = (_input, init) => {
+      relayCalled();
+      return new Promise((_resolve, reject) => init.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')), { once: true }));
+    };
+    const { post, api, baseUrl } = await world({ relayFetch: hangingRelay });
+    const published = post('paris-1', ORDER);
+    await called;
+    await api.close();
+    const response = await published;
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as ErrorBody).error.code).toBe('ABORTED');
+    await expect(fetch(`${baseUrl}/stores`, { headers: { authorization: `Bearer ${TOKEN}` } })).rejects.toThrow();
+    await api.close();
   });
 });
