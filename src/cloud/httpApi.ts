@@ -149,7 +149,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   readonly #server: Server;
   readonly #routes: Route[];
   /** Ends every open event stream. */
-  readonly #eventStreams = new Set<() => void>();
+  readonly #eventStreams = new Set<(reason: string) => void>();
   readonly #inFlight = new Set<Promise<void>>();
   /** One per publish under way, aborted on close so waits for a queued reply answer at once (as `queued`). */
   readonly #publishControllers = new Set<AbortController>();
@@ -181,6 +181,10 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       { pattern: /^\/metrics$/, methods: { GET: (_request, response) => this.#serveMetrics(response) } },
     ];
     this.#server = createServer((request, response) => {
+      const startedAt = performance.now();
+      response.on('finish', () =>
+        this.#logger.debug({ method: request.method, path: request.url, status: response.statusCode, durationInMs: performance.now() - startedAt }, 'request answered'),
+      );
       const handled = this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
       this.#inFlight.add(handled);
       void handled.finally(() => this.#inFlight.delete(handled));
@@ -363,9 +367,10 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     // A container, so a stream that completes while subscribing (a closed dispatcher) still unsubscribes.
     const subscription = new Subscription();
     let ended = false;
-    const end = () => {
+    const end = (reason: string) => {
       if (ended) return;
       ended = true;
+      this.#logger.debug({ reason, remote: request.socket.remoteAddress }, 'event stream ended');
       clearInterval(heartbeat);
       subscription.unsubscribe();
       this.#eventStreams.delete(end);
@@ -376,12 +381,12 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       response.write(text);
       if (response.writableLength > MAX_EVENT_STREAM_BUFFER_BYTES) {
         this.#logger.warn({ remote: request.socket.remoteAddress }, 'event stream client reads too slowly; ending its stream');
-        end();
+        end('slow client');
       }
     };
     const heartbeat = setInterval(() => write(': heartbeat\n\n'), this.#heartbeatIntervalInMs);
     this.#eventStreams.add(end);
-    response.on('close', end);
+    response.on('close', () => end('client left'));
     subscription.add(
       merge(
       this.#dispatcher.links$.pipe(map((change) => ['link', linkChangeViewOf(change)] as const)),
@@ -389,7 +394,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       this.#dispatcher.events$.pipe(map((event) => ['store-event', event] as const)),
       ).subscribe({
         next: ([event, data]) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-        complete: end,
+        complete: () => end('dispatcher closed'),
       }),
     );
   }
@@ -427,7 +432,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       // A listen under way would otherwise open the port after the server was closed.
       await this.#listening?.catch(() => undefined);
       for (const controller of this.#publishControllers) controller.abort();
-      for (const end of [...this.#eventStreams]) end();
+      for (const end of [...this.#eventStreams]) end('server closing');
       this.#metrics.close();
       // The callback comes with an error when the server never listened; closed is closed either way.
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FetchFunction } from '../../src/channels/relay/relaySender.js';
 import { createDispatcher, type Delivery, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../../src/cloud/httpApi.js';
-import { silentLogger } from '../../src/core/logger.js';
+import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { parsePolicy } from '../../src/core/policy.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
@@ -43,7 +43,7 @@ interface World {
   post: (storeId: string, body: unknown) => Promise<Response>;
 }
 
-async function world(options: { heartbeatIntervalInMs?: number; relayFetch?: FetchFunction } = {}): Promise<World> {
+async function world(options: { heartbeatIntervalInMs?: number; relayFetch?: FetchFunction; logger?: Logger } = {}): Promise<World> {
   const { relayFetch, ...apiOptions } = options;
   const azure = await startEmulators({
     namespaces: [
@@ -299,5 +299,25 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
     expect(((await response.json()) as ErrorBody).error.code).toBe('ABORTED');
     await expect(fetch(`${baseUrl}/stores`, { headers: { authorization: `Bearer ${TOKEN}` } })).rejects.toThrow();
     await api.close();
+  });
+
+  it('stops following the dispatcher for an event stream whose client leaves', async () => {
+    let streamEnded: (reason: unknown) => void = () => undefined;
+    const ended = new Promise((resolve) => (streamEnded = resolve));
+    const logger: Logger = {
+      ...silentLogger,
+      debug: (object, message) => {
+        if (message === 'event stream ended') streamEnded((object as { reason: unknown }).reason);
+      },
+      child: () => logger,
+    };
+    const { call, post } = await world({ logger });
+    const response = await call('/events');
+    const reader = response.body!.getReader();
+    await nextEvent(reader, { buffer: '' }, ({ comments }) => comments.includes('storelink events'));
+    await reader.cancel();
+    expect(await ended).toBe('client left');
+    // The dispatcher and the API carry on without the stream.
+    expect((await post('paris-1', ORDER)).status).toBe(200);
   });
 });
