@@ -44,3 +44,7 @@ export type { HandlerContext, OperationHandler, OperationHandlers } from './stor
 export type { CreateStore, StoreModule, StoreModuleContext } from './store/storeModule.js';
 export { parseConnectionString, redactConnectionString } from './core/connectionString.js';
 export { relayFailureReasonOf, RELAY_FAILURE_REASON_BY_CODE } from './core/linkContract.js';
+export { createDispatcher } from './cloud/dispatcher.js';
+export type { Delivery, DeliveryOutcome, Dispatcher, DispatcherOptions, KnownStore, LinkView, PublishOptions, PublishRequest, StoreEventMessage } from './cloud/dispatcher.js';
+export { createCloudHttpApi } from './cloud/httpApi.js';
+export { createDeadLetterQueue } from './channels/servicebus/deadLetterQueue.js';

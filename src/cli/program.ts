@@ -14,6 +14,7 @@ import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { storelinkVersion } from './packageInfo.js';
 import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
+import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
@@ -95,6 +96,7 @@ function buildProgram(io: CliIo): Command {
   addStoreCommand(program, io);
   addDemoCommand(program, io);
   addDlqCommand(program, io);
+  addCloudCommand(program, io);
   return program;
 }
 

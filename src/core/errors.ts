@@ -83,6 +83,11 @@ export const STORELINK_ERROR_CODES = {
   NO_CACHED_REPLY: { retryable: true },
   /** The caller aborted the call with its AbortSignal. */
   ABORTED: { retryable: false },
+  // The cloud HTTP API's own answers.
+  /** A request to the cloud HTTP API carried no bearer token, or not the configured one. */
+  API_UNAUTHORIZED: { retryable: false },
+  /** Something failed that storelink does not anticipate (a bug); the message says what, the log says more. */
+  UNEXPECTED_FAILURE: { retryable: true },
 } as const satisfies Record<string, { retryable: boolean }>;
 
 export type StorelinkErrorCode = keyof typeof STORELINK_ERROR_CODES;

@@ -1,0 +1,130 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { filter, firstValueFrom } from 'rxjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/program.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { startEmulators } from '../../src/emulator/startEmulators.js';
+import { createStoreAgent } from '../../src/store/storeAgent.js';
+import { createStore } from '../../samples/store-click-and-collect/store.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const closeables: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  while (closeables.length > 0) await closeables.pop()!();
+});
+
+const TOKEN = 'cli-token-0123456789abcdef';
+
+async function tempDir(): Promise<string> {
+  const directory = await mkdtemp(path.join(tmpdir(), 'storelink-cloud-cli-'));
+  closeables.push(() => rm(directory, { recursive: true, force: true }));
+  return directory;
+}
+
+function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcessWithoutNullStreams {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root, env: { ...process.env, ...env } });
+  closeables.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+  return child;
+}
+
+async function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
+  const lines = createInterface({ input: child.stdout });
+  const [line] = (await once(lines, 'line')) as [string];
+  lines.close();
+  return line;
+}
+
+describe('storelink cloud', () => {
+  it('runs the dispatcher and its HTTP API from a configuration file, prints its URL, and stops on SIGTERM with exit 0', async () => {
+    const azure = await startEmulators({
+      namespaces: [{ queues: [{ name: 'store-paris-1' }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }],
+      hybridConnections: [{ name: 'store-paris-1' }],
+    });
+    closeables.push(() => azure.close());
+    const storeDir = await tempDir();
+    const store = await createStore({ storeId: 'paris-1', dataDir: storeDir, logger: silentLogger });
+    const agent = createStoreAgent({
+      storeId: 'paris-1',
+      handlers: store.handlers,
+      expose: store.expose ?? [],
+      serviceBus: { connectionString: azure.serviceBusConnectionString() },
+      relay: { connectionString: azure.relayConnectionString() },
+      dataDir: storeDir,
+    });
+    closeables.push(() => agent.close());
+    await agent.start();
+    await firstValueFrom(agent.state$.pipe(filter((state) => state.relay === 'listening')));
+
+    const directory = await tempDir();
+    await writeFile(path.join(directory, 'policy.json'), JSON.stringify({ operations: { 'clickAndCollect.order': { latency: 'realtime', fallback: 'queue' } } }));
+    const configFile = path.join(directory, 'cloud.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        serviceBus: { connectionString: 'env:TEST_STORELINK_SERVICEBUS' },
+        relay: { connectionString: azure.relayConnectionString() },
+        policy: 'policy.json',
+        chart: 'storeLink',
+        stores: [{ storeId: 'paris-1', bidirectional: true }],
+        dataDir: 'links',
+        http: { port: 0, token: 'env:TEST_STORELINK_TOKEN' },
+      }),
+    );
+    const child = startCli(['cloud', '--config', configFile, '--log-level', 'silent'], {
+      TEST_STORELINK_SERVICEBUS: azure.serviceBusConnectionString(),
+      TEST_STORELINK_TOKEN: TOKEN,
+    });
+    let stdout = '';
+    const line = await firstLine(child);
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1];
+    expect(line).toContain('cloud dispatcher for 1 store serving http://127.0.0.1:');
+    expect(url).toBeDefined();
+    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+
+    const stores = await fetch(`${url}/stores`, { headers });
+    expect(await stores.json()).toMatchObject({ stores: [{ storeId: 'paris-1', state: 'healthy' }] });
+    const order = { type: 'clickAndCollect.order', payload: { orderId: 'CC-1', customer: 'Ada', lines: [{ sku: 'SKU-KETTLE', quantity: 1 }] } };
+    const published = await fetch(`${url}/stores/paris-1/operations`, { method: 'POST', headers, body: JSON.stringify(order) });
+    expect(await published.json()).toMatchObject({ channel: 'relay', outcome: 'delivered', reply: { reserved: { 'SKU-KETTLE': 1 } } });
+    expect((await fetch(`${url}/stores`)).status).toBe(401);
+
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    expect(stdout).toBe('');
+  });
+
+  it.each([
+    ['no/such/cloud.json', undefined, 2, 'no such file'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: 'short' } }, 1, 'http.token must be at least 16'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: true }], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } }, 1, 'relay: is required'],
+    [
+      'cloud.json',
+      { stores: [{ storeId: 'paris-1', bidirectional: false }, { storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } },
+      1,
+      'stores[1].storeId: "paris-1" is listed twice',
+    ],
+    ['cloud.json', { stores: [], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } }, 1, 'stores: must list at least one store'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: 'env:TEST_STORELINK_UNSET_TOKEN' } }, 1, 'TEST_STORELINK_UNSET_TOKEN, which is not set'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, policy: { operations: { 'stock.query': { fallback: 'later' } } }, http: { token: TOKEN } }, 1, 'invalid policy'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, chart: 'noSuchChart', http: { token: TOKEN } }, 2, 'neither a built-in chart'],
+  ])('refuses %s (%j) with exit %i', async (file, config, expected, message) => {
+    const directory = await tempDir();
+    if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(config));
+    let stderr = '';
+    const code = await runCli(['cloud', '--config', file], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: directory });
+    expect(stderr).toContain(message);
+    expect(code).toBe(expected);
+  });
+});

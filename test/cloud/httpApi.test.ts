@@ -1,0 +1,122 @@
+import { Subject } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import type { Delivery, KnownStore, LinkView } from '../../src/cloud/dispatcher.js';
+import { httpStatusOf } from '../../src/cloud/httpApi.js';
+import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, escapeLabelValue, type MetricsSource } from '../../src/cloud/metrics.js';
+import type { LinkChange } from '../../src/cloud/storeLinks.js';
+import { StorelinkError, type StorelinkErrorCode } from '../../src/core/errors.js';
+import { parsePrometheusText } from '../support/prometheusText.js';
+
+describe('httpStatusOf', () => {
+  it.each<[StorelinkErrorCode, number]>([
+    ['OPERATION_INVALID', 400],
+    ['API_UNAUTHORIZED', 401],
+    ['STORE_UNKNOWN', 404],
+    ['ROUTE_NOT_FOUND', 404],
+    ['PAYLOAD_TOO_LARGE', 413],
+    ['UNEXPECTED_FAILURE', 500],
+    ['SERVICE_BUS_UNAVAILABLE', 503],
+    ['STORE_UNAVAILABLE', 503],
+    ['ABORTED', 503],
+    ['QUEUE_NOT_FOUND', 502],
+    ['SERVICE_BUS_UNAUTHORIZED', 502],
+    ['RELAY_UNAUTHORIZED', 502],
+  ])('maps %s to %i', (code, status) => {
+    expect(httpStatusOf(new StorelinkError(code, 'message'))).toBe(status);
+  });
+});
+
+/** A dispatcher's streams and store list, fed by the test. */
+function fakeSource(stores: KnownStore[], states: Record<string, string>) {
+  const deliveries$ = new Subject<Delivery>();
+  const links$ = new Subject<LinkChange>();
+  let linkCalls = 0;
+  const source: MetricsSource = {
+    deliveries$: deliveries$.asObservable(),
+    links$: links$.asObservable(),
+    stores: () => stores,
+    link: (storeId): LinkView => {
+      linkCalls += 1;
+      const state = states[storeId];
+      if (state === undefined) throw new StorelinkError('STORE_UNKNOWN', storeId);
+      return { storeId, bidirectional: true, state, tags: [], counters: { deliveries: {}, fallbacks: {} } };
+    },
+  };
+  return { source, deliveries$, links$, linkCalls: () => linkCalls };
+}
+
+function delivery(overrides: Partial<Delivery>): Delivery {
+  return { operationId: 'op', storeId: 'paris-1', type: 'stock.query', latency: 'realtime', channel: 'relay', outcome: 'delivered', attempts: 1, durationInMs: 1, ...overrides };
+}
+
+describe('dispatcher metrics', () => {
+  it('counts deliveries and fallbacks, fills the relay histogram cumulatively and counts links by state', () => {
+    const { source, deliveries$, links$, linkCalls } = fakeSource(
+      [
+        { storeId: 'paris-1', bidirectional: true },
+        { storeId: 'lyon-2', bidirectional: true },
+        { storeId: 'nice-3', bidirectional: false },
+      ],
+      { 'paris-1': '"healthy"', 'lyon-2': '"healthy"', 'nice-3': '"disabled"' },
+    );
+    const metrics = createDispatcherMetrics(source);
+    deliveries$.next(delivery({ durationInMs: 0.4 }));
+    deliveries$.next(delivery({ durationInMs: 30 }));
+    deliveries$.next(delivery({ durationInMs: 9_000, outcome: 'rejected' }));
+    deliveries$.next(delivery({ channel: 'queue', outcome: 'queued', fallbackReason: 'RELAY_NO_LISTENER', attempts: 2, durationInMs: 2_000 }));
+    deliveries$.next(delivery({ channel: null, outcome: 'served-cached', fallbackReason: 'relay-unavailable' }));
+
+    const first = parsePrometheusText(metrics.render());
+    expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
+    expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'rejected' })).toBe(1);
+    expect(first.value('storelink_deliveries_total', { channel: 'queue', outcome: 'queued' })).toBe(1);
+    expect(first.value('storelink_deliveries_total', { channel: 'none', outcome: 'served-cached' })).toBe(1);
+    expect(first.value('storelink_fallbacks_total', { reason: 'RELAY_NO_LISTENER' })).toBe(1);
+    expect(first.value('storelink_fallbacks_total', { reason: 'relay-unavailable' })).toBe(1);
+    // Only relay deliveries feed the histogram: 0.4 ms, 30 ms and 9 s.
+    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.001' })).toBe(1);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.025' })).toBe(1);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.05' })).toBe(2);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '5' })).toBe(2);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '+Inf' })).toBe(3);
+    expect(first.value('storelink_relay_latency_seconds_count', {})).toBe(3);
+    expect(first.value('storelink_relay_latency_seconds_sum', {})).toBeCloseTo(9.0304, 6);
+    expect(first.samples.filter((sample) => sample.name === 'storelink_relay_latency_seconds_bucket')).toHaveLength(RELAY_LATENCY_BUCKETS_IN_SECONDS.length + 1);
+    expect(first.value('storelink_links', { state: 'healthy' })).toBe(2);
+    expect(first.value('storelink_links', { state: 'disabled' })).toBe(1);
+    expect(linkCalls()).toBe(3);
+
+    // Later states come from links$, without asking the dispatcher (which would revive idle link actors).
+    links$.next({ storeId: 'paris-1', state: '"tripped"', tags: [], previousState: '"healthy"' });
+    links$.next({ storeId: 'lyon-2', state: '"tripped"', tags: [], previousState: '"healthy"' });
+    const second = parsePrometheusText(metrics.render());
+    expect(second.value('storelink_links', { state: 'tripped' })).toBe(2);
+    expect(second.value('storelink_links', { state: 'healthy' })).toBe(0);
+    expect(linkCalls()).toBe(3);
+
+    metrics.close();
+    deliveries$.next(delivery({}));
+    expect(parsePrometheusText(metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
+  });
+
+  it('escapes label values and keeps nested chart states readable', () => {
+    expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
+    const { source, deliveries$, links$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
+    const metrics = createDispatcherMetrics(source);
+    deliveries$.next(delivery({ channel: 'queue', outcome: 'queued', fallbackReason: 'odd "reason"\\ with\na line feed' }));
+    links$.next({ storeId: 'paris-1', state: '{"maintenance":"waiting"}', tags: [], previousState: undefined });
+    const text = metrics.render();
+    const parsed = parsePrometheusText(text);
+    expect(parsed.value('storelink_fallbacks_total', { reason: 'odd "reason"\\ with\na line feed' })).toBe(1);
+    expect(parsed.value('storelink_links', { state: '{"maintenance":"waiting"}' })).toBe(1);
+    metrics.close();
+  });
+
+  it('renders empty families before anything happened, and skips links a stopped dispatcher cannot show', () => {
+    const { source } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
+    const parsed = parsePrometheusText(createDispatcherMetrics(source).render());
+    expect(Object.keys(parsed.types)).toEqual(['storelink_deliveries_total', 'storelink_fallbacks_total', 'storelink_relay_latency_seconds', 'storelink_links']);
+    expect(parsed.value('storelink_relay_latency_seconds_count', {})).toBe(0);
+    expect(parsed.samples.filter((sample) => sample.name === 'storelink_links')).toEqual([]);
+  });
+});
