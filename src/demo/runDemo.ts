@@ -9,7 +9,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
+import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
@@ -121,6 +123,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const serviceBusConnection = serviceBus.connectionString();
   const relayConnection = relay.connectionString();
   let dispatcher: Dispatcher | undefined;
+  let api: CloudHttpApi | undefined;
+  let apiUrl = '';
   const deliveries: Delivery[] = [];
   try {
     for (const store of stores) {
@@ -148,6 +152,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     });
     await dispatcher.start();
     dispatcher.deliveries$.subscribe((delivery) => deliveries.push(delivery));
+    // The cloud's HTTP API, as a cloud application would use it: try `GET /stores` or `/events` while the demo runs.
+    const token = randomBytes(18).toString('base64url');
+    api = createCloudHttpApi({ dispatcher, token });
+    const { port } = await api.listen();
+    apiUrl = `http://127.0.0.1:${port} (Authorization: Bearer ${token})`;
+    options.write(`cloud HTTP API on ${apiUrl}\n`);
     if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);
     await waitUntil(() => stores.every((store) => !store.bidirectional || relay.listenerCount(`store-${store.storeId}`) > 0), 60_000, 'the stores did not connect their relay listeners within 60 s');
 
@@ -192,7 +202,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     let orderNumber = 0;
     const inFlight = new Set<Promise<unknown>>();
     const render = setInterval(() => {
-      if (options.live) options.write(renderTable(dispatcher!, stores, deliveries, faults, Date.now() - started, durationInMs));
+      if (options.live) options.write(renderTable(dispatcher!, stores, deliveries, faults, Date.now() - started, durationInMs, apiUrl));
     }, 500);
     try {
       while (Date.now() - started < durationInMs) {
@@ -235,9 +245,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       for (const store of stores) options.write(`--- ${store.storeId}\n${store.log}\n`);
       for (const delivery of deliveries) if (delivery.outcome === 'rejected') options.write(`rejected ${delivery.type} ${JSON.stringify(delivery.rejection)}\n`);
     }
-    if (options.live) options.write(renderTable(dispatcher, stores, deliveries, faults, durationInMs, durationInMs));
+    if (options.live) options.write(renderTable(dispatcher, stores, deliveries, faults, durationInMs, durationInMs, apiUrl));
     return report;
   } finally {
+    await api?.close();
     await dispatcher?.close();
     for (const store of stores) await stopStoreProcess(store, 'SIGKILL').catch(() => undefined);
     await relay.close();
@@ -340,8 +351,17 @@ async function reconcile(
   };
 }
 
-function renderTable(dispatcher: Dispatcher, stores: StoreProcess[], deliveries: Delivery[], faults: string[], elapsedInMs: number, totalInMs: number): string {
-  const lines = [`\u001b[H\u001b[2Jstorelink demo — ${Math.min(100, Math.round((elapsedInMs / totalInMs) * 100))}%   ${deliveries.length} operations published`, ''];
+function renderTable(
+  dispatcher: Dispatcher,
+  stores: StoreProcess[],
+  deliveries: Delivery[],
+  faults: string[],
+  elapsedInMs: number,
+  totalInMs: number,
+  apiUrl: string,
+): string {
+  const progress = Math.min(100, Math.round((elapsedInMs / totalInMs) * 100));
+  const lines = [`\u001b[H\u001b[2Jstorelink demo — ${progress}%   ${deliveries.length} operations published`, `cloud HTTP API: ${apiUrl}`, ''];
   lines.push('store          mode       link        relay ok  queued  via queue  rejected  cached  fallbacks');
   for (const store of stores) {
     const view = dispatcher.link(store.storeId);
