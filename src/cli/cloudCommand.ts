@@ -1,5 +1,4 @@
 /** `storelink cloud --config FILE`: runs the cloud dispatcher and its HTTP API until SIGINT or SIGTERM. */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
@@ -9,11 +8,11 @@ import { createDispatcher } from '../cloud/dispatcher.js';
 import { StorelinkError } from '../core/errors.js';
 import { entityNameSchema, storeIdSchema } from '../core/names.js';
 import { parsePolicy, type Policy } from '../core/policy.js';
-import { describeIssue } from '../core/validation.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import type { CliIo } from './program.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { untilStopped } from './untilStopped.js';
+import { readJsonConfig, resolveSecret } from './configFile.js';
 
 export const DEFAULT_CLOUD_HTTP_PORT = 8380;
 
@@ -70,36 +69,8 @@ export interface CloudConfig {
   http: { host: string; port: number; token: string };
 }
 
-function resolveSecret(value: string, where: string, env: NodeJS.ProcessEnv): string {
-  if (!value.startsWith('env:')) return value;
-  const name = value.slice('env:'.length);
-  const found = env[name];
-  if (found === undefined || found.length === 0) {
-    throw new StorelinkError('FILE_UNREADABLE', `${where} names environment variable ${name}, which is not set`, { field: where });
-  }
-  return found;
-}
-
 export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CloudConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    const notFound = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new StorelinkError(notFound ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `${file}: ${notFound ? 'no such file' : (cause as Error).message}`, { cause });
-  }
-  let document: unknown;
-  try {
-    document = JSON.parse(text);
-  } catch (cause) {
-    throw new StorelinkError('FILE_UNREADABLE', `${file}: not valid JSON: ${(cause as Error).message}`, { cause });
-  }
-  const parsed = cloudConfigSchema.safeParse(document, { reportInput: true });
-  if (!parsed.success) {
-    const { field, text: problem } = describeIssue(parsed.error.issues[0]!);
-    throw new StorelinkError('FILE_UNREADABLE', `${file}: invalid cloud configuration: ${problem}`, { field });
-  }
-  const config = parsed.data;
+  const config = await readJsonConfig(file, cloudConfigSchema, 'cloud configuration');
   const base = path.dirname(file);
   const token = resolveSecret(config.http.token, 'http.token', env);
   if (token.length < MIN_TOKEN_LENGTH) {

@@ -2,15 +2,13 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
-import { StorelinkError } from '../core/errors.js';
 import { entityNameSchema, storeIdSchema } from '../core/names.js';
-import { describeIssue } from '../core/validation.js';
 import { createStoreAgent } from '../store/storeAgent.js';
 import { loadStoreModule } from '../store/storeModule.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
-import { readTextFile } from './readTextFile.js';
+import { readJsonConfig, resolveSecret } from './configFile.js';
 
 /** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
 const secretSchema = z.string().min(1, 'must not be empty');
@@ -32,30 +30,8 @@ const storeConfigSchema = z.strictObject({
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
 
-function resolveSecret(value: string, where: string, env: NodeJS.ProcessEnv): string {
-  if (!value.startsWith('env:')) return value;
-  const name = value.slice('env:'.length);
-  const found = env[name];
-  if (found === undefined || found.length === 0) {
-    throw new StorelinkError('FILE_UNREADABLE', `${where} names environment variable ${name}, which is not set`);
-  }
-  return found;
-}
-
 export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<StoreConfig> {
-  const text = await readTextFile(file);
-  let document: unknown;
-  try {
-    document = JSON.parse(text);
-  } catch (cause) {
-    throw new StorelinkError('FILE_UNREADABLE', `${file}: not valid JSON: ${(cause as Error).message}`, { cause });
-  }
-  const parsed = storeConfigSchema.safeParse(document, { reportInput: true });
-  if (!parsed.success) {
-    const { field, text: problem } = describeIssue(parsed.error.issues[0]!);
-    throw new StorelinkError('FILE_UNREADABLE', `${file}: invalid store configuration: ${problem}`, { field });
-  }
-  const config = parsed.data;
+  const config = await readJsonConfig(file, storeConfigSchema, 'store configuration');
   const base = path.dirname(file);
   return {
     ...config,
