@@ -1,9 +1,8 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
@@ -11,8 +10,8 @@ import { silentLogger } from '../../src/core/logger.js';
 import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
+import { firstLine, startCliProcess } from '../support/cliProcess.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
 const closeables: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   while (closeables.length > 0) await closeables.pop()!();
@@ -27,21 +26,9 @@ async function tempDir(): Promise<string> {
 }
 
 function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcessWithoutNullStreams {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root, env: { ...process.env, ...env } });
-  closeables.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  });
+  const { child, kill } = startCliProcess(args, env);
+  closeables.push(kill);
   return child;
-}
-
-async function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
-  const lines = createInterface({ input: child.stdout });
-  const [line] = (await once(lines, 'line')) as [string];
-  lines.close();
-  return line;
 }
 
 describe('storelink cloud', () => {

@@ -1,9 +1,8 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { ServiceBusClient } from '@azure/service-bus';
 import { firstValueFrom, filter } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { createRelaySender } from '../../src/channels/relay/relaySender.js';
 import { runCli } from '../../src/cli/program.js';
 import { createOperation } from '../../src/core/operation.js';
 import { parseEmulatorsConfig } from '../../src/emulator/emulatorsConfig.js';
+import { firstLine, startCliProcess } from '../support/cliProcess.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const closeables: (() => Promise<unknown> | void)[] = [];
@@ -26,21 +26,9 @@ interface ReadyLine {
 }
 
 function startCli(args: string[]): ChildProcessWithoutNullStreams {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root });
-  closeables.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  });
+  const { child, kill } = startCliProcess(args);
+  closeables.push(kill);
   return child;
-}
-
-async function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
-  const lines = createInterface({ input: child.stdout });
-  const [line] = (await once(lines, 'line')) as [string];
-  lines.close();
-  return line;
 }
 
 const retryOptions = { maxRetries: 1, retryDelayInMs: 50, timeoutInMs: 5_000 };

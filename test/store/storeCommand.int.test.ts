@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +8,7 @@ import { readStoreConfig } from '../../src/cli/storeCommand.js';
 import { runCli } from '../../src/cli/program.js';
 import { createOperation } from '../../src/core/operation.js';
 import { startEmulators } from '../../src/emulator/startEmulators.js';
+import { firstLine, startCliProcess, stopWith } from '../support/cliProcess.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const closeables: (() => Promise<unknown>)[] = [];
@@ -39,30 +38,21 @@ describe('storelink store', () => {
         relay: { connectionString: azure.relayConnectionString() },
       }),
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'store', '--config', configFile, '--log-level', 'info'], {
-      env: { ...process.env, TEST_SB: azure.serviceBusConnectionString() },
-    });
-    closeables.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    });
+    const { child, kill } = startCliProcess(['store', '--config', configFile, '--log-level', 'info'], { TEST_SB: azure.serviceBusConnectionString() });
+    closeables.push(kill);
     // The listener connects on its own schedule; its log line (JSON on stderr) says when it is there.
     const listening = new Promise<void>((resolve) =>
       createInterface({ input: child.stderr }).on('line', (text) => {
         if (text.includes('"msg":"relay listener listening"')) resolve();
       }),
     );
-    const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+    const line = await firstLine(child);
     expect(line).toContain('store nice-1 running (relay: yes)');
     const sender = createRelaySender({ connectionString: azure.relayConnectionString(), hybridConnection: 'store-nice-1' });
     const query = createOperation({ storeId: 'nice-1', type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'realtime', timeToLiveInMs: 10_000 });
     await listening;
     await expect(sender.send(query, { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { stock: { 'SKU-KETTLE': 4 } } });
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(code).toBe(0);
+    expect(await stopWith(child, 'SIGTERM')).toBe(0);
   });
 
   it.each([
