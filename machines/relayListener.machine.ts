@@ -34,6 +34,12 @@ function notProvided(name: string): never {
   throw new Error(`relayListener action "${name}" not provided`);
 }
 
+/** A connection attempt that failed: refused credentials park the listener, anything else backs off. */
+const FAILED_ATTEMPT = [
+  { guard: 'isAuthFailure', target: 'authFailed', actions: 'recordFailure' },
+  { target: 'backingOff', actions: 'recordFailure' },
+] as const;
+
 export const relayListenerMachine = setup({
   types: {
     context: {} as RelayListenerContext,
@@ -83,10 +89,7 @@ export const relayListenerMachine = setup({
       entry: 'openControlChannel',
       on: {
         'listener.opened': 'listening',
-        'listener.failed': [
-          { guard: 'isAuthFailure', target: 'authFailed', actions: 'recordFailure' },
-          { target: 'backingOff', actions: 'recordFailure' },
-        ],
+        'listener.failed': FAILED_ATTEMPT,
       },
     },
     listening: {
@@ -101,10 +104,7 @@ export const relayListenerMachine = setup({
       description: 'The channel dropped; hyco-https is reopening it at once.',
       on: {
         'listener.opened': 'listening',
-        'listener.failed': [
-          { guard: 'isAuthFailure', target: 'authFailed', actions: 'recordFailure' },
-          { target: 'backingOff', actions: 'recordFailure' },
-        ],
+        'listener.failed': FAILED_ATTEMPT,
       },
     },
     backingOff: {
