@@ -138,6 +138,9 @@ interface PendingReply {
   resolve: (body: ReplyBody | undefined) => void;
 }
 
+/** What a delivery knows before its last step: which operation, how many sends so far, and why it fell back. */
+type SoFar = Pick<Delivery, 'operationId' | 'storeId' | 'type' | 'latency' | 'attempts'> & { fallbackReason?: string };
+
 interface CachedReply {
   reply: JsonValue;
   atInMs: number;
@@ -235,8 +238,11 @@ class DefaultDispatcher implements Dispatcher {
       handler: (delivery) => this.#fromInbox(delivery),
     });
     inbox.start();
-    // Restore every store's link, so persisted breakers resume their timers and probes from the start.
-    for (const storeId of this.#stores.keys()) this.#ensureProbing(storeId, this.#links.snapshot(storeId).hasTag('relay'));
+    // Restore the links an earlier run persisted, so their breakers resume timers and probes now; the others start
+    // fresh on first use, which keeps start-up proportional to the stores that had a state, not to all stores.
+    for (const storeId of this.#stores.keys()) {
+      if (this.#links.hasPersisted(storeId)) this.#ensureProbing(storeId, this.#links.snapshot(storeId).hasTag('relay'));
+    }
     const idle = this.#options.idleLinkTimeoutInMs ?? 10 * 60_000;
     this.#sweepTimer = setInterval(() => {
       this.#links?.evictIdle(idle, (storeId, snapshot) => this.#stores.get(storeId)?.bidirectional === true && !snapshot.hasTag('relay'));
@@ -358,17 +364,16 @@ class DefaultDispatcher implements Dispatcher {
     const links = this.#links!;
     const storeId = operation.storeId;
     const typePolicy = operationPolicyFor(this.#policy, operation.type);
-    const base = { operationId: operation.id, storeId, type: operation.type, latency: operation.latency };
     const decision = route(links.snapshot(storeId), operation, this.#policy, { trialInFlight: links.isTrialInFlight(storeId) });
-    let attempts = 0;
-    let fallbackReason: string | undefined = decision.fallback ? decision.reason : undefined;
+    const sofar: SoFar = { operationId: operation.id, storeId, type: operation.type, latency: operation.latency, attempts: 0 };
+    if (decision.fallback) sofar.fallbackReason = decision.reason;
 
     if (decision.action === 'relay') {
       const trial = decision.trial && links.claimTrial(storeId);
       if (decision.trial && !trial) {
-        fallbackReason = 'trial-in-flight';
+        sofar.fallbackReason = 'trial-in-flight';
       } else {
-        attempts += 1;
+        sofar.attempts += 1;
         try {
           const reply = await this.#relaySender(storeId).send(operation, {
             timeoutInMs: typePolicy.relayTimeoutInMs,
@@ -376,63 +381,46 @@ class DefaultDispatcher implements Dispatcher {
           });
           links.send(storeId, { type: 'relay.succeeded' });
           this.#remember(operation, reply.result);
-          return { ...base, channel: 'relay', outcome: 'delivered', reply: reply.result, attempts };
+          return { ...sofar, channel: 'relay', outcome: 'delivered', reply: reply.result };
         } catch (error) {
           const failure = isStorelinkError(error) ? error : new StorelinkError('RELAY_UNREACHABLE', String(error), { cause: error });
           const reason = relayFailureReasonOf(failure.code);
           if (reason === undefined) {
             if (failure.code === 'ABORTED') throw failure;
             // The store answered: that is the outcome, whatever it is.
-            return { ...base, channel: 'relay', outcome: 'rejected', rejection: { code: failure.code, message: failure.message }, attempts };
+            return { ...sofar, channel: 'relay', outcome: 'rejected', rejection: { code: failure.code, message: failure.message } };
           }
           this.#logger.warn({ storeId, operationId: operation.id, code: failure.code }, 'relay call failed; taking the fallback');
           links.send(storeId, { type: 'relay.failed', reason });
-          fallbackReason = failure.code;
+          sofar.fallbackReason = failure.code;
         } finally {
           if (trial) links.releaseTrial(storeId);
         }
       }
-      return this.#fallBack(operation, typePolicy.fallback, base, attempts, fallbackReason, options);
+      return this.#fallBack(operation, typePolicy.fallback, sofar, options);
     }
-    if (decision.action === 'queue') return this.#viaQueue(operation, base, attempts, fallbackReason, options);
-    return this.#fallBack(operation, decision.action, base, attempts, fallbackReason, options);
+    return this.#fallBack(operation, decision.action, sofar, options);
   }
 
-  async #fallBack(
-    operation: Operation,
-    fallback: 'queue' | 'reject' | 'cached',
-    base: Pick<Delivery, 'operationId' | 'storeId' | 'type' | 'latency'>,
-    attempts: number,
-    fallbackReason: string | undefined,
-    options: PublishOptions,
-  ): Promise<Omit<Delivery, 'durationInMs'>> {
-    const reason = fallbackReason === undefined ? {} : { fallbackReason };
-    if (fallback === 'queue') return this.#viaQueue(operation, base, attempts, fallbackReason, options);
+  /** Where an operation goes when the relay did not take it: the queue, a cached reply, or a rejection. */
+  async #fallBack(operation: Operation, fallback: 'queue' | 'reject' | 'cached', sofar: SoFar, options: PublishOptions): Promise<Omit<Delivery, 'durationInMs'>> {
+    if (fallback === 'queue') return this.#viaQueue(operation, sofar, options);
     if (fallback === 'cached') {
       const cached = this.#cache.get(this.#cacheKey(operation));
       if (cached !== undefined) {
-        return { ...base, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: Date.now() - cached.atInMs, attempts, ...reason };
+        return { ...sofar, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: Date.now() - cached.atInMs };
       }
-      return { ...base, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: 'the relay is unavailable and no earlier reply is cached' }, attempts, ...reason };
+      return { ...sofar, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: 'the relay is unavailable and no earlier reply is cached' } };
     }
     return {
-      ...base,
+      ...sofar,
       channel: null,
       outcome: 'rejected',
       rejection: { code: 'REALTIME_UNAVAILABLE', message: "the store's relay is unavailable and the policy rejects rather than queues" },
-      attempts,
-      ...reason,
     };
   }
 
-  async #viaQueue(
-    operation: Operation,
-    base: Pick<Delivery, 'operationId' | 'storeId' | 'type' | 'latency'>,
-    attempts: number,
-    fallbackReason: string | undefined,
-    options: PublishOptions,
-  ): Promise<Omit<Delivery, 'durationInMs'>> {
-    const reason = fallbackReason === undefined ? {} : { fallbackReason };
+  async #viaQueue(operation: Operation, sofar: SoFar, options: PublishOptions): Promise<Omit<Delivery, 'durationInMs'>> {
     const waitInMs = options.awaitReplyInMs ?? 0;
     const reply = waitInMs > 0 ? this.#awaitReply(operation, waitInMs, options.abortSignal) : undefined;
     try {
@@ -451,14 +439,11 @@ class DefaultDispatcher implements Dispatcher {
       reply?.cancel();
       throw error;
     }
-    attempts += 1;
-    if (reply === undefined) return { ...base, channel: 'queue', outcome: 'queued', attempts, ...reason };
-    const body = await reply.promise;
-    if (body === undefined) return { ...base, channel: 'queue', outcome: 'queued', attempts, ...reason };
-    if (body.outcome === 'done') {
-      return { ...base, channel: 'queue', outcome: 'delivered', reply: body.result, attempts, ...reason };
-    }
-    return { ...base, channel: 'queue', outcome: 'rejected', rejection: body.error, attempts, ...reason };
+    const sent = { ...sofar, attempts: sofar.attempts + 1, channel: 'queue' as const };
+    const body = reply === undefined ? undefined : await reply.promise;
+    if (body === undefined) return { ...sent, outcome: 'queued' };
+    if (body.outcome === 'done') return { ...sent, outcome: 'delivered', reply: body.result };
+    return { ...sent, outcome: 'rejected', rejection: body.error };
   }
 
   #awaitReply(operation: Operation, waitInMs: number, abortSignal: AbortSignal | undefined) {

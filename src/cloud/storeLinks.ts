@@ -123,6 +123,11 @@ export class StoreLinks {
     }
   }
 
+  /** Whether a snapshot of this store's link was persisted (by this dispatcher or an earlier run). */
+  hasPersisted(storeId: string): boolean {
+    return this.#options.store.get(storeId) !== undefined;
+  }
+
   /** When the link entered its current state (wall clock). */
   enteredAt(storeId: string): number {
     return this.#link(storeId).enteredAtInMs;
