@@ -11,7 +11,7 @@ import { loadChart } from '../charts/loadChart.js';
 import { renderMermaid } from '../charts/renderMermaid.js';
 import { renderScxml } from '../charts/renderScxml.js';
 import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
-import { storelinkVersion } from './packageInfo.js';
+import { storelinkPackage } from '../packageRoot.js';
 import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
 import { addCloudCommand } from './cloudCommand.js';
@@ -47,7 +47,7 @@ export class CliExit extends Error {
 function buildProgram(io: CliIo): Command {
   const program = new Command('storelink')
     .description('Links a retail cloud to its stores: Service Bus queues by default, Azure Relay for real-time operations.')
-    .version(storelinkVersion(), '-v, --version')
+    .version(storelinkPackage().version, '-v, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

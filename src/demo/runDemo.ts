@@ -17,6 +17,7 @@ import { parsePolicy } from '../core/policy.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../emulator/servicebus/index.js';
 import { openLedger } from '../store/ledger.js';
+import { storelinkPackage } from '../packageRoot.js';
 
 export interface DemoOptions {
   stores: number;
@@ -133,7 +134,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         store.configFile,
         JSON.stringify({
           storeId: store.storeId,
-          module: path.join(path.dirname(cliEntry()), '..', '..', ...(cliEntry().endsWith('.ts') ? [] : ['..']), 'samples', 'store-click-and-collect', 'store.ts'),
+          module: path.join(storelinkPackage().root, 'samples', 'store-click-and-collect', 'store.ts'),
           dataDir: store.dataDir,
           serviceBus: { connectionString: serviceBusConnection },
           ...(store.bidirectional ? { relay: { connectionString: relayConnection } } : {}),
@@ -141,7 +142,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       );
       startStoreProcess(store);
     }
-    const policy = parsePolicy(JSON.parse(await readFile(new URL('../../' + (cliEntry().endsWith('.ts') ? '' : '../') + 'samples/policies/policy.json', import.meta.url), 'utf8')));
+    const policy = parsePolicy(JSON.parse(await readFile(path.join(storelinkPackage().root, 'samples', 'policies', 'policy.json'), 'utf8')));
     policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500 };
     dispatcher = createDispatcher({
       serviceBus: { connectionString: serviceBusConnection, retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
