@@ -29,6 +29,7 @@ function memoryLedger(): ExecutionLedger & { entries: Map<string, ExecutionRecor
   };
 }
 
+/** The executor's injected clock: every instant in this file is relative to it, so no test depends on today's date. */
 const NOW = Date.parse('2026-11-28T10:00:00.000Z');
 const signal = new AbortController().signal;
 
@@ -122,7 +123,7 @@ describe('Executor', () => {
     ['another store', operation({ storeId: 'lyon-2' }), 'OPERATION_MISROUTED', 'storeId'],
     ['an unknown type', operation({ type: 'demo.triple' }), 'OPERATION_TYPE_UNKNOWN', 'type'],
     ['a payload the schema refuses', operation({ payload: { n: 'x' } }), 'OPERATION_INVALID', 'payload.n'],
-    ['an expired operation', operation({ createdAt: '2026-11-28T09:00:00.000Z', expiresAt: '2026-11-28T09:59:59.000Z' }), 'OPERATION_EXPIRED', undefined],
+    ['an expired operation', operation({ createdAt: new Date(NOW - 3_600_000).toISOString(), expiresAt: new Date(NOW - 1_000).toISOString() }), 'OPERATION_EXPIRED', undefined],
   ])('refuses %s permanently, without running the handler', async (_label, input, code, field) => {
     const { executor, calls, ledger } = setup();
     const error = await failure(executor.execute(input, 'queue', signal));

@@ -31,7 +31,13 @@ export function closing<T extends { close(): Promise<void> }>(thing: T): T {
 }
 
 export const HOUR = 60 * 60 * 1000;
-export const T0 = Date.parse('2026-11-28T12:00:00.000Z');
+/**
+ * The instant the fixtures are dated from: the clock the code under test reads when a test injects none (`Date.now`),
+ * whole seconds, read once when the file loads. A fixed date here once turned main red: once the ledger's retention
+ * had passed since that date, opening a ledger pruned every fixture. A test that moves time injects `now: () => …`
+ * starting from T0.
+ */
+export const T0 = Math.floor(Date.now() / 1000) * 1000;
 
 export function ledgerEntry(overrides: Partial<LedgerEntry> = {}): LedgerEntry {
   return {
