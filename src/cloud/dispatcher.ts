@@ -51,6 +51,8 @@ export interface DispatcherOptions {
   dataDir?: string;
   /** Live link actors unused this long are stopped (their snapshots stay); default 10 minutes. */
   idleLinkTimeoutInMs?: number;
+  /** The clock operations, cached replies and links are dated by, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
   logger?: Logger;
 }
 
@@ -161,6 +163,7 @@ function stableJson(value: unknown): string {
 class DefaultDispatcher implements Dispatcher {
   readonly #options: DispatcherOptions;
   readonly #policy: Policy;
+  readonly #now: () => number;
   readonly #logger: Logger;
   readonly #stores = new Map<string, KnownStore>();
   readonly #links$ = new Subject<LinkChange>();
@@ -182,6 +185,10 @@ class DefaultDispatcher implements Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#options = options;
     this.#policy = options.policy ?? defaultPolicy();
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new TypeError('createDispatcher: now must be a function returning ms since the epoch');
+    }
+    this.#now = options.now ?? Date.now;
     this.#logger = (options.logger ?? silentLogger).child({ component: 'dispatcher' });
     for (const store of options.stores) {
       const valid = storeIdSchema.safeParse(store.storeId);
@@ -225,6 +232,7 @@ class DefaultDispatcher implements Dispatcher {
       store: linkStore,
       isBidirectional: (storeId) => this.#stores.get(storeId)?.bidirectional ?? false,
       onChange: (change) => this.#linkChanged(change),
+      now: this.#now,
       logger: this.#logger,
     });
     this.#connection = createServiceBusConnection({
@@ -294,6 +302,7 @@ class DefaultDispatcher implements Dispatcher {
         connectionString: relay.connectionString,
         hybridConnection: store.hybridConnection ?? defaultStoreEntityName(storeId),
         ...(relay.fetch === undefined ? {} : { fetch: relay.fetch }),
+        now: this.#now,
       });
       this.#relaySenders.set(storeId, sender);
     }
@@ -351,7 +360,7 @@ class DefaultDispatcher implements Dispatcher {
       timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
       ...(request.id === undefined ? {} : { id: request.id }),
       ...(latency === 'realtime' || awaitReply ? { replyTo: this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX } : {}),
-    });
+    }, { nowInMs: this.#now() });
     const started = performance.now();
     const delivery = await this.#deliver(operation, options);
     const done: Delivery = { ...delivery, durationInMs: performance.now() - started };
@@ -408,7 +417,7 @@ class DefaultDispatcher implements Dispatcher {
     if (fallback === 'cached') {
       const cached = this.#cache.get(this.#cacheKey(operation));
       if (cached !== undefined) {
-        return { ...sofar, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: Date.now() - cached.atInMs };
+        return { ...sofar, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: this.#now() - cached.atInMs };
       }
       return { ...sofar, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: 'the relay is unavailable and no earlier reply is cached' } };
     }
@@ -429,7 +438,7 @@ class DefaultDispatcher implements Dispatcher {
           messageId: operation.id,
           body: operation,
           subject: operation.type,
-          timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - Date.now()),
+          timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - this.#now()),
           ...(operation.replyTo === undefined ? {} : { replyTo: operation.replyTo }),
           applicationProperties: { storeId: operation.storeId, type: operation.type, latency: operation.latency },
         },
@@ -468,7 +477,7 @@ class DefaultDispatcher implements Dispatcher {
   /** Keeps the latest successful reply of types whose fallback serves cached replies. */
   #remember(operation: Pick<Operation, 'storeId' | 'type' | 'payload'>, reply: JsonValue): void {
     if (operationPolicyFor(this.#policy, operation.type).fallback !== 'cached') return;
-    this.#cache.set(this.#cacheKey(operation), { reply, atInMs: Date.now() });
+    this.#cache.set(this.#cacheKey(operation), { reply, atInMs: this.#now() });
   }
 
   async #fromInbox(delivery: QueueDelivery): Promise<void> {

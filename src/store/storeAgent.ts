@@ -54,6 +54,8 @@ export interface StoreAgentOptions {
   };
   /** Where the ledger and outbox live (created if missing). */
   dataDir: string;
+  /** The clock the ledger, the executor and store events read, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
   logger?: Logger;
 }
 
@@ -108,6 +110,7 @@ function validateOptions(options: StoreAgentOptions): void {
     throw new TypeError('createStoreAgent: expose needs relay options (a connection string for the hybrid connection)');
   }
   if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) throw new TypeError('createStoreAgent: dataDir is required');
+  if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('createStoreAgent: now must be a function returning ms since the epoch');
 }
 
 /** The relay announcement a listener status warrants; undefined while it is still settling. */
@@ -120,6 +123,7 @@ function announcementFor(status: RelayListenerStatus): RelayAnnouncement | undef
 class DefaultStoreAgent implements StoreAgent {
   readonly storeId: string;
   readonly #options: StoreAgentOptions;
+  readonly #now: () => number;
   readonly #logger: Logger;
   readonly #events = new Subject<StoreAgentEvent>();
   readonly #state: BehaviorSubject<StoreAgentState>;
@@ -140,6 +144,7 @@ class DefaultStoreAgent implements StoreAgent {
     validateOptions(options);
     this.storeId = options.storeId;
     this.#options = options;
+    this.#now = options.now ?? Date.now;
     this.#logger = (options.logger ?? silentLogger).child({ storeId: options.storeId });
     this.#state = new BehaviorSubject<StoreAgentState>({
       status: 'created',
@@ -175,13 +180,14 @@ class DefaultStoreAgent implements StoreAgent {
   async #start(): Promise<void> {
     const { storeId, serviceBus, relay } = this.#options;
     this.#setState({ status: 'starting' });
-    this.#ledger = await openLedger({ directory: path.join(this.#options.dataDir, 'ledger'), logger: this.#logger });
+    this.#ledger = await openLedger({ directory: path.join(this.#options.dataDir, 'ledger'), now: this.#now, logger: this.#logger });
     this.#outbox = await openOutbox({ directory: path.join(this.#options.dataDir, 'outbox'), logger: this.#logger });
     const outbox = this.#outbox;
     this.#executor = new Executor({
       storeId,
       handlers: this.#options.handlers,
       ledger: this.#ledger,
+      now: this.#now,
       outbox: {
         append: async (event) => {
           await outbox.append(event);
@@ -259,7 +265,7 @@ class DefaultStoreAgent implements StoreAgent {
   async #append(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): Promise<void> {
     const outbox = this.#outbox;
     if (outbox === undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the store agent is not started');
-    await outbox.append({ id: randomUUID(), storeId: this.storeId, createdAt: new Date().toISOString(), ...event });
+    await outbox.append({ id: randomUUID(), storeId: this.storeId, createdAt: new Date(this.#now()).toISOString(), ...event });
     this.#outboxChanged();
   }
 

@@ -225,6 +225,43 @@ describe('store agent: one executor for both channels', () => {
   });
 });
 
+describe('store agent: one injected clock', () => {
+  it('judges expiry, dates its ledger entries and dates its events by the clock it is given, not the machine’s', async () => {
+    const azure = await emulators();
+    const dataDir = await tempDir();
+    const inventory = await openInventory(path.join(dataDir, 'inventory'));
+    // Two hours ahead of the machine: an operation valid for one more minute by the machine's clock has expired here.
+    const storeNow = Date.now() + 2 * 3_600_000;
+    const agent = createStoreAgent({
+      storeId: STORE,
+      handlers: createClickAndCollectHandlers(inventory),
+      serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
+      dataDir,
+      now: () => storeNow,
+    });
+    closeables.push(() => agent.close());
+    await agent.start();
+    const client = cloudClient(azure.serviceBusConnectionString());
+    const expiredHere = order({ latency: 'async' });
+    const validHere = createOperation(
+      { storeId: STORE, type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'async', timeToLiveInMs: 60_000, replyTo: 'cloud-inbox' },
+      { nowInMs: storeNow },
+    );
+    const deadLettered = firstValueFrom(agent.events$.pipe(filter((event) => event.type === 'dead-lettered')));
+    const executed = executions(agent, 1);
+    await client.createSender(QUEUE).sendMessages([expiredHere, validHere].map((body) => ({ body, messageId: body.id })));
+    expect(await deadLettered).toMatchObject({ operationId: expiredHere.id, reason: 'OPERATION_EXPIRED' });
+    expect(await executed).toMatchObject([{ operationId: validHere.id, outcome: 'done' }]);
+
+    await agent.emit({ type: 'sale.recorded', body: { ticket: 'T-2' } });
+    // The async-only store's relay announcement, the stock reply and the event: all dated by the store's clock.
+    const inbox = await receive(client, 'cloud-inbox', 3);
+    expect(inbox.map((message) => message.subject)).toEqual(['announcement', 'reply', 'event']);
+    const createdAt = inbox.map((message) => (message.body as { createdAt: string }).createdAt);
+    expect(createdAt).toEqual(Array.from({ length: 3 }, () => new Date(storeNow).toISOString()));
+  });
+});
+
 describe('store agent: the outbox while Service Bus is down', () => {
   it('accumulates events, then flushes them in order once Service Bus is back: none lost, none duplicated', async () => {
     const dataDir = await tempDir();

@@ -20,6 +20,8 @@ export interface RelaySenderOptions {
   fetch?: FetchFunction;
   /** Lifetime of the SAS tokens the sender mints; default one hour. A token is reused until 5 minutes before expiry. */
   tokenTimeToLiveInMs?: number;
+  /** The clock SAS tokens are dated by, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface RelayCallOptions {
@@ -83,6 +85,7 @@ class HttpRelaySender implements RelaySender {
   readonly #audience: string;
   readonly #fetch: FetchFunction;
   readonly #tokenTimeToLiveInMs: number;
+  readonly #now: () => number;
   #token: { value: string; renewAtInMs: number } | undefined;
 
   constructor(options: RelaySenderOptions) {
@@ -92,13 +95,17 @@ class HttpRelaySender implements RelaySender {
     this.#audience = relayTokenAudience(this.#connection, options.hybridConnection);
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#tokenTimeToLiveInMs = options.tokenTimeToLiveInMs ?? 60 * 60_000;
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new TypeError('createRelaySender: now must be a function returning ms since the epoch');
+    }
+    this.#now = options.now ?? Date.now;
     if (this.#tokenTimeToLiveInMs <= TOKEN_RENEWAL_MARGIN_IN_MS) {
       throw new RangeError(`createRelaySender: tokenTimeToLiveInMs must exceed ${TOKEN_RENEWAL_MARGIN_IN_MS} ms`);
     }
   }
 
   #currentToken(): string {
-    const now = Date.now();
+    const now = this.#now();
     if (this.#token === undefined || now >= this.#token.renewAtInMs) {
       const value = createSasToken({
         resource: this.#audience,

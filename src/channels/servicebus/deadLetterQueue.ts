@@ -19,6 +19,8 @@ export interface DeadLetterQueueOptions {
   scanLimit?: number;
   /** The queue's duplicate detection window, used to warn about resubmits Service Bus may drop; default 10 minutes. */
   duplicateDetectionWindowInMs?: number;
+  /** The clock resubmits are judged by against that window, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
 }
 
 /** What the body says, when it parses as an operation envelope. */
@@ -169,6 +171,7 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
   readonly #client: ServiceBusClient;
   readonly #scanLimit: number;
   readonly #duplicateWindowInMs: number;
+  readonly #now: () => number;
   /**
    * The SDK takes peek start points as `Long`, and without one continues from a position it keeps per entity and
    * client, shared by every receiver and every concurrent call: a second `list()` would carry on where the first
@@ -188,6 +191,10 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
     this.queue = options.queue;
     this.#scanLimit = positiveInteger('scanLimit', options.scanLimit ?? 10_000);
     this.#duplicateWindowInMs = options.duplicateDetectionWindowInMs ?? 10 * 60_000;
+    if (options.now !== undefined && typeof options.now !== 'function') {
+      throw new TypeError('createDeadLetterQueue: now must be a function returning ms since the epoch');
+    }
+    this.#now = options.now ?? Date.now;
     const retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#client = new ServiceBusClient(options.connectionString, { retryOptions: { ...retry, mode: RetryMode.Exponential } });
   }
@@ -338,7 +345,7 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
           const enqueuedAt = target.enqueuedAt?.getTime();
           result.resubmitted.push({
             message: target,
-            mayBeDroppedAsDuplicate: enqueuedAt === undefined || Date.now() - enqueuedAt < this.#duplicateWindowInMs,
+            mayBeDroppedAsDuplicate: enqueuedAt === undefined || this.#now() - enqueuedAt < this.#duplicateWindowInMs,
           });
         }
       }

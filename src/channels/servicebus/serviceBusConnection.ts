@@ -253,7 +253,7 @@ class SdkQueueConsumer implements QueueConsumer {
   #watchdog: NodeJS.Timeout | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #restartDelayInMs: number;
-  #lastActivityInMs = Date.now();
+  #lastActivityInMs = performance.now();
   #started = false;
   #closing: Promise<void> | undefined;
 
@@ -284,7 +284,7 @@ class SdkQueueConsumer implements QueueConsumer {
   #subscribe(): void {
     const receiver = this.#client.createReceiver(this.#options.queue, { receiveMode: 'peekLock' });
     this.#receiver = receiver;
-    this.#lastActivityInMs = Date.now();
+    this.#lastActivityInMs = performance.now();
     this.#subscription = receiver.subscribe(
       {
         processMessage: (message) => this.#process(receiver, message),
@@ -303,7 +303,7 @@ class SdkQueueConsumer implements QueueConsumer {
   }
 
   async #process(receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage): Promise<void> {
-    this.#lastActivityInMs = Date.now();
+    this.#lastActivityInMs = performance.now();
     this.#restartDelayInMs = this.#options.restartDelayInMs ?? 500;
     let settled = false;
     const settle = async (what: string, action: () => Promise<void>): Promise<void> => {
@@ -339,7 +339,7 @@ class SdkQueueConsumer implements QueueConsumer {
       await work;
     } finally {
       this.#inFlight.delete(work);
-      this.#lastActivityInMs = Date.now();
+      this.#lastActivityInMs = performance.now();
     }
   }
 
@@ -364,12 +364,15 @@ class SdkQueueConsumer implements QueueConsumer {
   async #checkForStall(stallTimeoutInMs: number): Promise<void> {
     const receiver = this.#receiver;
     if (receiver === undefined || this.#closing !== undefined || this.#inFlight.size > 0) return;
+    // Quiet time is measured on the monotonic clock, so a wall clock set forward does not fake a stall; the waiting
+    // message's instants come from the broker's wall clock, so they are compared with ours.
+    const elapsedNow = performance.now();
     const now = Date.now();
     if (receiver.isClosed) {
       this.#restart(receiver, 'the SDK closed the receiver');
       return;
     }
-    if (now - this.#lastActivityInMs < stallTimeoutInMs) return;
+    if (elapsedNow - this.#lastActivityInMs < stallTimeoutInMs) return;
     let waiting: ServiceBusReceivedMessage[];
     try {
       waiting = await receiver.peekMessages(1);
@@ -386,7 +389,7 @@ class SdkQueueConsumer implements QueueConsumer {
     if (stuck && this.#inFlight.size === 0 && this.#receiver === receiver) {
       this.#restart(receiver, `no delivery for ${stallTimeoutInMs} ms while message ${String(head.messageId)} waits`);
     } else {
-      this.#lastActivityInMs = now;
+      this.#lastActivityInMs = elapsedNow;
     }
   }
 

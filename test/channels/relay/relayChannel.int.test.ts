@@ -167,6 +167,18 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     expect(relayFailureReasonOf(error.code)).toBe('unauthorized');
   });
 
+  it('dates its SAS tokens by the clock it is given: a clock two hours behind mints tokens the relay finds expired', async () => {
+    const emulator = await startRelay();
+    const executed: Executed[] = [];
+    await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
+    const behind = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() - 2 * 3_600_000 });
+    const error = await failureOf(behind.send(order(), { timeoutInMs: 5_000 }));
+    expect(error.code).toBe('RELAY_UNAUTHORIZED');
+    expect(executed).toEqual([]);
+    const onTime = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() });
+    await expect(onTime.send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+  });
+
   it('reports no listener as a channel failure', async () => {
     const emulator = await startRelay();
     const error = await failureOf(sender(emulator).send(order(), { timeoutInMs: 5_000 }));
