@@ -26,6 +26,8 @@ export interface EmulatorsOptions {
   /** Where the Service Bus emulator keeps its messages; in memory without it. */
   dataDir?: string;
   abortSignal?: AbortSignal;
+  /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. Both emulators read this one. */
+  now?: () => number;
 }
 
 export interface Emulators extends AsyncDisposable {
@@ -48,6 +50,7 @@ export async function startEmulators(options: EmulatorsOptions = {}): Promise<Em
     ...(policies === undefined ? {} : { sharedAccessPolicies: policies }),
     ...(options.autoCreate === undefined ? {} : { autoCreate: options.autoCreate }),
     ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   let relay: RelayEmulator;
   try {
@@ -57,6 +60,7 @@ export async function startEmulators(options: EmulatorsOptions = {}): Promise<Em
       hybridConnections: options.hybridConnections ?? [],
       ...(policies === undefined ? {} : { sharedAccessPolicies: policies }),
       ...(options.autoCreate === undefined ? {} : { autoCreate: options.autoCreate }),
+      ...(options.now === undefined ? {} : { now: options.now }),
     });
   } catch (error) {
     await serviceBus.close();

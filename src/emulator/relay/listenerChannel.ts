@@ -37,7 +37,7 @@ export interface ListenerChannelInit {
 
 export class ListenerChannel {
   readonly id = randomUUID();
-  readonly connectedAtMs = Date.now();
+  readonly connectedAtMs: number;
   private tokenExpiresAtMs: number;
   private tokenRenewals = 0;
   private missedPongs = 0;
@@ -55,6 +55,7 @@ export class ListenerChannel {
     private readonly init: ListenerChannelInit,
     private readonly hooks: ListenerChannelHooks,
   ) {
+    this.connectedAtMs = context.options.now();
     this.tokenExpiresAtMs = init.tokenExpiresAtMs;
     this.reader = new ResponseReader(context, 'control');
   }
@@ -211,7 +212,7 @@ export class ListenerChannel {
   private scheduleExpiry(): void {
     this.expiryTimer?.cancel();
     const expiresAtMs = this.tokenExpiresAtMs;
-    this.expiryTimer = scheduleAt(expiresAtMs + this.context.options.tokenExpiryGraceInMs, () => {
+    this.expiryTimer = scheduleAt(expiresAtMs + this.context.options.tokenExpiryGraceInMs, this.context.options.now, () => {
       if (this.closed || this.tokenExpiresAtMs !== expiresAtMs) return;
       this.context.counters.expiredListeners += 1;
       this.log('warn', 'listener.tokenExpired', `token expired at ${isoTime(expiresAtMs)}; closing with 1008`);

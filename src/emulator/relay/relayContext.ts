@@ -73,11 +73,14 @@ export interface RelayContext {
 
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** A timer that may lie further ahead than `setTimeout` allows (token expiries can be years away). */
-export function scheduleAt(atMs: number, callback: () => void): { cancel(): void } {
+/**
+ * A timer for an instant of the emulator's clock `now`, which may lie further ahead than `setTimeout` allows (token
+ * expiries can be years away). The delay is measured in real time from what `now` says on each arming.
+ */
+export function scheduleAt(atMs: number, now: () => number, callback: () => void): { cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
   const arm = (): void => {
-    const delay = atMs - Date.now();
+    const delay = atMs - now();
     if (delay > MAX_TIMER_MS) {
       timer = setTimeout(arm, MAX_TIMER_MS);
     } else {

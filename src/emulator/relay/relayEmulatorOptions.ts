@@ -70,6 +70,8 @@ export interface RelayEmulatorOptions {
   /** Aborting before the server listens rejects the start; aborting later closes the emulator. */
   abortSignal?: AbortSignal;
   logger?: (entry: RelayLogEntry) => void;
+  /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
 }
 
 /** A development key, published on purpose: the emulator is never reachable from outside the machine by default. */
@@ -124,6 +126,7 @@ const optionsSchema = z
     lenientAudience: z.boolean().optional(),
     abortSignal: z.instanceof(AbortSignal).optional(),
     logger: z.custom<(entry: RelayLogEntry) => void>((value) => typeof value === 'function', 'must be a function').optional(),
+    now: z.custom<() => number>((value) => typeof value === 'function', 'must be a function returning ms since the epoch, like Date.now').optional(),
   })
   .strict();
 
@@ -157,6 +160,11 @@ export interface ResolvedRelayEmulatorOptions {
   lenientAudience: boolean;
   abortSignal: AbortSignal | undefined;
   logger: ((entry: RelayLogEntry) => void) | undefined;
+  /**
+   * Every reading of the time (token expiry, fault windows, log and error timestamps) goes through it, so a moved
+   * clock moves them all together; timers still measure real durations.
+   */
+  now: () => number;
 }
 
 function resolvePolicies(policies: readonly z.infer<typeof policySchema>[], where: string): Map<string, ResolvedPolicy> {
@@ -227,5 +235,6 @@ export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): Reso
     lenientAudience: value.lenientAudience ?? true,
     abortSignal: value.abortSignal,
     logger: value.logger,
+    now: value.now ?? Date.now,
   };
 }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isoTime } from './relayContext.js';
 
 export const RELAY_MESSAGES = {
   endpointNotFound: 'Endpoint does not exist.',
@@ -58,21 +59,22 @@ function escapeXml(text: string): string {
   }).join('');
 }
 
-export function errorDetail(description: string, tracker: string): string {
-  return `${description} TrackingId:${randomUUID()}, SystemTracker:${tracker}, Timestamp:${new Date().toISOString()}`;
+/** The detail Azure puts in its error bodies; `nowInMs` is the emulator's clock, so the timestamp agrees with its logs. */
+export function errorDetail(description: string, tracker: string, nowInMs: number): string {
+  return `${description} TrackingId:${randomUUID()}, SystemTracker:${tracker}, Timestamp:${isoTime(nowInMs)}`;
 }
 
-function errorBody(status: number, description: string, tracker: string): string {
-  return `<Error><Code>${status}</Code><Detail>${escapeXml(errorDetail(description, tracker))}</Detail></Error>`;
+function errorBody(status: number, description: string, tracker: string, nowInMs: number): string {
+  return `<Error><Code>${status}</Code><Detail>${escapeXml(errorDetail(description, tracker, nowInMs))}</Detail></Error>`;
 }
 
 /** Writes a relay error unless headers already went out, in which case the sender's connection is cut instead. */
-export function writeHttpError(res: ServerResponse, status: number, description: string, tracker: string, close = false): void {
+export function writeHttpError(res: ServerResponse, status: number, description: string, tracker: string, nowInMs: number, close = false): void {
   if (res.headersSent || res.writableEnded || res.destroyed) {
     if (!res.writableEnded) res.destroy();
     return;
   }
-  const body = errorBody(status, description, tracker);
+  const body = errorBody(status, description, tracker, nowInMs);
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/xml; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
@@ -83,12 +85,12 @@ export function writeHttpError(res: ServerResponse, status: number, description:
 }
 
 /** Answers a WebSocket upgrade with a plain HTTP error and closes the socket. */
-export function rejectUpgrade(socket: Duplex, status: number, description: string, tracker: string): void {
+export function rejectUpgrade(socket: Duplex, status: number, description: string, tracker: string, nowInMs: number): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
-  const body = errorBody(status, description, tracker);
+  const body = errorBody(status, description, tracker, nowInMs);
   const reason = reasonPhrase(status, description);
   socket.once('finish', () => socket.destroy());
   socket.end(

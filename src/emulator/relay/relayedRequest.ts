@@ -200,7 +200,7 @@ export class RelayedRequest {
     if (this.state === 'done') return;
     this.context.counters.relayErrors += 1;
     this.log(status === 504 ? 'warn' : 'info', 'request.failed', `${status}: ${why}`, status);
-    writeHttpError(this.res, status, description, `${this.hybridConnection.name}`);
+    writeHttpError(this.res, status, description, `${this.hybridConnection.name}`, this.context.options.now());
     this.finish();
   }
 

@@ -118,12 +118,12 @@ class RelayEmulatorServer implements RelayEmulator {
         this.onUpgrade(req, socket, head);
       } catch (error) {
         this.log('error', 'upgrade.internalError', `upgrade handling failed: ${(error as Error).message}`);
-        rejectUpgrade(socket, 500, 'Internal error.', 'relay');
+        this.refuseUpgrade(socket, 500, 'Internal error.', 'relay');
       }
     });
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       socket.on('error', () => undefined);
-      rejectUpgrade(socket, 405, RELAY_MESSAGES.methodNotAllowed, 'relay');
+      this.refuseUpgrade(socket, 405, RELAY_MESSAGES.methodNotAllowed, 'relay');
     });
     this.server.on('clientError', (error: Error, socket: Duplex) => {
       this.log('debug', 'http.clientError', `malformed HTTP from a client: ${error.message}`);
@@ -209,7 +209,7 @@ class RelayEmulatorServer implements RelayEmulator {
       throw new RangeError(`refuseListeners: durationInMs must be a non-negative number, got ${durationInMs}`);
     }
     const state = this.requireHybridConnection(hybridConnection, 'refuseListeners');
-    state.refusedUntilMs = durationInMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + durationInMs;
+    state.refusedUntilMs = durationInMs === undefined ? Number.POSITIVE_INFINITY : this.options.now() + durationInMs;
     this.log('info', 'fault.refuseListeners', `refusing listeners ${durationInMs === undefined ? 'until accepted' : `for ${durationInMs} ms`}`, {
       hybridConnection: state.name,
     });
@@ -294,7 +294,7 @@ class RelayEmulatorServer implements RelayEmulator {
       host: hostWithoutPort(hostHeader, this.options.host),
       lenientAudience: this.options.lenientAudience,
       clockSkewInMs: this.options.clockSkewInMs,
-      nowInMs: Date.now(),
+      nowInMs: this.options.now(),
     });
   }
 
@@ -396,32 +396,37 @@ class RelayEmulatorServer implements RelayEmulator {
   private senderError(req: IncomingMessage, res: ServerResponse, status: number, description: string, tracker: string): void {
     this.stats.relayErrors += 1;
     this.log(status >= 500 ? 'warn' : 'info', 'sender.error', `${status} ${description}`, { statusCode: status, hybridConnection: tracker });
-    writeHttpError(res, status, description, tracker);
+    writeHttpError(res, status, description, tracker, this.options.now());
     if (!req.complete) req.resume();
   }
 
   // ---------------------------------------------------------------- WebSocket upgrades
 
+  /** Answers an upgrade with a relay error stamped by the emulator's clock. */
+  private refuseUpgrade(socket: Duplex, status: number, description: string, tracker: string): void {
+    rejectUpgrade(socket, status, description, tracker, this.options.now());
+  }
+
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.closing !== undefined) return rejectUpgrade(socket, 503, RELAY_MESSAGES.shuttingDown, 'relay');
+    if (this.closing !== undefined) return this.refuseUpgrade(socket, 503, RELAY_MESSAGES.shuttingDown, 'relay');
     const target = splitRequestTarget(req.url ?? '');
     if (target === undefined || !/^\/\$hc\//i.test(target.path)) {
       this.log('info', 'upgrade.rejected', `upgrade on a non-$hc path ${req.url ?? ''}`);
-      return rejectUpgrade(socket, 400, RELAY_MESSAGES.upgradeNotRelayed, 'relay');
+      return this.refuseUpgrade(socket, 400, RELAY_MESSAGES.upgradeNotRelayed, 'relay');
     }
     const action = queryValue(target.query, 'sb-hc-action')?.toLowerCase();
     const decoded = decodePath(target.path.slice('/$hc/'.length));
     if (action === 'request') return this.onRendezvousUpgrade(req, socket, head, decoded, queryValue(target.query, 'sb-hc-id'));
-    if (decoded === undefined) return rejectUpgrade(socket, 400, RELAY_MESSAGES.badRequest, 'relay');
+    if (decoded === undefined) return this.refuseUpgrade(socket, 400, RELAY_MESSAGES.badRequest, 'relay');
     switch (action) {
       case 'listen':
         return this.onListenUpgrade(req, socket, head, decoded, target.query);
       case 'connect':
         return this.onWebSocketSender(req, socket, decoded, target.query);
       case 'accept':
-        return rejectUpgrade(socket, 410, 'The accept address is unknown or expired.', 'relay');
+        return this.refuseUpgrade(socket, 410, 'The accept address is unknown or expired.', 'relay');
       default:
-        return rejectUpgrade(socket, 400, RELAY_MESSAGES.badAction, 'relay');
+        return this.refuseUpgrade(socket, 400, RELAY_MESSAGES.badAction, 'relay');
     }
   }
 
@@ -429,7 +434,7 @@ class RelayEmulatorServer implements RelayEmulator {
     const resolved = this.resolve(path.replace(/\/+$/, ''), true);
     if (resolved === undefined) return this.rejectListener(socket, undefined, 404, RELAY_MESSAGES.endpointNotFound);
     const { state } = resolved;
-    if (state.isRefusingListeners(Date.now())) return this.rejectListener(socket, state, 503, RELAY_MESSAGES.listenersRefused);
+    if (state.isRefusingListeners(this.options.now())) return this.rejectListener(socket, state, 503, RELAY_MESSAGES.listenersRefused);
     const token = headerValue(req.headers.servicebusauthorization) ?? queryValue(query, 'sb-hc-token');
     const auth = this.authorizeFor(state, token, 'Listen', req.headers.host);
     if (!auth.ok) return this.rejectListener(socket, state, auth.status, auth.description);
@@ -473,7 +478,7 @@ class RelayEmulatorServer implements RelayEmulator {
       statusCode: status,
       ...(state === undefined ? {} : { hybridConnection: state.name }),
     });
-    rejectUpgrade(socket, status, description, state?.name ?? 'relay');
+    this.refuseUpgrade(socket, status, description, state?.name ?? 'relay');
   }
 
   private onListenerClosed(state: HybridConnectionState, channel: ListenerChannel, code: number): void {
@@ -520,15 +525,15 @@ class RelayEmulatorServer implements RelayEmulator {
   /** WebSocket senders would be routed to hyco-https listeners, which crash on `accept` (spec §7, §11 P16). */
   private onWebSocketSender(req: IncomingMessage, socket: Duplex, path: string, query: string | undefined): void {
     const resolved = this.resolve(path.replace(/\/+$/, ''), false);
-    if (resolved === undefined) return rejectUpgrade(socket, 404, RELAY_MESSAGES.endpointNotFound, 'relay');
+    if (resolved === undefined) return this.refuseUpgrade(socket, 404, RELAY_MESSAGES.endpointNotFound, 'relay');
     const { state } = resolved;
     if (state.definition.requiresClientAuthorization) {
       const token = headerValue(req.headers.servicebusauthorization) ?? queryValue(query, 'sb-hc-token');
       const auth = this.authorizeFor(state, token, 'Send', req.headers.host);
-      if (!auth.ok) return rejectUpgrade(socket, auth.status, auth.description, state.name);
+      if (!auth.ok) return this.refuseUpgrade(socket, auth.status, auth.description, state.name);
     }
-    if (!state.hasListener()) return rejectUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
-    return rejectUpgrade(socket, 501, RELAY_MESSAGES.webSocketSendersUnsupported, state.name);
+    if (!state.hasListener()) return this.refuseUpgrade(socket, this.options.noListenerStatus, RELAY_MESSAGES.noListener, state.name);
+    return this.refuseUpgrade(socket, 501, RELAY_MESSAGES.webSocketSendersUnsupported, state.name);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -560,7 +565,7 @@ class RelayEmulatorServer implements RelayEmulator {
   private safely(what: string, action: () => Promise<void>, res: ServerResponse): void {
     action().catch((error: unknown) => {
       this.log('error', `${what}.internalError`, `internal error: ${error instanceof Error ? error.message : String(error)}`);
-      writeHttpError(res, 500, 'Internal error.', 'relay');
+      writeHttpError(res, 500, 'Internal error.', 'relay', this.options.now());
     });
   }
 
@@ -568,7 +573,7 @@ class RelayEmulatorServer implements RelayEmulator {
     const logger = this.options.logger;
     if (logger === undefined) return;
     try {
-      logger({ level, event, message, timeInMs: Date.now(), ...fields });
+      logger({ level, event, message, timeInMs: this.options.now(), ...fields });
     } catch {
       // A throwing logger must not take the relay down.
     }

@@ -53,6 +53,8 @@ export interface AmqpServerOptions {
   host: string;
   port: number;
   policies: readonly SharedAccessPolicy[];
+  /** The broker's own clock (`Broker.now`), never a second one. */
+  now: () => number;
 }
 
 function entityPath(address: unknown): string {
@@ -240,7 +242,7 @@ export class AmqpServer {
 
   private authorized(connection: Connection, path: string, right: AccessRight): boolean {
     const state = this.state(connection);
-    const now = Date.now();
+    const now = this.options.now();
     const target = `sb://emulator/${path}`;
     return state.grants.some(
       (grant) =>
@@ -409,6 +411,7 @@ export class AmqpServer {
           const policy = this.options.policies.find((p) => p.keyName === keyName);
           return policy === undefined ? undefined : [policy.primaryKey, ...(policy.secondaryKey === undefined ? [] : [policy.secondaryKey])];
         },
+        nowInMs: this.options.now(),
       });
       if (!audienceCovers(parsed.resource, audience, { compareHost: false })) {
         respond(401, `InvalidAudience: the token for '${parsed.resource}' does not grant access to '${audience}'.`);

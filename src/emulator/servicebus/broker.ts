@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { ruleMatches, sqlRule, type Rule } from './filters.js';
 import { withApplicationProperties, type IncomingMessage, type MessageBody, type MessageFacts, type StoredMessage } from './message.js';
-import { resolveProperties, type EntityProperties, type ResolvedEntityProperties, type RuleOptions, type ServiceBusEmulatorOptions } from './options.js';
+import { resolveClock, resolveProperties, type EntityProperties, type ResolvedEntityProperties, type RuleOptions, type ServiceBusEmulatorOptions } from './options.js';
 
 /** Receives messages from a store: a receiver link, with its credit. */
 export interface Consumer {
@@ -199,26 +199,28 @@ export class MessageStore {
   private activate(message: StoredMessage): void {
     message.timer = undefined;
     if (this.messages.get(message.seq) !== message || message.state !== 'scheduled') return;
-    // Timers top out at ~24.8 days: re-arm when woken early.
-    if (message.scheduledAt! > Date.now()) {
-      this.setTimer(message, message.scheduledAt! - Date.now(), () => this.activate(message));
+    // Timers top out at ~24.8 days, and the broker's clock need not keep pace with them: re-arm when woken early.
+    const now = this.broker.now();
+    if (message.scheduledAt! > now) {
+      this.setTimer(message, message.scheduledAt! - now, () => this.activate(message));
       return;
     }
     message.state = 'active';
     message.scheduledAt = undefined;
     this.broker.journal?.updateMessage(this.path, message);
-    this.arm(message, Date.now());
+    this.arm(message, now);
     this.pump();
   }
 
   private expireIfIdle(message: StoredMessage): void {
     message.timer = undefined;
     if (this.messages.get(message.seq) !== message || message.lockToken !== undefined) return;
-    if (message.expiresAt! > Date.now()) {
-      this.setTimer(message, message.expiresAt! - Date.now(), () => this.expireIfIdle(message));
+    const now = this.broker.now();
+    if (message.expiresAt! > now) {
+      this.setTimer(message, message.expiresAt! - now, () => this.expireIfIdle(message));
       return;
     }
-    this.expire(message, Date.now());
+    this.expire(message, now);
   }
 
   private expire(message: StoredMessage, now: number): void {
@@ -300,7 +302,7 @@ export class MessageStore {
         this.pumpAgain = false;
         const count = this.consumers.length;
         if (count === 0) break;
-        const now = Date.now();
+        const now = this.broker.now();
         this.rotate = (this.rotate + 1) % count;
         for (let i = 0; i < count; i++) {
           const consumer = this.consumers[(this.rotate + i) % count];
@@ -342,7 +344,7 @@ export class MessageStore {
 
   private armLockTimer(message: StoredMessage, token: string): void {
     if (message.lockTimer !== undefined) clearTimeout(message.lockTimer);
-    message.lockTimer = setTimeout(() => this.lockExpired(message, token), Math.max(0, message.lockedUntil - Date.now()));
+    message.lockTimer = setTimeout(() => this.lockExpired(message, token), Math.max(0, message.lockedUntil - this.broker.now()));
     message.lockTimer.unref();
   }
 
@@ -359,7 +361,7 @@ export class MessageStore {
    */
   private lockExpired(message: StoredMessage, token: string): void {
     if (message.lockToken !== token) return;
-    const now = Date.now();
+    const now = this.broker.now();
     const due = [...this.locks.values()].filter((locked) => locked.lockedUntil <= now).sort((a, b) => a.seq - b.seq);
     if (!due.includes(message)) due.push(message);
     for (const lapsed of due) {
@@ -428,7 +430,7 @@ export class MessageStore {
   }
 
   /** Settles a locked message by lock token. */
-  settle(token: string, outcome: SettleOutcome, now = Date.now()): SettleResult {
+  settle(token: string, outcome: SettleOutcome, now = this.broker.now()): SettleResult {
     const message = this.locks.get(token);
     if (message === undefined || message.lockedUntil < now) return 'lockLost';
     this.unlock(message);
@@ -452,7 +454,7 @@ export class MessageStore {
     return 'ok';
   }
 
-  renewLock(token: string, now = Date.now()): number | undefined {
+  renewLock(token: string, now = this.broker.now()): number | undefined {
     const message = this.locks.get(token);
     if (message === undefined || message.lockedUntil < now) return undefined;
     message.lockedUntil = now + this.props.lockDurationInMs;
@@ -473,7 +475,7 @@ export class MessageStore {
   }
 
   /** Deferred messages by sequence number; throws `message-not-found` when one is missing or not deferred. */
-  receiveDeferred(seqs: readonly number[], receiveAndDelete: boolean, sessionId: string | undefined, now = Date.now()): StoredMessage[] {
+  receiveDeferred(seqs: readonly number[], receiveAndDelete: boolean, sessionId: string | undefined, now = this.broker.now()): StoredMessage[] {
     const found: StoredMessage[] = [];
     for (const seq of seqs) {
       const message = this.messages.get(seq);
@@ -502,7 +504,7 @@ export class MessageStore {
   // ---- sessions ----
 
   /** Locks a named session for a consumer; false when another consumer holds it. */
-  lockSession(sessionId: string, owner: Consumer, now = Date.now()): number | undefined {
+  lockSession(sessionId: string, owner: Consumer, now = this.broker.now()): number | undefined {
     const held = this.sessionLocks.get(sessionId);
     if (held !== undefined && held.owner !== owner && held.lockedUntil >= now) return undefined;
     if (held !== undefined) clearTimeout(held.timer);
@@ -522,7 +524,7 @@ export class MessageStore {
     return undefined;
   }
 
-  renewSession(sessionId: string, owner: Consumer | undefined, now = Date.now()): number | undefined {
+  renewSession(sessionId: string, owner: Consumer | undefined, now = this.broker.now()): number | undefined {
     const held = this.sessionLocks.get(sessionId);
     if (held === undefined || (owner !== undefined && held.owner !== owner)) return undefined;
     clearTimeout(held.timer);
@@ -636,11 +638,15 @@ export class Broker {
   readonly stores = new Map<string, MessageStore>();
   journal: Journal | undefined;
 
-  constructor(private readonly autoCreate: EntityProperties | undefined) {}
+  constructor(
+    private readonly autoCreate: EntityProperties | undefined,
+    /** Shared with the AMQP edge, so that a token, a lock and an enqueue time are never judged by different clocks. */
+    readonly now: () => number,
+  ) {}
 
   static fromOptions(options: ServiceBusEmulatorOptions): Broker {
     const autoCreate = options.autoCreate === true ? {} : options.autoCreate === false ? undefined : options.autoCreate;
-    const broker = new Broker(autoCreate);
+    const broker = new Broker(autoCreate, resolveClock(options.now));
     for (const [n, namespace] of (options.namespaces ?? []).entries()) {
       for (const [q, queue] of (namespace.queues ?? []).entries()) {
         broker.addQueue(queue.name, queue, `namespaces[${n}].queues[${q}]`);
@@ -765,7 +771,7 @@ export class Broker {
    * Accepts messages sent to a queue or topic, all or nothing: validates every message first, then enqueues (with
    * duplicate detection, forwarding and fan-out).
    */
-  send(entity: SendEntity, messages: readonly IncomingMessage[], now = Date.now()): void {
+  send(entity: SendEntity, messages: readonly IncomingMessage[], now = this.now()): void {
     if (entity.kind === 'queue' && entity.props.requiresSession) {
       for (const message of messages) {
         if (message.facts.sessionId === undefined) {
@@ -862,7 +868,7 @@ export class Broker {
   }
 
   /** Schedules messages through `$management`; returns their sequence numbers in order. */
-  schedule(entity: SendEntity, messages: readonly IncomingMessage[], now = Date.now()): number[] {
+  schedule(entity: SendEntity, messages: readonly IncomingMessage[], now = this.now()): number[] {
     const seqs: number[] = [];
     for (const message of messages) {
       const facts = { ...message.facts, scheduledEnqueueTime: message.facts.scheduledEnqueueTime ?? now };

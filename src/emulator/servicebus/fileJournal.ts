@@ -423,7 +423,7 @@ export async function openFileJournal(dir: string, broker: Broker, options: File
   }
   await journal.start();
   broker.journal = journal;
-  const now = Date.now();
+  const now = broker.now();
   for (const store of broker.stores.values()) store.armAll(now);
   return journal;
 }

@@ -84,6 +84,8 @@ export interface ServiceBusEmulatorOptions {
   compactJournalAfterBytes?: number;
   /** Closes the emulator when aborted. */
   abortSignal?: AbortSignal;
+  /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. */
+  now?: () => number;
 }
 
 export const DEFAULT_KEY_NAME = 'RootManageSharedAccessKey';
@@ -101,6 +103,18 @@ export interface ResolvedEntityProperties {
   forwardTo: string | undefined;
   forwardDeadLetteredMessagesTo: string | undefined;
   maxMessageSizeInBytes: number;
+}
+
+/**
+ * The emulator's one clock. Enqueue times, lock and session expiries, TTL, scheduling, duplicate detection and SAS
+ * expiry all read it, so a test that moves it sees a broker that agrees with itself; timers still run in real time.
+ */
+export function resolveClock(now: unknown): () => number {
+  if (now === undefined) return Date.now;
+  if (typeof now !== 'function') {
+    throw new TypeError(`now must be a function returning ms since the epoch (like Date.now), got ${now === null ? 'null' : typeof now}`);
+  }
+  return now as () => number;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {

@@ -53,7 +53,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
       ...(compactAfterBytes === undefined ? {} : { compactAfterBytes }),
     });
   }
-  const server = new AmqpServer(broker, { host, port: requestedPort, policies });
+  const server = new AmqpServer(broker, { host, port: requestedPort, policies, now: broker.now });
   let port: number;
   try {
     port = await server.listen();

@@ -13,6 +13,7 @@ describe('resolveRelayEmulatorOptions', () => {
       maxListenersPerConnection: 25,
       tokenExpiryGraceInMs: 300_000,
       lenientAudience: true,
+      now: Date.now,
     });
     expect(resolved.policies.get('RootManageSharedAccessKey')).toEqual({
       keyName: 'RootManageSharedAccessKey',
@@ -33,6 +34,7 @@ describe('resolveRelayEmulatorOptions', () => {
     [{ sharedAccessPolicies: [{ keyName: 'k', primaryKey: 'v', rights: [] }] }, RangeError, 'rights'],
     [{ sharedAccessPolicies: [{ keyName: 'k', primaryKey: 'v', rights: ['Admin'] }] }, TypeError, 'rights'],
     [{ logger: 'console' }, TypeError, 'logger'],
+    [{ now: 1_800_000_000_000 }, TypeError, 'option now: must be a function'],
     [{ unknownOption: true }, TypeError, 'unknownOption'],
   ])('refuses %j', (options, ErrorType, text) => {
     expect(() => resolveRelayEmulatorOptions(options as unknown as RelayEmulatorOptions)).toThrow(ErrorType);

@@ -97,11 +97,14 @@ export function httpUrl(emulator: RelayEmulator, pathAndQuery: string): string {
   return `http://127.0.0.1:${emulator.port}/${pathAndQuery.replace(/^\//, '')}`;
 }
 
-/** A token for `http://127.0.0.1:<port>/<hc>` made with the project's own SAS code (not hyco-https'). */
+/**
+ * A token for `http://127.0.0.1:<port>/<hc>` made with the project's own SAS code (not hyco-https'). Its lifetime
+ * counts from `nowInMs`, the machine clock unless given: pass the emulator's clock when it has been moved.
+ */
 export function sasToken(
   emulator: RelayEmulator,
   hybridConnection: string,
-  options: { keyName?: string; key?: string; timeToLiveInMs?: number; expiresOnInSeconds?: number; resource?: string } = {},
+  options: { keyName?: string; key?: string; timeToLiveInMs?: number; expiresOnInSeconds?: number; resource?: string; nowInMs?: number } = {},
 ): string {
   return createSasToken({
     resource: options.resource ?? `http://127.0.0.1:${emulator.port}/${hybridConnection}`,
@@ -109,6 +112,7 @@ export function sasToken(
     key: options.key ?? DEVELOPMENT_KEY,
     ...(options.timeToLiveInMs === undefined ? {} : { timeToLiveInMs: options.timeToLiveInMs }),
     ...(options.expiresOnInSeconds === undefined ? {} : { expiresOnInSeconds: options.expiresOnInSeconds }),
+    ...(options.nowInMs === undefined ? {} : { nowInMs: options.nowInMs }),
   });
 }
 

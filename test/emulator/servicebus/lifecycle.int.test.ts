@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import rhea, { type Connection } from 'rhea';
 import { describe, expect, it } from 'vitest';
-import { startServiceBusEmulator } from '../../../src/emulator/servicebus/index.js';
+import { startServiceBusEmulator, type ServiceBusEmulatorOptions } from '../../../src/emulator/servicebus/index.js';
 import { client, emulator, onCleanup, queues, tempDir } from './harness.js';
 
 describe('service bus emulator: lifecycle and connection handling', () => {
@@ -120,6 +120,8 @@ describe('service bus emulator: lifecycle and connection handling', () => {
     [{ namespaces: [{ queues: [{ name: 'a', lockDurationInMs: -1 }] }] }, RangeError, /lockDurationInMs/],
     [{ sharedAccessPolicies: [] }, TypeError, /at least one policy/],
     [{ namespaces: [{ topics: [{ name: 't', subscriptions: [{ name: 's', rules: [{ name: 'r', sqlFilter: 'a = ' }] }] }] }] }, TypeError, /rules\[0\]/],
+    [{ now: 1_800_000_000_000 } as unknown as ServiceBusEmulatorOptions, TypeError, /now must be a function/],
+    [{ now: null } as unknown as ServiceBusEmulatorOptions, TypeError, /now must be a function .*got null/],
   ])('rejects bad options with a message that says what to change (%#)', async (options, type, message) => {
     const failure = startServiceBusEmulator(options);
     await expect(failure).rejects.toThrow(type);
