@@ -50,6 +50,9 @@ export const maintenanceWindowMachine = setup({
   initial: 'starting',
   on: {
     'store.announced': { guard: { type: 'announced', params: 'disabled' }, target: '.disabled' },
+    // This chart keeps no deadlines of its own: its windows come from the wall clock, so a link brought back to life
+    // decides afresh from the time of day (a relay that was unavailable gets its chance again at once).
+    'link.resumed': '.starting',
   },
   states: {
     starting: {

@@ -16,7 +16,9 @@ const dispatcher = createDispatcher({
   stores: [{ storeId: 'paris-1', bidirectional: true }],
 });
 await dispatcher.start();
-dispatcher.links$.subscribe((change) => console.log(`  link ${change.storeId}: ${change.previousState ?? '-'} -> ${change.state}`));
+dispatcher.links$.subscribe((change) =>
+  console.log(`  link ${change.storeId}: ${JSON.stringify(change.previousState ?? '-')} -> ${JSON.stringify(change.state)}`),
+);
 try {
   for (let round = 0; round < 30; round += 1) {
     const delivery = await dispatcher.publish({ storeId: 'paris-1', type: 'stock.query', payload: { skus: ['SKU-KETTLE', 'SKU-MUG-BLUE'] } });

@@ -7,7 +7,7 @@
  */
 import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
 import { findNonJson } from '../core/json.js';
-import { LINK_EVENT_TYPES, LINK_TAGS, SAMPLE_LINK_EVENTS, type LinkInput } from '../core/linkContract.js';
+import { LINK_TAGS, REQUIRED_LINK_EVENT_TYPES, SAMPLE_LINK_EVENTS, type LinkInput } from '../core/linkContract.js';
 import type { LinkPolicy } from '../core/policy.js';
 import { allChartStates, chartModelOf, declaredEvents } from './chartModel.js';
 
@@ -60,20 +60,21 @@ export function checkChart(machine: AnyStateMachine, options: CheckChartOptions)
     }
   }
   const handled = new Set(declaredEvents(machine));
-  for (const eventType of LINK_EVENT_TYPES) {
+  for (const eventType of REQUIRED_LINK_EVENT_TYPES) {
     if (!handled.has(eventType) && !handled.has('*')) {
       report({ rule: 'accepts-events', message: `no state reacts to "${eventType}"` });
     }
   }
 
   const timerEvents = [...handled].filter((event) => event.startsWith('xstate.after.')).map((type) => ({ type }));
+
   const events = [...SAMPLE_LINK_EVENTS, ...timerEvents];
   const maxSnapshots = options.maxSnapshots ?? 500;
   const reached = new Set<string>();
   let explored = 0;
 
   for (const bidirectional of [true, false]) {
-    const input: LinkInput = { policy: options.linkPolicy, bidirectional };
+    const input: LinkInput = { storeId: 'chart-check', policy: options.linkPolicy, bidirectional, at: 0 };
     let first: AnyMachineSnapshot;
     try {
       [first] = initialTransition(machine, input);

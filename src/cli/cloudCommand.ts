@@ -2,14 +2,15 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
+import { checkChart } from '../charts/checkChart.js';
 import { loadChart } from '../charts/loadChart.js';
 import { createCloudHttpApi, MIN_TOKEN_LENGTH } from '../cloud/httpApi.js';
 import { createDispatcher } from '../cloud/dispatcher.js';
 import { StorelinkError } from '../core/errors.js';
 import { entityNameSchema, storeIdSchema } from '../core/names.js';
-import { parsePolicy, type Policy } from '../core/policy.js';
+import { defaultPolicy, parsePolicy, type Policy } from '../core/policy.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
-import type { CliIo } from './program.js';
+import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { untilStopped } from './untilStopped.js';
 import { readJsonConfig, resolveSecret } from './configFile.js';
@@ -105,6 +106,15 @@ export function addCloudCommand(program: Command, io: CliIo): void {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
       const logger = createCliLogger(options.logLevel, 'storelink-cloud');
       const chart = config.chart === undefined ? undefined : await loadChart(config.chart, config.chartBaseDir);
+      if (chart !== undefined) {
+        // The same check as `storelink policy check`: a chart that breaks the routing contract never routes a store.
+        const result = checkChart(chart.machine, { linkPolicy: (config.policy ?? defaultPolicy()).link });
+        if (result.problems.length > 0) {
+          io.stderr(`storelink: chart ${chart.name} breaks the routing contract:\n`);
+          for (const problem of result.problems) io.stderr(`  [${problem.rule}] ${problem.message}\n`);
+          throw new CliExit(EXIT_FAILED);
+        }
+      }
       const dispatcher = createDispatcher({
         serviceBus: config.serviceBus,
         ...(config.relay === undefined ? {} : { relay: config.relay }),

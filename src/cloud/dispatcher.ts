@@ -5,7 +5,7 @@
  * fails as a channel. Replies, store events and relay announcements come back through the cloud inbox.
  */
 import { Subject, type Observable, type Subscription } from 'rxjs';
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import { createRelaySender, type FetchFunction, type RelaySender } from '../channels/relay/relaySender.js';
 import {
@@ -17,7 +17,7 @@ import {
 } from '../channels/servicebus/serviceBusConnection.js';
 import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
-import { RELAY_ANNOUNCEMENTS, relayFailureReasonOf, type RelayAnnouncement } from '../core/linkContract.js';
+import { RELAY_ANNOUNCEMENTS, relayFailureReasonOf, type ProbeResult, type RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { defaultStoreEntityName, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency, type Operation } from '../core/operation.js';
@@ -113,7 +113,8 @@ export interface LinkCounters {
 export interface LinkView {
   storeId: string;
   bidirectional: boolean;
-  state: string;
+  /** The chart's state value: a state name, or an object for a compound state (`{ "tripped": "waiting" }`). */
+  state: StateValue;
   tags: string[];
   counters: LinkCounters;
 }
@@ -126,8 +127,11 @@ export interface Dispatcher extends AsyncDisposable {
   readonly deliveries$: Observable<Delivery>;
   /** Store events (`emit` on the store side). */
   readonly events$: Observable<StoreEventMessage>;
+  /** Reads a store's link from its live, persisted or initial snapshot: reading never starts a link actor. */
   link(storeId: string): LinkView;
   stores(): KnownStore[];
+  /** Link actors running now (bi-directional stores, and links used recently). */
+  readonly liveLinkCount: number;
   close(): Promise<void>;
 }
 
@@ -174,7 +178,6 @@ class DefaultDispatcher implements Dispatcher {
   readonly #relaySenders = new Map<string, RelaySender>();
   readonly #queueSenders = new Map<string, QueueSender>();
   readonly #counters = new Map<string, LinkCounters>();
-  readonly #probeTimers = new Map<string, NodeJS.Timeout>();
   readonly #subscriptions: Subscription[] = [];
   #links: StoreLinks | undefined;
   #connection: ServiceBusConnection | undefined;
@@ -217,6 +220,10 @@ class DefaultDispatcher implements Dispatcher {
     return [...this.#stores.values()];
   }
 
+  get liveLinkCount(): number {
+    return this.#links?.liveStoreIds().length ?? 0;
+  }
+
   start(options: { abortSignal?: AbortSignal } = {}): Promise<void> {
     if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the dispatcher is closed'));
     this.#starting ??= this.#start();
@@ -232,6 +239,7 @@ class DefaultDispatcher implements Dispatcher {
       store: linkStore,
       isBidirectional: (storeId) => this.#stores.get(storeId)?.bidirectional ?? false,
       onChange: (change) => this.#linkChanged(change),
+      probe: (storeId) => this.#probe(storeId),
       now: this.#now,
       logger: this.#logger,
     });
@@ -246,14 +254,16 @@ class DefaultDispatcher implements Dispatcher {
       handler: (delivery) => this.#fromInbox(delivery),
     });
     inbox.start();
-    // Restore the links an earlier run persisted, so their breakers resume timers and probes now; the others start
-    // fresh on first use, which keeps start-up proportional to the stores that had a state, not to all stores.
-    for (const storeId of this.#stores.keys()) {
-      if (this.#links.hasPersisted(storeId)) this.#ensureProbing(storeId, this.#links.snapshot(storeId).hasTag('relay'));
+    // Bring the links of bi-directional stores to life, so their charts' health probes and cool-downs run without
+    // traffic, and restore every link an earlier run persisted. Async-only stores that never had a state start on
+    // first use, which keeps start-up proportional to the stores that need a chart running.
+    for (const [storeId, store] of this.#stores) {
+      if (store.bidirectional || this.#links.hasPersisted(storeId)) this.#links.resume(storeId);
     }
     const idle = this.#options.idleLinkTimeoutInMs ?? 10 * 60_000;
     this.#sweepTimer = setInterval(() => {
-      this.#links?.evictIdle(idle, (storeId, snapshot) => this.#stores.get(storeId)?.bidirectional === true && !snapshot.hasTag('relay'));
+      // A bi-directional store's chart probes its relay on its own timers, so only async-only links go idle.
+      this.#links?.evictIdle(idle, (storeId) => this.#stores.get(storeId)?.bidirectional === true);
     }, Math.max(1_000, idle / 2));
     this.#sweepTimer.unref();
   }
@@ -261,34 +271,20 @@ class DefaultDispatcher implements Dispatcher {
   #linkChanged(change: LinkChange): void {
     this.#logger.info({ storeId: change.storeId, state: change.state, tags: change.tags, previous: change.previousState }, 'link state changed');
     this.#links$.next(change);
-    this.#ensureProbing(change.storeId, change.tags.includes('relay'));
   }
 
-  /** While a bi-directional store's relay is unavailable, check its health at the policy's interval. */
-  #ensureProbing(storeId: string, relayAvailable: boolean): void {
-    const store = this.#stores.get(storeId);
-    const running = this.#probeTimers.get(storeId);
-    if (relayAvailable || store?.bidirectional !== true || this.#closing !== undefined) {
-      if (running !== undefined) clearInterval(running);
-      this.#probeTimers.delete(storeId);
-      return;
-    }
-    if (running !== undefined) return;
-    const timer = setInterval(() => void this.#probe(storeId), this.#policy.link.probeIntervalInMs);
-    timer.unref();
-    this.#probeTimers.set(storeId, timer);
-  }
-
-  async #probe(storeId: string): Promise<void> {
-    const links = this.#links;
-    if (links === undefined || this.#closing !== undefined) return;
+  /** The health check behind the chart's `probeRelay` actor: never rejects, says what the relay did and when. */
+  async #probe(storeId: string): Promise<ProbeResult> {
     try {
       await this.#relaySender(storeId).checkHealth({ timeoutInMs: this.#policy.operationDefaults.relayTimeoutInMs });
-      this.#logger.info({ storeId }, 'relay health probe succeeded');
-      links.send(storeId, { type: 'relay.succeeded' });
+      this.#logger.debug({ storeId }, 'relay health probe succeeded');
+      return { healthy: true, at: this.#now() };
     } catch (error) {
-      const reason = isStorelinkError(error) ? relayFailureReasonOf(error.code) : undefined;
-      if (reason !== undefined) links.send(storeId, { type: 'relay.failed', reason });
+      const reason = isStorelinkError(error) ? relayFailureReasonOf(error.code) : 'unreachable';
+      // Any answer from the store itself proves the relay carries calls.
+      if (reason === undefined) return { healthy: true, at: this.#now() };
+      this.#logger.info({ storeId, reason }, 'relay health probe failed');
+      return { healthy: false, reason, at: this.#now() };
     }
   }
 
@@ -334,12 +330,12 @@ class DefaultDispatcher implements Dispatcher {
   link(storeId: string): LinkView {
     const store = this.#stores.get(storeId);
     if (store === undefined || this.#links === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${storeId}"`);
-    const snapshot = this.#links.snapshot(storeId);
+    const reading = this.#links.read(storeId);
     return {
       storeId,
       bidirectional: store.bidirectional,
-      state: JSON.stringify(snapshot.value),
-      tags: [...snapshot.tags].sort(),
+      state: reading.state,
+      tags: reading.tags,
       counters: structuredClone(this.#counters.get(storeId) ?? { deliveries: {}, fallbacks: {} }),
     };
   }
@@ -351,7 +347,6 @@ class DefaultDispatcher implements Dispatcher {
     if (store === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${request.storeId}"`, { field: 'storeId' });
     const typePolicy = operationPolicyFor(this.#policy, request.type);
     const latency = request.latency ?? typePolicy.latency;
-    const awaitReply = options.awaitReplyInMs !== undefined && options.awaitReplyInMs > 0;
     const operation = createOperation({
       storeId: request.storeId,
       type: request.type,
@@ -359,7 +354,6 @@ class DefaultDispatcher implements Dispatcher {
       latency,
       timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
       ...(request.id === undefined ? {} : { id: request.id }),
-      ...(latency === 'realtime' || awaitReply ? { replyTo: this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX } : {}),
     }, { nowInMs: this.#now() });
     const started = performance.now();
     const delivery = await this.#deliver(operation, options);
@@ -431,15 +425,17 @@ class DefaultDispatcher implements Dispatcher {
 
   async #viaQueue(operation: Operation, sofar: SoFar, options: PublishOptions): Promise<Omit<Delivery, 'durationInMs'>> {
     const waitInMs = options.awaitReplyInMs ?? 0;
-    const reply = waitInMs > 0 ? this.#awaitReply(operation, waitInMs, options.abortSignal) : undefined;
+    // Only an operation whose reply someone waits for asks the store to send one; a relay call's reply is its answer.
+    const queued: Operation = waitInMs > 0 ? { ...operation, replyTo: this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX } : operation;
+    const reply = waitInMs > 0 ? this.#awaitReply(queued, waitInMs, options.abortSignal) : undefined;
     try {
       await this.#queueSender(operation.storeId).send(
         {
           messageId: operation.id,
-          body: operation,
+          body: queued,
           subject: operation.type,
           timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - this.#now()),
-          ...(operation.replyTo === undefined ? {} : { replyTo: operation.replyTo }),
+          ...(queued.replyTo === undefined ? {} : { replyTo: queued.replyTo }),
           applicationProperties: { storeId: operation.storeId, type: operation.type, latency: operation.latency },
         },
         options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal },
@@ -516,8 +512,6 @@ class DefaultDispatcher implements Dispatcher {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#sweepTimer);
-      for (const timer of this.#probeTimers.values()) clearInterval(timer);
-      this.#probeTimers.clear();
       await this.#starting?.catch(() => undefined);
       for (const pending of [...this.#pending.values()]) pending.resolve(undefined);
       await this.#connection?.close();

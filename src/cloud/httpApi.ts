@@ -24,6 +24,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES, latencySchema } from '../core/operation.js';
 import { describeIssue } from '../core/validation.js';
 import type { Delivery, Dispatcher, LinkView } from './dispatcher.js';
 import { PROMETHEUS_CONTENT_TYPE, createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import type { StateValue } from 'xstate';
 import type { LinkChange } from './storeLinks.js';
 
 /** Room for a 256 KiB payload plus the rest of the request. */
@@ -60,7 +61,10 @@ export interface CloudHttpApi extends AsyncDisposable {
 
 /** A store and its link, as the API shows it: `state` is the chart's state value, not its JSON text. */
 export interface StoreLinkView extends Omit<LinkView, 'state'> {
-  state: JsonValue;
+  /** The chart's top-level state (`tripped`), what a dashboard shows. */
+  state: string;
+  /** The whole state value, sub-states included (`{ "tripped": { "cooldown": "running", … } }`). */
+  stateValue: JsonValue;
 }
 
 const publishBodySchema = z.strictObject({
@@ -103,24 +107,21 @@ export function httpStatusOf(error: StorelinkError): number {
   }
 }
 
-function stateValueOf(stateKey: string): JsonValue {
-  try {
-    return JSON.parse(stateKey) as JsonValue;
-  } catch {
-    return stateKey;
-  }
+function topStateOf(state: StateValue): string {
+  return typeof state === 'string' ? state : (Object.keys(state)[0] ?? '');
 }
 
 function storeLinkViewOf(view: LinkView): StoreLinkView {
-  return { ...view, state: stateValueOf(view.state) };
+  return { ...view, state: topStateOf(view.state), stateValue: view.state as JsonValue };
 }
 
 function linkChangeViewOf(change: LinkChange) {
   return {
     storeId: change.storeId,
-    state: stateValueOf(change.state),
+    state: topStateOf(change.state),
+    stateValue: change.state as JsonValue,
     tags: change.tags,
-    previousState: change.previousState === undefined ? null : stateValueOf(change.previousState),
+    previousState: change.previousState === undefined ? null : topStateOf(change.previousState),
   };
 }
 

@@ -1,18 +1,24 @@
 /**
- * Where the dispatcher keeps each store link's persisted chart snapshot, and when the link entered its current state
- * (charts have no clock, so the dispatcher needs it to resume `after` timers after a restart or an eviction). One
- * lowdb JSON file; bursts of changes share one atomic write.
+ * Where the dispatcher keeps each store link's persisted chart snapshot, the chart that wrote it, and when the link
+ * entered its current state (stale store announcements are judged by it). One lowdb JSON file; bursts of changes share
+ * one atomic write.
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Low, Memory } from 'lowdb';
 import { JSONFile } from 'lowdb/node';
 
+/** Which chart wrote a snapshot: its id and a hash of its structure. */
+export interface ChartIdentity {
+  id: string;
+  hash: string;
+}
+
 export interface PersistedLink {
   /** xstate's persisted snapshot (JSON). */
   snapshot: unknown;
-  /** The snapshot's state value, serialised: tells whether the state changed. */
-  stateKey: string;
+  /** Absent in files written before charts were named: such a snapshot is treated as another chart's. */
+  chart?: ChartIdentity;
   enteredAtInMs: number;
 }
 
@@ -23,6 +29,7 @@ interface LinkFile {
 export interface LinkStore {
   get(storeId: string): PersistedLink | undefined;
   set(storeId: string, link: PersistedLink): void;
+  delete(storeId: string): void;
   /** Resolves when everything set so far is on disk. */
   flush(): Promise<void>;
 }
@@ -56,6 +63,11 @@ export async function openLinkStore(directory: string | undefined): Promise<Link
     get: (storeId) => (Object.hasOwn(db.data.links, storeId) ? db.data.links[storeId] : undefined),
     set: (storeId, link) => {
       db.data.links[storeId] = link;
+      void schedule();
+    },
+    delete: (storeId) => {
+      if (!Object.hasOwn(db.data.links, storeId)) return;
+      delete db.data.links[storeId];
       void schedule();
     },
     flush: () => pending ?? Promise.resolve(),

@@ -6,6 +6,7 @@
  * yet: a scrape must not revive every idle link actor.
  */
 import type { Subscription } from 'rxjs';
+import type { StateValue } from 'xstate';
 import type { Delivery, Dispatcher } from './dispatcher.js';
 
 /** Upper bounds of the relay latency histogram, in seconds: a loopback relay call is ~0.5 ms, Azure's limit 60 s. */
@@ -43,14 +44,9 @@ function formatNumber(value: number): string {
   return String(value);
 }
 
-/** The dispatcher encodes a chart state as JSON: `"healthy"` becomes `healthy`; nested states keep their JSON. */
-export function stateLabelOf(stateKey: string): string {
-  try {
-    const value: unknown = JSON.parse(stateKey);
-    return typeof value === 'string' ? value : stateKey;
-  } catch {
-    return stateKey;
-  }
+/** A chart state as a label: its top-level state (`{ "tripped": "waiting" }` is `tripped`), which bounds the label values. */
+export function stateLabelOf(state: StateValue): string {
+  return typeof state === 'string' ? state : (Object.keys(state)[0] ?? '');
 }
 
 class Counter {

@@ -1,29 +1,43 @@
 /**
- * One link actor per store, started from the routing chart on first use, persisted on every change, evicted when
- * idle (its snapshot stays persisted), and restored on next use or after a restart. xstate does not persist `after`
- * timers, so the dispatcher remembers when each link entered its state and re-arms the chart's timers itself from the
- * time left, firing at once the ones that came due while the link was not live.
+ * The link registry: one link actor per store, started from the routing chart on first use, persisted on every
+ * change, evicted when idle (its snapshot stays persisted), and restored on next use or after a restart. The chart
+ * owns its time (deadlines in its context, from the `at` every event carries), so bringing a link back to life is
+ * sending it `link.resumed`; nothing here keeps a timer for a chart. Reading a link that is not live resolves its
+ * persisted (or initial) snapshot without starting an actor.
  */
-import { createActor, type Actor, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
-import type { LinkEvent, LinkInput } from '../core/linkContract.js';
+import { createHash } from 'node:crypto';
+import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
+import { PROBE_ACTOR, type LinkEvent, type LinkInput, type ProbeInput, type ProbeResult } from '../core/linkContract.js';
 import type { Logger } from '../core/logger.js';
 import type { LinkPolicy } from '../core/policy.js';
-import type { LinkStore } from './linkStore.js';
+import type { ChartIdentity, LinkStore } from './linkStore.js';
 
 export interface LinkChange {
   storeId: string;
-  state: string;
+  /** The chart's state value (a state name, or an object for a compound state). */
+  state: StateValue;
   tags: string[];
-  previousState: string | undefined;
+  previousState: StateValue | undefined;
 }
+
+/** A link as the router reads it: no actor needed. */
+export interface LinkReading {
+  state: StateValue;
+  tags: string[];
+  hasTag(tag: string): boolean;
+}
+
+/** Events the router sends; the registry dates them. */
+export type RouterLinkEvent = LinkEvent extends infer Event ? (Event extends LinkEvent ? Omit<Event, 'at'> : never) : never;
 
 interface LiveLink {
   actor: Actor<AnyStateMachine>;
-  stateKey: string;
+  /** The top-level state and tags last reported, so probe sub-steps do not count as link changes. */
+  reportedKey: string;
+  reportedState: StateValue | undefined;
   enteredAtInMs: number;
   lastUsedAtInMs: number;
   trialInFlight: boolean;
-  timers: NodeJS.Timeout[];
 }
 
 export interface StoreLinksOptions {
@@ -31,27 +45,67 @@ export interface StoreLinksOptions {
   linkPolicy: LinkPolicy;
   store: LinkStore;
   isBidirectional: (storeId: string) => boolean;
+  /** The health check the chart's `probeRelay` actor runs. */
+  probe: (storeId: string) => Promise<ProbeResult>;
   onChange: (change: LinkChange) => void;
   logger: Logger;
   now?: () => number;
 }
 
-function stateKeyOf(snapshot: AnyMachineSnapshot): string {
-  return JSON.stringify(snapshot.value);
+/** A chart's name and a hash of its structure: a snapshot is restored only under the chart that wrote it. */
+export function chartIdentityOf(chart: AnyStateMachine): ChartIdentity {
+  const structure = JSON.stringify(chart.definition);
+  return { id: chart.id, hash: createHash('sha256').update(structure).digest('hex').slice(0, 16) };
+}
+
+function topStateOf(value: StateValue): string {
+  return typeof value === 'string' ? value : (Object.keys(value)[0] ?? '');
+}
+
+function reportKeyOf(snapshot: AnyMachineSnapshot): string {
+  return `${topStateOf(snapshot.value as StateValue)}|${[...snapshot.tags].sort().join(',')}`;
+}
+
+function readingOf(snapshot: AnyMachineSnapshot): LinkReading {
+  const tags = [...snapshot.tags].sort();
+  return { state: snapshot.value as StateValue, tags, hasTag: (tag) => tags.includes(tag) };
 }
 
 export class StoreLinks {
   readonly #options: StoreLinksOptions;
+  readonly #chart: AnyStateMachine;
+  readonly #identity: ChartIdentity;
   readonly #live = new Map<string, LiveLink>();
   readonly #now: () => number;
+  /** Initial readings by bi-directional flag: the same for every store that never had a state. */
+  readonly #initialReadings = new Map<boolean, LinkReading>();
 
   constructor(options: StoreLinksOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#identity = chartIdentityOf(options.chart);
+    const probe = options.probe;
+    this.#chart = options.chart.provide({
+      actors: { [PROBE_ACTOR]: fromPromise<ProbeResult, ProbeInput>(({ input }) => probe(input.storeId)) },
+    });
   }
 
   #input(storeId: string): LinkInput {
-    return { policy: this.#options.linkPolicy, bidirectional: this.#options.isBidirectional(storeId) };
+    return { storeId, policy: this.#options.linkPolicy, bidirectional: this.#options.isBidirectional(storeId), at: this.#now() };
+  }
+
+  /** The persisted snapshot of a store's link, if the current chart wrote it; another chart's is dropped with a warning. */
+  #persisted(storeId: string): unknown {
+    const persisted = this.#options.store.get(storeId);
+    if (persisted === undefined) return undefined;
+    const written = persisted.chart;
+    if (written?.id === this.#identity.id && written.hash === this.#identity.hash) return persisted.snapshot;
+    this.#options.logger.warn(
+      { storeId, writtenBy: written ?? 'an unnamed chart', chart: this.#identity },
+      'the link snapshot was written by another chart; the store starts fresh',
+    );
+    this.#options.store.delete(storeId);
+    return undefined;
   }
 
   /** The live link, restored from its persisted snapshot or created. */
@@ -61,66 +115,45 @@ export class StoreLinks {
       existing.lastUsedAtInMs = this.#now();
       return existing;
     }
-    const persisted = this.#options.store.get(storeId);
-    const actor = createActor(this.#options.chart, {
+    const snapshot = this.#persisted(storeId);
+    const actor = createActor(this.#chart, {
       input: this.#input(storeId),
-      ...(persisted === undefined ? {} : { snapshot: persisted.snapshot as AnyMachineSnapshot }),
+      ...(snapshot === undefined ? {} : { snapshot: snapshot as AnyMachineSnapshot }),
     });
+    const restored = snapshot === undefined ? undefined : this.#chart.resolveState(snapshot as never);
     const live: LiveLink = {
       actor,
-      stateKey: persisted?.stateKey ?? '',
-      enteredAtInMs: persisted?.enteredAtInMs ?? this.#now(),
+      reportedKey: restored === undefined ? '' : reportKeyOf(restored),
+      reportedState: restored?.value as StateValue | undefined,
+      enteredAtInMs: this.#options.store.get(storeId)?.enteredAtInMs ?? this.#now(),
       lastUsedAtInMs: this.#now(),
       trialInFlight: false,
-      timers: [],
     };
     this.#live.set(storeId, live);
     actor.subscribe({
-      next: (snapshot) => this.#changed(storeId, live, snapshot),
+      next: (next) => this.#changed(storeId, live, next),
       error: (error: unknown) => this.#options.logger.error({ err: error, storeId }, 'link chart failed'),
     });
     actor.start();
-    if (persisted !== undefined) this.#resumeTimers(storeId, live);
+    // xstate does not persist `after` timers: the chart re-arms them from the deadlines in its context.
+    if (snapshot !== undefined) actor.send({ type: 'link.resumed', at: this.#now() });
     return live;
   }
 
   #changed(storeId: string, live: LiveLink, snapshot: AnyMachineSnapshot): void {
-    const stateKey = stateKeyOf(snapshot);
-    const previous = live.stateKey === '' ? undefined : live.stateKey;
-    if (stateKey !== live.stateKey) {
-      live.stateKey = stateKey;
+    const key = reportKeyOf(snapshot);
+    if (key !== live.reportedKey) {
+      const previous = live.reportedState;
+      live.reportedKey = key;
+      live.reportedState = snapshot.value as StateValue;
       live.enteredAtInMs = this.#now();
-      for (const timer of live.timers.splice(0)) clearTimeout(timer);
-      this.#options.onChange({ storeId, state: stateKey, tags: [...snapshot.tags].sort(), previousState: previous });
+      this.#options.onChange({ storeId, state: snapshot.value as StateValue, tags: [...snapshot.tags].sort(), previousState: previous });
     }
-    this.#options.store.set(storeId, { snapshot: live.actor.getPersistedSnapshot(), stateKey, enteredAtInMs: live.enteredAtInMs });
-  }
-
-  /** Re-arms the `after` timers of the restored state from the time already spent in it. */
-  #resumeTimers(storeId: string, live: LiveLink): void {
-    const snapshot = live.actor.getSnapshot();
-    const machine = this.#options.chart;
-    const delays = (machine.implementations.delays ?? {}) as Record<string, unknown>;
-    for (const node of snapshot._nodes) {
-      for (const definition of node.after as { delay: unknown; eventType: string }[]) {
-        const delay = definition.delay;
-        let total: number;
-        if (typeof delay === 'number') total = delay;
-        else if (typeof delay === 'string' && typeof delays[delay] === 'function') {
-          const context: unknown = snapshot.context;
-          total = Number((delays[delay] as (args: unknown) => unknown)({ context, event: { type: 'storelink.resume' } }));
-        } else if (typeof delay === 'string' && typeof delays[delay] === 'number') total = delays[delay];
-        else continue;
-        const remaining = Math.max(0, total - (this.#now() - live.enteredAtInMs));
-        const stateKey = live.stateKey;
-        const fire = () => {
-          if (live.stateKey === stateKey && this.#live.get(storeId) === live) live.actor.send({ type: definition.eventType });
-        };
-        this.#options.logger.debug({ storeId, event: definition.eventType, remainingInMs: remaining }, 'resuming a link timer');
-        if (remaining === 0) queueMicrotask(fire);
-        else live.timers.push(setTimeout(fire, remaining));
-      }
-    }
+    this.#options.store.set(storeId, {
+      snapshot: live.actor.getPersistedSnapshot(),
+      chart: this.#identity,
+      enteredAtInMs: live.enteredAtInMs,
+    });
   }
 
   /** Whether a snapshot of this store's link was persisted (by this dispatcher or an earlier run). */
@@ -128,17 +161,41 @@ export class StoreLinks {
     return this.#options.store.get(storeId) !== undefined;
   }
 
-  /** When the link entered its current state (wall clock). */
-  enteredAt(storeId: string): number {
-    return this.#link(storeId).enteredAtInMs;
+  /** Brings a persisted link back to life, so its chart's timers and probes run again. */
+  resume(storeId: string): void {
+    this.#link(storeId);
   }
 
+  /** When the link entered its current state (wall clock). */
+  enteredAt(storeId: string): number {
+    return this.#live.get(storeId)?.enteredAtInMs ?? this.#options.store.get(storeId)?.enteredAtInMs ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** The live snapshot, starting the link if needed: for routing, which may then send it events. */
   snapshot(storeId: string): AnyMachineSnapshot {
     return this.#link(storeId).actor.getSnapshot();
   }
 
-  send(storeId: string, event: LinkEvent): void {
-    this.#link(storeId).actor.send(event);
+  /** The link's state and tags without starting an actor: the live one, the persisted one, or the initial one. */
+  read(storeId: string): LinkReading {
+    const live = this.#live.get(storeId);
+    if (live !== undefined) return readingOf(live.actor.getSnapshot());
+    const persisted = this.#options.store.get(storeId);
+    if (persisted !== undefined && persisted.chart?.id === this.#identity.id && persisted.chart.hash === this.#identity.hash) {
+      return readingOf(this.#chart.resolveState(persisted.snapshot as never));
+    }
+    const bidirectional = this.#options.isBidirectional(storeId);
+    let initial = this.#initialReadings.get(bidirectional);
+    if (initial === undefined) {
+      // Resolving the initial state runs no actor: the chart's pure definition decides it.
+      initial = readingOf(getInitialSnapshot(this.#chart, this.#input(storeId)));
+      this.#initialReadings.set(bidirectional, initial);
+    }
+    return initial;
+  }
+
+  send(storeId: string, event: RouterLinkEvent): void {
+    this.#link(storeId).actor.send({ ...event, at: this.#now() });
   }
 
   /** Claims the link's single trial call; false when another caller holds it. */
@@ -175,7 +232,6 @@ export class StoreLinks {
   }
 
   #stop(storeId: string, live: LiveLink): void {
-    for (const timer of live.timers.splice(0)) clearTimeout(timer);
     live.actor.stop();
     this.#live.delete(storeId);
   }

@@ -33,6 +33,8 @@ export interface LinkPolicy {
   maxCooldownInMs: number;
   /** How often a tripped link's relay is health-checked, independently of traffic. */
   probeIntervalInMs: number;
+  /** How often a healthy link's relay is health-checked, so a relay that dies while no traffic flows is noticed. */
+  healthyProbeIntervalInMs: number;
 }
 
 export interface Policy {
@@ -47,6 +49,7 @@ export const DEFAULT_LINK_POLICY: LinkPolicy = Object.freeze({
   openCooldownInMs: 5_000,
   maxCooldownInMs: 5 * 60_000,
   probeIntervalInMs: 15_000,
+  healthyProbeIntervalInMs: 60_000,
 });
 
 export const DEFAULT_OPERATION_POLICY: OperationPolicy = Object.freeze({
@@ -81,6 +84,7 @@ const linkPolicyInputSchema = z
     openCooldownInMs: milliseconds(10, DAY_IN_MS).optional(),
     maxCooldownInMs: milliseconds(10, DAY_IN_MS).optional(),
     probeIntervalInMs: milliseconds(100, DAY_IN_MS).optional(),
+    healthyProbeIntervalInMs: milliseconds(100, DAY_IN_MS).optional(),
   })
   .transform((link) => ({ ...DEFAULT_LINK_POLICY, ...link }))
   .superRefine((link, context) => {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
+import { stateLabelOf } from '../cloud/metrics.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
@@ -143,7 +144,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       startStoreProcess(store);
     }
     const policy = parsePolicy(JSON.parse(await readFile(path.join(storelinkPackage().root, 'samples', 'policies', 'policy.json'), 'utf8')));
-    policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500 };
+    policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500, healthyProbeIntervalInMs: 5_000 };
     dispatcher = createDispatcher({
       serviceBus: { connectionString: serviceBusConnection, retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
       relay: { connectionString: relayConnection },
@@ -336,7 +337,7 @@ async function reconcile(
   return {
     stores: stores.map((store) => {
       const view = dispatcher.link(store.storeId);
-      return { storeId: store.storeId, bidirectional: store.bidirectional, link: JSON.parse(view.state) as string, ...view.counters };
+      return { storeId: store.storeId, bidirectional: store.bidirectional, link: stateLabelOf(view.state), ...view.counters };
     }),
     published: deliveries.length,
     outcomes,
@@ -372,7 +373,7 @@ function renderTable(
       [
         store.storeId.padEnd(14),
         (store.bidirectional ? 'real-time' : 'async').padEnd(10),
-        (JSON.parse(view.state) as string).padEnd(11),
+        stateLabelOf(view.state).padEnd(11),
         count((delivery) => delivery.channel === 'relay' && delivery.outcome === 'delivered').padStart(8),
         count((delivery) => delivery.outcome === 'queued').padStart(7),
         count((delivery) => delivery.channel === 'queue' && delivery.outcome === 'delivered').padStart(10),

@@ -19,7 +19,20 @@ describe('checkChart', () => {
   it('passes the default chart and reports every state it reached', () => {
     const result = checkChart(storeLinkMachine, { linkPolicy });
     expect(result.problems).toEqual([]);
-    expect(result.reachedStates).toEqual(['disabled', 'healthy', 'probing', 'starting', 'tripped']);
+    expect(result.reachedStates).toEqual([
+      'disabled',
+      'healthy',
+      'healthy.checking',
+      'healthy.waiting',
+      'probing',
+      'starting',
+      'tripped',
+      'tripped.cooldown',
+      'tripped.cooldown.running',
+      'tripped.probe',
+      'tripped.probe.checking',
+      'tripped.probe.waiting',
+    ]);
   });
 
   it('passes the sample maintenance-window chart with its clock', () => {

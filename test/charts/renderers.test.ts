@@ -32,8 +32,23 @@ const kitchenSink = chartModelOf(
 describe('chartModelOf', () => {
   it('lists every state of the default chart with its tags and transitions', () => {
     const states = allChartStates(storeLink.states);
-    expect(states.map((state) => state.id)).toEqual(['starting', 'disabled', 'healthy', 'tripped', 'probing']);
-    expect(Object.fromEntries(states.map((state) => [state.id, state.tags]))).toEqual({
+    // The timed states hold their timers and health probes in sub-states.
+    expect(states.map((state) => state.id)).toEqual([
+      'starting',
+      'disabled',
+      'healthy',
+      'healthy.waiting',
+      'healthy.checking',
+      'tripped',
+      'tripped.cooldown',
+      'tripped.cooldown.running',
+      'tripped.probe',
+      'tripped.probe.waiting',
+      'tripped.probe.checking',
+      'probing',
+    ]);
+    const topLevel = states.filter((state) => !state.id.includes('.'));
+    expect(Object.fromEntries(topLevel.map((state) => [state.id, state.tags]))).toEqual({
       starting: [],
       disabled: [],
       healthy: ['relay'],
@@ -41,13 +56,14 @@ describe('chartModelOf', () => {
       probing: ['relay', 'probe'],
     });
     expect(storeLink.initial).toBe('starting');
-    expect(storeLink.events).toEqual(['relay.failed', 'relay.succeeded', 'store.announced']);
+    expect(storeLink.events).toEqual(['link.resumed', 'relay.failed', 'relay.succeeded', 'store.announced']);
     const tripped = states.find((state) => state.id === 'tripped')!;
     expect(tripped.entry).toEqual(['startCooldown']);
-    expect(tripped.transitions).toContainEqual({
+    const coolingDown = states.find((state) => state.id === 'tripped.cooldown.running')!;
+    expect(coolingDown.transitions).toContainEqual({
       kind: 'after',
-      event: 'xstate.after.cooldown.storeLink.tripped',
-      delay: 'cooldown',
+      event: 'xstate.after.untilCooldownEnds.storeLink.tripped.cooldown.running',
+      delay: 'untilCooldownEnds',
       targets: ['probing'],
       actions: [],
     });
@@ -68,7 +84,7 @@ describe('renderMermaid', () => {
       expect(text).toContain(`state "${state}" as ${state}`);
     }
     expect(text).toContain('[*] --> starting');
-    expect(text).toContain('tripped --> probing : after cooldown');
+    expect(text).toContain('tripped_cooldown_running --> probing : after untilCooldownEnds');
     expect(text).toContain('healthy --> tripped : relay.failed [reachesFailureThreshold] / countFailure');
     expect(text).toContain('note right of probing : tags relay, probe');
     const edges = text.split('\n').filter((line) => line.includes(' --> ') && !line.includes('[*]'));
@@ -97,13 +113,15 @@ describe('renderScxml', () => {
     expect(document.scxml['@xmlns']).toBe('http://www.w3.org/2005/07/scxml');
     expect(document.scxml['@initial']).toBe('starting');
     const states = document.scxml.state as { '@id': string; '@storelink:tags'?: string; transition?: { '@event'?: string; '@target'?: string }[]; onentry?: { send: { '@event': string; '@delayexpr': string; '@id': string }[] }; onexit?: { cancel: { '@sendid': string }[] } }[];
-    expect(states.map((state) => state['@id'])).toEqual(['starting', 'disabled', 'healthy', 'tripped', 'probing']);
+    // tripped runs its cool-down and its health probes side by side: an SCXML <parallel>.
+    expect(states.map((state) => state['@id'])).toEqual(['starting', 'disabled', 'healthy', 'probing']);
+    const parallels = [(document.scxml as { parallel?: { '@id': string } | { '@id': string }[] }).parallel ?? []].flat();
+    expect(parallels.map((parallel) => parallel['@id'])).toEqual(['tripped']);
     expect(states.find((state) => state['@id'] === 'probing')!['@storelink:tags']).toBe('relay probe');
-    const tripped = states.find((state) => state['@id'] === 'tripped')!;
-    const send = tripped.onentry!.send[0]!;
-    expect(send['@delayexpr']).toBe('cooldown');
-    expect(tripped.onexit!.cancel[0]!['@sendid']).toBe(send['@id']);
-    expect(tripped.transition).toContainEqual({ '@event': send['@event'], '@target': 'probing' });
+    const timer = 'xstate.after.untilCooldownEnds.storeLink.tripped.cooldown.running';
+    expect(xml).toContain(`<send id="tripped.cooldown.running.${timer}" event="${timer}" delayexpr="untilCooldownEnds"/>`);
+    expect(xml).toContain(`<cancel sendid="tripped.cooldown.running.${timer}"/>`);
+    expect(xml).toContain(`<transition event="${timer}" target="probing"/>`);
   });
 
   it('wraps chart-wide transitions in a state and renders nesting, history, finals and numeric delays', () => {

@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createMachine, type StateValue } from 'xstate';
+import { storeLinkMachine } from '../../machines/storeLink.machine.js';
+import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/cloud/dispatcher.js';
 import { parsePolicy, type PolicyInput } from '../../src/core/policy.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
@@ -41,13 +44,18 @@ interface World {
   stores: Map<string, { agent: StoreAgent; inventory: Inventory }>;
 }
 
-async function world(): Promise<World> {
+/**
+ * Three stores on the emulators. `storeInbox` sends the stores' replies and announcements elsewhere than the
+ * dispatcher's inbox, for stories where the cloud must notice a relay's death by itself.
+ */
+async function world(options: { storeInbox?: string } = {}): Promise<World> {
   const azure = await startEmulators({
     namespaces: [
       {
         queues: [
           ...STORES.map(({ storeId }) => ({ name: `store-${storeId}`, lockDurationInMs: 2_000 })),
           { name: 'cloud-inbox', requiresDuplicateDetection: true },
+          ...(options.storeInbox === undefined ? [] : [{ name: options.storeInbox }]),
         ],
       },
     ],
@@ -61,7 +69,7 @@ async function world(): Promise<World> {
     const agent = createStoreAgent({
       storeId,
       handlers: createClickAndCollectHandlers(inventory),
-      serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
+      serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY, ...(options.storeInbox === undefined ? {} : { cloudInbox: options.storeInbox }) },
       ...(bidirectional ? { relay: { connectionString: azure.relayConnectionString() }, expose: [...EXPOSED_TYPES] } : {}),
       dataDir,
     });
@@ -90,9 +98,14 @@ function order(storeId: string, orderId: string, quantity = 1) {
   return { storeId, type: 'clickAndCollect.order', payload: { orderId, customer: 'Ada', lines: [{ sku: 'SKU-KETTLE', quantity }] } };
 }
 
+/** The top-level state of a chart state value (`{ "tripped": … }` is `tripped`). */
+function topState(value: StateValue): string {
+  return typeof value === 'string' ? value : Object.keys(value)[0]!;
+}
+
 function linkReaches(cloud: Dispatcher, storeId: string, state: string): Promise<unknown> {
-  if (cloud.link(storeId).state === JSON.stringify(state)) return Promise.resolve();
-  return firstValueFrom(cloud.links$.pipe(filter((change) => change.storeId === storeId && change.state === JSON.stringify(state))));
+  if (topState(cloud.link(storeId).state) === state) return Promise.resolve();
+  return firstValueFrom(cloud.links$.pipe(filter((change) => change.storeId === storeId && topState(change.state) === state)));
 }
 
 /** Cuts a store's relay for good: listeners dropped and refused until `accept`. */
@@ -110,7 +123,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     expect(delivery).toMatchObject({ channel: 'relay', outcome: 'delivered', attempts: 1, reply: { reserved: { 'SKU-KETTLE': 2 } } });
     expect(delivery.fallbackReason).toBeUndefined();
     expect(stores.get('paris-1')!.inventory.read().stock['SKU-KETTLE']).toBe(2);
-    expect(cloud.link('paris-1')).toMatchObject({ state: '"healthy"', tags: ['relay'] });
+    expect(cloud.link('paris-1')).toMatchObject({ state: { healthy: 'waiting' }, tags: ['relay'] });
   });
 
   it('falls back to the queue within one failed call when the listeners are dropped, and runs the order once', async () => {
@@ -138,7 +151,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const second = await cloud.publish(order('lyon-2', 'CC-4'));
     expect([first.attempts, second.attempts]).toEqual([2, 2]);
     expect(first.fallbackReason).toBe('RELAY_NO_LISTENER');
-    expect(cloud.link('lyon-2').state).toBe('"tripped"');
+    expect(topState(cloud.link('lyon-2').state)).toBe('tripped');
     const third = await cloud.publish(order('lyon-2', 'CC-5'));
     expect(third).toMatchObject({ channel: 'queue', outcome: 'queued', attempts: 1, fallbackReason: 'relay-unavailable' });
 
@@ -149,7 +162,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     await linkReaches(cloud, 'lyon-2', 'probing');
     const trial = await cloud.publish(order('lyon-2', 'CC-6'));
     expect(trial).toMatchObject({ channel: 'relay', outcome: 'delivered', attempts: 1 });
-    expect(cloud.link('lyon-2').state).toBe('"healthy"');
+    expect(topState(cloud.link('lyon-2').state)).toBe('healthy');
   });
 
   it('serves the last cached reply for a cached-fallback type while the relay is down, and rejects per a reject policy', async () => {
@@ -191,7 +204,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const cloud = await dispatcher(azure);
     const delivery = await cloud.publish(order('nice-3', 'CC-8'), { awaitReplyInMs: 10_000 });
     expect(delivery).toMatchObject({ channel: 'queue', outcome: 'delivered', attempts: 1, fallbackReason: 'relay-unavailable' });
-    expect(cloud.link('nice-3')).toMatchObject({ state: '"disabled"', tags: [] });
+    expect(cloud.link('nice-3')).toMatchObject({ state: 'disabled', tags: [] });
   });
 
   it('returns the store refusal as is, without falling back', async () => {
@@ -199,7 +212,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const cloud = await dispatcher(azure);
     const delivery = await cloud.publish(order('paris-1', 'CC-9', 99));
     expect(delivery).toMatchObject({ channel: 'relay', outcome: 'rejected', attempts: 1, rejection: { code: 'OPERATION_REJECTED' } });
-    expect(cloud.link('paris-1').state).toBe('"healthy"');
+    expect(topState(cloud.link('paris-1').state)).toBe('healthy');
   });
 
   it('keeps a tripped breaker across a dispatcher restart, routes to the fallback, and probes when the cool-down ends', async () => {
@@ -213,17 +226,94 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     await down;
     await first.publish(order('paris-1', 'CC-10'));
     await first.publish(order('paris-1', 'CC-11'));
-    expect(first.link('paris-1').state).toBe('"tripped"');
+    expect(topState(first.link('paris-1').state)).toBe('tripped');
     await first.close();
 
     const second = await dispatcher(azure, { dataDir }, policy);
-    expect(second.link('paris-1').state).toBe('"tripped"');
+    expect(topState(second.link('paris-1').state)).toBe('tripped');
     const routed = await second.publish(order('paris-1', 'CC-12'));
     expect(routed).toMatchObject({ channel: 'queue', attempts: 1, fallbackReason: 'relay-unavailable' });
     accept();
     await firstValueFrom(paris.agent.state$.pipe(filter((state) => state.relay === 'listening')));
     await linkReaches(second, 'paris-1', 'probing');
     expect(await second.publish(order('paris-1', 'CC-13'))).toMatchObject({ channel: 'relay', outcome: 'delivered' });
+  });
+
+  it('a breaker tripped before a restart probes when its cool-down ends, with no announcement and no traffic', async () => {
+    // The stores' announcements never reach this dispatcher: only the chart's own timer can move the link.
+    const { azure } = await world({ storeInbox: 'muted-inbox' });
+    const dataDir = await tempDir();
+    const policy: PolicyInput = { ...POLICY, link: { ...POLICY.link, openCooldownInMs: 800, maxCooldownInMs: 2_000 } };
+    const first = await dispatcher(azure, { dataDir }, policy);
+    cutRelay(azure, 'paris-1');
+    await first.publish(order('paris-1', 'CC-20'));
+    await first.publish(order('paris-1', 'CC-21'));
+    expect(topState(first.link('paris-1').state)).toBe('tripped');
+    await first.close();
+
+    const second = await dispatcher(azure, { dataDir }, policy);
+    expect(topState(second.link('paris-1').state)).toBe('tripped');
+    await linkReaches(second, 'paris-1', 'probing');
+  });
+
+  it('starts a store fresh, with a warning, when its persisted link was written by another chart', async () => {
+    const { azure } = await world();
+    const dataDir = await tempDir();
+    const first = await dispatcher(azure, { dataDir });
+    const tripped = linkReaches(first, 'paris-1', 'tripped');
+    cutRelay(azure, 'paris-1');
+    await tripped;
+    await first.close();
+
+    const warnings: { object: object; message: string | undefined }[] = [];
+    const recording: Logger = {
+      ...silentLogger,
+      warn: (object, message) => void warnings.push({ object, message }),
+      child: () => recording,
+    };
+    // The same chart, edited: a snapshot is restored only under the chart (name and structure) that wrote it.
+    const edited = createMachine({ ...storeLinkMachine.config, description: 'edited by an architect' }, storeLinkMachine.implementations);
+    const second = await dispatcher(azure, { dataDir, chart: edited, logger: recording });
+    expect(topState(second.link('paris-1').state)).not.toBe('tripped');
+    expect(warnings).toContainEqual({
+      object: expect.objectContaining({ storeId: 'paris-1', chart: expect.objectContaining({ id: 'storeLink' }) }),
+      message: expect.stringContaining('written by another chart'),
+    });
+  });
+
+  it('a healthy link whose relay dies while no traffic flows is tripped by its own health probe', async () => {
+    const { azure } = await world({ storeInbox: 'muted-inbox' });
+    const cloud = await dispatcher(azure, {}, { ...POLICY, link: { ...POLICY.link, healthyProbeIntervalInMs: 300 } });
+    expect(topState(cloud.link('paris-1').state)).toBe('healthy');
+    const tripped = linkReaches(cloud, 'paris-1', 'tripped');
+    cutRelay(azure, 'paris-1');
+    await tripped;
+    expect(cloud.link('paris-1').counters.deliveries).toEqual({});
+  });
+
+  it('a relay call writes nothing to the store outbox: its reply is the answer', async () => {
+    const { azure, stores } = await world();
+    const cloud = await dispatcher(azure);
+    const paris = stores.get('paris-1')!;
+    // The store's start-up announcement is flushed first, so whatever the outbox holds next came from the call.
+    await firstValueFrom(paris.agent.state$.pipe(filter((state) => state.outboxPending === 0)));
+    const pending: number[] = [];
+    const watching = paris.agent.state$.subscribe((state) => pending.push(state.outboxPending));
+    const delivery = await cloud.publish(order('paris-1', 'CC-30'));
+    watching.unsubscribe();
+    expect(delivery).toMatchObject({ channel: 'relay', outcome: 'delivered' });
+    expect(Math.max(...pending)).toBe(0);
+  });
+
+  it('reads the links of 10,000 stores without starting an actor', async () => {
+    const { azure } = await world();
+    const many = Array.from({ length: 10_000 }, (_, index) => ({ storeId: `store-${index}`, bidirectional: index % 2 === 0 }));
+    const cloud = await dispatcher(azure, { stores: [...STORES, ...many], relay: { connectionString: azure.relayConnectionString() } });
+    const liveAtStart = cloud.liveLinkCount;
+    const views = cloud.stores().map(({ storeId }) => cloud.link(storeId));
+    expect(views).toHaveLength(10_003);
+    expect(views.filter((view) => topState(view.state) === 'healthy')).toHaveLength(5_002);
+    expect(cloud.liveLinkCount).toBe(liveAtStart);
   });
 
   it('refuses an unknown store and emits deliveries and store events as streams', async () => {

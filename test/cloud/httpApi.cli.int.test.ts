@@ -106,6 +106,12 @@ describe('storelink cloud', () => {
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: 'env:TEST_STORELINK_UNSET_TOKEN' } }, 1, 'TEST_STORELINK_UNSET_TOKEN, which is not set'],
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, policy: { operations: { 'stock.query': { fallback: 'later' } } }, http: { token: TOKEN } }, 1, 'invalid policy'],
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, chart: 'noSuchChart', http: { token: TOKEN } }, 2, 'neither a built-in chart'],
+    [
+      'cloud.json',
+      { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, chart: path.resolve('test/fixtures/unknownTag.machine.ts'), http: { token: TOKEN } },
+      1,
+      'breaks the routing contract',
+    ],
   ])('refuses %s (%j) with exit %i', async (file, config, expected, message) => {
     const directory = await tempDir();
     if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(config));

@@ -57,7 +57,7 @@ describe('dispatcher metrics', () => {
         { storeId: 'lyon-2', bidirectional: true },
         { storeId: 'nice-3', bidirectional: false },
       ],
-      { 'paris-1': '"healthy"', 'lyon-2': '"healthy"', 'nice-3': '"disabled"' },
+      { 'paris-1': 'healthy', 'lyon-2': 'healthy', 'nice-3': 'disabled' },
     );
     const metrics = createDispatcherMetrics(source);
     deliveries$.next(delivery({ durationInMs: 0.4 }));
@@ -87,8 +87,8 @@ describe('dispatcher metrics', () => {
     expect(linkCalls()).toBe(3);
 
     // Later states come from links$, without asking the dispatcher (which would revive idle link actors).
-    links$.next({ storeId: 'paris-1', state: '"tripped"', tags: [], previousState: '"healthy"' });
-    links$.next({ storeId: 'lyon-2', state: '"tripped"', tags: [], previousState: '"healthy"' });
+    links$.next({ storeId: 'paris-1', state: 'tripped', tags: [], previousState: 'healthy' });
+    links$.next({ storeId: 'lyon-2', state: 'tripped', tags: [], previousState: 'healthy' });
     const second = parsePrometheusText(metrics.render());
     expect(second.value('storelink_links', { state: 'tripped' })).toBe(2);
     expect(second.value('storelink_links', { state: 'healthy' })).toBe(0);
@@ -99,16 +99,16 @@ describe('dispatcher metrics', () => {
     expect(parsePrometheusText(metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
   });
 
-  it('escapes label values and keeps nested chart states readable', () => {
+  it('escapes label values and labels a nested chart state by its top-level state', () => {
     expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
     const { source, deliveries$, links$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
     const metrics = createDispatcherMetrics(source);
     deliveries$.next(delivery({ channel: 'queue', outcome: 'queued', fallbackReason: 'odd "reason"\\ with\na line feed' }));
-    links$.next({ storeId: 'paris-1', state: '{"maintenance":"waiting"}', tags: [], previousState: undefined });
+    links$.next({ storeId: 'paris-1', state: { maintenance: 'waiting' }, tags: [], previousState: undefined });
     const text = metrics.render();
     const parsed = parsePrometheusText(text);
     expect(parsed.value('storelink_fallbacks_total', { reason: 'odd "reason"\\ with\na line feed' })).toBe(1);
-    expect(parsed.value('storelink_links', { state: '{"maintenance":"waiting"}' })).toBe(1);
+    expect(parsed.value('storelink_links', { state: 'maintenance' })).toBe(1);
     metrics.close();
   });
 

@@ -37,7 +37,7 @@ describe('maintenance window clock', () => {
 describe('maintenance window chart', () => {
   function startAt(isoTime: string) {
     vi.setSystemTime(new Date(isoTime));
-    const actor = createActor(maintenanceWindowMachine.provide(maintenanceWindowClock), { input: { policy: policy.link, bidirectional: true } });
+    const actor = createActor(maintenanceWindowMachine.provide(maintenanceWindowClock), { input: { storeId: 'paris-1', policy: policy.link, bidirectional: true, at: Date.now() } });
     stoppers.push(actor);
     return actor.start();
   }
@@ -49,8 +49,8 @@ describe('maintenance window chart', () => {
     vi.advanceTimersByTime(HOUR);
     expect(link.getSnapshot().value).toBe('maintenance');
     expect(route(link.getSnapshot(), realtimeOrder, policy)).toMatchObject({ action: 'queue', fallback: true, reason: 'relay-unavailable' });
-    link.send({ type: 'store.announced', relay: 'up' });
-    link.send({ type: 'relay.succeeded' });
+    link.send({ type: 'store.announced', relay: 'up', at: Date.now() });
+    link.send({ type: 'relay.succeeded', at: Date.now() });
     expect(link.getSnapshot().value).toBe('maintenance');
     vi.advanceTimersByTime(NIGHTLY_WINDOW.lengthInMinutes * 60_000);
     expect(link.getSnapshot().value).toEqual({ inService: 'trial' });
@@ -66,11 +66,11 @@ describe('maintenance window chart', () => {
 
   it('trips on a single relay failure and probes after the cool-down', () => {
     const link = startAt('2026-11-28T12:00:00Z');
-    link.send({ type: 'relay.failed', reason: 'timeout' });
+    link.send({ type: 'relay.failed', reason: 'timeout', at: Date.now() });
     expect(link.getSnapshot().value).toEqual({ inService: 'unavailable' });
     vi.advanceTimersByTime(policy.link.openCooldownInMs);
     expect(link.getSnapshot().value).toEqual({ inService: 'trial' });
-    link.send({ type: 'relay.succeeded' });
+    link.send({ type: 'relay.succeeded', at: Date.now() });
     expect(link.getSnapshot().value).toEqual({ inService: 'available' });
   });
 
@@ -78,9 +78,9 @@ describe('maintenance window chart', () => {
     const link = startAt('2026-11-28T01:30:00Z');
     vi.advanceTimersByTime(HOUR);
     expect(link.getSnapshot().value).toBe('maintenance');
-    link.send({ type: 'store.announced', relay: 'disabled' });
+    link.send({ type: 'store.announced', relay: 'disabled', at: Date.now() });
     expect(link.getSnapshot().value).toBe('disabled');
-    link.send({ type: 'store.announced', relay: 'up' });
+    link.send({ type: 'store.announced', relay: 'up', at: Date.now() });
     expect(link.getSnapshot().value).toEqual({ inService: 'trial' });
   });
 });
