@@ -23,6 +23,10 @@ export interface OperationPolicy {
   fallback: Fallback;
   relayTimeoutInMs: number;
   timeToLiveInMs: number;
+  /** For the `cached` fallback: a reply older than this is not served. */
+  cachedReplyMaxAgeInMs: number;
+  /** For the `cached` fallback: the most replies of this type kept (the least recently used go first). */
+  maxCachedReplies: number;
 }
 
 export interface LinkPolicy {
@@ -57,6 +61,8 @@ export const DEFAULT_OPERATION_POLICY: OperationPolicy = Object.freeze({
   fallback: 'queue',
   relayTimeoutInMs: 5_000,
   timeToLiveInMs: DAY_IN_MS,
+  cachedReplyMaxAgeInMs: 10 * 60_000,
+  maxCachedReplies: 10_000,
 });
 
 const milliseconds = (minimum: number, maximum: number) =>
@@ -71,6 +77,13 @@ const operationPolicyInputSchema = z.strictObject({
   fallback: z.enum(FALLBACKS).optional(),
   relayTimeoutInMs: milliseconds(1, MAX_RELAY_TIMEOUT_IN_MS).optional(),
   timeToLiveInMs: milliseconds(1_000, 366 * DAY_IN_MS).optional(),
+  cachedReplyMaxAgeInMs: milliseconds(1_000, 366 * DAY_IN_MS).optional(),
+  maxCachedReplies: z
+    .number({ message: 'expected a whole number' })
+    .int('expected a whole number')
+    .min(1, 'expected at least 1')
+    .max(1_000_000, 'expected at most 1000000')
+    .optional(),
 });
 
 const linkPolicyInputSchema = z

@@ -34,6 +34,8 @@ describe('parsePolicy', () => {
       fallback: 'cached',
       relayTimeoutInMs: 4000,
       timeToLiveInMs: DEFAULT_OPERATION_POLICY.timeToLiveInMs,
+      cachedReplyMaxAgeInMs: DEFAULT_OPERATION_POLICY.cachedReplyMaxAgeInMs,
+      maxCachedReplies: DEFAULT_OPERATION_POLICY.maxCachedReplies,
     });
     expect(operationPolicyFor(policy, 'stock.query').fallback).toBe('cached');
     expect(operationPolicyFor(policy, 'price.update')).toEqual({ ...DEFAULT_OPERATION_POLICY, relayTimeoutInMs: 4000 });
@@ -53,6 +55,9 @@ describe('parsePolicy', () => {
     ['link.openCooldownInMs', { link: { openCooldownInMs: '5s' } }, 'milliseconds'],
     ['link.maxCooldownInMs', { link: { openCooldownInMs: 10_000, maxCooldownInMs: 5_000 } }, 'at least openCooldownInMs'],
     ['link.probeIntervalInMs', { link: { probeIntervalInMs: 10 } }, 'at least 100'],
+    ['link.healthyProbeIntervalInMs', { link: { healthyProbeIntervalInMs: 10 } }, 'at least 100'],
+    ['operations["stock.query"].maxCachedReplies', { operations: { 'stock.query': { maxCachedReplies: 0 } } }, 'at least 1'],
+    ['operations["stock.query"].cachedReplyMaxAgeInMs', { operations: { 'stock.query': { cachedReplyMaxAgeInMs: 5 } } }, 'at least 1000'],
     ['link', { link: { failureTreshold: 3 } }, 'failureTreshold'],
     ['operationDefaults.latency', { operationDefaults: { latency: 'fast' } }, '"async"|"realtime"'],
     ['operations["stock.query"].fallback', { operations: { 'stock.query': { fallback: 'cache' } } }, '"queue"|"reject"|"cached"'],

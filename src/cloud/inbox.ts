@@ -1,0 +1,65 @@
+/**
+ * What the cloud does with each message its stores send to the inbox: a reply settles the publisher waiting for it
+ * (and feeds the reply cache), an announcement moves the store's link chart, an event goes to the application. A
+ * message that is not a storelink store message is dead-lettered; one from an unknown store is dropped with a warning.
+ */
+import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
+import type { JsonValue } from '../core/json.js';
+import { RELAY_ANNOUNCEMENTS, type RelayAnnouncement } from '../core/linkContract.js';
+import type { Logger } from '../core/logger.js';
+import { parseStoreMessage, type ReplyBody } from '../core/storeMessage.js';
+import type { ReplyCache } from './replyCache.js';
+import type { ReplyWaiting } from './replyWaiting.js';
+import type { StoreLinks } from './storeLinks.js';
+
+export interface StoreEventMessage {
+  id: string;
+  storeId: string;
+  type: string;
+  body: JsonValue;
+  createdAt: string;
+}
+
+export interface InboxParts {
+  isKnownStore: (storeId: string) => boolean;
+  replies: ReplyWaiting;
+  cache: ReplyCache;
+  links: StoreLinks;
+  onEvent: (event: StoreEventMessage) => void;
+  logger: Logger;
+}
+
+export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery) => Promise<void> {
+  const { replies, cache, links, logger } = parts;
+  return async (delivery) => {
+    const message = parseStoreMessage(delivery.message.body);
+    if (message === undefined) {
+      await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the cloud inbox message is not a storelink outbox event' });
+      return;
+    }
+    if (!parts.isKnownStore(message.storeId)) {
+      logger.warn({ storeId: message.storeId, kind: message.kind }, 'inbox message from an unknown store');
+      await delivery.complete();
+      return;
+    }
+    if (message.kind === 'reply') {
+      const body = message.body as ReplyBody;
+      const answered = replies.settle(message.correlationId ?? '', body);
+      if (answered !== undefined && body.outcome === 'done') cache.remember(answered, body.result);
+    } else if (message.kind === 'announcement') {
+      const relay = (message.body as { relay?: unknown }).relay;
+      const madeAt = Date.parse(message.createdAt);
+      // An announcement older than the link's current state (queued while the dispatcher was away, say) says
+      // nothing newer than what put the link there: a stale "up" must not reopen a breaker that just tripped.
+      const stale = Number.isFinite(madeAt) && madeAt < links.enteredAt(message.storeId);
+      if ((RELAY_ANNOUNCEMENTS as readonly unknown[]).includes(relay) && !stale) {
+        links.send(message.storeId, { type: 'store.announced', relay: relay as RelayAnnouncement });
+      } else if (stale) {
+        logger.debug({ storeId: message.storeId, relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
+      }
+    } else {
+      parts.onEvent({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });
+    }
+    await delivery.complete();
+  };
+}
