@@ -6,6 +6,7 @@
  */
 import { Subject, type Observable } from 'rxjs';
 import type { OutgoingQueueMessage, QueueSender } from '../channels/servicebus/serviceBusConnection.js';
+import { Backoff } from '../core/backoff.js';
 import type { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { OutboxEvent } from './outbox.js';
@@ -80,9 +81,7 @@ export class OutboxFlusher {
 
   async #loop(): Promise<void> {
     const batchSize = this.#options.batchSize ?? 100;
-    const initialDelay = this.#options.initialRetryDelayInMs ?? 200;
-    const maxDelay = this.#options.maxRetryDelayInMs ?? 30_000;
-    let delay = initialDelay;
+    const backoff = new Backoff({ initialInMs: this.#options.initialRetryDelayInMs ?? 200, maxInMs: this.#options.maxRetryDelayInMs ?? 30_000 });
     while (!this.#stopping) {
       const batch = this.#options.outbox.peek(batchSize);
       if (batch.length === 0) {
@@ -92,14 +91,13 @@ export class OutboxFlusher {
       try {
         await this.#options.sender.send(batch.map(toInboxMessage));
         await this.#options.outbox.acknowledge(batch.map((event) => event.id));
-        delay = initialDelay;
+        backoff.reset();
         this.#events.next({ type: 'flushed', count: batch.length, pending: this.#options.outbox.size });
       } catch (error) {
         const failure = error as StorelinkError;
-        this.#logger.info({ err: failure, retryInMs: delay, pending: this.#options.outbox.size }, 'outbox flush failed; will retry');
-        this.#events.next({ type: 'error', error: failure, retryInMs: delay });
-        const wait = delay;
-        delay = Math.min(delay * 2, maxDelay);
+        const wait = backoff.next();
+        this.#logger.info({ err: failure, retryInMs: wait, pending: this.#options.outbox.size }, 'outbox flush failed; will retry');
+        this.#events.next({ type: 'error', error: failure, retryInMs: wait });
         // Appends do not cut a back-off short: only the timer (or close) ends it.
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, wait);

@@ -15,6 +15,7 @@ import {
   type ServiceBusSender,
 } from '@azure/service-bus';
 import { Subject, type Observable } from 'rxjs';
+import { Backoff } from '../../core/backoff.js';
 import { parseConnectionString } from '../../core/connectionString.js';
 import { StorelinkError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
@@ -252,7 +253,7 @@ class SdkQueueConsumer implements QueueConsumer {
   #subscription: { close(): Promise<void> } | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
-  #restartDelayInMs: number;
+  readonly #restartBackoff: Backoff;
   #lastActivityInMs = performance.now();
   #started = false;
   #closing: Promise<void> | undefined;
@@ -264,7 +265,8 @@ class SdkQueueConsumer implements QueueConsumer {
     this.#options = options;
     this.#logger = logger;
     this.#onClosed = onClosed;
-    this.#restartDelayInMs = options.restartDelayInMs ?? 500;
+    const initialInMs = options.restartDelayInMs ?? 500;
+    this.#restartBackoff = new Backoff({ initialInMs, maxInMs: Math.max(initialInMs, MAX_RESTART_DELAY_IN_MS) });
   }
 
   get events$(): Observable<QueueConsumerEvent> {
@@ -304,7 +306,7 @@ class SdkQueueConsumer implements QueueConsumer {
 
   async #process(receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage): Promise<void> {
     this.#lastActivityInMs = performance.now();
-    this.#restartDelayInMs = this.#options.restartDelayInMs ?? 500;
+    this.#restartBackoff.reset();
     let settled = false;
     const settle = async (what: string, action: () => Promise<void>): Promise<void> => {
       if (settled) throw new TypeError(`message ${String(message.messageId)} is already settled`);
@@ -345,8 +347,7 @@ class SdkQueueConsumer implements QueueConsumer {
 
   #restart(receiver: ServiceBusReceiver, reason: string): void {
     if (this.#closing !== undefined || this.#receiver !== receiver || this.#restartTimer !== undefined) return;
-    const delayInMs = this.#restartDelayInMs;
-    this.#restartDelayInMs = Math.min(delayInMs * 2, MAX_RESTART_DELAY_IN_MS);
+    const delayInMs = this.#restartBackoff.next();
     this.#events.next({ type: 'restarting', reason, delayInMs });
     this.#logger.info({ reason, delayInMs }, 're-creating the queue receiver');
     const subscription = this.#subscription;
