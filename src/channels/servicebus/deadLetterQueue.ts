@@ -3,11 +3,11 @@
  * queue they came from. Resubmitting sends a copy with the original messageId (the store's idempotency key) and
  * completes the dead-lettered original only once that send succeeded, so a failure leaves the original in place.
  */
-import { RetryMode, ServiceBusClient, type ServiceBusMessage, type ServiceBusReceivedMessage, type ServiceBusReceiver } from '@azure/service-bus';
+import type { ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiver } from '@azure/service-bus';
 import { parseConnectionString } from '../../core/connectionString.js';
 import { StorelinkError } from '../../core/errors.js';
 import { parseOperation } from '../../core/operation.js';
-import { DEFAULT_RETRY, type RetrySettings } from './serviceBusConnection.js';
+import { createSdkClient, receivedMessageOf, stringOrUndefined, type RetrySettings } from './serviceBusConnection.js';
 import { toStorelinkError } from './serviceBusErrors.js';
 
 export interface DeadLetterQueueOptions {
@@ -109,14 +109,6 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
-function stringOrUndefined(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
-  // A binary messageId (AMQP allows one) reads as its hex bytes.
-  return Buffer.isBuffer(value) ? value.toString('hex') : JSON.stringify(value);
-}
-
 function summaryOf(body: unknown): DeadLetteredOperationSummary | undefined {
   const parsed = parseOperation(body);
   if (!parsed.success) return undefined;
@@ -125,17 +117,16 @@ function summaryOf(body: unknown): DeadLetteredOperationSummary | undefined {
 }
 
 function fromSdkMessage(message: ServiceBusReceivedMessage): DeadLetteredMessage {
-  const applicationProperties = { ...(message.applicationProperties ?? {}) };
+  const { messageId, enqueuedAt, deliveryCount, body, applicationProperties } = receivedMessageOf(message);
   return {
     sequenceNumber: message.sequenceNumber?.toString() ?? '',
-    messageId: stringOrUndefined(message.messageId),
-    enqueuedAt: message.enqueuedTimeUtc,
-    // Over AMQP the SDK reports earlier attempts only; count as Service Bus does (see serviceBusConnection.ts).
-    deliveryCount: (message.deliveryCount ?? 0) + 1,
+    messageId,
+    enqueuedAt,
+    deliveryCount,
     reason: stringOrUndefined(message.deadLetterReason),
     description: stringOrUndefined(message.deadLetterErrorDescription),
-    operation: summaryOf(message.body),
-    body: message.body,
+    operation: summaryOf(body),
+    body,
     applicationProperties,
   };
 }
@@ -195,8 +186,7 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
       throw new TypeError('createDeadLetterQueue: now must be a function returning ms since the epoch');
     }
     this.#now = options.now ?? Date.now;
-    const retry = { ...DEFAULT_RETRY, ...options.retry };
-    this.#client = new ServiceBusClient(options.connectionString, { retryOptions: { ...retry, mode: RetryMode.Exponential } });
+    this.#client = createSdkClient(options.connectionString, options.retry);
   }
 
   #assertOpen(): void {

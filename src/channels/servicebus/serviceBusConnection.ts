@@ -135,11 +135,21 @@ function toSdkMessage(message: OutgoingQueueMessage): ServiceBusMessage {
   };
 }
 
-function fromSdkMessage(message: ServiceBusReceivedMessage): ReceivedQueueMessage {
+/** An AMQP message id or similar field as text (AMQP allows numbers, UUIDs and binary ids). */
+export function stringOrUndefined(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  // A binary messageId (AMQP allows one) reads as its hex bytes.
+  return Buffer.isBuffer(value) ? value.toString('hex') : JSON.stringify(value);
+}
+
+/** What storelink reads of a message the SDK received (or peeked); the dead-letter tooling shares it. */
+export function receivedMessageOf(message: ServiceBusReceivedMessage): ReceivedQueueMessage {
   return {
-    messageId: message.messageId === undefined ? undefined : String(message.messageId),
+    messageId: stringOrUndefined(message.messageId),
     body: message.body,
-    correlationId: message.correlationId === undefined ? undefined : String(message.correlationId),
+    correlationId: stringOrUndefined(message.correlationId),
     replyTo: message.replyTo,
     subject: message.subject,
     applicationProperties: { ...(message.applicationProperties ?? {}) },
@@ -147,6 +157,11 @@ function fromSdkMessage(message: ServiceBusReceivedMessage): ReceivedQueueMessag
     deliveryCount: (message.deliveryCount ?? 0) + 1,
     enqueuedAt: message.enqueuedTimeUtc,
   };
+}
+
+/** The one way storelink builds an SDK client: its short, explicit retries on top of the SDK's exponential mode. */
+export function createSdkClient(connectionString: string, retry: Partial<RetrySettings> = {}): ServiceBusClient {
+  return new ServiceBusClient(connectionString, { retryOptions: { ...DEFAULT_RETRY, ...retry, mode: RetryMode.Exponential } });
 }
 
 class SdkServiceBusConnection implements ServiceBusConnection {
@@ -157,11 +172,8 @@ class SdkServiceBusConnection implements ServiceBusConnection {
 
   constructor(options: ServiceBusConnectionOptions) {
     parseConnectionString(options.connectionString);
-    const retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#logger = (options.logger ?? silentLogger).child({ channel: 'queue' });
-    this.#client = new ServiceBusClient(options.connectionString, {
-      retryOptions: { ...retry, mode: RetryMode.Exponential },
-    });
+    this.#client = createSdkClient(options.connectionString, options.retry);
   }
 
   #assertOpen(): void {
@@ -318,7 +330,7 @@ class SdkQueueConsumer implements QueueConsumer {
       }
     };
     const delivery: QueueDelivery = {
-      message: fromSdkMessage(message),
+      message: receivedMessageOf(message),
       complete: () => settle('completion', () => receiver.completeMessage(message)),
       abandon: () => settle('abandon', () => receiver.abandonMessage(message)),
       deadLetter: ({ reason, description }) =>
