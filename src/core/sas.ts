@@ -5,7 +5,7 @@
  * the UTF-8 bytes of the key string itself (not its base64-decoded bytes). Shared by the channels and both emulators.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { StorelinkError } from './errors.js';
+import { StorelinkError, isStorelinkError } from './errors.js';
 
 const PREFIX = 'SharedAccessSignature ';
 const DEFAULT_TIME_TO_LIVE_IN_MS = 60 * 60 * 1000;
@@ -182,4 +182,14 @@ export function audienceCovers(audience: string, target: string, options: Audien
   if ((options.compareHost ?? true) && granted.host !== wanted.host) return false;
   if (granted.segments.length > wanted.segments.length) return false;
   return granted.segments.every((segment, index) => segment === wanted.segments[index]);
+}
+
+/** Azure's prefix for a refused SAS token, from the error `verifySasToken` threw (both emulators answer with it). */
+export type SasFailurePrefix = 'ExpiredToken' | 'MalformedToken' | 'InvalidSignature' | 'InvalidToken';
+
+export function sasFailurePrefixOf(error: unknown): SasFailurePrefix {
+  if (isStorelinkError(error, 'SAS_TOKEN_EXPIRED')) return 'ExpiredToken';
+  if (isStorelinkError(error, 'SAS_TOKEN_MALFORMED')) return 'MalformedToken';
+  if (isStorelinkError(error, 'SAS_KEY_UNKNOWN') || isStorelinkError(error, 'SAS_SIGNATURE_INVALID')) return 'InvalidSignature';
+  return 'InvalidToken';
 }

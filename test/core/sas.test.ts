@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { audienceCovers, createSasToken, parseSasToken, verifySasToken } from '../../src/core/sas.js';
-import { isStorelinkError } from '../../src/core/errors.js';
+import { audienceCovers, createSasToken, parseSasToken, sasFailurePrefixOf, verifySasToken } from '../../src/core/sas.js';
+import { StorelinkError, isStorelinkError } from '../../src/core/errors.js';
 
 // Computed outside storelink with: printf '<sr>\n<se>' | openssl dgst -sha256 -hmac '<key>' -binary | base64
 const OPENSSL_VECTORS = [
@@ -155,5 +155,20 @@ describe('audienceCovers', () => {
 
   it('can ignore the host, as Service Bus does', () => {
     expect(audienceCovers('sb://localhost/q1', 'sb://127.0.0.1:5672/q1', { compareHost: false })).toBe(true);
+  });
+});
+
+describe('sasFailurePrefixOf', () => {
+  it.each([
+    ['SAS_TOKEN_EXPIRED', 'ExpiredToken'],
+    ['SAS_TOKEN_MALFORMED', 'MalformedToken'],
+    ['SAS_KEY_UNKNOWN', 'InvalidSignature'],
+    ['SAS_SIGNATURE_INVALID', 'InvalidSignature'],
+  ] as const)('names %s as Azure does: %s', (code, prefix) => {
+    expect(sasFailurePrefixOf(new StorelinkError(code, 'x'))).toBe(prefix);
+  });
+
+  it('calls anything else an invalid token', () => {
+    expect(sasFailurePrefixOf(new Error('boom'))).toBe('InvalidToken');
   });
 });

@@ -2,8 +2,7 @@
  * SAS checks of the relay (spec §3.3): which token a caller presented, whether it is genuine and current, whether its
  * audience covers the hybrid connection, and whether its policy grants the claim the action needs.
  */
-import { audienceCovers, verifySasToken } from '../../core/sas.js';
-import { isStorelinkError } from '../../core/errors.js';
+import { audienceCovers, sasFailurePrefixOf, verifySasToken } from '../../core/sas.js';
 import type { ResolvedHybridConnection, ResolvedPolicy } from './relayEmulatorOptions.js';
 
 export type RelayClaim = 'Listen' | 'Send';
@@ -49,16 +48,11 @@ export function authorize(options: AuthorizeOptions): AuthorizationResult {
       clockSkewInMs: options.clockSkewInMs,
     });
   } catch (error) {
-    if (isStorelinkError(error, 'SAS_TOKEN_EXPIRED')) {
-      return { ok: false, status: 401, description: `ExpiredToken: ${error.message}.` };
-    }
-    if (isStorelinkError(error, 'SAS_TOKEN_MALFORMED')) {
-      return { ok: false, status: 401, description: `MalformedToken: ${error.message}.` };
-    }
-    if (isStorelinkError(error, 'SAS_KEY_UNKNOWN') || isStorelinkError(error, 'SAS_SIGNATURE_INVALID')) {
-      return { ok: false, status: 401, description: 'InvalidSignature: The token has an invalid signature.' };
-    }
-    return { ok: false, status: 401, description: 'InvalidToken: The token could not be verified.' };
+    const prefix = sasFailurePrefixOf(error);
+    // Like Azure, a bad signature does not say whether the key name or the signature was wrong.
+    if (prefix === 'InvalidSignature') return { ok: false, status: 401, description: 'InvalidSignature: The token has an invalid signature.' };
+    if (prefix === 'InvalidToken') return { ok: false, status: 401, description: 'InvalidToken: The token could not be verified.' };
+    return { ok: false, status: 401, description: `${prefix}: ${(error as Error).message}.` };
   }
   const target = `http://${options.host}/${hybridConnection.name}`;
   const audienceOk =

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import rhea from 'rhea';
 import type { Connection, Delivery, EventContext, Receiver, Sender, Session } from 'rhea';
-import { audienceCovers, verifySasToken } from '../../core/sas.js';
+import { audienceCovers, sasFailurePrefixOf, verifySasToken } from '../../core/sas.js';
 import { SECTION, bytesToUuid, readBinary, splitSections, swapGuidBytes, toDotNetTicks, uuidToBytes } from './amqpCodec.js';
 import type { Broker} from './broker.js';
 import { BrokerError, type Consumer, type MessageStore, type SendEntity, type SettleOutcome } from './broker.js';
@@ -423,9 +423,7 @@ export class AmqpServer {
       state.grants.push({ audience, expiresAt: parsed.expiresOnInSeconds * 1000, rights: policy.rights });
       respond(202, 'Accepted');
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      const prefix = code === 'SAS_TOKEN_EXPIRED' ? 'ExpiredToken' : code === 'SAS_TOKEN_MALFORMED' ? 'MalformedToken' : 'InvalidSignature';
-      respond(401, `${prefix}: ${(error as Error).message}`);
+      respond(401, `${sasFailurePrefixOf(error)}: ${(error as Error).message}`);
     }
   }
 
