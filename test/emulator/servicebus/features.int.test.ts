@@ -61,7 +61,9 @@ describe('service bus emulator: expiry, scheduling, peek, duplicates', () => {
   it('holds a sent message carrying scheduledEnqueueTimeUtc until its time', async () => {
     const sb = await emulator({ namespaces: queues('q1') });
     const c = client(sb.connectionString());
-    const at = new Date(Date.now() + 300);
+    // Far enough ahead that the unscheduled message is received first even on a loaded machine (300 ms was not, once,
+    // under a 2-core run of several suites at a time).
+    const at = new Date(Date.now() + 2_000);
     await c.createSender('q1').sendMessages([{ body: 'timed', scheduledEnqueueTimeUtc: at }, { body: 'now' }]);
     const receiver = c.createReceiver('q1', { receiveMode: 'receiveAndDelete' });
     const [first] = await receiveExactly(receiver, 1);
