@@ -23,7 +23,7 @@ import { operationTypeSchema, storeIdSchema } from '../core/names.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, latencySchema } from '../core/operation.js';
 import { describeIssue } from '../core/validation.js';
 import type { Delivery, Dispatcher, LinkView } from './dispatcher.js';
-import { PROMETHEUS_CONTENT_TYPE, createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
 import type { LinkChange } from './storeLinks.js';
 
 /** Room for a 256 KiB payload plus the rest of the request. */
@@ -401,8 +401,8 @@ class DefaultCloudHttpApi implements CloudHttpApi {
 
   async #serveMetrics(response: ServerResponse): Promise<void> {
     await this.#dispatcher.start();
-    const text = this.#metrics.render();
-    response.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    const text = await this.#metrics.render();
+    response.writeHead(200, { 'content-type': this.#metrics.contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
     response.end(text);
   }
 
