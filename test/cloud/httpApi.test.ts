@@ -1,6 +1,7 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import type { Delivery, KnownStore, LinkView } from '../../src/cloud/dispatcher.js';
+import { nestsDeeperThan } from '../../src/cloud/http/jsonBody.js';
 import { httpStatusOf } from '../../src/cloud/httpApi.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
@@ -23,6 +24,22 @@ describe('httpStatusOf', () => {
     ['RELAY_UNAUTHORIZED', 502],
   ])('maps %s to %i', (code, status) => {
     expect(httpStatusOf(new StorelinkError(code, 'message'))).toBe(status);
+  });
+});
+
+describe('nestsDeeperThan', () => {
+  it.each<[string, number, boolean]>([
+    ['{}', 1, false],
+    ['{"a":[1,{"b":[]}]}', 4, false],
+    ['{"a":[1,{"b":[]}]}', 3, true],
+    ['"[[[[[["', 1, false],
+    ['{"a":"\\"[[[["}', 1, false],
+    ['{"a":"\\\\"}', 1, false],
+    ['{"a":"\\\\",[[]]}', 2, true],
+    [`${'['.repeat(65)}${']'.repeat(65)}`, 64, true],
+    [`${'['.repeat(64)}${']'.repeat(64)}`, 64, false],
+  ])('%s deeper than %i: %s', (text, depth, expected) => {
+    expect(nestsDeeperThan(text, depth)).toBe(expected);
   });
 });
 
