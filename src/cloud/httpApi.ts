@@ -1,5 +1,5 @@
 /**
- * The cloud dispatcher over HTTP (node:http, JSON): publish an operation, read the stores' links, follow what happens
+ * The cloud dispatcher over HTTP (fastify, JSON): publish an operation, read the stores' links, follow what happens
  * as server-sent events, scrape Prometheus metrics. Every request carries `Authorization: Bearer <token>`.
  *
  *   POST /stores/:storeId/operations   { type, payload, latency?, awaitReplyInMs?, timeToLiveInMs?, id? } → Delivery
@@ -9,33 +9,42 @@
  *   GET  /metrics                      Prometheus text format 0.0.4
  *
  * Errors are `{ error: { code, message, field? } }` with a StorelinkError code. A store's own refusal is not an
- * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why.
+ * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
+ * ./http/, one plugin per group; this file puts them together and owns the server's life.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import { Subscription, map, merge } from 'rxjs';
-import { z } from 'zod';
-import { StorelinkError, isStorelinkError } from '../core/errors.js';
-import type { JsonValue } from '../core/json.js';
+import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { operationTypeSchema, storeIdSchema } from '../core/names.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, latencySchema } from '../core/operation.js';
-import { describeIssue } from '../core/validation.js';
-import type { Delivery, Dispatcher, LinkView } from './dispatcher.js';
-import { PROMETHEUS_CONTENT_TYPE, createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
-import type { StateValue } from 'xstate';
-import type { LinkChange } from './storeLinks.js';
+import type { Dispatcher } from './dispatcher.js';
+import { createBearerCheck, type BearerCheck } from './http/bearerAuth.js';
+import { createErrorHandler } from './http/errors.js';
+import { eventsRoutes } from './http/eventsRoutes.js';
+import { metricsRoutes } from './http/metricsRoutes.js';
+import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
+import { storesRoutes } from './http/storesRoutes.js';
+import { zodValidatorCompiler } from './http/zodValidation.js';
+import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+
+export { httpStatusOf } from './http/errors.js';
+export type { StoreLinkView } from './http/linkViews.js';
+export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
 
 /** Room for a 256 KiB payload plus the rest of the request. */
 export const DEFAULT_MAX_BODY_BYTES = 300 * 1024;
 export const DEFAULT_HEARTBEAT_INTERVAL_IN_MS = 15_000;
-/** How long a publish may wait for a queued operation's reply: a request should not hang longer than a relay call. */
-export const MAX_AWAIT_REPLY_IN_MS = 60_000;
 export const MIN_TOKEN_LENGTH = 16;
-/** An event stream whose client reads slower than this much buffered output is ended; the client may reconnect. */
-const MAX_EVENT_STREAM_BUFFER_BYTES = 1024 * 1024;
-const DAY_IN_MS = 24 * 60 * 60 * 1000;
+/** How long a client may take to send a whole request: 300 KiB need far less; a stalled upload is cut. */
+const REQUEST_TIMEOUT_IN_MS = 30_000;
+/**
+ * How long a connection may stay silent. Longer than the slowest answer (a relay call of up to 60 s that falls back
+ * to a 60 s wait for the queue's reply), and than twice the event streams' heartbeat.
+ */
+const CONNECTION_TIMEOUT_IN_MS = 300_000;
+/** Node's own default, kept: clients such as undici drop their idle connections first (at 4 s). */
+const KEEP_ALIVE_TIMEOUT_IN_MS = 5_000;
+/** fastify's default of 100 would answer a long store id with 414 before its schema could say what is wrong. */
+const MAX_PATH_PARAMETER_LENGTH = 2_048;
 
 export interface CloudHttpApiOptions {
   dispatcher: Dispatcher;
@@ -59,79 +68,8 @@ export interface CloudHttpApi extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** A store and its link, as the API shows it: `state` is the chart's state value, not its JSON text. */
-export interface StoreLinkView extends Omit<LinkView, 'state'> {
-  /** The chart's top-level state (`tripped`), what a dashboard shows. */
-  state: string;
-  /** The whole state value, sub-states included (`{ "tripped": { "cooldown": "running", … } }`). */
-  stateValue: JsonValue;
-}
-
-const publishBodySchema = z.strictObject({
-  type: operationTypeSchema,
-  payload: z.custom<JsonValue>((value) => value !== undefined, { message: 'is required (any JSON value)' }),
-  latency: latencySchema.optional(),
-  awaitReplyInMs: z
-    .number({ message: 'expected a whole number of milliseconds' })
-    .int('expected a whole number of milliseconds')
-    .min(0, 'expected at least 0 ms')
-    .max(MAX_AWAIT_REPLY_IN_MS, `expected at most ${MAX_AWAIT_REPLY_IN_MS} ms`)
-    .optional(),
-  timeToLiveInMs: z
-    .number({ message: 'expected a whole number of milliseconds' })
-    .int('expected a whole number of milliseconds')
-    .min(1_000, 'expected at least 1000 ms')
-    .max(366 * DAY_IN_MS, `expected at most ${366 * DAY_IN_MS} ms`)
-    .optional(),
-  id: z.uuid({ message: 'must be a UUID' }).optional(),
-});
-
-/** The HTTP status for an error code: the caller's mistakes are 4xx; failures further on are 502, or 503 when retrying may help. */
-export function httpStatusOf(error: StorelinkError): number {
-  switch (error.code) {
-    case 'OPERATION_INVALID':
-      return 400;
-    case 'API_UNAUTHORIZED':
-      return 401;
-    case 'STORE_UNKNOWN':
-    case 'ROUTE_NOT_FOUND':
-      return 404;
-    case 'PAYLOAD_TOO_LARGE':
-      return 413;
-    case 'UNEXPECTED_FAILURE':
-      return 500;
-    case 'ABORTED':
-      return 503;
-    default:
-      return error.retryable ? 503 : 502;
-  }
-}
-
-function topStateOf(state: StateValue): string {
-  return typeof state === 'string' ? state : (Object.keys(state)[0] ?? '');
-}
-
-function storeLinkViewOf(view: LinkView): StoreLinkView {
-  return { ...view, state: topStateOf(view.state), stateValue: view.state as JsonValue };
-}
-
-function linkChangeViewOf(change: LinkChange) {
-  return {
-    storeId: change.storeId,
-    state: topStateOf(change.state),
-    stateValue: change.state as JsonValue,
-    tags: change.tags,
-    previousState: change.previousState === undefined ? null : topStateOf(change.previousState),
-  };
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
-interface Route {
-  pattern: RegExp;
-  methods: Record<string, (request: IncomingMessage, response: ServerResponse, parameters: string[]) => Promise<void> | void>;
+function notServed(request: FastifyRequest): StorelinkError {
+  return new StorelinkError('ROUTE_NOT_FOUND', `nothing is served at ${request.url.split('?', 1)[0]}`);
 }
 
 export function createCloudHttpApi(options: CloudHttpApiOptions): CloudHttpApi {
@@ -140,17 +78,14 @@ export function createCloudHttpApi(options: CloudHttpApiOptions): CloudHttpApi {
 
 class DefaultCloudHttpApi implements CloudHttpApi {
   readonly #dispatcher: Dispatcher;
-  readonly #tokenDigest: Buffer;
   readonly #host: string;
   readonly #port: number;
   readonly #logger: Logger;
-  readonly #maxBodyBytes: number;
-  readonly #heartbeatIntervalInMs: number;
   readonly #metrics: DispatcherMetrics;
-  readonly #server: Server;
-  readonly #routes: Route[];
+  readonly #app: FastifyInstance;
   /** Ends every open event stream. */
-  readonly #eventStreams = new Set<(reason: string) => void>();
+  readonly #openStreams = new Set<(reason: string) => void>();
+  /** Settles when each request being handled has been answered (or its client has gone). */
   readonly #inFlight = new Set<Promise<void>>();
   /** One per publish under way, aborted on close so waits for a queued reply answer at once (as `queued`). */
   readonly #publishControllers = new Set<AbortController>();
@@ -163,269 +98,100 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     }
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes <= 0) throw new RangeError(`createCloudHttpApi: maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
-    const heartbeat = options.heartbeatIntervalInMs ?? DEFAULT_HEARTBEAT_INTERVAL_IN_MS;
-    if (!Number.isFinite(heartbeat) || heartbeat <= 0) throw new RangeError(`createCloudHttpApi: heartbeatIntervalInMs must be positive, got ${heartbeat}`);
-    this.#dispatcher = options.dispatcher;
-    this.#tokenDigest = sha256(options.token);
+    const heartbeatIntervalInMs = options.heartbeatIntervalInMs ?? DEFAULT_HEARTBEAT_INTERVAL_IN_MS;
+    if (!Number.isFinite(heartbeatIntervalInMs) || heartbeatIntervalInMs <= 0) {
+      throw new RangeError(`createCloudHttpApi: heartbeatIntervalInMs must be positive, got ${heartbeatIntervalInMs}`);
+    }
+    const dispatcher = options.dispatcher;
+    this.#dispatcher = dispatcher;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 0;
     this.#logger = (options.logger ?? silentLogger).child({ component: 'http' });
-    this.#maxBodyBytes = maxBodyBytes;
-    this.#heartbeatIntervalInMs = heartbeat;
     // Created now, not on listen: the counters must see every delivery the dispatcher makes from here on.
-    this.#metrics = createDispatcherMetrics(options.dispatcher);
-    this.#routes = [
-      { pattern: /^\/stores$/, methods: { GET: (_request, response) => this.#listStores(response) } },
-      { pattern: /^\/stores\/([^/]+)$/, methods: { GET: (_request, response, [storeId]) => this.#showStore(response, storeId!) } },
-      { pattern: /^\/stores\/([^/]+)\/operations$/, methods: { POST: (request, response, [storeId]) => this.#publish(request, response, storeId!) } },
-      { pattern: /^\/events$/, methods: { GET: (request, response) => this.#streamEvents(request, response) } },
-      { pattern: /^\/metrics$/, methods: { GET: (_request, response) => this.#serveMetrics(response) } },
-    ];
-    this.#server = createServer((request, response) => {
-      const startedAt = performance.now();
-      response.on('finish', () =>
-        this.#logger.debug({ method: request.method, path: request.url, status: response.statusCode, durationInMs: performance.now() - startedAt }, 'request answered'),
-      );
-      const handled = this.#handle(request, response).catch((error: unknown) => this.#fail(response, error));
-      this.#inFlight.add(handled);
-      void handled.finally(() => this.#inFlight.delete(handled));
+    this.#metrics = createDispatcherMetrics(dispatcher);
+
+    const checkBearer = createBearerCheck(options.token);
+    const handleError = createErrorHandler(this.#logger);
+    const app = fastify({
+      logger: false,
+      bodyLimit: maxBodyBytes,
+      requestTimeout: REQUEST_TIMEOUT_IN_MS,
+      connectionTimeout: Math.max(CONNECTION_TIMEOUT_IN_MS, 2 * heartbeatIntervalInMs),
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_IN_MS,
+      // close() drops the connections itself, once the requests under way have their answers.
+      forceCloseConnections: false,
+      // A request on a connection still open while closing gets the API's answer, not fastify's own 503 body.
+      return503OnClosing: false,
+      // HEAD is not served (405), as before.
+      exposeHeadRoutes: false,
+      routerOptions: { maxParamLength: MAX_PATH_PARAMETER_LENGTH },
+      // A path fastify cannot route (bad percent-encoding) skips the hooks: admit it here too, so it answers 401 first.
+      frameworkErrors: (error, request, reply) => handleError(this.#admit(request, reply, checkBearer) ?? error, request, reply),
     });
+    app.setValidatorCompiler(zodValidatorCompiler);
+    app.setErrorHandler(handleError);
+    // Only the operations route reads a body, with its own parser; elsewhere a body is ignored, never parsed.
+    app.removeAllContentTypeParsers();
+    app.addHook('onRequest', (request, reply, done) => {
+      const refused = this.#admit(request, reply, checkBearer);
+      // The router matches `/stores/` as a store with an empty id; a path with an empty segment names nothing.
+      const emptySegment = Object.values(request.params as Record<string, string>).includes('');
+      done(refused ?? (emptySegment ? notServed(request) : undefined));
+    });
+    app.addHook('preHandler', (_request, reply, done) => {
+      this.#awaitAnswer(reply);
+      done();
+    });
+    app.setNotFoundHandler((request) => {
+      throw notServed(request);
+    });
+    void app.register(operationsRoutes, { dispatcher, startPublish: () => this.#startPublish() });
+    void app.register(storesRoutes, { dispatcher });
+    void app.register(eventsRoutes, { dispatcher, heartbeatIntervalInMs, logger: this.#logger, openStreams: this.#openStreams });
+    void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
+    this.#app = app;
   }
 
   listen(): Promise<{ port: number }> {
     if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the cloud HTTP API is closed'));
     this.#listening ??= (async () => {
       await this.#dispatcher.start();
-      await new Promise<void>((resolve, reject) => {
-        const failed = (error: Error) => reject(error);
-        this.#server.once('error', failed);
-        this.#server.listen(this.#port, this.#host, () => {
-          this.#server.off('error', failed);
-          resolve();
-        });
-      });
-      const { port } = this.#server.address() as AddressInfo;
+      await this.#app.listen({ host: this.#host, port: this.#port });
+      const { port } = this.#app.server.address() as AddressInfo;
       this.#logger.info({ host: this.#host, port }, 'cloud HTTP API listening');
       return { port };
     })();
     return this.#listening;
   }
 
-  async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://storelink.invalid');
-    const authorization = this.#authorize(request.headers.authorization);
-    if (authorization !== 'ok') {
-      response.setHeader('www-authenticate', authorization === 'missing' ? 'Bearer realm="storelink"' : 'Bearer realm="storelink", error="invalid_token"');
-      throw new StorelinkError(
-        'API_UNAUTHORIZED',
-        authorization === 'missing' ? 'send the API token as "Authorization: Bearer <token>"' : 'the bearer token is not the one configured',
-      );
-    }
-    for (const route of this.#routes) {
-      const match = route.pattern.exec(url.pathname);
-      if (match === null) continue;
-      const handler = route.methods[request.method ?? ''];
-      if (handler === undefined) {
-        response.setHeader('allow', Object.keys(route.methods).join(', '));
-        this.#sendError(response, 405, new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on ${url.pathname}; use ${Object.keys(route.methods).join(' or ')}`));
-        return;
-      }
-      await handler(request, response, match.slice(1));
-      return;
-    }
-    throw new StorelinkError('ROUTE_NOT_FOUND', `nothing is served at ${url.pathname}`);
+  /** What every request goes through first: its answer is logged and never cached; without the token it is refused (the error returned). */
+  #admit(request: FastifyRequest, reply: FastifyReply, checkBearer: BearerCheck): StorelinkError | undefined {
+    const response = reply.raw;
+    const startedAt = performance.now();
+    response.once('finish', () =>
+      this.#logger.debug({ method: request.method, path: request.url, status: response.statusCode, durationInMs: performance.now() - startedAt }, 'request answered'),
+    );
+    void reply.header('cache-control', 'no-store');
+    return checkBearer(request, reply);
   }
 
-  #authorize(header: string | undefined): 'ok' | 'missing' | 'invalid' {
-    const match = /^Bearer +(\S+) *$/i.exec(header ?? '');
-    if (match === null) return 'missing';
-    // Comparing digests keeps the comparison constant-time whatever the length of the token sent.
-    return timingSafeEqual(sha256(match[1]!), this.#tokenDigest) ? 'ok' : 'invalid';
+  /**
+   * Remembers a request whose handler runs until its response is done (or its client gone), so close() can wait for
+   * its answer. Requests still sending their body are not waited for: close() cuts them.
+   */
+  #awaitAnswer(reply: FastifyReply): void {
+    const answered = new Promise<void>((resolve) => reply.raw.once('close', resolve));
+    this.#inFlight.add(answered);
+    void answered.then(() => this.#inFlight.delete(answered));
   }
 
-  #storeIdOf(segment: string): string {
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(segment);
-    } catch {
-      decoded = segment;
-    }
-    const valid = storeIdSchema.safeParse(decoded, { reportInput: true });
-    if (!valid.success) {
-      throw new StorelinkError('OPERATION_INVALID', describeIssue({ ...valid.error.issues[0]!, path: ['storeId'] }).text, { field: 'storeId' });
-    }
-    return valid.data;
-  }
-
-  async #listStores(response: ServerResponse): Promise<void> {
-    await this.#dispatcher.start();
-    const stores = this.#dispatcher.stores().map(({ storeId }) => storeLinkViewOf(this.#dispatcher.link(storeId)));
-    this.#sendJson(response, 200, { stores });
-  }
-
-  async #showStore(response: ServerResponse, segment: string): Promise<void> {
-    const storeId = this.#storeIdOf(segment);
-    await this.#dispatcher.start();
-    if (!this.#dispatcher.stores().some((store) => store.storeId === storeId)) {
-      throw new StorelinkError('STORE_UNKNOWN', `unknown store "${storeId}"`, { field: 'storeId' });
-    }
-    this.#sendJson(response, 200, storeLinkViewOf(this.#dispatcher.link(storeId)));
-  }
-
-  async #publish(request: IncomingMessage, response: ServerResponse, segment: string): Promise<void> {
-    const storeId = this.#storeIdOf(segment);
-    const contentType = request.headers['content-type'];
-    if (contentType !== undefined && !/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType)) {
-      this.#sendError(response, 415, new StorelinkError('OPERATION_INVALID', `send the operation as application/json, not ${contentType}`));
-      return;
-    }
-    const body = await this.#readJson(request);
-    const parsed = publishBodySchema.safeParse(body, { reportInput: true });
-    if (!parsed.success) {
-      const { field, text } = describeIssue(parsed.error.issues[0]!);
-      throw new StorelinkError('OPERATION_INVALID', `invalid operation request: ${text}`, { field, cause: parsed.error });
-    }
-    const { awaitReplyInMs, ...rest } = parsed.data;
-    // A controller per call, not one shared signal: the dispatcher adds abort listeners it never removes. A client
-    // that leaves does not abort its call either: the operation may already be on its way, and its delivery still
-    // shows on /events and in the metrics.
+  #startPublish(): PublishCall {
+    // A publish that arrives while closing would start work that close() no longer waits for.
+    if (this.#closing !== undefined) throw new StorelinkError('ABORTED', 'the cloud HTTP API is closing; publish again once it is back, or to another instance');
+    // A controller per call, not one shared signal: the dispatcher adds abort listeners it never removes.
     const controller = new AbortController();
     this.#publishControllers.add(controller);
-    try {
-      const delivery: Delivery = await this.#dispatcher.publish(
-        { storeId, ...rest },
-        { abortSignal: controller.signal, ...(awaitReplyInMs === undefined ? {} : { awaitReplyInMs }) },
-      );
-      this.#sendJson(response, 200, delivery);
-    } finally {
-      this.#publishControllers.delete(controller);
-    }
-  }
-
-  /** Reads the body up to the limit; past it, Node discards the rest after the 413 so the connection stays usable. */
-  #readJson(request: IncomingMessage): Promise<unknown> {
-    const limit = this.#maxBodyBytes;
-    const tooLarge = () => new StorelinkError('PAYLOAD_TOO_LARGE', `the request body is larger than ${limit} bytes (an operation's payload may be ${DEFAULT_MAX_PAYLOAD_BYTES})`);
-    const declared = Number(request.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const cleanUp = () => {
-        request.off('data', onData);
-        request.off('end', onEnd);
-        request.off('error', onError);
-        request.off('close', onClose);
-      };
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > limit) {
-          cleanUp();
-          reject(tooLarge());
-          return;
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => {
-        cleanUp();
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (text.trim() === '') {
-          reject(new StorelinkError('OPERATION_INVALID', 'the request body is empty; send a JSON object { type, payload, … }'));
-          return;
-        }
-        try {
-          resolve(JSON.parse(text));
-        } catch (cause) {
-          reject(new StorelinkError('OPERATION_INVALID', `the request body is not valid JSON: ${(cause as Error).message}`, { cause }));
-        }
-      };
-      const onError = (error: Error) => {
-        cleanUp();
-        reject(error);
-      };
-      // A client that leaves mid-body must not leave this promise (and close(), which waits for it) pending.
-      const onClose = () => {
-        cleanUp();
-        reject(new StorelinkError('ABORTED', 'the client closed the connection before sending the whole body'));
-      };
-      request.on('data', onData);
-      request.on('end', onEnd);
-      request.on('error', onError);
-      request.on('close', onClose);
-    });
-  }
-
-  #streamEvents(request: IncomingMessage, response: ServerResponse): void {
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      // Reverse proxies (nginx) would otherwise buffer the stream.
-      'x-accel-buffering': 'no',
-    });
-    // A first comment flushes the headers, so a client knows the stream is open before any event.
-    response.write(': storelink events\n\n');
-    // A container, so a stream that completes while subscribing (a closed dispatcher) still unsubscribes.
-    const subscription = new Subscription();
-    let ended = false;
-    const end = (reason: string) => {
-      if (ended) return;
-      ended = true;
-      this.#logger.debug({ reason, remote: request.socket.remoteAddress }, 'event stream ended');
-      clearInterval(heartbeat);
-      subscription.unsubscribe();
-      this.#eventStreams.delete(end);
-      if (!response.writableEnded) response.end();
-    };
-    const write = (text: string) => {
-      if (ended || response.destroyed) return;
-      response.write(text);
-      if (response.writableLength > MAX_EVENT_STREAM_BUFFER_BYTES) {
-        this.#logger.warn({ remote: request.socket.remoteAddress }, 'event stream client reads too slowly; ending its stream');
-        end('slow client');
-      }
-    };
-    const heartbeat = setInterval(() => write(': heartbeat\n\n'), this.#heartbeatIntervalInMs);
-    this.#eventStreams.add(end);
-    response.on('close', () => end('client left'));
-    subscription.add(
-      merge(
-      this.#dispatcher.links$.pipe(map((change) => ['link', linkChangeViewOf(change)] as const)),
-      this.#dispatcher.deliveries$.pipe(map((delivery) => ['delivery', delivery] as const)),
-      this.#dispatcher.events$.pipe(map((event) => ['store-event', event] as const)),
-      ).subscribe({
-        next: ([event, data]) => write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-        complete: () => end('dispatcher closed'),
-      }),
-    );
-  }
-
-  async #serveMetrics(response: ServerResponse): Promise<void> {
-    await this.#dispatcher.start();
-    const text = this.#metrics.render();
-    response.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-    response.end(text);
-  }
-
-  #sendJson(response: ServerResponse, status: number, value: unknown): void {
-    if (response.headersSent || response.destroyed) return;
-    const text = JSON.stringify(value);
-    response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-    response.end(text);
-  }
-
-  #sendError(response: ServerResponse, status: number, error: StorelinkError): void {
-    this.#sendJson(response, status, { error: { code: error.code, message: error.message, ...(error.field === undefined ? {} : { field: error.field }) } });
-  }
-
-  #fail(response: ServerResponse, error: unknown): void {
-    const failure = isStorelinkError(error)
-      ? error
-      : new StorelinkError('UNEXPECTED_FAILURE', error instanceof Error ? error.message : String(error), { cause: error });
-    const status = httpStatusOf(failure);
-    if (status >= 500) this.#logger[status === 500 ? 'error' : 'warn']({ err: error, code: failure.code }, 'request failed');
-    else this.#logger.debug({ code: failure.code, field: failure.field }, 'request refused');
-    this.#sendError(response, status, failure);
+    return { signal: controller.signal, release: () => this.#publishControllers.delete(controller) };
   }
 
   close(): Promise<void> {
@@ -433,13 +199,13 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       // A listen under way would otherwise open the port after the server was closed.
       await this.#listening?.catch(() => undefined);
       for (const controller of this.#publishControllers) controller.abort();
-      for (const end of [...this.#eventStreams]) end('server closing');
+      for (const end of [...this.#openStreams]) end('server closing');
       this.#metrics.close();
-      // The callback comes with an error when the server never listened; closed is closed either way.
-      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      // Wait for requests under way to answer, then drop the idle keep-alive connections that would hold close().
+      const closed = this.#app.close();
+      // Wait for the requests being handled to answer, then drop the connections left: idle keep-alive ones, and
+      // uploads still under way (Node stops enforcing requestTimeout once the server closes, so they could hold close() forever).
       await Promise.allSettled([...this.#inFlight]);
-      this.#server.closeAllConnections();
+      this.#app.server.closeAllConnections();
       await closed;
     })();
     return this.#closing;

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
@@ -183,6 +184,21 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
     expect((await call('/stores')).status).toBe(200);
   });
 
+  it('refuses a body nested deeper than 64 levels, or streamed past the limit without a Content-Length, before parsing it', async () => {
+    const { call, post } = await world();
+    const deep = await post('paris-1', { ...ORDER, payload: JSON.parse(`${'['.repeat(70)}${']'.repeat(70)}`) });
+    expect([deep.status, ((await deep.json()) as ErrorBody).error]).toEqual([400, expect.objectContaining({ code: 'OPERATION_INVALID', message: expect.stringContaining('deeper than 64') })]);
+    // Brackets inside strings are text, not nesting.
+    expect((await post('paris-1', { ...ORDER, payload: { ...ORDER.payload, customer: '['.repeat(200) } })).status).toBe(200);
+    const streamed = await call('/stores/paris-1/operations', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: new Blob([JSON.stringify({ ...ORDER, payload: { note: 'x'.repeat(400 * 1024) } })]).stream(),
+      duplex: 'half',
+    });
+    expect([streamed.status, ((await streamed.json()) as ErrorBody).error.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+  });
+
   it('answers 401 with WWW-Authenticate: Bearer without a token or with a wrong one, on every route', async () => {
     const { baseUrl } = await world();
     for (const [method, pathname] of [['GET', '/stores'], ['GET', '/metrics'], ['GET', '/events'], ['POST', '/stores/paris-1/operations'], ['GET', '/nowhere']]) {
@@ -299,6 +315,23 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
     expect(((await response.json()) as ErrorBody).error.code).toBe('ABORTED');
     await expect(fetch(`${baseUrl}/stores`, { headers: { authorization: `Bearer ${TOKEN}` } })).rejects.toThrow();
     await api.close();
+  });
+
+  it('close() does not wait for a client that is still sending its body', async () => {
+    const { api, baseUrl } = await world();
+    const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1');
+    closeables.push(() => Promise.resolve(socket.destroy()));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // The server cuts the connection: a reset is what the client should see.
+    socket.on('error', () => undefined);
+    const cut = new Promise((resolve) => socket.once('close', resolve));
+    // `Expect: 100-continue` makes the server say when it holds the request, so close() surely finds it mid-body.
+    const holding = new Promise((resolve) => socket.once('data', resolve));
+    socket.write(`POST /stores/paris-1/operations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\ncontent-type: application/json\r\ncontent-length: 100\r\nexpect: 100-continue\r\n\r\n`);
+    expect(String(await holding)).toMatch(/^HTTP\/1\.1 100 Continue/);
+    socket.write('{"type":');
+    await api.close();
+    await cut;
   });
 
   it('stops following the dispatcher for an event stream whose client leaves', async () => {

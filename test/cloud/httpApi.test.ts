@@ -1,8 +1,9 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import type { Delivery, KnownStore, LinkView } from '../../src/cloud/dispatcher.js';
+import { nestsDeeperThan } from '../../src/cloud/http/jsonBody.js';
 import { httpStatusOf } from '../../src/cloud/httpApi.js';
-import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, escapeLabelValue, type MetricsSource } from '../../src/cloud/metrics.js';
+import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
 import { StorelinkError, type StorelinkErrorCode } from '../../src/core/errors.js';
 import { parsePrometheusText } from '../support/prometheusText.js';
@@ -23,6 +24,22 @@ describe('httpStatusOf', () => {
     ['RELAY_UNAUTHORIZED', 502],
   ])('maps %s to %i', (code, status) => {
     expect(httpStatusOf(new StorelinkError(code, 'message'))).toBe(status);
+  });
+});
+
+describe('nestsDeeperThan', () => {
+  it.each<[string, number, boolean]>([
+    ['{}', 1, false],
+    ['{"a":[1,{"b":[]}]}', 4, false],
+    ['{"a":[1,{"b":[]}]}', 3, true],
+    ['"[[[[[["', 1, false],
+    ['{"a":"\\"[[[["}', 1, false],
+    ['{"a":"\\\\"}', 1, false],
+    ['{"a":"\\\\",[[]]}', 2, true],
+    [`${'['.repeat(65)}${']'.repeat(65)}`, 64, true],
+    [`${'['.repeat(64)}${']'.repeat(64)}`, 64, false],
+  ])('%s deeper than %i: %s', (text, depth, expected) => {
+    expect(nestsDeeperThan(text, depth)).toBe(expected);
   });
 });
 
@@ -50,7 +67,7 @@ function delivery(overrides: Partial<Delivery>): Delivery {
 }
 
 describe('dispatcher metrics', () => {
-  it('counts deliveries and fallbacks, fills the relay histogram cumulatively and counts links by state', () => {
+  it('counts deliveries and fallbacks, fills the relay histogram cumulatively and counts links by state', async () => {
     const { source, deliveries$, links$, linkCalls } = fakeSource(
       [
         { storeId: 'paris-1', bidirectional: true },
@@ -66,7 +83,7 @@ describe('dispatcher metrics', () => {
     deliveries$.next(delivery({ channel: 'queue', outcome: 'queued', fallbackReason: 'RELAY_NO_LISTENER', attempts: 2, durationInMs: 2_000 }));
     deliveries$.next(delivery({ channel: null, outcome: 'served-cached', fallbackReason: 'relay-unavailable' }));
 
-    const first = parsePrometheusText(metrics.render());
+    const first = parsePrometheusText(await metrics.render());
     expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
     expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'rejected' })).toBe(1);
     expect(first.value('storelink_deliveries_total', { channel: 'queue', outcome: 'queued' })).toBe(1);
@@ -89,32 +106,43 @@ describe('dispatcher metrics', () => {
     // Later states come from links$, without asking the dispatcher (which would revive idle link actors).
     links$.next({ storeId: 'paris-1', state: 'tripped', tags: [], previousState: 'healthy' });
     links$.next({ storeId: 'lyon-2', state: 'tripped', tags: [], previousState: 'healthy' });
-    const second = parsePrometheusText(metrics.render());
+    const second = parsePrometheusText(await metrics.render());
     expect(second.value('storelink_links', { state: 'tripped' })).toBe(2);
     expect(second.value('storelink_links', { state: 'healthy' })).toBe(0);
     expect(linkCalls()).toBe(3);
 
     metrics.close();
     deliveries$.next(delivery({}));
-    expect(parsePrometheusText(metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
+    expect(parsePrometheusText(await metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
   });
 
-  it('escapes label values and labels a nested chart state by its top-level state', () => {
-    expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
+  it('escapes label values and labels a nested chart state by its top-level state', async () => {
     const { source, deliveries$, links$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
     const metrics = createDispatcherMetrics(source);
     deliveries$.next(delivery({ channel: 'queue', outcome: 'queued', fallbackReason: 'odd "reason"\\ with\na line feed' }));
     links$.next({ storeId: 'paris-1', state: { maintenance: 'waiting' }, tags: [], previousState: undefined });
-    const text = metrics.render();
+    const text = await metrics.render();
     const parsed = parsePrometheusText(text);
     expect(parsed.value('storelink_fallbacks_total', { reason: 'odd "reason"\\ with\na line feed' })).toBe(1);
     expect(parsed.value('storelink_links', { state: 'maintenance' })).toBe(1);
     metrics.close();
   });
 
-  it('renders empty families before anything happened, and skips links a stopped dispatcher cannot show', () => {
+  it('keeps the counts of two metrics in one process apart', async () => {
+    const one = fakeSource([{ storeId: 'paris-1', bidirectional: true }], { 'paris-1': '"healthy"' });
+    const other = fakeSource([{ storeId: 'paris-1', bidirectional: true }], { 'paris-1': '"healthy"' });
+    const first = createDispatcherMetrics(one.source);
+    const second = createDispatcherMetrics(other.source);
+    one.deliveries$.next(delivery({}));
+    expect(parsePrometheusText(await first.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(1);
+    expect(parsePrometheusText(await second.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBeUndefined();
+    first.close();
+    second.close();
+  });
+
+  it('renders empty families before anything happened, and skips links a stopped dispatcher cannot show', async () => {
     const { source } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
-    const parsed = parsePrometheusText(createDispatcherMetrics(source).render());
+    const parsed = parsePrometheusText(await createDispatcherMetrics(source).render());
     expect(Object.keys(parsed.types)).toEqual(['storelink_deliveries_total', 'storelink_fallbacks_total', 'storelink_relay_latency_seconds', 'storelink_links']);
     expect(parsed.value('storelink_relay_latency_seconds_count', {})).toBe(0);
     expect(parsed.samples.filter((sample) => sample.name === 'storelink_links')).toEqual([]);
