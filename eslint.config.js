@@ -1,35 +1,96 @@
-// Lint rules, and the dependency arrows of ../shared/HOUSE-STYLE.md as import restrictions.
+// Lint rules. The architecture (parts, arrows, owned packages, pure charts) is declared in architecture.config.js;
+// this file only turns that declaration into rules, so each rule lives in one place.
 import js from '@eslint/js';
+import boundaries from 'eslint-plugin-boundaries';
 import tseslint from 'typescript-eslint';
+import { EXCEPTIONS, MACHINE_PURITY, OWNED_PACKAGES, PARTS } from './architecture.config.js';
 
-/** Packages that only one folder may import, and the folder. */
-const OWNED_PACKAGES = [
-  { name: '@azure/service-bus', owner: 'src/channels/servicebus' },
-  { name: 'hyco-https', owner: 'src/channels/relay' },
-  { name: 'lowdb', owner: 'src/store/ledger, src/store/outbox, src/store/segmentedStore' },
-  { name: 'rhea', owner: 'src/emulator/servicebus' },
+const DECLARATION = 'architecture.config.js';
+const partNames = new Set(PARTS.map(({ name }) => name));
+
+const isPart = (name) => ({ file: { categories: name } });
+const anyTarget = { module: { origin: ['local', 'external', 'core'] } };
+
+const list = (names) => (names.length === 0 ? 'nothing' : names.join(', '));
+
+/** What a part may import, in words, for the message of any arrow it is not allowed. */
+const describeAllowed = (part) => {
+  const parts = [part.name, ...(part.uses ?? [])];
+  const types = part.usesTypesOf?.length ? `; types only from ${list(part.usesTypesOf)}` : '';
+  const packages = part.packages ? `; packages: ${list(part.packages)}` : '';
+  const builtins =
+    part.nodeBuiltins === false ? '; no node builtins' : Array.isArray(part.nodeBuiltins) ? `; node builtins: ${list(part.nodeBuiltins)}` : '';
+  return `${parts.join(', ')}${types}${packages}${builtins}`;
+};
+
+/**
+ * The declaration as eslint-plugin-boundaries policies. The plugin lets the last matching policy decide, so each part
+ * gets, in order: a catch-all refusal carrying the part's message, the arrows it may take, then refusals of packages
+ * other parts own. Grants to single files and the declared exceptions come last so they win.
+ */
+const dependencyPolicies = () => {
+  const policies = [];
+  for (const part of PARTS) {
+    const from = isPart(part.name);
+    if (part.unrestricted) {
+      policies.push({ from, allow: { to: anyTarget } });
+      continue;
+    }
+    policies.push({
+      from,
+      disallow: { to: anyTarget },
+      message: `${part.name} (${part.role}) may import only ${describeAllowed(part)}: ${part.why} [${DECLARATION}; here: {{dependency.source}}]`,
+    });
+    policies.push({ from, allow: { to: { file: { categories: [part.name, ...(part.uses ?? [])] } } } });
+    if (part.usesTypesOf?.length) {
+      policies.push({ from, allow: { to: { file: { categories: part.usesTypesOf } }, dependency: { kind: 'type' } } });
+    }
+    policies.push({ from, allow: { to: { module: { origin: 'external', ...(part.packages ? { source: part.packages } : {}) } } } });
+    if (part.nodeBuiltins !== false) {
+      const source = Array.isArray(part.nodeBuiltins) ? { source: part.nodeBuiltins } : {};
+      policies.push({ from, allow: { to: { module: { origin: 'core', ...source } } } });
+    }
+    for (const owned of OWNED_PACKAGES) {
+      if (owned.owners.includes(part.name)) continue;
+      policies.push({
+        from,
+        disallow: { to: { module: { origin: 'external', source: owned.name } } },
+        message: `only ${list(owned.owners)}${owned.files ? ` and ${list(owned.files)}` : ''} may import ${owned.name}: ${owned.why} [${DECLARATION}]`,
+      });
+    }
+  }
+  for (const owned of OWNED_PACKAGES) {
+    for (const path of owned.files ?? []) {
+      policies.push({ from: { file: { path } }, allow: { to: { module: { origin: 'external', source: owned.name } } } });
+    }
+  }
+  for (const exception of EXCEPTIONS) {
+    for (const path of exception.files) {
+      policies.push({ from: { file: { path } }, allow: { to: { module: { origin: 'external', source: exception.packages } } } });
+    }
+  }
+  return policies;
+};
+
+// A declaration that names a part it does not define would silently allow nothing; say so at load time instead.
+for (const part of PARTS) {
+  for (const used of [...(part.uses ?? []), ...(part.usesTypesOf ?? [])]) {
+    if (!partNames.has(used)) throw new Error(`${DECLARATION}: part ${part.name} uses unknown part ${used}`);
+  }
+}
+for (const owned of OWNED_PACKAGES) {
+  for (const owner of owned.owners) {
+    if (!partNames.has(owner)) throw new Error(`${DECLARATION}: ${owned.name} is owned by unknown part ${owner}`);
+  }
+}
+
+const BASE_SYNTAX = [
+  { selector: 'ExportDefaultDeclaration', message: 'use named exports' },
+  { selector: 'TSModuleDeclaration[kind="namespace"]', message: 'no TypeScript namespaces' },
+  { selector: 'TSEnumDeclaration[const=true]', message: 'no const enums' },
 ];
 
-const ownedBy = (names) => OWNED_PACKAGES.filter(({ name }) => !names.includes(name));
-
-const packageRules = (allowed = []) =>
-  ownedBy(allowed).map(({ name, owner }) => ({
-    group: [name, `${name}/*`],
-    message: `only ${owner} may import ${name}; depend on a small interface instead`,
-  }));
-
-/** Builds the restriction for one area: its forbidden packages plus forbidden project folders. */
-const restrict = ({ allowPackages = [], patterns = [], allowTypeImports = false }) => [
-  'error',
-  {
-    patterns: [
-      ...packageRules(allowPackages).map((rule) => ({ ...rule, allowTypeImports: false })),
-      ...patterns.map((rule) => ({ allowTypeImports, ...rule })),
-    ],
-  },
-];
-
-const NO_IO = ['node:fs', 'node:fs/*', 'fs', 'node:net', 'node:http', 'node:https', 'node:child_process', 'node:dgram', 'node:tls', 'rxjs', 'pino'];
+const machineFiles = PARTS.find(({ name }) => name === MACHINE_PURITY.part).files;
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/'] },
@@ -37,23 +98,34 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ['eslint.config.js', DECLARATION] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    plugins: { boundaries },
+    settings: {
+      // Parts are file categories: a part can be one file (src/index.ts) as well as a folder.
+      'boundaries/files': PARTS.map(({ name, files }) => ({ category: name, pattern: files })),
+      'boundaries/files-single-match': true,
+      // Imports name the emitted `.js` file; the TypeScript resolver maps them to the `.ts` sources, without which
+      // every local import would be unresolved and pass unchecked.
+      'import/resolver': { typescript: { project: 'tsconfig.json' } },
     },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/only-throw-error': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
-      'no-restricted-syntax': [
+      'no-restricted-syntax': ['error', ...BASE_SYNTAX],
+      'boundaries/no-unknown-files': 'error',
+      'boundaries/dependencies': [
         'error',
-        { selector: 'ExportDefaultDeclaration', message: 'use named exports' },
-        { selector: 'TSModuleDeclaration[kind="namespace"]', message: 'no TypeScript namespaces' },
-        { selector: 'TSEnumDeclaration[const=true]', message: 'no const enums' },
+        { default: 'disallow', checkAllOrigins: true, checkUnknownLocals: true, checkInternals: true, policies: dependencyPolicies() },
       ],
-      '@typescript-eslint/no-restricted-imports': restrict({}),
     },
   },
   {
-    files: ['eslint.config.js'],
+    files: ['eslint.config.js', DECLARATION],
     ...tseslint.configs.disableTypeChecked,
   },
   {
@@ -62,82 +134,16 @@ export default tseslint.config(
     rules: { 'no-restricted-syntax': 'off' },
   },
   {
-    files: ['machines/**/*.ts', 'samples/**/*.machine.ts'],
+    files: machineFiles,
     rules: {
-      '@typescript-eslint/no-restricted-imports': restrict({
-        patterns: [
-          { group: ['node:*', ...NO_IO], message: 'machines are pure definitions: no I/O' },
-          {
-            group: ['**/src/channels/**', '**/src/cloud/**', '**/src/store/**', '**/src/emulator/**', '**/src/cli/**', '**/src/index*'],
-            message: 'machines may import only xstate and types from src/core',
-          },
-          { group: ['**/src/core/**'], message: 'machines may import only types from src/core', allowTypeImports: true },
-        ],
-      }),
-      'no-restricted-properties': [
-        'error',
-        { object: 'Date', property: 'now', message: 'no clocks in a machine: use `after` with a named delay' },
-        { object: 'Math', property: 'random', message: 'no randomness in a machine: provide a delay for jitter' },
-      ],
-      'no-restricted-globals': [
-        'error',
-        { name: 'setTimeout', message: 'no timers in a machine: use `after`' },
-        { name: 'setInterval', message: 'no timers in a machine: use `after`' },
-        { name: 'fetch', message: 'machines are pure definitions: no I/O' },
-      ],
+      'no-restricted-globals': ['error', ...MACHINE_PURITY.globals],
+      'no-restricted-properties': ['error', ...MACHINE_PURITY.properties],
+      'no-restricted-syntax': ['error', ...BASE_SYNTAX, ...MACHINE_PURITY.syntax],
     },
   },
   {
-    files: ['src/core/**/*.ts'],
-    rules: {
-      '@typescript-eslint/no-restricted-imports': restrict({
-        patterns: [
-          { group: NO_IO, message: 'src/core does no I/O' },
-          { group: ['../*', '!../core/*'], message: 'src/core depends on nothing else in the project' },
-          { group: ['xstate', 'xstate/*'], message: 'src/core reads charts through TaggedSnapshot, not xstate' },
-        ],
-      }),
-    },
-  },
-  {
-    files: ['src/emulator/**/*.ts'],
-    rules: {
-      '@typescript-eslint/no-restricted-imports': restrict({
-        allowPackages: ['rhea'],
-        patterns: [
-          {
-            group: ['**/channels/**', '**/cloud/**', '**/store/**', '**/cli/**', '**/machines/**'],
-            message: 'the emulators stand alone: they share only src/core',
-          },
-        ],
-      }),
-    },
-  },
-  {
-    files: ['src/channels/servicebus/**/*.ts'],
-    rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['@azure/service-bus'] }) },
-  },
-  {
-    files: ['src/channels/relay/**/*.ts'],
-    rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['hyco-https'] }) },
-  },
-  {
-    // The ledger and outbox share segmentedStore; the sample store keeps its own inventory in lowdb, as a real store
-    // would; the dispatcher persists its links' snapshots.
-    files: [
-      'src/store/ledger*.ts',
-      'src/store/outbox*.ts',
-      'src/store/segmentedStore.ts',
-      'samples/store-click-and-collect/inventory.ts',
-      'src/cloud/linkStore.ts',
-    ],
-    rules: { '@typescript-eslint/no-restricted-imports': restrict({ allowPackages: ['lowdb'] }) },
-  },
-  {
-    // Tests and benchmarks exercise the real SDKs and servers directly.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': 'off',
       // vitest's asymmetric matchers (expect.stringContaining, expect.objectContaining) are typed `any`.
       '@typescript-eslint/no-unsafe-assignment': 'off',
     },
