@@ -18,13 +18,14 @@ import { StorelinkError, isPermanentFailure, isStorelinkError } from '../core/er
 import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
+import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { openLedger, type Ledger } from './ledger.js';
 import { openOutbox, type Outbox } from './outbox.js';
 import { OutboxFlusher } from './outboxFlusher.js';
 
-export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';
+// src/index.ts publishes the inbox name beside createStoreAgent, from here.
+export { DEFAULT_CLOUD_INBOX } from '../core/names.js';
 
 export interface StoreAgentOptions {
   storeId: string;
