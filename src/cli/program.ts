@@ -10,7 +10,7 @@ import { chartModelOf } from '../charts/chartModel.js';
 import { loadChart } from '../charts/loadChart.js';
 import { renderMermaid } from '../charts/renderMermaid.js';
 import { renderScxml } from '../charts/renderScxml.js';
-import { isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
+import { isStorelinkError, isUsageErrorCode } from '../core/errors.js';
 import { storelinkPackage } from '../packageRoot.js';
 import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
@@ -31,8 +31,6 @@ export interface CliIo {
   /** Ends long-running commands (`emulator`) as SIGINT/SIGTERM do; for embedding and tests. */
   stopSignal?: AbortSignal;
 }
-
-const USAGE_ERROR_CODES: ReadonlySet<StorelinkErrorCode> = new Set(['FILE_NOT_FOUND', 'CHART_NOT_FOUND']);
 
 const CHART_FORMATS = ['mermaid', 'scxml', 'json'] as const;
 type ChartFormat = (typeof CHART_FORMATS)[number];
@@ -120,7 +118,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     }
     if (isStorelinkError(error)) {
       resolvedIo.stderr(`storelink: ${error.message}\n`);
-      return USAGE_ERROR_CODES.has(error.code) ? EXIT_USAGE : EXIT_FAILED;
+      return isUsageErrorCode(error.code) ? EXIT_USAGE : EXIT_FAILED;
     }
     resolvedIo.stderr(`storelink: ${error instanceof Error ? error.message : String(error)}\n`);
     return EXIT_FAILED;

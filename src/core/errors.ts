@@ -2,24 +2,47 @@
  * The one public error class of storelink. Its `code` is API: callers branch on it, tests assert it, and it never
  * changes meaning once published. Messages are for people and may be reworded at any time.
  */
+import type { RelayFailureReason } from './linkContract.js';
 
 /**
- * Every code storelink raises, with whether retrying the same call may succeed. Adding a code is a minor change;
- * renaming or removing one is a breaking change.
+ * What storelink does with an error of a code, wherever it meets one. Every part reads these facts through the
+ * accessors below rather than keeping its own list, so a new code is decided once, here.
+ */
+export interface ErrorCodeFacts {
+  /** Whether retrying the same call may succeed (an error may override it). */
+  readonly retryable: boolean;
+  /** The relay could not carry the call: the reason the link chart is told, and the dispatcher falls back. */
+  readonly relayFailure?: RelayFailureReason;
+  /**
+   * The HTTP status the store's relay listener answers with. Only these codes are the store's own answer: the relay
+   * sender passes them back as they are, and reads any other code from a store as HANDLER_FAILED.
+   */
+  readonly storeHttpStatus?: number;
+  /** The operation can never succeed: the store dead-letters it at once instead of letting the queue retry it. */
+  readonly permanent?: true;
+  /** The cloud HTTP API's status; without one, 503 when the error is retryable and 502 when it is not. */
+  readonly cloudHttpStatus?: number;
+  /** The command line was used wrongly: the CLI exits 2, not 1. */
+  readonly usageError?: true;
+}
+
+/**
+ * Every code storelink raises, with its facts. Adding a code is a minor change; renaming or removing one is a
+ * breaking change.
  */
 export const STORELINK_ERROR_CODES = {
   /** An operation envelope failed validation; `field` names the first failing field. */
-  OPERATION_INVALID: { retryable: false },
+  OPERATION_INVALID: { retryable: false, storeHttpStatus: 400, permanent: true, cloudHttpStatus: 400 },
   /** An operation's serialized payload is larger than the configured limit. */
-  PAYLOAD_TOO_LARGE: { retryable: false },
+  PAYLOAD_TOO_LARGE: { retryable: false, storeHttpStatus: 413, permanent: true, cloudHttpStatus: 413 },
   /** A policy document failed validation; `field` names the failing path. */
   POLICY_INVALID: { retryable: false },
   /** A file named by the caller does not exist. */
-  FILE_NOT_FOUND: { retryable: false },
+  FILE_NOT_FOUND: { retryable: false, usageError: true },
   /** A file exists but could not be read or parsed (permissions, not JSON). */
   FILE_UNREADABLE: { retryable: false },
   /** A chart name is neither a built-in chart nor an existing module path. */
-  CHART_NOT_FOUND: { retryable: false },
+  CHART_NOT_FOUND: { retryable: false, usageError: true },
   /** A state chart module could not be loaded or does not export a machine. */
   CHART_UNLOADABLE: { retryable: false },
   /** A state chart breaks the routing contract (unreachable state, unknown tag, missing event). */
@@ -37,15 +60,15 @@ export const STORELINK_ERROR_CODES = {
 
   // Relay channel failures: the relay could not carry the call. The dispatcher falls back on these.
   /** No listener is connected for the store's hybrid connection (or the store is shutting down). */
-  RELAY_NO_LISTENER: { retryable: true },
+  RELAY_NO_LISTENER: { retryable: true, relayFailure: 'no-listener' },
   /** The relay call did not complete in time (the sender's timeout, or the relay's 504). */
-  RELAY_TIMEOUT: { retryable: true },
+  RELAY_TIMEOUT: { retryable: true, relayFailure: 'timeout' },
   /** The relay could not be reached (connection refused, DNS, TLS, an unexpected relay error). */
-  RELAY_UNREACHABLE: { retryable: true },
+  RELAY_UNREACHABLE: { retryable: true, relayFailure: 'unreachable' },
   /** The relay refused the sender's or listener's credentials (401) or rights (403). */
-  RELAY_UNAUTHORIZED: { retryable: false },
+  RELAY_UNAUTHORIZED: { retryable: false, relayFailure: 'unauthorized' },
   /** The relay does not know the hybrid connection. */
-  RELAY_ENDPOINT_NOT_FOUND: { retryable: false },
+  RELAY_ENDPOINT_NOT_FOUND: { retryable: false, relayFailure: 'no-listener' },
 
   // Service Bus channel failures.
   /** The queue (or topic) does not exist, or is disabled. */
@@ -57,38 +80,41 @@ export const STORELINK_ERROR_CODES = {
   /** A message's lock expired (or its session's) before it was settled: it will be delivered again. */
   MESSAGE_LOCK_LOST: { retryable: false },
 
-  // The store's own answers, through either channel. Not channel failures: no fallback.
+  // The store's own answers, through either channel. Not channel failures (but STORE_UNAVAILABLE): no fallback.
   /** The operation is addressed to another store. */
-  OPERATION_MISROUTED: { retryable: false },
+  OPERATION_MISROUTED: { retryable: false, permanent: true },
   /** The store has no handler for this operation type. */
-  OPERATION_TYPE_UNKNOWN: { retryable: false },
+  OPERATION_TYPE_UNKNOWN: { retryable: false, permanent: true },
   /** The store does not expose this operation type on the relay. */
-  OPERATION_NOT_EXPOSED: { retryable: false },
+  OPERATION_NOT_EXPOSED: { retryable: false, storeHttpStatus: 404 },
   /** The operation's expiresAt passed before it ran. */
-  OPERATION_EXPIRED: { retryable: false },
+  OPERATION_EXPIRED: { retryable: false, storeHttpStatus: 410, permanent: true },
   /** The store's handler refused the operation (insufficient stock, say). */
-  OPERATION_REJECTED: { retryable: false },
+  OPERATION_REJECTED: { retryable: false, storeHttpStatus: 422 },
   /** The store's handler failed unexpectedly. */
-  HANDLER_FAILED: { retryable: true },
-  /** The store is shutting down and takes no more operations on this channel. */
-  STORE_UNAVAILABLE: { retryable: true },
+  HANDLER_FAILED: { retryable: true, storeHttpStatus: 500 },
+  /**
+   * The store is shutting down and takes no more operations on this channel. On the relay that is as good as no
+   * listener, so it counts as a channel failure and the operation falls back to the queue.
+   */
+  STORE_UNAVAILABLE: { retryable: true, relayFailure: 'no-listener', storeHttpStatus: 503 },
   /** Nothing is served at this path or with this method (the relay listener answers 404/405). */
-  ROUTE_NOT_FOUND: { retryable: false },
+  ROUTE_NOT_FOUND: { retryable: false, storeHttpStatus: 404, cloudHttpStatus: 404 },
   // The cloud dispatcher's own outcomes.
   /** The dispatcher does not know this store. */
-  STORE_UNKNOWN: { retryable: false },
+  STORE_UNKNOWN: { retryable: false, cloudHttpStatus: 404 },
   /** A real-time operation whose policy says `reject` found the store's relay unavailable. */
   REALTIME_UNAVAILABLE: { retryable: true },
   /** A real-time operation whose policy says `cached` found the relay unavailable and no earlier reply to serve. */
   NO_CACHED_REPLY: { retryable: true },
-  /** The caller aborted the call with its AbortSignal. */
-  ABORTED: { retryable: false },
+  /** The caller aborted the call with its AbortSignal. Not the caller's mistake, so not a 4xx. */
+  ABORTED: { retryable: false, cloudHttpStatus: 503 },
   // The cloud HTTP API's own answers.
   /** A request to the cloud HTTP API carried no bearer token, or not the configured one. */
-  API_UNAUTHORIZED: { retryable: false },
+  API_UNAUTHORIZED: { retryable: false, cloudHttpStatus: 401 },
   /** Something failed that storelink does not anticipate (a bug); the message says what, the log says more. */
-  UNEXPECTED_FAILURE: { retryable: true },
-} as const satisfies Record<string, { retryable: boolean }>;
+  UNEXPECTED_FAILURE: { retryable: true, cloudHttpStatus: 500 },
+} as const satisfies Record<string, ErrorCodeFacts>;
 
 export type StorelinkErrorCode = keyof typeof STORELINK_ERROR_CODES;
 
@@ -124,6 +150,43 @@ export class StorelinkError extends Error {
 export function isStorelinkError(value: unknown, code?: StorelinkErrorCode): value is StorelinkError {
   const branded =
     value instanceof StorelinkError ||
-    (value instanceof Error && (value as unknown as Record<symbol, unknown>)[STORELINK_ERROR_BRAND] === true && Object.hasOwn(STORELINK_ERROR_CODES, (value as StorelinkError).code));
+    (value instanceof Error && (value as unknown as Record<symbol, unknown>)[STORELINK_ERROR_BRAND] === true && isStorelinkErrorCode((value as StorelinkError).code));
   return branded && (code === undefined || (value as StorelinkError).code === code);
+}
+
+export function isStorelinkErrorCode(value: unknown): value is StorelinkErrorCode {
+  return typeof value === 'string' && Object.hasOwn(STORELINK_ERROR_CODES, value);
+}
+
+// The table's rows differ in which facts they name; read them through one shape.
+const FACTS: Readonly<Record<StorelinkErrorCode, ErrorCodeFacts>> = STORELINK_ERROR_CODES;
+
+/** The reason reported to the link chart when the relay could not carry a call; undefined for every other code. */
+export function relayFailureReasonOf(code: StorelinkErrorCode): RelayFailureReason | undefined {
+  return FACTS[code].relayFailure;
+}
+
+/** The HTTP status the store's relay listener answers an error of this code with, if the code is a store answer. */
+export function storeHttpStatusOf(code: StorelinkErrorCode): number | undefined {
+  return FACTS[code].storeHttpStatus;
+}
+
+/** Whether a code a store sent back through the relay is one of the store's own answers (checks untrusted input). */
+export function isStoreAnswerCode(code: unknown): code is StorelinkErrorCode {
+  return isStorelinkErrorCode(code) && FACTS[code].storeHttpStatus !== undefined;
+}
+
+/** Whether an operation failing with this code can never succeed, so the store dead-letters it at once. */
+export function isPermanentFailure(code: StorelinkErrorCode): boolean {
+  return FACTS[code].permanent === true;
+}
+
+/** The cloud HTTP API's status for an error; the error's own retryability decides between 503 and 502. */
+export function cloudHttpStatusOf(error: StorelinkError): number {
+  return FACTS[error.code].cloudHttpStatus ?? (error.retryable ? 503 : 502);
+}
+
+/** Whether the CLI reports an error of this code as a usage error (exit code 2). */
+export function isUsageErrorCode(code: StorelinkErrorCode): boolean {
+  return FACTS[code].usageError === true;
 }

@@ -1,4 +1,5 @@
 /** Plain JSON values: what survives `JSON.stringify` and `JSON.parse` unchanged. */
+import { z } from 'zod';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -36,3 +37,9 @@ export function findNonJson(value: unknown): NonJsonProblem | undefined {
   return visit(value, []);
 }
 
+/** A JSON value; an issue points at the first part that is not (`payload.items[2]`) and says what it is instead. */
+export const jsonValueSchema = z.custom<JsonValue>().check((context) => {
+  const problem = findNonJson(context.value);
+  // No input on the issue: the message already says what was found, at the place it was found.
+  if (problem !== undefined) context.issues.push({ code: 'custom', message: problem.message, path: problem.path, input: undefined });
+});

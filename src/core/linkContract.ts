@@ -10,7 +10,7 @@
  * states then. The router provides one actor, `probeRelay` (a promise actor: input `ProbeInput`, output
  * `ProbeResult`, never rejects), which a chart invokes to health-check the store's relay without traffic.
  */
-import type { StorelinkErrorCode } from './errors.js';
+import { STORELINK_ERROR_CODES, relayFailureReasonOf, type StorelinkErrorCode } from './errors.js';
 import type { LinkPolicy } from './policy.js';
 
 /** `relay`: real-time operations may use the relay. `probe`: one trial call is allowed (always with `relay`). */
@@ -66,19 +66,17 @@ export const SAMPLE_LINK_EVENTS: readonly LinkEvent[] = [
   { type: 'link.resumed', at: 0 },
 ];
 
+export { relayFailureReasonOf } from './errors.js';
+
 /**
  * The error codes that mean the relay could not carry a call, with the reason reported to the link chart. Every other
- * code is the store's own answer (or the caller's doing) and never triggers a fallback.
+ * code is the store's own answer (or the caller's doing) and never triggers a fallback. Read from the code table.
  */
-export const RELAY_FAILURE_REASON_BY_CODE: Readonly<Partial<Record<StorelinkErrorCode, RelayFailureReason>>> = Object.freeze({
-  RELAY_NO_LISTENER: 'no-listener',
-  RELAY_ENDPOINT_NOT_FOUND: 'no-listener',
-  STORE_UNAVAILABLE: 'no-listener',
-  RELAY_TIMEOUT: 'timeout',
-  RELAY_UNREACHABLE: 'unreachable',
-  RELAY_UNAUTHORIZED: 'unauthorized',
-});
-
-export function relayFailureReasonOf(code: StorelinkErrorCode): RelayFailureReason | undefined {
-  return RELAY_FAILURE_REASON_BY_CODE[code];
-}
+export const RELAY_FAILURE_REASON_BY_CODE: Readonly<Partial<Record<StorelinkErrorCode, RelayFailureReason>>> = Object.freeze(
+  Object.fromEntries(
+    (Object.keys(STORELINK_ERROR_CODES) as StorelinkErrorCode[]).flatMap((code) => {
+      const reason = relayFailureReasonOf(code);
+      return reason === undefined ? [] : [[code, reason]];
+    }),
+  ),
+);

@@ -47,3 +47,6 @@ export type OperationType = z.infer<typeof operationTypeSchema>;
 export function defaultStoreEntityName(storeId: StoreId): string {
   return `store-${storeId}`;
 }
+
+/** The queue every store's outbox drains into and the dispatcher reads, unless configured otherwise. */
+export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { StorelinkError } from './errors.js';
 import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
-import { findNonJson, type JsonValue } from './json.js';
-import { describeIssue } from './validation.js';
+import { findNonJson, jsonValueSchema, type JsonValue } from './json.js';
+import { describeIssue, timestampSchema } from './validation.js';
 
 export type { JsonValue } from './json.js';
 
@@ -16,8 +16,6 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 export const LATENCIES = ['async', 'realtime'] as const;
 export type Latency = (typeof LATENCIES)[number];
 export const latencySchema = z.enum(LATENCIES);
-
-const timestampSchema = z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone' });
 
 export interface OperationSchemaOptions {
   /** Largest accepted `JSON.stringify(payload)` in UTF-8 bytes; default 256 KiB. */
@@ -34,10 +32,7 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       id: z.uuid({ message: 'must be a UUID' }),
       storeId: storeIdSchema,
       type: operationTypeSchema,
-      payload: z.custom<JsonValue>(() => true).superRefine((payload, context) => {
-        const problem = findNonJson(payload);
-        if (problem !== undefined) context.addIssue({ code: 'custom', path: problem.path, message: problem.message });
-      }),
+      payload: jsonValueSchema,
       latency: latencySchema,
       createdAt: timestampSchema,
       expiresAt: timestampSchema,

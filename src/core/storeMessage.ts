@@ -1,32 +1,47 @@
 /**
  * What a store sends the cloud through its outbox and the cloud inbox: replies to operations, store events and relay
- * announcements. Shared by the store (which writes them) and the dispatcher (which reads them).
+ * announcements. The store checks each message against these schemas before it is written, and the dispatcher
+ * checks it again when it arrives, so both ends read the same contract.
  */
-import type { JsonValue } from './json.js';
+import { z } from 'zod';
+import { jsonValueSchema } from './json.js';
+import { RELAY_ANNOUNCEMENTS } from './linkContract.js';
+import { nonEmptyStringSchema, oneOf, strictFields, timestampSchema } from './validation.js';
 
-export interface StoreMessage {
+export const STORE_MESSAGE_KINDS = ['reply', 'event', 'announcement'] as const;
+
+export const storeMessageSchema = strictFields({
   /** UUID; becomes the Service Bus messageId, so a resend is dropped by duplicate detection. */
-  id: string;
-  kind: 'reply' | 'event' | 'announcement';
+  id: nonEmptyStringSchema,
+  kind: oneOf(STORE_MESSAGE_KINDS),
   /** e.g. `clickAndCollect.order`, `sale.recorded`, `store.announced`. */
-  type: string;
-  storeId: string;
+  type: nonEmptyStringSchema,
+  storeId: nonEmptyStringSchema,
   /** For replies: the operation id. */
-  correlationId?: string;
-  body: JsonValue;
-  /** ISO 8601. */
-  createdAt: string;
-}
+  correlationId: nonEmptyStringSchema.optional(),
+  body: jsonValueSchema,
+  createdAt: timestampSchema,
+});
+
+export type StoreMessage = z.infer<typeof storeMessageSchema>;
+
+/** Why a store refused an operation, as the ledger keeps it and a reply carries it. */
+export const refusalSchema = strictFields({ code: nonEmptyStringSchema, message: z.string({ error: 'must be a string' }) }, 'must be { code, message }');
 
 /** The body of a reply: the operation's result, or the store's refusal. */
-export type ReplyBody = { outcome: 'done'; result: JsonValue } | { outcome: 'rejected'; error: { code: string; message: string } };
+export const replyBodySchema = z.discriminatedUnion('outcome', [
+  strictFields({ outcome: z.literal('done'), result: jsonValueSchema }),
+  strictFields({ outcome: z.literal('rejected'), error: refusalSchema }),
+]);
+
+export type ReplyBody = z.infer<typeof replyBodySchema>;
+
+/** The body of an announcement (kind `announcement`, type `store.announced`): what became of the store's relay listener. */
+export const announcementBodySchema = strictFields({ relay: oneOf(RELAY_ANNOUNCEMENTS) });
+
+export type AnnouncementBody = z.infer<typeof announcementBodySchema>;
 
 /** Reads an inbox message body; undefined when it is not a store message. */
 export function parseStoreMessage(body: unknown): StoreMessage | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const candidate = body as Partial<StoreMessage>;
-  if (typeof candidate.id !== 'string' || typeof candidate.storeId !== 'string' || typeof candidate.type !== 'string') return undefined;
-  if (typeof candidate.createdAt !== 'string' || !('body' in candidate)) return undefined;
-  if (candidate.kind !== 'reply' && candidate.kind !== 'event' && candidate.kind !== 'announcement') return undefined;
-  return candidate as StoreMessage;
+  return storeMessageSchema.safeParse(body).data;
 }

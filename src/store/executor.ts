@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { StorelinkError, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
+import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import { isExpired, parseOperation, type Operation } from '../core/operation.js';
 import type { ReplyBody, StoreMessage } from '../core/storeMessage.js';
@@ -80,16 +80,6 @@ export interface Execution {
   replayed: boolean;
 }
 
-/** Codes after which the operation can never succeed: the queue dead-letters it instead of retrying. */
-export const PERMANENT_FAILURES: ReadonlySet<StorelinkErrorCode> = new Set<StorelinkErrorCode>([
-  'OPERATION_INVALID',
-  'PAYLOAD_TOO_LARGE',
-  'OPERATION_MISROUTED',
-  'OPERATION_EXPIRED',
-  'OPERATION_TYPE_UNKNOWN',
-]);
-
-
 export function replyBodyOf(record: ExecutionRecord): ReplyBody {
   return record.outcome === 'done'
     ? { outcome: 'done', result: record.result ?? null }
@@ -120,7 +110,8 @@ export class Executor {
 
   /**
    * Runs an untrusted envelope. Resolves with the outcome (a refusal is an outcome, recorded like a result); rejects
-   * with a StorelinkError for anything else — PERMANENT_FAILURES never succeed, the rest may on a later delivery.
+   * with a StorelinkError for anything else — a permanent failure (`isPermanentFailure`) never succeeds, the rest
+   * may on a later delivery.
    */
   async execute(input: unknown, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
     const parsed = parseOperation(input);

@@ -3,9 +3,10 @@
  * operation (the queue redelivers, the cloud retries, the relay and the queue may both carry it) gets its first
  * result again instead of running twice.
  */
-import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
 import { StorelinkError } from '../core/errors.js';
+import { ledgerEntrySchema, type LedgerEntry } from '../core/ledgerEntry.js';
+import { validate } from '../core/validation.js';
 import {
   SegmentedStore,
   checkDirectory,
@@ -14,31 +15,10 @@ import {
   checkSegmentSize,
   describeValue,
   frozenJsonCopy,
-  isPlainObject,
-  jsonProblem,
-  nonEmptyStringProblem,
-  oneOfProblem,
-  timestampProblem,
-  unknownKeyProblem,
   type Segment,
 } from './segmentedStore.js';
 
-export interface LedgerEntry {
-  /** The operation id (UUID): the idempotency key. */
-  id: string;
-  storeId: string;
-  type: string;
-  outcome: 'done' | 'rejected';
-  /** The handler's result, when done. */
-  result?: JsonValue;
-  /** Why the handler refused, when rejected: a redelivery gets the same refusal. */
-  error?: { code: string; message: string };
-  channel: 'relay' | 'queue';
-  /** ISO 8601. */
-  executedAt: string;
-  /** The operation's expiry (ISO 8601): until then it may be redelivered, so its entry is kept at least that long. */
-  expiresAt: string;
-}
+export type { LedgerEntry } from '../core/ledgerEntry.js';
 
 export interface LedgerOptions {
   directory: string;
@@ -69,50 +49,6 @@ export interface Ledger {
 }
 
 export const DEFAULT_RETENTION_AFTER_EXPIRY_IN_MS = 24 * 60 * 60 * 1000;
-
-const ENTRY_FIELDS: ReadonlySet<string> = new Set(['id', 'storeId', 'type', 'outcome', 'result', 'error', 'channel', 'executedAt', 'expiresAt']);
-const ERROR_FIELDS: ReadonlySet<string> = new Set(['code', 'message']);
-
-/** What is wrong with a ledger entry (a phrase following "the entry"), or undefined when it is well formed. */
-function entryProblem(value: unknown): string | undefined {
-  if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
-  const problem =
-    unknownKeyProblem(value, ENTRY_FIELDS) ??
-    nonEmptyStringProblem(value.id, 'id') ??
-    nonEmptyStringProblem(value.storeId, 'storeId') ??
-    nonEmptyStringProblem(value.type, 'type') ??
-    oneOfProblem(value.outcome, 'outcome', ['done', 'rejected']) ??
-    oneOfProblem(value.channel, 'channel', ['relay', 'queue']) ??
-    timestampProblem(value.executedAt, 'executedAt') ??
-    timestampProblem(value.expiresAt, 'expiresAt');
-  if (problem !== undefined) return problem;
-  if (value.outcome === 'done') {
-    if (value.error !== undefined) return '.error must be absent when outcome is "done"';
-    return value.result === undefined ? undefined : jsonProblem(value.result, 'result');
-  }
-  if (value.result !== undefined) return '.result must be absent when outcome is "rejected" (put the refusal in .error)';
-  if (!isPlainObject(value.error)) return `.error must be { code, message } when outcome is "rejected", got ${describeValue(value.error)}`;
-  return (
-    unknownKeyProblem(value.error, ERROR_FIELDS, 'error') ??
-    nonEmptyStringProblem(value.error.code, 'error.code') ??
-    (typeof value.error.message === 'string' ? undefined : `.error.message must be a string, got ${describeValue(value.error.message)}`)
-  );
-}
-
-/** The entry's fields in a fixed order, so the files read the same whatever order the caller built the object in. */
-function canonicalEntry(entry: LedgerEntry): LedgerEntry {
-  return {
-    id: entry.id,
-    storeId: entry.storeId,
-    type: entry.type,
-    outcome: entry.outcome,
-    ...(entry.result === undefined ? {} : { result: entry.result }),
-    ...(entry.error === undefined ? {} : { error: { code: entry.error.code, message: entry.error.message } }),
-    channel: entry.channel,
-    executedAt: entry.executedAt,
-    expiresAt: entry.expiresAt,
-  };
-}
 
 interface LedgerSettings {
   directory: string;
@@ -181,15 +117,16 @@ class SegmentedLedger implements Ledger {
   }
 
   async record(entry: LedgerEntry): Promise<LedgerEntry> {
-    const problem = entryProblem(entry);
-    if (problem !== undefined) throw new TypeError(`ledger entry${problem}`);
+    const checked = validate(ledgerEntrySchema, entry);
+    if (!checked.success) throw new TypeError(`ledger entry${checked.problem}`);
     if (this.#store.closed) throw new StorelinkError('STORE_UNAVAILABLE', 'the ledger is closed: record() is not possible after close()');
     const existing = this.#entries.get(entry.id);
     if (existing !== undefined) {
       await this.#store.commit();
       return existing;
     }
-    const stored = frozenJsonCopy(canonicalEntry(entry));
+    // The parsed entry has the schema's field order, so the files read the same whatever order the caller used.
+    const stored = frozenJsonCopy(checked.data);
     this.#entries.set(stored.id, stored);
     const segment = this.#store.append(stored);
     this.#noteForgettable(segment, stored);
@@ -243,7 +180,7 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
     directory: settings.directory,
     kind: 'ledger',
     segmentSize: settings.segmentSize,
-    recordProblem: entryProblem,
+    recordSchema: ledgerEntrySchema,
     logger,
   });
   const ledger = new SegmentedLedger(store, settings, logger);

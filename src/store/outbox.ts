@@ -6,23 +6,9 @@
  */
 import type { Logger } from '../core/logger.js';
 import { StorelinkError } from '../core/errors.js';
-import {
-  SegmentedStore,
-  checkDirectory,
-  checkLogger,
-  checkOptionFields,
-  checkSegmentSize,
-  describeValue,
-  frozenJsonCopy,
-  isPlainObject,
-  jsonProblem,
-  nonEmptyStringProblem,
-  oneOfProblem,
-  timestampProblem,
-  unknownKeyProblem,
-  type Segment,
-} from './segmentedStore.js';
-import type { StoreMessage } from '../core/storeMessage.js';
+import { storeMessageSchema, type StoreMessage } from '../core/storeMessage.js';
+import { validate } from '../core/validation.js';
+import { SegmentedStore, checkDirectory, checkLogger, checkOptionFields, checkSegmentSize, describeValue, frozenJsonCopy, type Segment } from './segmentedStore.js';
 
 /** An event waiting in the outbox: a store message for the cloud inbox. */
 export type OutboxEvent = StoreMessage;
@@ -53,36 +39,7 @@ export interface Outbox {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const EVENT_FIELDS: ReadonlySet<string> = new Set(['id', 'kind', 'type', 'storeId', 'correlationId', 'body', 'createdAt']);
 const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 'logger']);
-
-/** What is wrong with an outbox event (a phrase following "the event"), or undefined when it is well formed. */
-function eventProblem(value: unknown): string | undefined {
-  if (!isPlainObject(value)) return ` must be an object, got ${describeValue(value)}`;
-  return (
-    unknownKeyProblem(value, EVENT_FIELDS) ??
-    nonEmptyStringProblem(value.id, 'id') ??
-    oneOfProblem(value.kind, 'kind', ['reply', 'event', 'announcement']) ??
-    nonEmptyStringProblem(value.type, 'type') ??
-    nonEmptyStringProblem(value.storeId, 'storeId') ??
-    (value.correlationId === undefined ? undefined : nonEmptyStringProblem(value.correlationId, 'correlationId')) ??
-    jsonProblem(value.body, 'body') ??
-    timestampProblem(value.createdAt, 'createdAt')
-  );
-}
-
-/** The event's fields in a fixed order, so the files read the same whatever order the caller built the object in. */
-function canonicalEvent(event: OutboxEvent): OutboxEvent {
-  return {
-    id: event.id,
-    kind: event.kind,
-    type: event.type,
-    storeId: event.storeId,
-    ...(event.correlationId === undefined ? {} : { correlationId: event.correlationId }),
-    body: event.body,
-    createdAt: event.createdAt,
-  };
-}
 
 class SegmentedOutbox implements Outbox {
   readonly #store: SegmentedStore<OutboxEvent>;
@@ -117,15 +74,16 @@ class SegmentedOutbox implements Outbox {
   }
 
   async append(event: OutboxEvent): Promise<void> {
-    const problem = eventProblem(event);
-    if (problem !== undefined) throw new TypeError(`outbox event${problem}`);
+    const checked = validate(storeMessageSchema, event);
+    if (!checked.success) throw new TypeError(`outbox event${checked.problem}`);
     this.#assertOpen('append');
     if (this.#segmentOf.has(event.id)) {
       this.#logger.debug({ eventId: event.id }, 'outbox already holds this event; keeping the first');
       await this.#store.commit();
       return;
     }
-    const stored = frozenJsonCopy(canonicalEvent(event));
+    // The parsed event has the schema's field order, so the files read the same whatever order the caller used.
+    const stored = frozenJsonCopy(checked.data);
     this.#segmentOf.set(stored.id, this.#store.append(stored));
     await this.#store.commit();
   }
@@ -183,7 +141,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   const directory = checkDirectory(fields.directory, 'OutboxOptions');
   const segmentSize = checkSegmentSize(fields.segmentSize, 'OutboxOptions');
   const logger = checkLogger(fields.logger, 'OutboxOptions').child({ component: 'outbox' });
-  const store = await SegmentedStore.open<OutboxEvent>({ directory, kind: 'outbox', segmentSize, recordProblem: eventProblem, logger });
+  const store = await SegmentedStore.open<OutboxEvent>({ directory, kind: 'outbox', segmentSize, recordSchema: storeMessageSchema, logger });
   try {
     return new SegmentedOutbox(store, logger);
   } catch (error) {

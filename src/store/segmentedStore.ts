@@ -11,9 +11,10 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
+import type { z } from 'zod';
 import { StorelinkError } from '../core/errors.js';
-import { findNonJson } from '../core/json.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import { unknownFieldsPhrase, validate } from '../core/validation.js';
 
 /** What one segment file holds. `format` names its owner so a ledger file is never read as an outbox file. */
 export interface SegmentFile {
@@ -29,13 +30,13 @@ export interface Segment<T> {
   readonly records: readonly T[];
 }
 
-export interface SegmentedStoreOptions {
+export interface SegmentedStoreOptions<T> {
   directory: string;
   /** Names the files (`<kind>-000000000001.json`) and appears in messages. */
   kind: 'ledger' | 'outbox';
   segmentSize: number;
-  /** Checks one record read back from disk: returns what is wrong with it, or undefined when it is fine. */
-  recordProblem(value: unknown): string | undefined;
+  /** What every record read back from disk must be. */
+  recordSchema: z.ZodType<T>;
   logger: Logger;
 }
 
@@ -105,44 +106,10 @@ function stringifySegment(file: SegmentFile): string {
   return `{"format":${JSON.stringify(file.format)},"version":${file.version},"records":[${body}]}\n`;
 }
 
-// Shared checks for ledger entries and outbox events, both at the API boundary and when reading files back.
-
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
+function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const prototype = Object.getPrototypeOf(value) as unknown;
   return prototype === Object.prototype || prototype === null;
-}
-
-/** Problems are phrases that follow the name of the thing checked: `.field must …`, or ` has …` for the thing itself. */
-export function unknownKeyProblem(value: Record<string, unknown>, known: ReadonlySet<string>, field = ''): string | undefined {
-  const unknown = Object.keys(value).find((key) => !known.has(key));
-  return unknown === undefined ? undefined : `${field && `.${field}`} has an unknown field "${unknown}" (allowed: ${[...known].join(', ')})`;
-}
-
-export function nonEmptyStringProblem(value: unknown, field: string): string | undefined {
-  return typeof value === 'string' && value.length > 0 ? undefined : `.${field} must be a non-empty string, got ${describeValue(value)}`;
-}
-
-export function oneOfProblem(value: unknown, field: string, allowed: readonly string[]): string | undefined {
-  return typeof value === 'string' && allowed.includes(value)
-    ? undefined
-    : `.${field} must be one of ${allowed.map((item) => `"${item}"`).join(', ')}, got ${describeValue(value)}`;
-}
-
-export function timestampProblem(value: unknown, field: string): string | undefined {
-  return typeof value === 'string' && ISO_TIMESTAMP.test(value) && !Number.isNaN(Date.parse(value))
-    ? undefined
-    : `.${field} must be an ISO 8601 timestamp such as "2026-11-28T17:00:00.000Z", got ${describeValue(value)}`;
-}
-
-export function jsonProblem(value: unknown, field: string): string | undefined {
-  if (value === undefined) return `.${field} must be a JSON value, got undefined`;
-  const problem = findNonJson(value);
-  if (problem === undefined) return undefined;
-  const where = problem.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
-  return `.${field}${where} ${problem.message}`;
 }
 
 export function describeValue(value: unknown): string {
@@ -182,8 +149,8 @@ export function checkLogger(value: unknown, owner: string): Logger {
 
 export function checkOptionFields(options: unknown, owner: string, known: ReadonlySet<string>): Record<string, unknown> {
   if (!isPlainObject(options)) throw new TypeError(`${owner} must be an options object such as { directory: './data/${owner.replace(/Options$/, '').toLowerCase()}' }`);
-  const problem = unknownKeyProblem(options, known);
-  if (problem !== undefined) throw new TypeError(`${owner}${problem}`);
+  const unknown = Object.keys(options).filter((key) => !known.has(key));
+  if (unknown.length > 0) throw new TypeError(`${owner} ${unknownFieldsPhrase(unknown, known)}`);
   return options;
 }
 
@@ -197,7 +164,7 @@ function isErrnoException(error: unknown, code: string): boolean {
  * memory at once and on disk after the `commit()` that follows them resolves.
  */
 export class SegmentedStore<T extends object> {
-  readonly #options: SegmentedStoreOptions;
+  readonly #options: SegmentedStoreOptions<T>;
   readonly #registration: string;
   readonly #segments: StoredSegment<T>[] = [];
   #nextNumber = 1;
@@ -211,13 +178,13 @@ export class SegmentedStore<T extends object> {
   #writes = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(options: SegmentedStoreOptions, registration: string) {
+  private constructor(options: SegmentedStoreOptions<T>, registration: string) {
     this.#options = options;
     this.#registration = registration;
   }
 
   /** Reads every segment of `kind` in `directory` (creating the directory if needed). */
-  static async open<T extends object>(options: SegmentedStoreOptions): Promise<SegmentedStore<T>> {
+  static async open<T extends object>(options: SegmentedStoreOptions<T>): Promise<SegmentedStore<T>> {
     const directory = path.resolve(options.directory);
     const registration = `${options.kind}\0${directory}`;
     if (openDirectories.has(registration)) {
@@ -379,8 +346,8 @@ export class SegmentedStore<T extends object> {
     }
     const records = content.records as unknown[];
     records.forEach((record, index) => {
-      const problem = this.#options.recordProblem(record);
-      if (problem !== undefined) throw unreadable(`has an invalid record at records[${index}]: it${problem}`);
+      const checked = validate(this.#options.recordSchema, record);
+      if (!checked.success) throw unreadable(`has an invalid record at records[${index}]: it${checked.problem}`);
       deepFreeze(record);
     });
     return records as T[];

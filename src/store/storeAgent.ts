@@ -14,17 +14,18 @@ import {
   type RetrySettings,
   type ServiceBusConnection,
 } from '../channels/servicebus/serviceBusConnection.js';
-import { StorelinkError, isStorelinkError } from '../core/errors.js';
+import { StorelinkError, isPermanentFailure, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
-import { Executor, PERMANENT_FAILURES, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
+import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
+import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { openLedger, type Ledger } from './ledger.js';
 import { openOutbox, type Outbox } from './outbox.js';
 import { OutboxFlusher } from './outboxFlusher.js';
 
-export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';
+// src/index.ts publishes the inbox name beside createStoreAgent, from here.
+export { DEFAULT_CLOUD_INBOX } from '../core/names.js';
 
 export interface StoreAgentOptions {
   storeId: string;
@@ -316,7 +317,7 @@ class DefaultStoreAgent implements StoreAgent {
       execution = await this.#executor!.execute(body, 'queue', this.#closeAbort.signal);
     } catch (error) {
       const failure = isStorelinkError(error) ? error : new StorelinkError('HANDLER_FAILED', String(error), { cause: error });
-      if (PERMANENT_FAILURES.has(failure.code)) {
+      if (isPermanentFailure(failure.code)) {
         const description = failure.message.slice(0, 1024);
         await delivery.deadLetter({ reason: failure.code, description });
         this.#logger.warn({ operationId: idOf(body), reason: failure.code }, 'operation dead-lettered');

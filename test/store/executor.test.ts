@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { StorelinkError } from '../../src/core/errors.js';
+import { StorelinkError, isPermanentFailure } from '../../src/core/errors.js';
 import { createOperation, type Operation } from '../../src/core/operation.js';
 import {
   Executor,
-  PERMANENT_FAILURES,
   defineHandler,
   rejectOperation,
   replyIdFor,
@@ -113,7 +112,7 @@ describe('Executor', () => {
     const op = operation();
     const error = await failure(executor.execute(op, 'queue', signal));
     expect(error.code).toBe('HANDLER_FAILED');
-    expect(PERMANENT_FAILURES.has(error.code)).toBe(false);
+    expect(isPermanentFailure(error.code)).toBe(false);
     expect(ledger.entries.size).toBe(0);
     expect((await executor.execute(op, 'queue', signal)).record.result).toBe('ok');
   });
@@ -129,7 +128,7 @@ describe('Executor', () => {
     const error = await failure(executor.execute(input, 'queue', signal));
     expect(error.code).toBe(code);
     expect(error.field).toBe(field);
-    expect(PERMANENT_FAILURES.has(error.code)).toBe(true);
+    expect(isPermanentFailure(error.code)).toBe(true);
     expect(calls()).toBe(0);
     expect(ledger.entries.size).toBe(0);
   });

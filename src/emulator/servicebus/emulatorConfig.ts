@@ -3,15 +3,8 @@
  * emulator's options. Durations are ISO-8601 (`PT1M`, `P1DT2H`, `PT0.5S`); empty `ForwardTo` strings mean "none".
  */
 import { z } from 'zod';
+import { describeIssue } from '../../core/validation.js';
 import type { EntityProperties, NamespaceOptions, QueueOptions, RuleOptions, SubscriptionOptions, TopicOptions } from './options.js';
-
-/** `UserConfig.Namespaces[0].Queues[1].Properties.LockDuration: <message>` (the emulator shares only SAS code with src/core). */
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path
-    .map((key, index) => (typeof key === 'number' ? `[${key}]` : `${index === 0 ? '' : '.'}${String(key)}`))
-    .join('');
-  return path.length === 0 ? issue.message : `${path}: ${issue.message}`;
-}
 
 const DURATION = /^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/i;
 
@@ -164,7 +157,7 @@ export function parseEmulatorConfig(config: unknown): { namespaces: NamespaceOpt
   }
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    const details = result.error.issues.map(describeIssue).join('; ');
+    const details = result.error.issues.map((issue) => describeIssue(issue).text).join('; ');
     throw new TypeError(`Invalid Service Bus emulator config: ${details}`);
   }
   const namespaces = result.data.UserConfig.Namespaces.map((ns): NamespaceOptions => {
