@@ -17,7 +17,7 @@ import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf, type ProbeResult } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { storeIdSchema } from '../core/names.js';
+import { DEFAULT_CLOUD_INBOX, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
@@ -30,8 +30,6 @@ import { StoreSenders } from './storeSenders.js';
 
 export type { Delivery, DeliveryOutcome } from './deliver.js';
 export type { StoreEventMessage } from './inbox.js';
-
-export const DEFAULT_CLOUD_INBOX = 'cloud-inbox';
 
 export interface KnownStore {
   storeId: string;

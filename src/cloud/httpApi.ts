@@ -26,7 +26,6 @@ import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
 import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
 
-export { httpStatusOf } from './http/errors.js';
 export type { StoreLinkView } from './http/linkViews.js';
 export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
 

@@ -5,9 +5,8 @@
  */
 import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
 import type { JsonValue } from '../core/json.js';
-import { RELAY_ANNOUNCEMENTS, type RelayAnnouncement } from '../core/linkContract.js';
 import type { Logger } from '../core/logger.js';
-import { parseStoreMessage, type ReplyBody } from '../core/storeMessage.js';
+import { announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -43,19 +42,26 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
       return;
     }
     if (message.kind === 'reply') {
-      const body = message.body as ReplyBody;
-      const answered = replies.settle(message.correlationId ?? '', body);
-      if (answered !== undefined && body.outcome === 'done') cache.remember(answered, body.result);
+      const body = replyBodySchema.safeParse(message.body);
+      if (!body.success) {
+        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the reply body is neither a result nor a refusal' });
+        return;
+      }
+      const answered = replies.settle(message.correlationId ?? '', body.data);
+      if (answered !== undefined && body.data.outcome === 'done') cache.remember(answered, body.data.result);
     } else if (message.kind === 'announcement') {
-      const relay = (message.body as { relay?: unknown }).relay;
+      const body = announcementBodySchema.safeParse(message.body);
+      if (!body.success) {
+        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the announcement body names no relay state' });
+        return;
+      }
       const madeAt = Date.parse(message.createdAt);
       // An announcement older than the link's current state (queued while the dispatcher was away, say) says
       // nothing newer than what put the link there: a stale "up" must not reopen a breaker that just tripped.
-      const stale = Number.isFinite(madeAt) && madeAt < links.enteredAt(message.storeId);
-      if ((RELAY_ANNOUNCEMENTS as readonly unknown[]).includes(relay) && !stale) {
-        links.send(message.storeId, { type: 'store.announced', relay: relay as RelayAnnouncement });
-      } else if (stale) {
-        logger.debug({ storeId: message.storeId, relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
+      if (madeAt < links.enteredAt(message.storeId)) {
+        logger.debug({ storeId: message.storeId, relay: body.data.relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
+      } else {
+        links.send(message.storeId, { type: 'store.announced', relay: body.data.relay });
       }
     } else {
       parts.onEvent({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });

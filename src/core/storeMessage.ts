@@ -41,7 +41,13 @@ export const announcementBodySchema = strictFields({ relay: oneOf(RELAY_ANNOUNCE
 
 export type AnnouncementBody = z.infer<typeof announcementBodySchema>;
 
+/**
+ * The inbox reads the same fields but drops ones it does not know, so a newer store (one that adds a field) can still
+ * talk to an older cloud, as a newer cloud can to an older store (operation envelopes are read the same way).
+ */
+const inboxMessageSchema = z.object(storeMessageSchema.shape);
+
 /** Reads an inbox message body; undefined when it is not a store message. */
 export function parseStoreMessage(body: unknown): StoreMessage | undefined {
-  return storeMessageSchema.safeParse(body).data;
+  return inboxMessageSchema.safeParse(body).data;
 }

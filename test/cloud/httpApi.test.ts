@@ -2,13 +2,12 @@ import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import type { Delivery, KnownStore, LinkView } from '../../src/cloud/dispatcher.js';
 import { nestsDeeperThan } from '../../src/cloud/http/jsonBody.js';
-import { httpStatusOf } from '../../src/cloud/httpApi.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
-import { StorelinkError, type StorelinkErrorCode } from '../../src/core/errors.js';
+import { StorelinkError, cloudHttpStatusOf, type StorelinkErrorCode } from '../../src/core/errors.js';
 import { parsePrometheusText } from '../support/prometheusText.js';
 
-describe('httpStatusOf', () => {
+describe('cloudHttpStatusOf', () => {
   it.each<[StorelinkErrorCode, number]>([
     ['OPERATION_INVALID', 400],
     ['API_UNAUTHORIZED', 401],
@@ -23,7 +22,7 @@ describe('httpStatusOf', () => {
     ['SERVICE_BUS_UNAUTHORIZED', 502],
     ['RELAY_UNAUTHORIZED', 502],
   ])('maps %s to %i', (code, status) => {
-    expect(httpStatusOf(new StorelinkError(code, 'message'))).toBe(status);
+    expect(cloudHttpStatusOf(new StorelinkError(code, 'message'))).toBe(status);
   });
 });
 

@@ -4,30 +4,9 @@
  * API's codes here, so a client only ever sees storelink codes.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { StorelinkError, isStorelinkError } from '../../core/errors.js';
+import { StorelinkError, cloudHttpStatusOf, isStorelinkError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../core/operation.js';
-
-/** The HTTP status for an error code: the caller's mistakes are 4xx; failures further on are 502, or 503 when retrying may help. */
-export function httpStatusOf(error: StorelinkError): number {
-  switch (error.code) {
-    case 'OPERATION_INVALID':
-      return 400;
-    case 'API_UNAUTHORIZED':
-      return 401;
-    case 'STORE_UNKNOWN':
-    case 'ROUTE_NOT_FOUND':
-      return 404;
-    case 'PAYLOAD_TOO_LARGE':
-      return 413;
-    case 'UNEXPECTED_FAILURE':
-      return 500;
-    case 'ABORTED':
-      return 503;
-    default:
-      return error.retryable ? 503 : 502;
-  }
-}
 
 /** A failure as the API answers it: the status is its code's, except where HTTP has a more precise word (415, 405). */
 interface Refusal {
@@ -64,7 +43,7 @@ function storelinkErrorOf(error: unknown, request: FastifyRequest): StorelinkErr
 function refusalOf(error: unknown, request: FastifyRequest): Refusal {
   const failure = isStorelinkError(error) ? error : storelinkErrorOf(error, request);
   const wrongMediaType = (error as Partial<FastifyError> | undefined)?.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE';
-  return { status: wrongMediaType ? 415 : httpStatusOf(failure), error: failure };
+  return { status: wrongMediaType ? 415 : cloudHttpStatusOf(failure), error: failure };
 }
 
 export function sendError(reply: FastifyReply, status: number, error: StorelinkError): void {
