@@ -73,6 +73,15 @@ function sender(emulator: RelayEmulator, keyName = 'cloud-send'): RelaySender {
   return tracked(createRelaySender({ connectionString: emulator.connectionString(keyName), hybridConnection: HC }));
 }
 
+/** Every TCP client socket this process creates from now on (hyco-https' control channels among them). */
+function clientSockets(): Socket[] {
+  const sockets: Socket[] = [];
+  const onSocket = (message: unknown) => sockets.push((message as { socket: Socket }).socket);
+  subscribe('net.client.socket', onSocket);
+  closeables.push(() => void unsubscribe('net.client.socket', onSocket));
+  return sockets;
+}
+
 /** The sockets undici connects to this port from now on, as undici announces them. */
 function undiciSocketsTo(port: number): Socket[] {
   const sockets: Socket[] = [];
@@ -406,6 +415,44 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     await expect(listener.close()).resolves.toBeUndefined();
     expect(() => listener.start()).toThrow(expect.objectContaining({ code: 'STORE_UNAVAILABLE' }));
   });
+
+  it.each(['connecting', 'listening', 'reconnecting', 'backingOff'] as const)(
+    'holds no socket to the relay once close() resolves, closed while %s',
+    async (status) => {
+      const relayEvents: string[] = [];
+      let relayIdle: () => void = () => undefined;
+      const idle = new Promise<void>((resolve) => (relayIdle = resolve));
+      const balanced = () => emulator.counters().listenerConnections === emulator.counters().listenerDisconnections;
+      // Only a disconnection, which comes after startRelay resolved, reads `emulator`.
+      const emulator = await startRelay({
+        logger: (entry) => {
+          relayEvents.push(entry.event);
+          if (entry.event === 'listener.disconnected' && balanced()) relayIdle();
+        },
+      });
+      const sockets = clientSockets();
+      const listener = listen(emulator, recordingExecutor([]));
+      if (status !== 'connecting') await reaches(listener, 'listening');
+      if (status === 'reconnecting') {
+        const reconnecting = reaches(listener, 'reconnecting');
+        emulator.dropListeners(HC);
+        await reconnecting;
+      }
+      if (status === 'backingOff') {
+        emulator.refuseListeners(HC);
+        const backingOff = reaches(listener, 'backingOff');
+        emulator.dropListeners(HC);
+        await backingOff;
+      }
+      expect(listener.state.status).toBe(status);
+      await listener.close();
+      expect(sockets.filter((socket) => !socket.destroyed)).toEqual([]);
+      // The relay's side of the last channel may close a moment after ours: wait for it to say so.
+      if (!balanced()) await idle;
+      expect(emulator.listenerCount(HC)).toBe(0);
+      if (status !== 'connecting') expect(relayEvents).toContain('listener.connected');
+    },
+  );
 
   it('closes for good even while hyco-https is reconnecting after a drop', async () => {
     const emulator = await startRelay();
