@@ -3,8 +3,12 @@
  * reconnects by itself only right after a dropped channel; every failed attempt hands control back to this chart,
  * which backs off exponentially (capped), parks in `authFailed` when the relay refuses the credentials (retrying
  * slowly, so a fixed key or right is picked up without a restart), and stops for good on `listener.stop`.
+ *
+ * The channel itself is the invoked actor `controlChannel`, alive exactly while the chart is `online` (connecting,
+ * listening, or reconnecting through hyco-https): it reports what happens to the channel as events, and leaving
+ * `online` stops it, which closes the channel. src/channels/relay/relayListener.ts provides it.
  */
-import { assign, setup } from 'xstate';
+import { assign, fromCallback, setup } from 'xstate';
 
 export const LISTENER_FAILURE_KINDS = ['unauthorized', 'not-found', 'network', 'protocol'] as const;
 export type ListenerFailureKind = (typeof LISTENER_FAILURE_KINDS)[number];
@@ -30,14 +34,13 @@ export type RelayListenerEvent =
   | { type: 'listener.failed'; kind: ListenerFailureKind; message: string }
   | { type: 'listener.stop' };
 
-function notProvided(name: string): never {
-  throw new Error(`relayListener action "${name}" not provided`);
-}
+/** The events the control channel actor sends the chart. */
+export type ControlChannelEvent = Extract<RelayListenerEvent, { type: 'listener.opened' | 'listener.dropped' | 'listener.failed' }>;
 
 /** A connection attempt that failed: refused credentials park the listener, anything else backs off. */
 const FAILED_ATTEMPT = [
-  { guard: 'isAuthFailure', target: 'authFailed', actions: 'recordFailure' },
-  { target: 'backingOff', actions: 'recordFailure' },
+  { guard: 'isAuthFailure', target: '#relayListener.authFailed', actions: 'recordFailure' },
+  { target: '#relayListener.backingOff', actions: 'recordFailure' },
 ] as const;
 
 export const relayListenerMachine = setup({
@@ -49,11 +52,16 @@ export const relayListenerMachine = setup({
   guards: {
     isAuthFailure: ({ event }) => event.type === 'listener.failed' && event.kind === 'unauthorized',
   },
+  actors: {
+    /**
+     * Opens a control channel (a new hyco-https server), sends the chart ControlChannelEvents, and closes the channel
+     * and everything it runs (pings, hyco-https' own reconnects) when stopped.
+     */
+    controlChannel: fromCallback<ControlChannelEvent>(() => {
+      throw new Error('relayListener actor "controlChannel" not provided');
+    }),
+  },
   actions: {
-    /** Open a new control channel (a new hyco-https server). */
-    openControlChannel: () => notProvided('openControlChannel'),
-    /** Close the current control channel for good. */
-    closeControlChannel: () => notProvided('closeControlChannel'),
     recordFailure: assign({
       failures: ({ context }) => context.failures + 1,
       lastFailure: ({ context, event }) =>
@@ -82,43 +90,48 @@ export const relayListenerMachine = setup({
   },
   states: {
     idle: {
-      on: { 'listener.start': 'connecting' },
+      on: { 'listener.start': 'online' },
     },
-    connecting: {
-      description: 'A new control channel is being opened.',
-      entry: 'openControlChannel',
-      on: {
-        'listener.opened': 'listening',
-        'listener.failed': FAILED_ATTEMPT,
-      },
-    },
-    listening: {
-      description: 'The control channel is open: the relay can deliver requests.',
-      entry: 'resetFailures',
-      on: {
-        'listener.dropped': { target: 'reconnecting', actions: 'recordDrop' },
-        'listener.failed': { target: 'backingOff', actions: 'recordFailure' },
-      },
-    },
-    reconnecting: {
-      description: 'The channel dropped; hyco-https is reopening it at once.',
-      on: {
-        'listener.opened': 'listening',
-        'listener.failed': FAILED_ATTEMPT,
+    online: {
+      description: 'A control channel exists, invoked on entry and closed whenever the chart leaves this state.',
+      invoke: { id: 'controlChannel', src: 'controlChannel' },
+      initial: 'connecting',
+      states: {
+        connecting: {
+          description: 'A new control channel is being opened.',
+          on: {
+            'listener.opened': 'listening',
+            'listener.failed': FAILED_ATTEMPT,
+          },
+        },
+        listening: {
+          description: 'The control channel is open: the relay can deliver requests.',
+          entry: 'resetFailures',
+          on: {
+            'listener.dropped': { target: 'reconnecting', actions: 'recordDrop' },
+            'listener.failed': { target: '#relayListener.backingOff', actions: 'recordFailure' },
+          },
+        },
+        reconnecting: {
+          description: 'The channel dropped; hyco-https is reopening it at once.',
+          on: {
+            'listener.opened': 'listening',
+            'listener.failed': FAILED_ATTEMPT,
+          },
+        },
       },
     },
     backingOff: {
       description: 'Waiting before the next attempt; the wait doubles with every failure, up to the maximum.',
       entry: 'growBackoff',
-      after: { backoff: 'connecting' },
+      after: { backoff: 'online' },
     },
     authFailed: {
       description: 'The relay refused the credentials or their rights; retried slowly in case they are fixed.',
-      after: { authRetry: 'connecting' },
+      after: { authRetry: 'online' },
     },
     stopped: {
       type: 'final',
-      entry: 'closeControlChannel',
     },
   },
 });

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createActor, type SnapshotFrom } from 'xstate';
+import { createActor, fromCallback, type SnapshotFrom } from 'xstate';
 import { getAdjacencyMap, getShortestPaths } from 'xstate/graph';
-import { relayListenerMachine, type RelayListenerEvent } from '../../machines/relayListener.machine.js';
+import { relayListenerMachine, type ControlChannelEvent, type RelayListenerEvent } from '../../machines/relayListener.machine.js';
 
 const input = { initialBackoffInMs: 100, maxBackoffInMs: 500, authRetryInMs: 5_000 };
 type ListenerSnapshot = SnapshotFrom<typeof relayListenerMachine>;
@@ -9,25 +9,35 @@ const BACKOFF = 'xstate.after.backoff.relayListener.backingOff';
 const AUTH_RETRY = 'xstate.after.authRetry.relayListener.authFailed';
 
 const actors: { stop(): void }[] = [];
+/** Control channels the chart has invoked, and how many of them it has stopped (their cleanup ran). */
 let opened = 0;
 let closed = 0;
+/** The way each invoked channel reports to the chart, even after it was stopped. */
+let reporters: ((event: ControlChannelEvent) => void)[] = [];
+
+const fakeControlChannel = fromCallback<ControlChannelEvent>(({ sendBack }) => {
+  opened += 1;
+  reporters.push(sendBack);
+  return () => {
+    closed += 1;
+  };
+});
 
 function startListener() {
-  const actor = createActor(
-    relayListenerMachine.provide({
-      actions: {
-        openControlChannel: () => {
-          opened += 1;
-        },
-        closeControlChannel: () => {
-          closed += 1;
-        },
-      },
-    }),
-    { input },
-  );
+  const actor = createActor(relayListenerMachine.provide({ actors: { controlChannel: fakeControlChannel } }), { input });
   actors.push(actor);
   return actor.start();
+}
+
+type Status = 'idle' | 'connecting' | 'listening' | 'reconnecting' | 'backingOff' | 'authFailed' | 'stopped';
+
+/** The state value of a status: the three that hold a control channel are inside `online`. */
+function valueOf(status: Status): ListenerSnapshot['value'] {
+  return status === 'connecting' || status === 'listening' || status === 'reconnecting' ? { online: status } : status;
+}
+
+function statusOf(value: ListenerSnapshot['value']): Status {
+  return typeof value === 'string' ? value : value.online;
 }
 
 const failed = (kind: 'unauthorized' | 'not-found' | 'network' | 'protocol' = 'network'): RelayListenerEvent => ({
@@ -40,6 +50,7 @@ beforeEach(() => {
   vi.useFakeTimers();
   opened = 0;
   closed = 0;
+  reporters = [];
 });
 
 afterEach(() => {
@@ -53,10 +64,10 @@ describe('relayListener chart', () => {
     expect(listener.getSnapshot().value).toBe('idle');
     expect(opened).toBe(0);
     listener.send({ type: 'listener.start' });
-    expect(listener.getSnapshot().value).toBe('connecting');
+    expect(listener.getSnapshot().value).toEqual({ online: 'connecting' });
     expect(opened).toBe(1);
     listener.send({ type: 'listener.opened' });
-    expect(listener.getSnapshot().value).toBe('listening');
+    expect(listener.getSnapshot().value).toEqual({ online: 'listening' });
   });
 
   it('backs off exponentially up to the maximum, opening a new channel after each wait', () => {
@@ -71,7 +82,7 @@ describe('relayListener chart', () => {
       vi.advanceTimersByTime(wait - 1);
       expect(listener.getSnapshot().value).toBe('backingOff');
       vi.advanceTimersByTime(1);
-      expect(listener.getSnapshot().value).toBe('connecting');
+      expect(listener.getSnapshot().value).toEqual({ online: 'connecting' });
     }
     expect(waits).toEqual([100, 200, 400, 500, 500]);
     expect(opened).toBe(6);
@@ -84,10 +95,10 @@ describe('relayListener chart', () => {
     listener.send({ type: 'listener.start' });
     listener.send({ type: 'listener.opened' });
     listener.send({ type: 'listener.dropped', message: 'closed (1011)' });
-    expect(listener.getSnapshot().value).toBe('reconnecting');
+    expect(listener.getSnapshot().value).toEqual({ online: 'reconnecting' });
     expect(opened).toBe(1);
     listener.send({ type: 'listener.opened' });
-    expect(listener.getSnapshot().value).toBe('listening');
+    expect(listener.getSnapshot().value).toEqual({ online: 'listening' });
     listener.send({ type: 'listener.dropped', message: 'closed (1006)' });
     listener.send(failed('network'));
     expect(listener.getSnapshot().value).toBe('backingOff');
@@ -102,7 +113,7 @@ describe('relayListener chart', () => {
     vi.advanceTimersByTime(4_999);
     expect(listener.getSnapshot().value).toBe('authFailed');
     vi.advanceTimersByTime(1);
-    expect(listener.getSnapshot().value).toBe('connecting');
+    expect(listener.getSnapshot().value).toEqual({ online: 'connecting' });
     expect(opened).toBe(2);
   });
 
@@ -113,13 +124,74 @@ describe('relayListener chart', () => {
     if (state === 'reconnecting') listener.send({ type: 'listener.dropped', message: 'gone' });
     if (state === 'backingOff') listener.send(failed());
     if (state === 'authFailed') listener.send(failed('unauthorized'));
-    expect(listener.getSnapshot().value).toBe(state);
+    expect(listener.getSnapshot().value).toEqual(valueOf(state));
     listener.send({ type: 'listener.stop' });
     expect(listener.getSnapshot().value).toBe('stopped');
     expect(listener.getSnapshot().status).toBe('done');
-    expect(closed).toBe(1);
+    // Every channel the chart opened is closed, whether the stop found one open (online) or not.
+    expect(closed).toBe(opened);
+    expect(opened).toBe(state === 'idle' ? 0 : 1);
     vi.advanceTimersByTime(60_000);
     expect(opened).toBeLessThanOrEqual(1);
+  });
+
+  it('runs one control channel while online, kept across a drop, and closes it whenever the chart leaves online', () => {
+    const listener = startListener();
+    listener.send({ type: 'listener.start' });
+    listener.send({ type: 'listener.opened' });
+    listener.send({ type: 'listener.dropped', message: 'closed (1011)' });
+    listener.send({ type: 'listener.opened' });
+    expect([opened, closed]).toEqual([1, 0]);
+    listener.send(failed('network'));
+    expect(listener.getSnapshot().value).toBe('backingOff');
+    expect([opened, closed]).toEqual([1, 1]);
+    vi.advanceTimersByTime(listener.getSnapshot().context.backoffInMs);
+    expect(listener.getSnapshot().value).toEqual({ online: 'connecting' });
+    expect([opened, closed]).toEqual([2, 1]);
+    listener.send(failed('unauthorized'));
+    expect(listener.getSnapshot().value).toBe('authFailed');
+    expect([opened, closed]).toEqual([2, 2]);
+    vi.advanceTimersByTime(input.authRetryInMs);
+    listener.send({ type: 'listener.opened' });
+    expect([opened, closed]).toEqual([3, 2]);
+    listener.send({ type: 'listener.stop' });
+    expect([opened, closed]).toEqual([3, 3]);
+  });
+
+  it('closes the control channel when the listener actor itself is stopped', () => {
+    const listener = startListener();
+    listener.send({ type: 'listener.start' });
+    listener.send({ type: 'listener.opened' });
+    listener.stop();
+    expect([opened, closed]).toEqual([1, 1]);
+  });
+
+  it('ignores what a closed control channel still reports', () => {
+    const listener = startListener();
+    listener.send({ type: 'listener.start' });
+    const [first] = reporters;
+    first!({ type: 'listener.opened' });
+    expect(listener.getSnapshot().value).toEqual({ online: 'listening' });
+    first!(failed('network') as ControlChannelEvent);
+    expect(listener.getSnapshot().value).toBe('backingOff');
+    first!({ type: 'listener.opened' });
+    expect(listener.getSnapshot().value).toBe('backingOff');
+    vi.advanceTimersByTime(listener.getSnapshot().context.backoffInMs);
+    first!({ type: 'listener.opened' });
+    expect(listener.getSnapshot().value).toEqual({ online: 'connecting' });
+    reporters[1]!({ type: 'listener.opened' });
+    expect(listener.getSnapshot().value).toEqual({ online: 'listening' });
+  });
+
+  it('needs its control channel provided', () => {
+    const listener = createActor(relayListenerMachine, { input });
+    actors.push(listener);
+    const errors: unknown[] = [];
+    listener.subscribe({ error: (error) => errors.push(error) });
+    listener.start();
+    listener.send({ type: 'listener.start' });
+    expect(listener.getSnapshot().status).toBe('error');
+    expect(errors).toEqual([expect.objectContaining({ message: expect.stringContaining('"controlChannel" not provided') })]);
   });
 
   describe('every transition, reached by a generated shortest path, replays on a live actor with fake timers', () => {
@@ -146,7 +218,7 @@ describe('relayListener chart', () => {
     });
 
     it('cover every state and event', () => {
-      const states = new Set(cases.map(({ expected }) => (JSON.parse(expected) as [string])[0]));
+      const states = new Set(cases.map(({ expected }) => statusOf((JSON.parse(expected) as [ListenerSnapshot['value']])[0])));
       expect([...states].sort()).toEqual(['authFailed', 'backingOff', 'connecting', 'idle', 'listening', 'reconnecting', 'stopped']);
       expect(new Set(cases.flatMap(({ steps }) => steps.map((step) => step.type))).size).toBe(7);
     });
@@ -165,6 +237,8 @@ describe('relayListener chart', () => {
         }
       }
       expect(serializeState(listener.getSnapshot())).toBe(expected);
+      // A control channel runs exactly while the chart is online.
+      expect(opened - closed).toBe(listener.getSnapshot().matches('online') ? 1 : 0);
     });
   });
 });

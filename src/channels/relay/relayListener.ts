@@ -1,7 +1,9 @@
 /**
  * The store's side of the real-time channel: a hyco-https listener on the store's hybrid connection that serves only
  * `POST /<hc>/operations/<type>` for the types the store exposes and `GET /<hc>/health`, and hands each operation to
- * the store's executor. Its lifecycle is machines/relayListener.machine.ts.
+ * the store's executor. Its lifecycle is machines/relayListener.machine.ts; this file provides the chart's
+ * `controlChannel` actor, one hyco-https server per invocation, closed by the actor's cleanup when the chart leaves
+ * `online`.
  *
  * hyco-https 1.4.5 quirks handled here (see the relay spec, §4.6 and §11):
  * - it reconnects after a dropped channel by itself, but a `close()` during its back-off leaves a zombie that
@@ -12,11 +14,16 @@
  * - a string token can never be renewed (P4): the token is a function.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HycoServer } from 'hyco-https';
+import type { HycoControlChannel, HycoServer } from 'hyco-https';
 import { BehaviorSubject, type Observable } from 'rxjs';
-import { createActor, type Actor } from 'xstate';
-import { relayListenerMachine, type ListenerFailureKind, type RelayListenerContext } from '../../../machines/relayListener.machine.js';
-import { parseConnectionString, relayListenUrl, relayTokenAudience, type ConnectionString } from '../../core/connectionString.js';
+import { createActor, fromCallback, type Actor, type SnapshotFrom } from 'xstate';
+import {
+  relayListenerMachine,
+  type ControlChannelEvent,
+  type ListenerFailureKind,
+  type RelayListenerContext,
+} from '../../../machines/relayListener.machine.js';
+import { parseConnectionString, relayListenUrl, relayTokenAudience } from '../../core/connectionString.js';
 import { StorelinkError, isStorelinkError } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
@@ -89,6 +96,10 @@ function messageOf(event: unknown): string {
   return String(event);
 }
 
+function statusOf(value: SnapshotFrom<typeof relayListenerMachine>['value']): RelayListenerStatus {
+  return typeof value === 'string' ? value : value.online;
+}
+
 class RequestTooLarge extends Error {}
 
 /**
@@ -119,7 +130,6 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
 }
 
 class HycoRelayListener implements RelayListener {
-  readonly #connection: ConnectionString;
   readonly #options: RelayListenerOptions;
   readonly #exposed: ReadonlySet<string>;
   readonly #prefix: string;
@@ -127,27 +137,35 @@ class HycoRelayListener implements RelayListener {
   readonly #actor: Actor<typeof relayListenerMachine>;
   readonly #state: BehaviorSubject<RelayListenerState>;
   readonly #inFlight = new Set<Promise<void>>();
+  /** Control channels the chart has stopped whose sockets are still closing; close() waits for them. */
+  readonly #channelsClosing = new Set<Promise<void>>();
   readonly #requestAbort = new AbortController();
-  #server: HycoServer | undefined;
-  #pingTimer: NodeJS.Timeout | undefined;
   #accepting = true;
   #closing: Promise<void> | undefined;
 
   constructor(options: RelayListenerOptions) {
     if (typeof options.execute !== 'function') throw new TypeError('createRelayListener: execute must be a function');
     if (options.hybridConnection.length === 0) throw new TypeError('createRelayListener: hybridConnection must not be empty');
-    this.#connection = parseConnectionString(options.connectionString);
+    const connection = parseConnectionString(options.connectionString);
     this.#options = options;
     this.#exposed = new Set(options.expose);
     this.#prefix = `/${options.hybridConnection.toLowerCase()}/`;
     this.#logger = (options.logger ?? silentLogger).child({ channel: 'relay', hybridConnection: options.hybridConnection });
-    const machine = relayListenerMachine.provide({
-      actions: {
-        openControlChannel: () => queueMicrotask(() => void this.#open()),
-        closeControlChannel: () => undefined,
+    const audience = relayTokenAudience(connection, options.hybridConnection);
+    const timeToLiveInMs = options.tokenTimeToLiveInMs ?? 60 * 60_000;
+    const controlChannel = controlChannelLogic({
+      listenUrl: relayListenUrl(connection, options.hybridConnection),
+      token: () => createSasToken({ resource: audience, keyName: connection.keyName, key: connection.key, timeToLiveInMs }),
+      onRequest: (request, response) => this.#track(this.#handle(request, response)),
+      pingIntervalInMs: options.pingIntervalInMs ?? 30_000,
+      pongTimeoutInMs: options.pongTimeoutInMs ?? 10_000,
+      logger: this.#logger,
+      closing: (closed) => {
+        this.#channelsClosing.add(closed);
+        void closed.finally(() => this.#channelsClosing.delete(closed));
       },
     });
-    this.#actor = createActor(machine, {
+    this.#actor = createActor(relayListenerMachine.provide({ actors: { controlChannel } }), {
       input: {
         initialBackoffInMs: options.initialBackoffInMs ?? 1_000,
         maxBackoffInMs: options.maxBackoffInMs ?? 30_000,
@@ -157,7 +175,7 @@ class HycoRelayListener implements RelayListener {
     this.#state = new BehaviorSubject<RelayListenerState>({ status: 'idle', failures: 0, lastFailure: null });
     this.#actor.subscribe((snapshot) => {
       const next: RelayListenerState = {
-        status: snapshot.value,
+        status: statusOf(snapshot.value),
         failures: snapshot.context.failures,
         lastFailure: snapshot.context.lastFailure,
       };
@@ -181,89 +199,6 @@ class HycoRelayListener implements RelayListener {
   start(): void {
     if (this.#closing !== undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the relay listener is closed');
     this.#actor.send({ type: 'listener.start' });
-  }
-
-  async #open(): Promise<void> {
-    if (this.#closing !== undefined || !this.#actor.getSnapshot().matches('connecting')) return;
-    const hyco = (await import('hyco-https')).default;
-    if (this.#closing !== undefined) return;
-    const { hybridConnection, tokenTimeToLiveInMs } = this.#options;
-    const audience = relayTokenAudience(this.#connection, hybridConnection);
-    const server = hyco.createRelayedServer(
-      {
-        server: relayListenUrl(this.#connection, hybridConnection),
-        token: () =>
-          createSasToken({
-            resource: audience,
-            keyName: this.#connection.keyName,
-            key: this.#connection.key,
-            timeToLiveInMs: tokenTimeToLiveInMs ?? 60 * 60_000,
-          }),
-      },
-      (request, response) => this.#track(this.#handle(request, response)),
-    );
-    this.#server = server;
-    server.on('error', (event: unknown) => {
-      if (this.#server !== server) return;
-      // Retire the server inside the event, before hyco-https schedules its own reconnect, so no zombie is left.
-      this.#retire(server);
-      const message = messageOf(event);
-      if (this.#closing === undefined) this.#actor.send({ type: 'listener.failed', kind: failureKindOf(message), message });
-    });
-    server.on('listening', () => {
-      const channel = server.controlChannel;
-      if (this.#server !== server || channel === undefined) {
-        // A reconnect hyco-https had already scheduled when this server was retired: shut it at once.
-        channel?.close();
-        return;
-      }
-      channel.once('close', (code: number) => {
-        if (this.#server !== server || server.controlChannel !== channel || this.#closing !== undefined) return;
-        this.#stopPinging();
-        this.#actor.send({ type: 'listener.dropped', message: `control channel closed (${code})` });
-      });
-      this.#startPinging(server);
-      this.#actor.send({ type: 'listener.opened' });
-    });
-    server.listen();
-  }
-
-  #retire(server: HycoServer): void {
-    if (this.#server === server) this.#server = undefined;
-    this.#stopPinging();
-    try {
-      server.close();
-    } catch (error) {
-      this.#logger.debug({ err: error }, 'closing a failed control channel');
-    }
-  }
-
-  #startPinging(server: HycoServer): void {
-    this.#stopPinging();
-    const interval = this.#options.pingIntervalInMs ?? 30_000;
-    const timeout = this.#options.pongTimeoutInMs ?? 10_000;
-    let awaitingPong: NodeJS.Timeout | undefined;
-    const channel = server.controlChannel!;
-    channel.on('pong', () => {
-      clearTimeout(awaitingPong);
-      awaitingPong = undefined;
-    });
-    channel.once('close', () => clearTimeout(awaitingPong));
-    this.#pingTimer = setInterval(() => {
-      if (channel.readyState !== WS_OPEN || awaitingPong !== undefined) return;
-      awaitingPong = setTimeout(() => {
-        this.#logger.warn({ timeoutInMs: timeout }, 'relay control channel did not answer a ping: reconnecting');
-        channel.terminate();
-      }, timeout);
-      awaitingPong.unref();
-      channel.ping();
-    }, interval);
-    this.#pingTimer.unref();
-  }
-
-  #stopPinging(): void {
-    clearInterval(this.#pingTimer);
-    this.#pingTimer = undefined;
   }
 
   #track(work: Promise<void>): void {
@@ -362,18 +297,117 @@ class HycoRelayListener implements RelayListener {
     });
     await Promise.race([inFlight, timedOut]);
     clearTimeout(timer);
+    // Leaving `online` stops the control channel actor, whose cleanup closes hyco-https; then wait for its sockets.
     this.#actor.send({ type: 'listener.stop' });
     this.#actor.stop();
-    const server = this.#server;
-    this.#server = undefined;
-    this.#stopPinging();
-    if (server !== undefined) await settleClosed(server);
+    await Promise.all([...this.#channelsClosing]);
     this.#state.complete();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+interface ControlChannelSettings {
+  listenUrl: string;
+  /** Called on every (re)connect and renewal: a string token could never be renewed (P4). */
+  token: () => string;
+  onRequest: (request: IncomingMessage, response: ServerResponse) => void;
+  pingIntervalInMs: number;
+  pongTimeoutInMs: number;
+  logger: Logger;
+  /** Told of each retired server's closing, which outlives the actor's synchronous cleanup. */
+  closing: (closed: Promise<void>) => void;
+}
+
+// Loaded when the first channel opens, so a process that never listens does not load hyco-https and its ws 6.
+const loadHyco = async () => (await import('hyco-https')).default;
+
+/**
+ * The chart's `controlChannel` actor: one hyco-https server per invocation. Its events go to the chart; its cleanup
+ * retires the server, so the channel lives exactly as long as the chart stays `online`.
+ */
+function controlChannelLogic(settings: ControlChannelSettings) {
+  return fromCallback<ControlChannelEvent>(({ sendBack }) => {
+    const { logger } = settings;
+    let server: HycoServer | undefined;
+    let retired = false;
+    let stopPinging = (): void => undefined;
+    const retire = (): void => {
+      if (retired) return;
+      retired = true;
+      stopPinging();
+      if (server === undefined) return;
+      settings.closing(settleClosed(server).catch((error: unknown) => logger.debug({ err: error }, 'closing a control channel')));
+    };
+    const fail = (event: unknown): void => {
+      const message = messageOf(event);
+      // Retire inside the event, before hyco-https schedules its own reconnect, so no zombie is left (P14).
+      retire();
+      sendBack({ type: 'listener.failed', kind: failureKindOf(message), message });
+    };
+    loadHyco()
+      .then((hyco) => {
+        if (retired) return;
+        const current = hyco.createRelayedServer({ server: settings.listenUrl, token: settings.token }, settings.onRequest);
+        server = current;
+        current.on('error', (event: unknown) => {
+          if (!retired) fail(event);
+        });
+        current.on('listening', () => {
+          const channel = current.controlChannel;
+          if (retired || channel === undefined) {
+            // A reconnect hyco-https had already scheduled when this server was retired: shut it at once.
+            channel?.close();
+            return;
+          }
+          channel.once('close', (code: number) => {
+            if (retired || current.controlChannel !== channel) return;
+            stopPinging();
+            sendBack({ type: 'listener.dropped', message: `control channel closed (${code})` });
+          });
+          stopPinging();
+          stopPinging = pingUntilClosed(channel, settings);
+          sendBack({ type: 'listener.opened' });
+        });
+        current.listen();
+      })
+      .catch((error: unknown) => {
+        logger.error({ err: error }, 'could not open a relay control channel');
+        if (!retired) fail(error);
+      });
+    return retire;
+  });
+}
+
+/**
+ * Pings the relay on an open channel and terminates the channel when a pong does not come back in time: hyco-https
+ * never notices a half-open channel by itself (P5), but it does reconnect after a terminated one. Returns the stop.
+ */
+function pingUntilClosed(channel: HycoControlChannel, settings: ControlChannelSettings): () => void {
+  let awaitingPong: NodeJS.Timeout | undefined;
+  const answered = (): void => {
+    clearTimeout(awaitingPong);
+    awaitingPong = undefined;
+  };
+  channel.on('pong', answered);
+  channel.once('close', answered);
+  const pinger = setInterval(() => {
+    if (channel.readyState !== WS_OPEN || awaitingPong !== undefined) return;
+    awaitingPong = setTimeout(() => {
+      settings.logger.warn({ timeoutInMs: settings.pongTimeoutInMs }, 'relay control channel did not answer a ping: reconnecting');
+      channel.terminate();
+    }, settings.pongTimeoutInMs);
+    awaitingPong.unref();
+    channel.ping();
+  }, settings.pingIntervalInMs);
+  pinger.unref();
+  return () => {
+    clearInterval(pinger);
+    answered();
+    channel.off('pong', answered);
+  };
 }
 
 /**

@@ -1,6 +1,8 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { firstValueFrom, filter } from 'rxjs';
+import { Agent } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRelayListener, type ExecuteOperation, type RelayListener, type RelayListenerState } from '../../../src/channels/relay/relayListener.js';
 import { createRelaySender, type RelaySender } from '../../../src/channels/relay/relaySender.js';
@@ -62,8 +64,34 @@ function reaches(listener: RelayListener, status: RelayListenerState['status']):
   return firstValueFrom(listener.state$.pipe(filter((state) => state.status === status)));
 }
 
+function tracked(relaySender: RelaySender): RelaySender {
+  closeables.push(() => relaySender.close());
+  return relaySender;
+}
+
 function sender(emulator: RelayEmulator, keyName = 'cloud-send'): RelaySender {
-  return createRelaySender({ connectionString: emulator.connectionString(keyName), hybridConnection: HC });
+  return tracked(createRelaySender({ connectionString: emulator.connectionString(keyName), hybridConnection: HC }));
+}
+
+/** Every TCP client socket this process creates from now on (hyco-https' control channels among them). */
+function clientSockets(): Socket[] {
+  const sockets: Socket[] = [];
+  const onSocket = (message: unknown) => sockets.push((message as { socket: Socket }).socket);
+  subscribe('net.client.socket', onSocket);
+  closeables.push(() => void unsubscribe('net.client.socket', onSocket));
+  return sockets;
+}
+
+/** The sockets undici connects to this port from now on, as undici announces them. */
+function undiciSocketsTo(port: number): Socket[] {
+  const sockets: Socket[] = [];
+  const onConnected = (message: unknown) => {
+    const { socket } = message as { socket: Socket };
+    if (socket.remotePort === port) sockets.push(socket);
+  };
+  subscribe('undici:client:connected', onConnected);
+  closeables.push(() => void unsubscribe('undici:client:connected', onConnected));
+  return sockets;
 }
 
 function order(type = 'clickAndCollect.order', payload: Operation['payload'] = { orderId: 'A-1' }): Operation {
@@ -171,11 +199,11 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     const emulator = await startRelay();
     const executed: Executed[] = [];
     await reaches(listen(emulator, recordingExecutor(executed)), 'listening');
-    const behind = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() - 2 * 3_600_000 });
+    const behind = tracked(createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() - 2 * 3_600_000 }));
     const error = await failureOf(behind.send(order(), { timeoutInMs: 5_000 }));
     expect(error.code).toBe('RELAY_UNAUTHORIZED');
     expect(executed).toEqual([]);
-    const onTime = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() });
+    const onTime = tracked(createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, now: () => Date.now() }));
     await expect(onTime.send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
   });
 
@@ -188,7 +216,7 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
 
   it('reports an unknown hybrid connection and an unreachable relay as channel failures', async () => {
     const emulator = await startRelay();
-    const unknown = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: 'store-nowhere' });
+    const unknown = tracked(createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: 'store-nowhere' }));
     expect((await failureOf(unknown.send(order(), { timeoutInMs: 5_000 }))).code).toBe('RELAY_ENDPOINT_NOT_FOUND');
 
     const unused = createServer();
@@ -197,10 +225,12 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     const { port } = unused.address() as { port: number };
     unused.close();
     await once(unused, 'close');
-    const nowhere = createRelaySender({
-      connectionString: `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=cloud-send;SharedAccessKey=send-key;UseDevelopmentEmulator=true`,
-      hybridConnection: HC,
-    });
+    const nowhere = tracked(
+      createRelaySender({
+        connectionString: `Endpoint=sb://127.0.0.1:${port}/;SharedAccessKeyName=cloud-send;SharedAccessKey=send-key;UseDevelopmentEmulator=true`,
+        hybridConnection: HC,
+      }),
+    );
     const error = await failureOf(nowhere.send(order(), { timeoutInMs: 5_000 }));
     expect(error.code).toBe('RELAY_UNREACHABLE');
     expect(relayFailureReasonOf(error.code)).toBe('unreachable');
@@ -227,6 +257,52 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     const call = sender(emulator).send(order(), { timeoutInMs: 5_000, abortSignal: controller.signal });
     controller.abort();
     expect((await failureOf(call)).code).toBe('ABORTED');
+  });
+
+  it('reuses keep-alive connections for sequential calls, shares them between the senders of one relay, and closes them with the last', async () => {
+    const emulator = await startRelay();
+    await reaches(listen(emulator, recordingExecutor([])), 'listening');
+    const sockets = undiciSocketsTo(emulator.port);
+    const first = sender(emulator);
+    const second = sender(emulator);
+    for (let n = 0; n < 5; n += 1) {
+      await first.send(order(), { timeoutInMs: 5_000 });
+      await second.checkHealth({ timeoutInMs: 5_000 });
+    }
+    // undici marks a connection free a tick after its response, so back-to-back calls may alternate between two.
+    const opened = sockets.length;
+    expect(opened).toBeGreaterThanOrEqual(1);
+    expect(opened).toBeLessThanOrEqual(2);
+    await first.close();
+    await expect(second.send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+    expect(sockets).toHaveLength(opened);
+    expect(sockets.filter((socket) => socket.destroyed)).toEqual([]);
+    await second.close();
+    expect(sockets.filter((socket) => !socket.destroyed)).toEqual([]);
+    await expect(second.close()).resolves.toBeUndefined();
+    const refused = await failureOf(first.send(order(), { timeoutInMs: 5_000 }));
+    expect(refused).toMatchObject({ code: 'RELAY_UNREACHABLE', retryable: false });
+    // The pool went with its last sender; a new sender of the same relay gets a fresh one.
+    await expect(sender(emulator).checkHealth({ timeoutInMs: 5_000 })).resolves.toBeUndefined();
+    expect(sockets).toHaveLength(opened + 1);
+  });
+
+  it('calls through the undici dispatcher it is given, and leaves it open on close()', async () => {
+    const emulator = await startRelay();
+    await reaches(listen(emulator, recordingExecutor([])), 'listening');
+    const agent = new Agent();
+    closeables.push(() => agent.close());
+    const sockets = undiciSocketsTo(emulator.port);
+    const relay = createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, dispatcher: agent });
+    await expect(relay.send(order(), { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { orderId: 'A-1' } } });
+    await relay.close();
+    expect(sockets).toHaveLength(1);
+    expect(sockets[0]!.destroyed).toBe(false);
+    expect(agent.closed).toBe(false);
+    await expect(relay.send(order(), { timeoutInMs: 5_000 })).rejects.toMatchObject({ code: 'RELAY_UNREACHABLE' });
+    expect(() =>
+      createRelaySender({ connectionString: emulator.connectionString('cloud-send'), hybridConnection: HC, dispatcher: agent, fetch: (input, init) => fetch(input, init) }),
+    ).toThrow(TypeError);
   });
 
   it('parks a listener whose key lacks Listen in authFailed, and says why', async () => {
@@ -339,6 +415,44 @@ describe('relay channel: hyco-https listener and HTTPS sender through the relay 
     await expect(listener.close()).resolves.toBeUndefined();
     expect(() => listener.start()).toThrow(expect.objectContaining({ code: 'STORE_UNAVAILABLE' }));
   });
+
+  it.each(['connecting', 'listening', 'reconnecting', 'backingOff'] as const)(
+    'holds no socket to the relay once close() resolves, closed while %s',
+    async (status) => {
+      const relayEvents: string[] = [];
+      let relayIdle: () => void = () => undefined;
+      const idle = new Promise<void>((resolve) => (relayIdle = resolve));
+      const balanced = () => emulator.counters().listenerConnections === emulator.counters().listenerDisconnections;
+      // Only a disconnection, which comes after startRelay resolved, reads `emulator`.
+      const emulator = await startRelay({
+        logger: (entry) => {
+          relayEvents.push(entry.event);
+          if (entry.event === 'listener.disconnected' && balanced()) relayIdle();
+        },
+      });
+      const sockets = clientSockets();
+      const listener = listen(emulator, recordingExecutor([]));
+      if (status !== 'connecting') await reaches(listener, 'listening');
+      if (status === 'reconnecting') {
+        const reconnecting = reaches(listener, 'reconnecting');
+        emulator.dropListeners(HC);
+        await reconnecting;
+      }
+      if (status === 'backingOff') {
+        emulator.refuseListeners(HC);
+        const backingOff = reaches(listener, 'backingOff');
+        emulator.dropListeners(HC);
+        await backingOff;
+      }
+      expect(listener.state.status).toBe(status);
+      await listener.close();
+      expect(sockets.filter((socket) => !socket.destroyed)).toEqual([]);
+      // The relay's side of the last channel may close a moment after ours: wait for it to say so.
+      if (!balanced()) await idle;
+      expect(emulator.listenerCount(HC)).toBe(0);
+      if (status !== 'connecting') expect(relayEvents).toContain('listener.connected');
+    },
+  );
 
   it('closes for good even while hyco-https is reconnecting after a drop', async () => {
     const emulator = await startRelay();
