@@ -22,7 +22,7 @@ import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type StoreEventMessage } from './inbox.js';
-import { openLinkStore } from './linkStore.js';
+import { openLinkStore, type LinkStore } from './linkStore.js';
 import { ReplyCache } from './replyCache.js';
 import { ReplyWaiting } from './replyWaiting.js';
 import { StoreLinks, type LinkChange } from './storeLinks.js';
@@ -120,6 +120,7 @@ class DefaultDispatcher implements Dispatcher {
   readonly #cache: ReplyCache;
   readonly #counters = new Map<string, LinkCounters>();
   #links: StoreLinks | undefined;
+  #linkStore: LinkStore | undefined;
   #senders: StoreSenders | undefined;
   #deliver: Deliver | undefined;
   #connection: ServiceBusConnection | undefined;
@@ -176,6 +177,7 @@ class DefaultDispatcher implements Dispatcher {
 
   async #start(): Promise<void> {
     const linkStore = await openLinkStore(this.#options.dataDir);
+    this.#linkStore = linkStore;
     const connection = createServiceBusConnection({
       connectionString: this.#options.serviceBus.connectionString,
       logger: this.#logger,
@@ -307,6 +309,9 @@ class DefaultDispatcher implements Dispatcher {
       this.#replies.cancelAll();
       await this.#connection?.close();
       this.#links?.stopAll();
+      await this.#senders?.close();
+      // The last link changes are on disk before close() resolves.
+      await this.#linkStore?.flush().catch((error: unknown) => this.#logger.error({ err: error }, 'could not write the link snapshots'));
       this.#links$.complete();
       this.#deliveries$.complete();
       this.#events$.complete();

@@ -63,12 +63,14 @@ export async function openLinkStore(directory: string | undefined): Promise<Link
     get: (storeId) => (Object.hasOwn(db.data.links, storeId) ? db.data.links[storeId] : undefined),
     set: (storeId, link) => {
       db.data.links[storeId] = link;
-      void schedule();
+      // A failed write is reported by flush(); the next change writes everything again.
+      schedule().catch(() => undefined);
     },
     delete: (storeId) => {
       if (!Object.hasOwn(db.data.links, storeId)) return;
       delete db.data.links[storeId];
-      void schedule();
+      // A failed write is reported by flush(); the next change writes everything again.
+      schedule().catch(() => undefined);
     },
     flush: () => pending ?? Promise.resolve(),
   };

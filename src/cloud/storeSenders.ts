@@ -51,6 +51,12 @@ export class StoreSenders {
     return sender;
   }
 
+  /** Closes the relay senders (their keep-alive connections); the queue senders close with their connection. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#relay.values()].map((sender) => sender.close()));
+    this.#relay.clear();
+  }
+
   queue(storeId: string): QueueSender {
     const queue = this.#store(storeId).queue ?? defaultStoreEntityName(storeId);
     let sender = this.#queue.get(queue);

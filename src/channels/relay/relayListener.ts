@@ -24,12 +24,12 @@ import {
   type RelayListenerContext,
 } from '../../../machines/relayListener.machine.js';
 import { parseConnectionString, relayListenUrl, relayTokenAudience } from '../../core/connectionString.js';
-import { StorelinkError, isStorelinkError } from '../../core/errors.js';
+import { StorelinkError, isStorelinkError, storeHttpStatusOf } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, parseOperation, type Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
-import { STATUS_BY_STORE_ERROR, STORE_ORIGIN_HEADER, type RelayErrorBody } from './relayProtocol.js';
+import { STORE_ORIGIN_HEADER, type RelayErrorBody } from './relayProtocol.js';
 
 /** Runs one operation for the store and resolves with its result, or rejects with a StorelinkError code. */
 export type ExecuteOperation = (
@@ -217,7 +217,7 @@ class HycoRelayListener implements RelayListener {
       if (!isStorelinkError(error)) this.#logger.error({ err: error }, 'relay request failed');
       const body: RelayErrorBody = { error: { code: failure.code, message: failure.message } };
       if (failure.field !== undefined) body.error.field = failure.field;
-      this.#reply(response, STATUS_BY_STORE_ERROR[failure.code] ?? 500, body);
+      this.#reply(response, storeHttpStatusOf(failure.code) ?? 500, body);
     }
   }
 

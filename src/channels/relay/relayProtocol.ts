@@ -1,6 +1,7 @@
 /**
- * What the relay listener and sender agree on, beyond HTTP itself: the paths a store serves, the JSON bodies, the
- * header that marks an answer as the store's own, and the HTTP status of each store-side error code.
+ * What the relay listener and sender agree on, beyond HTTP itself: the paths a store serves, the JSON bodies and the
+ * header that marks an answer as the store's own. The HTTP status of each store-side error code is in the code table
+ * (src/core/errors.ts).
  */
 import type { StorelinkErrorCode } from '../../core/errors.js';
 
@@ -14,18 +15,6 @@ export interface RelayErrorBody {
 export interface RelayResultBody {
   result: unknown;
 }
-
-/** HTTP status for each error code the store answers with. */
-export const STATUS_BY_STORE_ERROR: Readonly<Partial<Record<StorelinkErrorCode, number>>> = Object.freeze({
-  OPERATION_INVALID: 400,
-  PAYLOAD_TOO_LARGE: 413,
-  ROUTE_NOT_FOUND: 404,
-  OPERATION_NOT_EXPOSED: 404,
-  OPERATION_EXPIRED: 410,
-  OPERATION_REJECTED: 422,
-  HANDLER_FAILED: 500,
-  STORE_UNAVAILABLE: 503,
-});
 
 export function operationPath(type: string): string {
   return `/operations/${encodeURIComponent(type)}`;

@@ -2,7 +2,7 @@
  * The cloud's side of the real-time channel: HTTPS calls through Azure Relay to one store's listener, authorised with
  * a SAS token in the `ServiceBusAuthorization` header. Every outcome becomes either the store's result or a
  * StorelinkError whose code says whether the relay failed as a channel (the dispatcher falls back) or the store
- * answered (no fallback): see RELAY_FAILURE_REASON_BY_CODE.
+ * answered (no fallback): see relayFailureReasonOf in src/core/errors.ts.
  *
  * Calls go through an undici Pool with keep-alive, one per relay origin, shared by every sender of the process for
  * that origin: global fetch (WHATWG streams, Headers and a Response per call) cost about three times the client CPU
@@ -10,7 +10,7 @@
  */
 import { Pool, type Dispatcher } from 'undici';
 import { parseConnectionString, relayHttpUrl, relayTokenAudience, type ConnectionString } from '../../core/connectionString.js';
-import { StorelinkError, type StorelinkErrorCode } from '../../core/errors.js';
+import { StorelinkError, isStoreAnswerCode } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import type { Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
@@ -56,16 +56,6 @@ export interface RelaySender {
 }
 
 const TOKEN_RENEWAL_MARGIN_IN_MS = 5 * 60_000;
-const STORE_ERROR_CODES: ReadonlySet<string> = new Set<StorelinkErrorCode>([
-  'OPERATION_INVALID',
-  'PAYLOAD_TOO_LARGE',
-  'ROUTE_NOT_FOUND',
-  'OPERATION_NOT_EXPOSED',
-  'OPERATION_EXPIRED',
-  'OPERATION_REJECTED',
-  'HANDLER_FAILED',
-  'STORE_UNAVAILABLE',
-]);
 
 export function createRelaySender(options: RelaySenderOptions): RelaySender {
   return new HttpRelaySender(options);
@@ -248,7 +238,7 @@ class HttpRelaySender implements RelaySender {
     }
     const ok = status >= 200 && status < 300;
     if (fromStore && ok) return document;
-    if (fromStore && isStoreErrorBody(document) && STORE_ERROR_CODES.has(document.error.code)) {
+    if (fromStore && isStoreErrorBody(document) && isStoreAnswerCode(document.error.code)) {
       throw new StorelinkError(document.error.code, `the store answered ${status}: ${document.error.message}`, {
         field: document.error.field,
       });
