@@ -29,7 +29,7 @@ import type { JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, parseOperation, type Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
-import { STORE_ORIGIN_HEADER, type RelayErrorBody } from './relayProtocol.js';
+import { STORE_ORIGIN_HEADER, relayRouteOf, type RelayErrorBody } from './relayProtocol.js';
 
 /** Runs one operation for the store and resolves with its result, or rejects with a StorelinkError code. */
 export type ExecuteOperation = (
@@ -223,7 +223,7 @@ class HycoRelayListener implements RelayListener {
 
   /** Resolves with the result to send, or throws the StorelinkError to answer with. */
   async #serve(request: IncomingMessage): Promise<JsonValue> {
-    const route = this.#route(request.url ?? '');
+    const route = relayRouteOf(request.url ?? '', this.#prefix);
     if (!this.#accepting) throw new StorelinkError('STORE_UNAVAILABLE', 'the store is shutting down');
     if (route.kind === 'health') {
       if (request.method !== 'GET') throw new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on /health`);
@@ -255,21 +255,6 @@ class HycoRelayListener implements RelayListener {
       throw new StorelinkError('OPERATION_INVALID', `"type" is ${parsed.data.type} but the path says ${route.type}`, { field: 'type' });
     }
     return this.#options.execute(parsed.data, { channel: 'relay', abortSignal: this.#requestAbort.signal });
-  }
-
-  #route(url: string): { kind: 'health' } | { kind: 'operation'; type: string } | { kind: 'none' } {
-    const path = url.split('?', 1)[0]!;
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(path);
-    } catch {
-      return { kind: 'none' };
-    }
-    if (!decoded.toLowerCase().startsWith(this.#prefix)) return { kind: 'none' };
-    const rest = decoded.slice(this.#prefix.length);
-    if (rest === 'health') return { kind: 'health' };
-    const match = /^operations\/([^/]+)$/.exec(rest);
-    return match === null ? { kind: 'none' } : { kind: 'operation', type: match[1]! };
   }
 
   #reply(response: ServerResponse, status: number, body: unknown): void {
