@@ -6,7 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createMachine, type StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import { silentLogger, type Logger } from '../../src/core/logger.js';
+import { request } from 'undici';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/cloud/dispatcher.js';
+import { createCloudHttpApi } from '../../src/cloud/httpApi.js';
 import { parsePolicy, type PolicyInput } from '../../src/core/policy.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
@@ -19,6 +21,8 @@ afterEach(async () => {
 });
 
 const RETRY = { maxRetries: 1, retryDelayInMs: 50, maxRetryDelayInMs: 200, timeoutInMs: 3_000 };
+const API_TOKEN = 'scenario-token-0123456789';
+
 const STORES = [
   { storeId: 'paris-1', bidirectional: true },
   { storeId: 'lyon-2', bidirectional: true },
@@ -312,14 +316,25 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     expect(Math.max(...pending)).toBe(0);
   });
 
-  it('reads the links of 10,000 stores without starting an actor', async () => {
+  it('answers GET /stores and a metrics scrape for 10,000 stores without starting an actor', async () => {
     const { azure } = await world();
     const many = Array.from({ length: 10_000 }, (_, index) => ({ storeId: `store-${index}`, bidirectional: index % 2 === 0 }));
     const cloud = await dispatcher(azure, { stores: [...STORES, ...many], relay: { connectionString: azure.relayConnectionString() } });
+    const api = createCloudHttpApi({ dispatcher: cloud, token: API_TOKEN, port: 0 });
+    closeables.push(() => api.close());
+    const { port } = await api.listen();
+    // Bi-directional stores run their charts from the start (their probes need them); reading must add none.
     const liveAtStart = cloud.liveLinkCount;
-    const views = cloud.stores().map(({ storeId }) => cloud.link(storeId));
+    const headers = { authorization: `Bearer ${API_TOKEN}` };
+    const stores = await request(`http://127.0.0.1:${port}/stores`, { headers });
+    expect(stores.statusCode).toBe(200);
+    const { stores: views } = (await stores.body.json()) as { stores: { state: string }[] };
     expect(views).toHaveLength(10_003);
-    expect(views.filter((view) => topState(view.state) === 'healthy')).toHaveLength(5_002);
+    expect(views.filter((view) => view.state === 'healthy')).toHaveLength(5_002);
+    expect(views.filter((view) => view.state === 'disabled')).toHaveLength(5_001);
+    const metrics = await request(`http://127.0.0.1:${port}/metrics`, { headers });
+    expect(metrics.statusCode).toBe(200);
+    expect(await metrics.body.text()).toContain('storelink_links{state="disabled"} 5001');
     expect(cloud.liveLinkCount).toBe(liveAtStart);
   });
 
