@@ -17,13 +17,10 @@ import { createServiceBusConnection } from '../src/channels/servicebus/serviceBu
 import { createOperation } from '../src/core/operation.js';
 import { createSasToken } from '../src/core/sas.js';
 import { startEmulators } from '../src/emulator/startEmulators.js';
+import { percentile } from './stats.js';
 
 const REQUESTS = Number(process.argv[2] ?? 2_000);
 const MESSAGES = 2_000;
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 async function sequential(call: () => Promise<unknown>, count: number): Promise<{ p50: number; p99: number }> {
   for (let n = 0; n < 100; n += 1) await call();
@@ -33,7 +30,6 @@ async function sequential(call: () => Promise<unknown>, count: number): Promise<
     await call();
     times.push(performance.now() - started);
   }
-  times.sort((a, b) => a - b);
   return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 

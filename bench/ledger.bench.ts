@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Low } from 'lowdb';
 import { JSONFile } from 'lowdb/node';
 import { openLedger, type Ledger, type LedgerEntry } from '../src/store/ledger.js';
+import { mean, median } from './stats.js';
 
 const SIZES = [1_000, 10_000, 100_000];
 /** One full segment cycle (the default segment size), so every fill level of the open segment is measured once. */
@@ -46,12 +47,6 @@ async function prefill(ledger: Ledger, count: number): Promise<void> {
   }
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-const mean = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / values.length;
 
 async function sequentialThroughput(total: number): Promise<{ opsPerSecond: number; writes: number }> {
   return withDirectory(async (directory) => {
