@@ -1,15 +1,8 @@
 /** `storelink demo`: the embedded retail demo, ending with a reconciliation report (exit 0 only if it holds). */
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { runDemo, type DemoReport } from '../demo/runDemo.js';
+import { wholeNumber } from './optionParsers.js';
 import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
-
-function positiveInteger(limit: number) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!/^\d+$/.test(value) || parsed < 1 || parsed > limit) throw new InvalidArgumentError(`expected a whole number from 1 to ${limit}`);
-    return parsed;
-  };
-}
 
 function summary(report: DemoReport): string {
   const lines = [
@@ -31,9 +24,9 @@ export function addDemoCommand(program: Command, io: CliIo): void {
   program
     .command('demo')
     .description('run the embedded demo: emulators, a cloud dispatcher and stores through a retail morning with faults')
-    .option('--stores <n>', 'number of stores (every third one is async-only)', positiveInteger(50), 3)
-    .option('--duration <seconds>', 'how long operations are published', positiveInteger(3600), 40)
-    .option('--seed <n>', 'seed of the scripted morning', positiveInteger(2 ** 31), 42)
+    .option('--stores <n>', 'number of stores (every third one is async-only)', wholeNumber(1, 50), 3)
+    .option('--duration <seconds>', 'how long operations are published', wholeNumber(1, 3600), 40)
+    .option('--seed <n>', 'seed of the scripted morning', wholeNumber(1, 2 ** 31), 42)
     .option('--no-faults', 'play the morning without faults')
     .option('--json', 'print the reconciliation report as JSON (and nothing else on stdout)')
     .action(async (options: { stores: number; duration: number; seed: number; faults: boolean; json?: boolean }) => {

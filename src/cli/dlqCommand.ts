@@ -9,6 +9,7 @@ import {
 } from '../channels/servicebus/deadLetterQueue.js';
 import { isStorelinkError } from '../core/errors.js';
 import { defaultStoreEntityName, storeIdSchema } from '../core/names.js';
+import { wholeNumber } from './optionParsers.js';
 import type { CliIo } from './program.js';
 
 /** The environment variable read when `--connection-string` is not given. */
@@ -24,12 +25,6 @@ function storeId(value: string): string {
   const parsed = storeIdSchema.safeParse(value);
   if (!parsed.success) throw new InvalidArgumentError(`store id ${parsed.error.issues[0]!.message}`);
   return parsed.data;
-}
-
-function positiveInteger(value: string): number {
-  const parsed = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(parsed) || parsed < 1) throw new InvalidArgumentError('expected a positive integer');
-  return parsed;
 }
 
 function withCommonOptions(command: Command): Command {
@@ -131,7 +126,7 @@ export function addDlqCommand(program: Command, io: CliIo): void {
   const dlq = program.command('dlq').description("read a store queue's dead-letter queue, and send messages back to the queue");
 
   withCommonOptions(dlq.command('list').description('list dead-lettered messages, oldest first (peeks: takes no locks)'))
-    .option('--limit <n>', 'most messages to list', positiveInteger, 100)
+    .option('--limit <n>', 'most messages to list', wholeNumber(1, Number.MAX_SAFE_INTEGER, 'expected a positive integer'), 100)
     .action(async (options: CommonOptions & { limit: number }, command: Command) => {
       const queue = open(command, options);
       const messages = await using(queue, (opened) => opened.list({ limit: options.limit, ...signal(io) }));

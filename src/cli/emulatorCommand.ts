@@ -1,9 +1,10 @@
 /** `storelink emulator`: runs both local Azure emulators until SIGINT or SIGTERM. */
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { StorelinkError } from '../core/errors.js';
 import { parseEmulatorsConfig, type EmulatorsConfig } from '../emulator/emulatorsConfig.js';
 import { startEmulators } from '../emulator/startEmulators.js';
+import { portNumber } from './optionParsers.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
 import { readTextFile } from './readTextFile.js';
@@ -16,12 +17,6 @@ interface EmulatorCommandOptions {
   dataDir?: string;
   autoCreate?: boolean;
   json?: boolean;
-}
-
-function port(value: string): number {
-  const parsed = Number(value);
-  if (!/^\d+$/.test(value) || parsed > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535 (0 picks a free port)');
-  return parsed;
 }
 
 async function readConfig(file: string): Promise<EmulatorsConfig> {
@@ -38,8 +33,8 @@ export function addEmulatorCommand(program: Command, io: CliIo): void {
     .command('emulator')
     .description('run the local Azure Service Bus and Azure Relay emulators until interrupted')
     .option('--host <host>', 'interface to bind', '127.0.0.1')
-    .option('--servicebus-port <port>', 'Service Bus (AMQP) port; 0 picks a free one', port, 5672)
-    .option('--relay-port <port>', 'Relay (HTTP and WebSocket) port; 0 picks a free one', port, 9352)
+    .option('--servicebus-port <port>', 'Service Bus (AMQP) port; 0 picks a free one', portNumber, 5672)
+    .option('--relay-port <port>', 'Relay (HTTP and WebSocket) port; 0 picks a free one', portNumber, 9352)
     .option('--config <file>', "the Service Bus emulator's Config.json, with HybridConnections and SharedAccessPolicies per namespace")
     .option('--data-dir <dir>', 'keep Service Bus messages on disk here (in memory without it)')
     .option('--auto-create', 'create unknown queues and hybrid connections on first use')
