@@ -5,7 +5,7 @@
  * produces. The exploration is a breadth-first walk over pure transitions, bounded so that charts with counters stay
  * finite.
  */
-import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
+import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
 import { findNonJson } from '../core/json.js';
 import { LINK_TAGS, REQUIRED_LINK_EVENT_TYPES, SAMPLE_LINK_EVENTS, type LinkInput } from '../core/linkContract.js';
 import type { LinkPolicy } from '../core/policy.js';
@@ -37,6 +37,14 @@ function snapshotKey(snapshot: AnyMachineSnapshot): string {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The dotted ids of every active state, read from the public state value (`{ a: { b: "c" } }` is a, a.b, a.b.c). */
+export function activeStateIdsOf(value: StateValue, prefix = ''): string[] {
+  if (typeof value === 'string') return [`${prefix}${value}`];
+  return Object.entries(value).flatMap(([key, child]) =>
+    child === undefined ? [`${prefix}${key}`] : [`${prefix}${key}`, ...activeStateIdsOf(child, `${prefix}${key}.`)],
+  );
 }
 
 export function checkChart(machine: AnyStateMachine, options: CheckChartOptions): ChartCheckResult {
@@ -87,7 +95,7 @@ export function checkChart(machine: AnyStateMachine, options: CheckChartOptions)
     while (queue.length > 0 && visited.size <= maxSnapshots) {
       const snapshot = queue.shift()!;
       explored += 1;
-      for (const node of snapshot._nodes) reached.add(node.path.join('.'));
+      for (const id of activeStateIdsOf(snapshot.value as StateValue)) reached.add(id);
       const nonJson = findNonJson(snapshot.context);
       if (nonJson !== undefined) {
         const where = ['context', ...nonJson.path].join('.');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { assign, setup } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
-import { checkChart } from '../../src/charts/checkChart.js';
+import { activeStateIdsOf, checkChart } from '../../src/charts/checkChart.js';
 import { DEFAULT_LINK_POLICY } from '../../src/core/policy.js';
 import type { LinkEvent, LinkInput } from '../../src/core/linkContract.js';
 import { maintenanceWindowMachine } from '../../samples/policies/maintenanceWindow.machine.js';
@@ -125,5 +125,15 @@ describe('checkChart', () => {
     const result = checkChart(chart, { linkPolicy, maxSnapshots: 50 });
     expect(result.problems).toEqual([]);
     expect(result.exploredSnapshots).toBeLessThanOrEqual(2 * 51);
+  });
+});
+
+describe('activeStateIdsOf', () => {
+  it.each<[Parameters<typeof activeStateIdsOf>[0], string[]]>([
+    ['healthy', ['healthy']],
+    [{ healthy: 'waiting' }, ['healthy', 'healthy.waiting']],
+    [{ tripped: { cooldown: 'running', probe: 'checking' } }, ['tripped', 'tripped.cooldown', 'tripped.cooldown.running', 'tripped.probe', 'tripped.probe.checking']],
+  ])('reads %j', (value, ids) => {
+    expect(activeStateIdsOf(value)).toEqual(ids);
   });
 });
