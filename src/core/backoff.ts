@@ -1,6 +1,6 @@
 /**
  * Exponential back-off with jitter, for every retry loop that storelink runs itself (the store's outbox flush, the
- * queue receiver's re-creation). The delay doubles from `initialInMs` up to `maxInMs`; each wait is drawn from the
+ * queue receiver's re-creation; the relay listener's chart grows its own delay and takes the jitter from here). The delay doubles from `initialInMs` up to `maxInMs`; each wait is drawn from the
  * upper half of it, so stores that lost Service Bus together do not all come back in the same millisecond, and a wait
  * is never shorter than half the nominal delay. No I/O: the random source is injectable.
  */
@@ -9,6 +9,11 @@ export interface BackoffOptions {
   maxInMs: number;
   /** A number in [0, 1); default `Math.random`. */
   random?: () => number;
+}
+
+/** A wait drawn from the upper half of `nominalInMs`: never less than half of it, never more. */
+export function withJitter(nominalInMs: number, random: () => number = Math.random): number {
+  return Math.round(nominalInMs / 2 + (nominalInMs / 2) * random());
 }
 
 export class Backoff {
@@ -34,7 +39,7 @@ export class Backoff {
   next(): number {
     const nominal = this.#nominalInMs;
     this.#nominalInMs = Math.min(nominal * 2, this.#maxInMs);
-    return Math.round(nominal / 2 + (nominal / 2) * this.#random());
+    return withJitter(nominal, this.#random);
   }
 
   /** After a success: the next failure waits about `initialInMs` again. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff } from '../../src/core/backoff.js';
+import { Backoff, withJitter } from '../../src/core/backoff.js';
 
 describe('back-off with jitter', () => {
   it('doubles the nominal delay up to the maximum and draws each wait from its upper half', () => {
@@ -30,5 +30,13 @@ describe('back-off with jitter', () => {
     [{ initialInMs: 100, maxInMs: 10 }, 'maxInMs must be at least initialInMs'],
   ])('refuses %j', (options, message) => {
     expect(() => new Backoff(options)).toThrow(message);
+  });
+});
+
+describe('withJitter', () => {
+  it('draws from the upper half of the nominal delay', () => {
+    expect(withJitter(1_000, () => 0)).toBe(500);
+    expect(withJitter(1_000, () => 0.5)).toBe(750);
+    expect(withJitter(1_000, () => 0.999_999)).toBe(1_000);
   });
 });

@@ -24,6 +24,7 @@ import {
   type RelayListenerContext,
 } from '../../../machines/relayListener.machine.js';
 import { parseConnectionString, relayListenUrl, relayTokenAudience } from '../../core/connectionString.js';
+import { withJitter } from '../../core/backoff.js';
 import { StorelinkError, isStorelinkError, storeHttpStatusOf } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
@@ -165,7 +166,11 @@ class HycoRelayListener implements RelayListener {
         void closed.finally(() => this.#channelsClosing.delete(closed));
       },
     });
-    this.#actor = createActor(relayListenerMachine.provide({ actors: { controlChannel } }), {
+    this.#actor = createActor(relayListenerMachine.provide({
+        actors: { controlChannel },
+        // Stores that lost the relay together do not all reconnect in the same millisecond.
+        delays: { backoff: ({ context }) => withJitter(context.backoffInMs) },
+      }), {
       input: {
         initialBackoffInMs: options.initialBackoffInMs ?? 1_000,
         maxBackoffInMs: options.maxBackoffInMs ?? 30_000,
