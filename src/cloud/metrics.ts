@@ -7,9 +7,8 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
-import type { StateValue } from 'xstate';
-import { topStateOf } from './http/linkViews.js';
 import type { Delivery, Dispatcher } from './dispatcher.js';
+import { topStateOf } from './storeLinks.js';
 
 /** Upper bounds of the relay latency histogram, in seconds: a loopback relay call is ~0.5 ms, Azure's limit 60 s. */
 export const RELAY_LATENCY_BUCKETS_IN_SECONDS: readonly number[] = Object.freeze([
@@ -27,11 +26,6 @@ export interface DispatcherMetrics {
 
 /** What the metrics read from a dispatcher; a narrow view so tests can feed them directly. */
 export type MetricsSource = Pick<Dispatcher, 'deliveries$' | 'links$' | 'stores' | 'link'>;
-
-/** A chart state as a label: its top-level state (`{ "tripped": "waiting" }` is `tripped`), which bounds the label values. */
-export function stateLabelOf(state: StateValue): string {
-  return topStateOf(state);
-}
 
 export function createDispatcherMetrics(source: MetricsSource): DispatcherMetrics {
   const registry = new Registry();
@@ -64,7 +58,7 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
       let state = linkStates.get(storeId);
       if (state === undefined) {
         try {
-          state = stateLabelOf(source.link(storeId).state);
+          state = topStateOf(source.link(storeId).state);
         } catch {
           // Not started yet (or closed): the link has no state to count.
           continue;
@@ -96,7 +90,7 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
   };
   const subscriptions: Subscription[] = [
     source.deliveries$.subscribe({ next: onDelivery }),
-    source.links$.subscribe({ next: (change) => linkStates.set(change.storeId, stateLabelOf(change.state)) }),
+    source.links$.subscribe({ next: (change) => linkStates.set(change.storeId, topStateOf(change.state)) }),
   ];
 
   return {

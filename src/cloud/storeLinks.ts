@@ -10,7 +10,7 @@ import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyMachi
 import { PROBE_ACTOR, type LinkEvent, type LinkInput, type ProbeInput, type ProbeResult } from '../core/linkContract.js';
 import type { Logger } from '../core/logger.js';
 import type { LinkPolicy } from '../core/policy.js';
-import type { ChartIdentity, LinkStore } from './linkStore.js';
+import type { ChartIdentity, LinkStore, PersistedLink } from './linkStore.js';
 
 export interface LinkChange {
   storeId: string;
@@ -58,7 +58,8 @@ export function chartIdentityOf(chart: AnyStateMachine): ChartIdentity {
   return { id: chart.id, hash: createHash('sha256').update(structure).digest('hex').slice(0, 16) };
 }
 
-function topStateOf(value: StateValue): string {
+/** A chart's top-level state (`{ "tripped": … }` is `tripped`): what dashboards, metrics and tests name a link by. */
+export function topStateOf(value: StateValue): string {
   return typeof value === 'string' ? value : (Object.keys(value)[0] ?? '');
 }
 
@@ -94,14 +95,17 @@ export class StoreLinks {
     return { storeId, policy: this.#options.linkPolicy, bidirectional: this.#options.isBidirectional(storeId), at: this.#now() };
   }
 
+  #wroteIt(persisted: PersistedLink): boolean {
+    return persisted.chart?.id === this.#identity.id && persisted.chart.hash === this.#identity.hash;
+  }
+
   /** The persisted snapshot of a store's link, if the current chart wrote it; another chart's is dropped with a warning. */
   #persisted(storeId: string): unknown {
     const persisted = this.#options.store.get(storeId);
     if (persisted === undefined) return undefined;
-    const written = persisted.chart;
-    if (written?.id === this.#identity.id && written.hash === this.#identity.hash) return persisted.snapshot;
+    if (this.#wroteIt(persisted)) return persisted.snapshot;
     this.#options.logger.warn(
-      { storeId, writtenBy: written ?? 'an unnamed chart', chart: this.#identity },
+      { storeId, writtenBy: persisted.chart ?? 'an unnamed chart', chart: this.#identity },
       'the link snapshot was written by another chart; the store starts fresh',
     );
     this.#options.store.delete(storeId);
@@ -181,7 +185,7 @@ export class StoreLinks {
     const live = this.#live.get(storeId);
     if (live !== undefined) return readingOf(live.actor.getSnapshot());
     const persisted = this.#options.store.get(storeId);
-    if (persisted !== undefined && persisted.chart?.id === this.#identity.id && persisted.chart.hash === this.#identity.hash) {
+    if (persisted !== undefined && this.#wroteIt(persisted)) {
       return readingOf(this.#chart.resolveState(persisted.snapshot as never));
     }
     const bidirectional = this.#options.isBidirectional(storeId);

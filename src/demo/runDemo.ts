@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
-import { stateLabelOf } from '../cloud/metrics.js';
+import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
@@ -337,7 +337,7 @@ async function reconcile(
   return {
     stores: stores.map((store) => {
       const view = dispatcher.link(store.storeId);
-      return { storeId: store.storeId, bidirectional: store.bidirectional, link: stateLabelOf(view.state), ...view.counters };
+      return { storeId: store.storeId, bidirectional: store.bidirectional, link: topStateOf(view.state), ...view.counters };
     }),
     published: deliveries.length,
     outcomes,
@@ -373,7 +373,7 @@ function renderTable(
       [
         store.storeId.padEnd(14),
         (store.bidirectional ? 'real-time' : 'async').padEnd(10),
-        stateLabelOf(view.state).padEnd(11),
+        topStateOf(view.state).padEnd(11),
         count((delivery) => delivery.channel === 'relay' && delivery.outcome === 'delivered').padStart(8),
         count((delivery) => delivery.outcome === 'queued').padStart(7),
         count((delivery) => delivery.channel === 'queue' && delivery.outcome === 'delivered').padStart(10),

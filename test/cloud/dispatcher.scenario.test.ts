@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMachine, type StateValue } from 'xstate';
+import { createMachine } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { request } from 'undici';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi } from '../../src/cloud/httpApi.js';
+import { topStateOf } from '../../src/cloud/storeLinks.js';
 import { parsePolicy, type PolicyInput } from '../../src/core/policy.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
@@ -102,14 +103,9 @@ function order(storeId: string, orderId: string, quantity = 1) {
   return { storeId, type: 'clickAndCollect.order', payload: { orderId, customer: 'Ada', lines: [{ sku: 'SKU-KETTLE', quantity }] } };
 }
 
-/** The top-level state of a chart state value (`{ "tripped": … }` is `tripped`). */
-function topState(value: StateValue): string {
-  return typeof value === 'string' ? value : Object.keys(value)[0]!;
-}
-
 function linkReaches(cloud: Dispatcher, storeId: string, state: string): Promise<unknown> {
-  if (topState(cloud.link(storeId).state) === state) return Promise.resolve();
-  return firstValueFrom(cloud.links$.pipe(filter((change) => change.storeId === storeId && topState(change.state) === state)));
+  if (topStateOf(cloud.link(storeId).state) === state) return Promise.resolve();
+  return firstValueFrom(cloud.links$.pipe(filter((change) => change.storeId === storeId && topStateOf(change.state) === state)));
 }
 
 /** Cuts a store's relay for good: listeners dropped and refused until `accept`. */
@@ -129,10 +125,10 @@ async function tripThenRestart(azure: Emulators, dataDir: string, policy: Policy
   await afterCut();
   await first.publish(order('paris-1', 'CC-10'));
   await first.publish(order('paris-1', 'CC-11'));
-  expect(topState(first.link('paris-1').state)).toBe('tripped');
+  expect(topStateOf(first.link('paris-1').state)).toBe('tripped');
   await first.close();
   const second = await dispatcher(azure, { dataDir }, policy);
-  expect(topState(second.link('paris-1').state)).toBe('tripped');
+  expect(topStateOf(second.link('paris-1').state)).toBe('tripped');
   return { second, accept };
 }
 
@@ -172,7 +168,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const second = await cloud.publish(order('lyon-2', 'CC-4'));
     expect([first.attempts, second.attempts]).toEqual([2, 2]);
     expect(first.fallbackReason).toBe('RELAY_NO_LISTENER');
-    expect(topState(cloud.link('lyon-2').state)).toBe('tripped');
+    expect(topStateOf(cloud.link('lyon-2').state)).toBe('tripped');
     const third = await cloud.publish(order('lyon-2', 'CC-5'));
     expect(third).toMatchObject({ channel: 'queue', outcome: 'queued', attempts: 1, fallbackReason: 'relay-unavailable' });
 
@@ -183,7 +179,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     await linkReaches(cloud, 'lyon-2', 'probing');
     const trial = await cloud.publish(order('lyon-2', 'CC-6'));
     expect(trial).toMatchObject({ channel: 'relay', outcome: 'delivered', attempts: 1 });
-    expect(topState(cloud.link('lyon-2').state)).toBe('healthy');
+    expect(topStateOf(cloud.link('lyon-2').state)).toBe('healthy');
   });
 
   it('serves the last cached reply for a cached-fallback type while the relay is down, and rejects per a reject policy', async () => {
@@ -233,7 +229,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const cloud = await dispatcher(azure);
     const delivery = await cloud.publish(order('paris-1', 'CC-9', 99));
     expect(delivery).toMatchObject({ channel: 'relay', outcome: 'rejected', attempts: 1, rejection: { code: 'OPERATION_REJECTED' } });
-    expect(topState(cloud.link('paris-1').state)).toBe('healthy');
+    expect(topStateOf(cloud.link('paris-1').state)).toBe('healthy');
   });
 
   it('keeps a tripped breaker across a dispatcher restart, routes to the fallback, and probes when the cool-down ends', async () => {
@@ -248,7 +244,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     // The way back to healthy goes through probing (the cool-down's end or the store's "up"); its trial may succeed at
     // once, so the states are recorded from the moment the relay comes back rather than caught in passing.
     const states: string[] = [];
-    const recording = second.links$.pipe(filter((change) => change.storeId === 'paris-1')).subscribe((change) => states.push(topState(change.state)));
+    const recording = second.links$.pipe(filter((change) => change.storeId === 'paris-1')).subscribe((change) => states.push(topStateOf(change.state)));
     accept();
     await firstValueFrom(paris.agent.state$.pipe(filter((state) => state.relay === 'listening')));
     await linkReaches(second, 'paris-1', 'healthy');
@@ -285,7 +281,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     // The same chart, edited: a snapshot is restored only under the chart (name and structure) that wrote it.
     const edited = createMachine({ ...storeLinkMachine.config, description: 'edited by an architect' }, storeLinkMachine.implementations);
     const second = await dispatcher(azure, { dataDir, chart: edited, logger: recording });
-    expect(topState(second.link('paris-1').state)).not.toBe('tripped');
+    expect(topStateOf(second.link('paris-1').state)).not.toBe('tripped');
     expect(warnings).toContainEqual({
       object: expect.objectContaining({ storeId: 'paris-1', chart: expect.objectContaining({ id: 'storeLink' }) }),
       message: expect.stringContaining('written by another chart'),
@@ -295,7 +291,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
   it('a healthy link whose relay dies while no traffic flows is tripped by its own health probe', async () => {
     const { azure } = await world({ storeInbox: 'muted-inbox' });
     const cloud = await dispatcher(azure, {}, { ...POLICY, link: { ...POLICY.link, healthyProbeIntervalInMs: 300 } });
-    expect(topState(cloud.link('paris-1').state)).toBe('healthy');
+    expect(topStateOf(cloud.link('paris-1').state)).toBe('healthy');
     const tripped = linkReaches(cloud, 'paris-1', 'tripped');
     cutRelay(azure, 'paris-1');
     await tripped;

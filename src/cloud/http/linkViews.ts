@@ -1,8 +1,7 @@
 /** Links as the API shows them: the top-level state a dashboard shows, and the chart's whole state value. */
-import type { StateValue } from 'xstate';
 import type { JsonValue } from '../../core/json.js';
 import type { LinkView } from '../dispatcher.js';
-import type { LinkChange } from '../storeLinks.js';
+import { topStateOf, type LinkChange } from '../storeLinks.js';
 
 /** A store and its link, as the API shows it. */
 export interface StoreLinkView extends Omit<LinkView, 'state'> {
@@ -10,10 +9,6 @@ export interface StoreLinkView extends Omit<LinkView, 'state'> {
   state: string;
   /** The whole state value, sub-states included (`{ "tripped": { "cooldown": "running", … } }`). */
   stateValue: JsonValue;
-}
-
-export function topStateOf(state: StateValue): string {
-  return typeof state === 'string' ? state : (Object.keys(state)[0] ?? '');
 }
 
 export function storeLinkViewOf(view: LinkView): StoreLinkView {
