@@ -34,8 +34,15 @@ export interface LinkStore {
   flush(): Promise<void>;
 }
 
+/**
+ * Writes wait this long for more changes: every call, probe and announcement changes some link, and each write
+ * serialises the whole file, so at most one write a second whatever the traffic. A link's state is the breaker's
+ * memory, not an operation's: a crash loses at most this much of it, and `flush()` (on close) writes at once.
+ */
+export const LINK_WRITE_DELAY_IN_MS = 1_000;
+
 /** In memory when `directory` is undefined. */
-export async function openLinkStore(directory: string | undefined): Promise<LinkStore> {
+export async function openLinkStore(directory: string | undefined, writeDelayInMs = LINK_WRITE_DELAY_IN_MS): Promise<LinkStore> {
   let db: Low<LinkFile>;
   if (directory === undefined) {
     db = new Low<LinkFile>(new Memory<LinkFile>(), { links: {} });
@@ -46,32 +53,49 @@ export async function openLinkStore(directory: string | undefined): Promise<Link
   await db.read();
   let pending: Promise<void> | undefined;
   let dirty = false;
+  let wake: (() => void) | undefined;
   const schedule = (): Promise<void> => {
     dirty = true;
     pending ??= (async () => {
-      // Let a burst of changes land before writing once for all of them.
-      await new Promise((resolve) => setImmediate(resolve));
-      while (dirty) {
-        dirty = false;
-        await db.write();
+      // Let the changes of the next moment land before writing once for all of them.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, writeDelayInMs);
+        timer.unref();
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+      try {
+        while (dirty) {
+          dirty = false;
+          await db.write();
+        }
+      } finally {
+        pending = undefined;
       }
-      pending = undefined;
     })();
     return pending;
+  };
+  const changed = (): void => {
+    // A failed write is reported by flush(); the next change writes everything again.
+    schedule().catch(() => undefined);
   };
   return {
     get: (storeId) => (Object.hasOwn(db.data.links, storeId) ? db.data.links[storeId] : undefined),
     set: (storeId, link) => {
       db.data.links[storeId] = link;
-      // A failed write is reported by flush(); the next change writes everything again.
-      schedule().catch(() => undefined);
+      changed();
     },
     delete: (storeId) => {
       if (!Object.hasOwn(db.data.links, storeId)) return;
       delete db.data.links[storeId];
-      // A failed write is reported by flush(); the next change writes everything again.
-      schedule().catch(() => undefined);
+      changed();
     },
-    flush: () => pending ?? Promise.resolve(),
+    flush: () => {
+      wake?.();
+      return pending ?? Promise.resolve();
+    },
   };
 }
