@@ -81,8 +81,8 @@ export const STORELINK_ERROR_CODES = {
   MESSAGE_LOCK_LOST: { retryable: false },
 
   // The store's own answers, through either channel. Not channel failures (but STORE_UNAVAILABLE): no fallback.
-  /** The operation is addressed to another store. */
-  OPERATION_MISROUTED: { retryable: false, permanent: true },
+  /** The operation is addressed to another store (421 Misdirected Request on the relay). */
+  OPERATION_MISROUTED: { retryable: false, storeHttpStatus: 421, permanent: true },
   /** The store has no handler for this operation type. */
   OPERATION_TYPE_UNKNOWN: { retryable: false, permanent: true },
   /** The store does not expose this operation type on the relay. */
@@ -91,6 +91,11 @@ export const STORELINK_ERROR_CODES = {
   OPERATION_EXPIRED: { retryable: false, storeHttpStatus: 410, permanent: true },
   /** The store's handler refused the operation (insufficient stock, say). */
   OPERATION_REJECTED: { retryable: false, storeHttpStatus: 422 },
+  /**
+   * The operation ran, but its result is larger than a store message may be (MAX_STORE_MESSAGE_BYTES): the reply says
+   * so instead of carrying it. An outcome code, never thrown by a handler.
+   */
+  REPLY_TOO_LARGE: { retryable: false },
   /** The store's handler failed unexpectedly. */
   HANDLER_FAILED: { retryable: true, storeHttpStatus: 500 },
   /**

@@ -1,6 +1,6 @@
 /**
- * What a store sends the cloud through its outbox and the cloud inbox: replies to operations, store events and relay
- * announcements. The store checks each message against these schemas before it is written, and the dispatcher
+ * What a store sends the cloud through its outbox and the cloud inbox: replies (the final outcome of every operation
+ * the store saw, whichever channel carried it), store events and relay announcements. The store checks each message against these schemas before it is written, and the dispatcher
  * checks it again when it arrives, so both ends read the same contract.
  */
 import { z } from 'zod';
@@ -9,6 +9,13 @@ import { RELAY_ANNOUNCEMENTS } from './linkContract.js';
 import { nonEmptyStringSchema, oneOf, strictFields, timestampSchema } from './validation.js';
 
 export const STORE_MESSAGE_KINDS = ['reply', 'event', 'announcement'] as const;
+
+/**
+ * The largest store message, as UTF-8 JSON, a store sends: Service Bus takes 256 KiB per message, and the rest is
+ * left for the AMQP envelope and properties. `emit()` refuses a larger event; a larger reply is replaced by a
+ * `failed` reply with code REPLY_TOO_LARGE.
+ */
+export const MAX_STORE_MESSAGE_BYTES = 240 * 1024;
 
 export const storeMessageSchema = strictFields({
   /** UUID; becomes the Service Bus messageId, so a resend is dropped by duplicate detection. */
@@ -28,10 +35,16 @@ export type StoreMessage = z.infer<typeof storeMessageSchema>;
 /** Why a store refused an operation, as the ledger keeps it and a reply carries it. */
 export const refusalSchema = strictFields({ code: nonEmptyStringSchema, message: z.string({ error: 'must be a string' }) }, 'must be { code, message }');
 
-/** The body of a reply: the operation's result, or the store's refusal. */
+/**
+ * The body of a reply, an operation's final outcome at the store: its result (`done`), the handler's refusal
+ * (`rejected`), or `failed`: the store set it aside without a result the cloud can have — dead-lettered unexecuted
+ * (`executed: false`; the code says why: OPERATION_INVALID, OPERATION_EXPIRED, OPERATION_TYPE_UNKNOWN, HANDLER_FAILED
+ * after its retries…) or executed with a result too large to send (`executed: true`, REPLY_TOO_LARGE).
+ */
 export const replyBodySchema = z.discriminatedUnion('outcome', [
   strictFields({ outcome: z.literal('done'), result: jsonValueSchema }),
   strictFields({ outcome: z.literal('rejected'), error: refusalSchema }),
+  strictFields({ outcome: z.literal('failed'), error: refusalSchema, executed: z.boolean({ error: 'must be true or false' }) }),
 ]);
 
 export type ReplyBody = z.infer<typeof replyBodySchema>;
