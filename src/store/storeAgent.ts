@@ -5,15 +5,18 @@
  */
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as wait } from 'node:timers/promises';
 import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs';
 import { createRelayListener, type RelayListener, type RelayListenerStatus } from '../channels/relay/relayListener.js';
 import {
+  DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
   createServiceBusConnection,
   type QueueConsumer,
   type QueueDelivery,
   type RetrySettings,
   type ServiceBusConnection,
 } from '../channels/servicebus/serviceBusConnection.js';
+import { RetryWindow } from '../core/backoff.js';
 import { StorelinkError, isPermanentFailure, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
@@ -26,6 +29,23 @@ import { OutboxFlusher } from './outboxFlusher.js';
 
 // src/index.ts publishes the inbox name beside createStoreAgent, from here.
 export { DEFAULT_CLOUD_INBOX } from '../core/names.js';
+
+/** How the store retries, in process, an operation from the queue whose handler failed (see `StoreAgentOptions`). */
+export interface HandlerRetrySettings {
+  /** The first wait after a failure; default 100 ms. */
+  initialDelayInMs: number;
+  /** Each wait doubles up to this (each jittered down to no less than half); default 5 s. */
+  maxDelayInMs: number;
+  /**
+   * How long after the first failure the store keeps retrying one delivery before it gives the message back to the
+   * queue (abandon: delivered again later, counted); default 60 s. 0: give it back at once.
+   */
+  maxRetryWindowInMs: number;
+}
+
+export const DEFAULT_HANDLER_RETRY: HandlerRetrySettings = Object.freeze({ initialDelayInMs: 100, maxDelayInMs: 5_000, maxRetryWindowInMs: 60_000 });
+/** Azure's default MaxDeliveryCount, and the emulator's. */
+export const DEFAULT_MAX_DELIVERY_COUNT = 10;
 
 export interface StoreAgentOptions {
   storeId: string;
@@ -41,6 +61,19 @@ export interface StoreAgentOptions {
     /** Operations handled at once from the queue; default 1, so a store applies them in order. */
     concurrency?: number;
     retry?: Partial<RetrySettings>;
+    /**
+     * A transient failure (the handler threw anything but `rejectOperation(...)`, or another retryable error) keeps
+     * the message locked and retries it here with back-off, within the operation's expiry and this window; then the
+     * message is abandoned and comes back later. With concurrency 1 the retries hold the queue's head, so later
+     * operations wait: the store keeps its order.
+     */
+    handlerRetry?: Partial<HandlerRetrySettings>;
+    /**
+     * The queue's MaxDeliveryCount (default 10, Azure's default). On that last delivery, a failure that outlasts the
+     * retry window is dead-lettered by the store with its own code (HANDLER_FAILED) and the last error, before Service
+     * Bus would dead-letter it as MaxDeliveryCountExceeded.
+     */
+    maxDeliveryCount?: number;
     /**
      * With nothing delivered for this long while an unlocked message waits, the queue receiver is re-created (the SDK
      * can leave a receiver silent after a connection loss during its start); default 15 s.
@@ -71,6 +104,8 @@ export type StoreAgentEvent =
   | { type: 'acknowledged'; operationId: string }
   | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string }
   | { type: 'failed'; operationId: string | undefined; channel: Channel; error: StorelinkError }
+  /** A queued operation failed transiently and runs again after `delayInMs`; `attempt` counts the failures so far. */
+  | { type: 'retrying'; operationId: string | undefined; attempt: number; delayInMs: number; error: StorelinkError }
   | { type: 'outbox.flushed'; count: number; pending: number }
   | { type: 'outbox.error'; error: StorelinkError; retryInMs: number }
   | { type: 'queue.error'; error: StorelinkError };
@@ -112,7 +147,27 @@ function validateOptions(options: StoreAgentOptions): void {
   }
   if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) throw new TypeError('createStoreAgent: dataDir is required');
   if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('createStoreAgent: now must be a function returning ms since the epoch');
+  const retry = { ...DEFAULT_HANDLER_RETRY, ...options.serviceBus.handlerRetry };
+  for (const key of ['initialDelayInMs', 'maxDelayInMs'] as const) {
+    if (!Number.isFinite(retry[key]) || retry[key] <= 0) throw new RangeError(`createStoreAgent: serviceBus.handlerRetry.${key} must be a positive number of milliseconds, got ${retry[key]}`);
+  }
+  if (retry.maxDelayInMs < retry.initialDelayInMs) {
+    throw new RangeError(`createStoreAgent: serviceBus.handlerRetry.maxDelayInMs must be at least initialDelayInMs (${retry.initialDelayInMs}), got ${retry.maxDelayInMs}`);
+  }
+  if (!Number.isFinite(retry.maxRetryWindowInMs) || retry.maxRetryWindowInMs < 0) {
+    throw new RangeError(`createStoreAgent: serviceBus.handlerRetry.maxRetryWindowInMs must be a number of milliseconds, 0 or more, got ${retry.maxRetryWindowInMs}`);
+  }
+  const maxDeliveryCount = options.serviceBus.maxDeliveryCount ?? DEFAULT_MAX_DELIVERY_COUNT;
+  if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1) {
+    throw new RangeError(`createStoreAgent: serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount), got ${maxDeliveryCount}`);
+  }
 }
+
+/** Where a queued operation's run ended: its execution, or the failure it gave up on. */
+type QueueAttempt =
+  | { execution: Execution; failure?: undefined }
+  /** `closing`: the agent is closing, so the message goes back to the queue whatever its delivery count. */
+  | { execution?: undefined; failure: StorelinkError; closing: boolean };
 
 /** The relay announcement a listener status warrants; undefined while it is still settling. */
 function announcementFor(status: RelayListenerStatus): RelayAnnouncement | undefined {
@@ -129,6 +184,10 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #events = new Subject<StoreAgentEvent>();
   readonly #state: BehaviorSubject<StoreAgentState>;
   readonly #closeAbort = new AbortController();
+  /** Aborted first thing on close, so a retry wait ends at once and its message goes back to the queue. */
+  readonly #retryAbort = new AbortController();
+  readonly #handlerRetry: HandlerRetrySettings;
+  readonly #maxDeliveryCount: number;
   readonly #subscriptions: Subscription[] = [];
   #ledger: Ledger | undefined;
   #outbox: Outbox | undefined;
@@ -147,6 +206,8 @@ class DefaultStoreAgent implements StoreAgent {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#logger = (options.logger ?? silentLogger).child({ storeId: options.storeId });
+    this.#handlerRetry = { ...DEFAULT_HANDLER_RETRY, ...options.serviceBus.handlerRetry };
+    this.#maxDeliveryCount = options.serviceBus.maxDeliveryCount ?? DEFAULT_MAX_DELIVERY_COUNT;
     this.#state = new BehaviorSubject<StoreAgentState>({
       status: 'created',
       relay: options.relay === undefined ? 'disabled' : 'idle',
@@ -223,6 +284,8 @@ class DefaultStoreAgent implements StoreAgent {
       queue: serviceBus.queue ?? defaultStoreEntityName(storeId),
       concurrency: serviceBus.concurrency ?? 1,
       stallTimeoutInMs: serviceBus.stallTimeoutInMs ?? 15_000,
+      // The lock must outlive the retries: the whole window, plus the SDK's usual allowance for the runs themselves.
+      maxLockRenewalInMs: this.#handlerRetry.maxRetryWindowInMs + DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
       handler: (delivery) => this.#fromQueue(delivery),
     });
     this.#subscriptions.push(
@@ -312,27 +375,59 @@ class DefaultStoreAgent implements StoreAgent {
 
   async #fromQueue(delivery: QueueDelivery): Promise<void> {
     const body = delivery.message.body;
-    let execution: Execution;
-    try {
-      execution = await this.#executor!.execute(body, 'queue', this.#closeAbort.signal);
-    } catch (error) {
-      const failure = isStorelinkError(error) ? error : new StorelinkError('HANDLER_FAILED', String(error), { cause: error });
-      if (isPermanentFailure(failure.code)) {
-        const description = failure.message.slice(0, 1024);
+    const attempt = await this.#runHoldingTheMessage(delivery);
+    if (attempt.failure !== undefined) {
+      const { failure } = attempt;
+      const { deliveryCount } = delivery.message;
+      const lastDelivery = !attempt.closing && deliveryCount >= this.#maxDeliveryCount;
+      // The one place where the store dead-letters: a failure that can never succeed, or one that outlasted the
+      // retries of the queue's last allowed delivery (the store decides, with its own reason, not Service Bus).
+      if (isPermanentFailure(failure.code) || lastDelivery) {
+        const description = (isPermanentFailure(failure.code) ? failure.message : `still failing on delivery ${deliveryCount} of ${this.#maxDeliveryCount}: ${failure.message}`).slice(0, 1024);
         await delivery.deadLetter({ reason: failure.code, description });
-        this.#logger.warn({ operationId: idOf(body), reason: failure.code }, 'operation dead-lettered');
+        this.#logger.warn({ operationId: idOf(body), reason: failure.code, deliveryCount }, 'operation dead-lettered');
         this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description });
       } else {
-        this.#logger.warn({ err: failure, operationId: idOf(body), deliveryCount: delivery.message.deliveryCount }, 'operation failed; it will be delivered again');
+        this.#logger.warn({ err: failure, operationId: idOf(body), deliveryCount }, 'operation failed; it will be delivered again');
         this.#events.next({ type: 'failed', operationId: idOf(body), channel: 'queue', error: failure });
         await delivery.abandon();
       }
       return;
     }
     // The ledger holds the outcome now: announce it, then let the queue forget the message.
-    this.#executed(execution, 'queue');
+    this.#executed(attempt.execution, 'queue');
     await delivery.complete();
-    this.#events.next({ type: 'acknowledged', operationId: execution.operation.id });
+    this.#events.next({ type: 'acknowledged', operationId: attempt.execution.operation.id });
+  }
+
+  /**
+   * Runs a queued operation, and runs it again after a transient failure, with back-off, while the message stays
+   * locked (the consumer renews the lock): until it succeeds, fails permanently, expires (the executor then says
+   * OPERATION_EXPIRED), the retry window ends, or the agent closes.
+   */
+  async #runHoldingTheMessage(delivery: QueueDelivery): Promise<QueueAttempt> {
+    const body = delivery.message.body;
+    let schedule: RetryWindow | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      let failure: StorelinkError;
+      try {
+        return { execution: await this.#executor!.execute(body, 'queue', this.#closeAbort.signal) };
+      } catch (error) {
+        failure = isStorelinkError(error) ? error : new StorelinkError('HANDLER_FAILED', String(error), { cause: error });
+      }
+      const closing = this.#retryAbort.signal.aborted;
+      if (isPermanentFailure(failure.code) || !failure.retryable || closing) return { failure, closing };
+      schedule ??= new RetryWindow({ ...this.#handlerRetry, startedAtInMs: this.#now(), deadlineInMs: expiresAtOf(body) });
+      const step = schedule.next(this.#now());
+      if (!step.retry) return { failure, closing: false };
+      this.#logger.info({ operationId: idOf(body), attempt, delayInMs: step.delayInMs, code: failure.code, error: failure.message }, 'operation failed; retrying');
+      this.#events.next({ type: 'retrying', operationId: idOf(body), attempt, delayInMs: step.delayInMs, error: failure });
+      try {
+        await wait(step.delayInMs, undefined, { signal: this.#retryAbort.signal });
+      } catch {
+        return { failure, closing: true };
+      }
+    }
   }
 
   close(): Promise<void> {
@@ -342,6 +437,7 @@ class DefaultStoreAgent implements StoreAgent {
 
   async #shutDown(): Promise<void> {
     this.#setState({ status: 'closing' });
+    this.#retryAbort.abort();
     await this.#starting?.catch(() => undefined);
     await this.#listener?.close();
     await this.#consumer?.close();
@@ -359,6 +455,13 @@ class DefaultStoreAgent implements StoreAgent {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** A queued operation's expiry, if its body has a readable one (the retries only need it after the executor parsed it). */
+function expiresAtOf(body: unknown): number | undefined {
+  if (typeof body !== 'object' || body === null || !('expiresAt' in body) || typeof body.expiresAt !== 'string') return undefined;
+  const instant = Date.parse(body.expiresAt);
+  return Number.isFinite(instant) ? instant : undefined;
 }
 
 function idOf(body: unknown): string | undefined {

@@ -101,6 +101,12 @@ export interface QueueConsumerOptions {
   stallTimeoutInMs?: number;
   /** First wait before re-creating a failed receiver; doubles up to 30 s. Default 500 ms. */
   restartDelayInMs?: number;
+  /**
+   * How long after its receipt the lock of a message still being handled is renewed (the SDK renews it before it
+   * runs out); a handler that retries holds the message that long at most. Default 5 minutes, as the SDK's; 0 renews
+   * nothing.
+   */
+  maxLockRenewalInMs?: number;
 }
 
 export interface QueueConsumer {
@@ -253,6 +259,8 @@ async function sendMessages(
 }
 
 const MAX_RESTART_DELAY_IN_MS = 30_000;
+/** Set explicitly rather than left to the SDK, as the store's handler retries rely on it. */
+export const DEFAULT_MAX_LOCK_RENEWAL_IN_MS = 5 * 60_000;
 
 class SdkQueueConsumer implements QueueConsumer {
   readonly #client: ServiceBusClient;
@@ -273,6 +281,8 @@ class SdkQueueConsumer implements QueueConsumer {
   constructor(client: ServiceBusClient, options: QueueConsumerOptions, logger: Logger, onClosed: () => void) {
     const concurrency = options.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+    const renewal = options.maxLockRenewalInMs ?? DEFAULT_MAX_LOCK_RENEWAL_IN_MS;
+    if (!Number.isFinite(renewal) || renewal < 0) throw new RangeError(`maxLockRenewalInMs must be a number of milliseconds, 0 or more, got ${renewal}`);
     this.#client = client;
     this.#options = options;
     this.#logger = logger;
@@ -296,7 +306,10 @@ class SdkQueueConsumer implements QueueConsumer {
   }
 
   #subscribe(): void {
-    const receiver = this.#client.createReceiver(this.#options.queue, { receiveMode: 'peekLock' });
+    const receiver = this.#client.createReceiver(this.#options.queue, {
+      receiveMode: 'peekLock',
+      maxAutoLockRenewalDurationInMs: this.#options.maxLockRenewalInMs ?? DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
+    });
     this.#receiver = receiver;
     this.#lastActivityInMs = performance.now();
     this.#subscription = receiver.subscribe(
