@@ -2,9 +2,10 @@
  * One operation's way to its store: the link chart's tags decide (route), a real-time operation tries the relay
  * while the chart allows it, and whatever the relay did not take goes to its type's fallback: the queue (under the
  * same operation id), the last cached reply, or a rejection. A store's own answer on the relay is the outcome as it
- * is, never a reason to fall back.
+ * is, but for a failure to run it (HANDLER_FAILED), which takes the fallback too when the type's `onStoreFailure` says
+ * so; that is the store's trouble, not the relay's, so the link chart is not told of it.
  */
-import { StorelinkError, isStorelinkError } from '../core/errors.js';
+import { StorelinkError, isStoreAnswerCode, isStorelinkError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf } from '../core/linkContract.js';
 import type { Logger } from '../core/logger.js';
@@ -98,13 +99,13 @@ export function createDeliver(parts: DeliverParts): Deliver {
     if (fallback === 'cached') {
       const cached = cache.get(operation);
       if (cached !== undefined) return { ...sofar, channel: null, outcome: 'served-cached', reply: cached.reply, cachedAgeInMs: cached.ageInMs };
-      return { ...sofar, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: 'the relay is unavailable and no earlier reply is cached' } };
+      return { ...sofar, channel: null, outcome: 'rejected', rejection: { code: 'NO_CACHED_REPLY', message: `${unavailable(sofar)} and no earlier reply is cached` } };
     }
     return {
       ...sofar,
       channel: null,
       outcome: 'rejected',
-      rejection: { code: 'REALTIME_UNAVAILABLE', message: "the store's relay is unavailable and the policy rejects rather than queues" },
+      rejection: { code: 'REALTIME_UNAVAILABLE', message: `${unavailable(sofar)} and the policy rejects rather than queues` },
     };
   }
 
@@ -135,8 +136,14 @@ export function createDeliver(parts: DeliverParts): Deliver {
       const reason = relayFailureReasonOf(failure.code);
       if (reason === undefined) {
         if (failure.code === 'ABORTED') throw failure;
-        // The store answered: that is the outcome, whatever it is.
-        return { ...sofar, channel: 'relay', outcome: 'rejected', rejection: { code: failure.code, message: failure.message } };
+        // The store answered. A refusal is the outcome; a failure to run the operation may pass (it ran nothing).
+        const storeFailed = isStoreAnswerCode(failure.code) && failure.retryable;
+        if (!storeFailed || typePolicy.onStoreFailure === 'fail') {
+          return { ...sofar, channel: 'relay', outcome: 'rejected', rejection: { code: failure.code, message: failure.message } };
+        }
+        logger.warn({ storeId, operationId: operation.id, code: failure.code }, 'the store failed the real-time call; taking the fallback');
+        sofar.fallbackReason = failure.code;
+        return fallBack(operation, typePolicy.fallback, sofar, options);
       }
       logger.warn({ storeId, operationId: operation.id, code: failure.code }, 'relay call failed; taking the fallback');
       links.send(storeId, { type: 'relay.failed', reason });
@@ -146,4 +153,9 @@ export function createDeliver(parts: DeliverParts): Deliver {
     }
     return fallBack(operation, typePolicy.fallback, sofar, options);
   };
+}
+
+/** Why a real-time operation could not complete on the relay, for a fallback's rejection. */
+function unavailable(sofar: SoFar): string {
+  return sofar.fallbackReason === 'HANDLER_FAILED' ? 'the store failed to run it in real time' : "the store's relay is unavailable";
 }

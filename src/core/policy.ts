@@ -12,6 +12,14 @@ import { describeIssue } from './validation.js';
 export const FALLBACKS = ['queue', 'reject', 'cached'] as const;
 export type Fallback = (typeof FALLBACKS)[number];
 
+/**
+ * What a real-time operation does when the relay carried it but the store failed to run it (HANDLER_FAILED: its
+ * database down, say): take the type's `fallback` (`queue` is safe under the same id, as the store's ledger has no
+ * record of a failed run), or answer the failure as it is.
+ */
+export const STORE_FAILURE_ACTIONS = ['fallback', 'fail'] as const;
+export type StoreFailureAction = (typeof STORE_FAILURE_ACTIONS)[number];
+
 const DAY_IN_MS = 24 * 60 * 60 * 1000;
 /** A relay call cannot outlive the relay's own wait for a listener's response (60 s on Azure). */
 export const MAX_RELAY_TIMEOUT_IN_MS = 60_000;
@@ -21,6 +29,8 @@ export interface OperationPolicy {
   latency: Latency;
   /** What a real-time operation does when the relay cannot be used. */
   fallback: Fallback;
+  /** What a real-time operation does when the store answers on the relay with a failure that is not a refusal. */
+  onStoreFailure: StoreFailureAction;
   relayTimeoutInMs: number;
   timeToLiveInMs: number;
   /** For the `cached` fallback: a reply older than this is not served. */
@@ -59,6 +69,7 @@ export const DEFAULT_LINK_POLICY: LinkPolicy = Object.freeze({
 export const DEFAULT_OPERATION_POLICY: OperationPolicy = Object.freeze({
   latency: 'async',
   fallback: 'queue',
+  onStoreFailure: 'fallback',
   relayTimeoutInMs: 5_000,
   timeToLiveInMs: DAY_IN_MS,
   cachedReplyMaxAgeInMs: 10 * 60_000,
@@ -75,6 +86,7 @@ const milliseconds = (minimum: number, maximum: number) =>
 const operationPolicyInputSchema = z.strictObject({
   latency: latencySchema.optional(),
   fallback: z.enum(FALLBACKS).optional(),
+  onStoreFailure: z.enum(STORE_FAILURE_ACTIONS).optional(),
   relayTimeoutInMs: milliseconds(1, MAX_RELAY_TIMEOUT_IN_MS).optional(),
   timeToLiveInMs: milliseconds(1_000, 366 * DAY_IN_MS).optional(),
   cachedReplyMaxAgeInMs: milliseconds(1_000, 366 * DAY_IN_MS).optional(),

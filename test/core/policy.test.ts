@@ -32,6 +32,7 @@ describe('parsePolicy', () => {
     expect(policy.operations['stock.query']).toEqual({
       latency: 'realtime',
       fallback: 'cached',
+      onStoreFailure: 'fallback',
       relayTimeoutInMs: 4000,
       timeToLiveInMs: DEFAULT_OPERATION_POLICY.timeToLiveInMs,
       cachedReplyMaxAgeInMs: DEFAULT_OPERATION_POLICY.cachedReplyMaxAgeInMs,
@@ -39,6 +40,14 @@ describe('parsePolicy', () => {
     });
     expect(operationPolicyFor(policy, 'stock.query').fallback).toBe('cached');
     expect(operationPolicyFor(policy, 'price.update')).toEqual({ ...DEFAULT_OPERATION_POLICY, relayTimeoutInMs: 4000 });
+  });
+
+  it("takes the type's fallback on a store failure by default, and answers it as it is with onStoreFailure: fail", () => {
+    expect(DEFAULT_OPERATION_POLICY.onStoreFailure).toBe('fallback');
+    const policy = parsePolicy({ operationDefaults: { onStoreFailure: 'fail' }, operations: { 'stock.query': { onStoreFailure: 'fallback' }, 'clickAndCollect.order': {} } });
+    expect(operationPolicyFor(policy, 'stock.query').onStoreFailure).toBe('fallback');
+    expect(operationPolicyFor(policy, 'clickAndCollect.order').onStoreFailure).toBe('fail');
+    expect(operationPolicyFor(policy, 'price.update').onStoreFailure).toBe('fail');
   });
 
   it('merges a partial link policy onto the defaults', () => {
@@ -61,6 +70,7 @@ describe('parsePolicy', () => {
     ['link', { link: { failureTreshold: 3 } }, 'failureTreshold'],
     ['operationDefaults.latency', { operationDefaults: { latency: 'fast' } }, '"async"|"realtime"'],
     ['operations["stock.query"].fallback', { operations: { 'stock.query': { fallback: 'cache' } } }, '"queue"|"reject"|"cached"'],
+    ['operations["stock.query"].onStoreFailure', { operations: { 'stock.query': { onStoreFailure: 'retry' } } }, '"fallback"|"fail"'],
     ['operations["stock.query"].relayTimeoutInMs', { operations: { 'stock.query': { relayTimeoutInMs: 120_000 } } }, 'at most 60000'],
     ['operations["stock.query"].timeToLiveInMs', { operations: { 'stock.query': { timeToLiveInMs: 10 } } }, 'at least 1000'],
     ['operations.stock', { operations: { stock: {} } }, 'dot-namespaced'],
