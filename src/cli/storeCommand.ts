@@ -24,6 +24,14 @@ const storeConfigSchema = z.strictObject({
     queue: entityNameSchema.optional(),
     cloudInbox: entityNameSchema.optional(),
     concurrency: z.number().int().min(1).max(64).optional(),
+    handlerRetry: z
+      .strictObject({
+        initialDelayInMs: z.number().int().min(1).optional(),
+        maxDelayInMs: z.number().int().min(1).optional(),
+        maxRetryWindowInMs: z.number().int().min(0).optional(),
+      })
+      .optional(),
+    maxDeliveryCount: z.number().int().min(1).max(2_000).optional(),
   }),
   relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
 });

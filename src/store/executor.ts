@@ -22,7 +22,13 @@ export interface HandlerContext {
   abortSignal: AbortSignal;
 }
 
-/** What a store does for one operation type. Throw `rejectOperation(...)` to refuse it (recorded, never retried). */
+/**
+ * What a store does for one operation type. Throw `rejectOperation(...)` to refuse it for good (insufficient stock, an
+ * invalid order): the refusal is recorded and never retried. Throw anything else for a transient failure (database
+ * down, a timeout): nothing is recorded; from the queue the store retries it with back-off while holding the message,
+ * then gives it back to the queue, and dead-letters it HANDLER_FAILED on its last allowed delivery; on the relay the
+ * cloud takes the type's fallback (the queue, by default) or answers the failure, as its policy says.
+ */
 export interface OperationHandler<Payload = unknown> {
   /** Validates the payload before the handler sees it (a zod schema); a failure is a permanent OPERATION_INVALID. */
   payload: { safeParse(value: unknown): z.ZodSafeParseResult<Payload> };
@@ -45,7 +51,11 @@ export function defineHandler<Schema extends z.ZodType>(
   return { payload, handle };
 }
 
-/** The error a handler throws to refuse an operation (insufficient stock, say). */
+/**
+ * The error a handler throws to refuse an operation for good (insufficient stock, say): recorded in the ledger as the
+ * operation's outcome, returned again on a redelivery, never retried. Throw any other error for a failure that may
+ * pass; that one is retried.
+ */
 export function rejectOperation(message: string): StorelinkError {
   return new StorelinkError('OPERATION_REJECTED', message);
 }

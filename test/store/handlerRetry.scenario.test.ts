@@ -15,7 +15,7 @@ import { parsePolicy } from '../../src/core/policy.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
 import { defineHandler, rejectOperation } from '../../src/store/executor.js';
 import { openLedger } from '../../src/store/ledger.js';
-import { createStoreAgent, type StoreAgent, type StoreAgentEvent, type StoreAgentOptions } from '../../src/store/storeAgent.js';
+import { createStoreAgent, type StoreAgentEvent, type StoreAgentOptions } from '../../src/store/storeAgent.js';
 import { closing, onCleanup, tempDir } from './harness.js';
 
 const STORE = 'lille-4';
@@ -74,7 +74,7 @@ async function startStore(azure: Emulators, handlers: StoreAgentOptions['handler
   );
   const events: StoreAgentEvent[] = [];
   const subscription = agent.events$.subscribe((event) => events.push(event));
-  onCleanup(async () => subscription.unsubscribe());
+  onCleanup(() => Promise.resolve(subscription.unsubscribe()));
   await agent.start();
   return { agent, dataDir, events };
 }
@@ -228,6 +228,19 @@ describe('a store whose handler fails for a while', () => {
     const executed = await first(next.agent.events$, operation.id, 'executed');
     expect(executed).toMatchObject({ outcome: 'done', replayed: false });
     expect(stats.executed.get(3)).toBe(1);
+  });
+});
+
+describe('the store agent retry options', () => {
+  const base = { storeId: STORE, handlers: flakyStore(() => false).handlers, dataDir: '/nowhere' };
+  it.each([
+    [{ handlerRetry: { initialDelayInMs: 0 } }, 'serviceBus.handlerRetry.initialDelayInMs must be a positive'],
+    [{ handlerRetry: { initialDelayInMs: 500, maxDelayInMs: 100 } }, 'serviceBus.handlerRetry.maxDelayInMs must be at least initialDelayInMs (500)'],
+    [{ handlerRetry: { maxRetryWindowInMs: -1 } }, 'serviceBus.handlerRetry.maxRetryWindowInMs must be a number of milliseconds, 0 or more'],
+    [{ maxDeliveryCount: 0 }, "serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount)"],
+    [{ maxDeliveryCount: 2.5 }, 'serviceBus.maxDeliveryCount must be a positive whole number'],
+  ])('refuses %j, saying what to change', (serviceBus, message) => {
+    expect(() => createStoreAgent({ ...base, serviceBus: { connectionString: 'unused', ...serviceBus } })).toThrow(new RangeError(`createStoreAgent: ${message}`).message);
   });
 });
 

@@ -55,7 +55,16 @@ describe('storelink store', () => {
     expect(await stopWith(child, 'SIGTERM')).toBe(0);
   });
 
+  it("passes the queue's retry settings through to the store agent", async () => {
+    const file = path.join(await tempDir(), 'store.json');
+    const serviceBus = { connectionString: 'x', handlerRetry: { initialDelayInMs: 200, maxDelayInMs: 2_000, maxRetryWindowInMs: 30_000 }, maxDeliveryCount: 5 };
+    await writeFile(file, JSON.stringify({ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus }));
+    expect((await readStoreConfig(file, {})).serviceBus).toEqual(serviceBus);
+  });
+
   it.each([
+    [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x', maxDeliveryCount: 0 } }, 'maxDeliveryCount'],
+    [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x', handlerRetry: { maxRetryWindow: 1 } } }, 'maxRetryWindow'],
     [{ storeId: 'Nice', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x' } }, 'storeId'],
     [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'x' }, extra: 1 }, 'extra'],
     [{ storeId: 'nice-1', module: 'm.ts', dataDir: 'd', serviceBus: { connectionString: 'env:STORELINK_TEST_UNSET_VARIABLE' } }, 'STORELINK_TEST_UNSET_VARIABLE'],
