@@ -29,7 +29,7 @@ interface LockContent {
 }
 
 /** Lock files this process holds: its own pid in a lock file does not make it stale while the lock is held here. */
-const heldHere = new Set<string>();
+const heldHere = new Map<string, string>();
 
 function isErrno(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
@@ -73,7 +73,8 @@ export async function lockDataDir(dataDir: string, holder: string, now: () => nu
   const file = path.join(directory, DATA_DIR_LOCK_FILE);
   const inUse = (by: string): StorelinkError =>
     new StorelinkError('DATA_DIR_IN_USE', `the data dir ${directory} is in use by ${by}; stop it first (or, if it is gone, remove ${file})`);
-  if (heldHere.has(file)) throw inUse(`this process (pid ${process.pid})`);
+  const holderHere = heldHere.get(file);
+  if (holderHere !== undefined) throw inUse(`${holderHere} in this process (pid ${process.pid})`);
   try {
     await mkdir(directory, { recursive: true });
   } catch (error) {
@@ -104,7 +105,7 @@ export async function lockDataDir(dataDir: string, holder: string, now: () => nu
   } finally {
     await unlink(temp).catch(() => undefined);
   }
-  heldHere.add(file);
+  heldHere.set(file, holder);
   let released: Promise<void> | undefined;
   return {
     file,

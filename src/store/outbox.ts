@@ -114,6 +114,7 @@ class SegmentedOutbox implements Outbox {
   readonly #parkedSegmentOf: Map<string, Segment<ParkedEvent>>;
   /** The one pending announcement, sent before everything else. */
   #announcement: OutboxEvent | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(store: SegmentedStore<OutboxEvent>, parkedStore: SegmentedStore<ParkedEvent>, now: () => number, logger: Logger) {
     this.#store = store;
@@ -285,7 +286,8 @@ class SegmentedOutbox implements Outbox {
   }
 
   close(): Promise<void> {
-    return Promise.all([this.#store.close(), this.#parkedStore.close()]).then(() => undefined);
+    this.#closing ??= Promise.all([this.#store.close(), this.#parkedStore.close()]).then(() => undefined);
+    return this.#closing;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
