@@ -173,6 +173,11 @@ class SegmentedOutbox implements Outbox {
       this.#removePending([previous.id]);
       await this.#store.commit();
     }
+    // The same event again (a replayed operation's reply): pending now, so no longer parked.
+    if (this.#parkedSegmentOf.has(stored.id)) {
+      this.#removeParked(stored.id);
+      await this.#parkedStore.commit();
+    }
   }
 
   peek(limit: number): OutboxEvent[] {

@@ -353,3 +353,19 @@ describe('outbox: announcements', () => {
     expect(outbox.parkedSize).toBe(0);
   });
 });
+
+describe('outbox: an event appended again while parked', () => {
+  it('is pending again and no longer parked (a replayed operation re-sends its reply)', async () => {
+    const directory = await tempDir();
+    const first = await openOutbox({ directory });
+    const reply = outboxEvent({ kind: 'reply', type: 'stock.query', correlationId: '5a0e8c1d-2b3f-4a5b-8c6d-7e8f9a0b1c2d' });
+    await first.append(reply);
+    await first.park(reply.id, { code: 'PAYLOAD_TOO_LARGE', message: 'x' });
+    await first.append(reply);
+    expect(first.peek(10)).toEqual([reply]);
+    expect(first.parked()).toEqual([]);
+    await first.close();
+    const second = closing(await openOutbox({ directory }));
+    expect([second.size, second.parkedSize]).toEqual([1, 0]);
+  });
+});
