@@ -16,6 +16,7 @@ import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
 import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
+import { addOutboxCommand } from './outboxCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
 
@@ -94,6 +95,7 @@ function buildProgram(io: CliIo): Command {
   addStoreCommand(program, io);
   addDemoCommand(program, io);
   addDlqCommand(program, io);
+  addOutboxCommand(program, io);
   addCloudCommand(program, io);
   return program;
 }

@@ -24,6 +24,11 @@ export interface ErrorCodeFacts {
   readonly cloudHttpStatus?: number;
   /** The command line was used wrongly: the CLI exits 2, not 1. */
   readonly usageError?: true;
+  /**
+   * On a send, the fault is the message's own (not the queue's or the connection's): it will never be sent as it is,
+   * so the store's outbox parks it rather than let it hold up the entries behind it.
+   */
+  readonly unsendableMessage?: true;
 }
 
 /**
@@ -34,13 +39,15 @@ export const STORELINK_ERROR_CODES = {
   /** An operation envelope failed validation; `field` names the first failing field. */
   OPERATION_INVALID: { retryable: false, storeHttpStatus: 400, permanent: true, cloudHttpStatus: 400 },
   /** An operation's serialized payload is larger than the configured limit. */
-  PAYLOAD_TOO_LARGE: { retryable: false, storeHttpStatus: 413, permanent: true, cloudHttpStatus: 413 },
+  PAYLOAD_TOO_LARGE: { retryable: false, storeHttpStatus: 413, permanent: true, cloudHttpStatus: 413, unsendableMessage: true },
   /** A policy document failed validation; `field` names the failing path. */
   POLICY_INVALID: { retryable: false },
   /** A file named by the caller does not exist. */
   FILE_NOT_FOUND: { retryable: false, usageError: true },
   /** A file exists but could not be read or parsed (permissions, not JSON). */
   FILE_UNREADABLE: { retryable: false },
+  /** A store's data dir is held by a running store agent (its lock file names the process); retry once it stopped. */
+  DATA_DIR_IN_USE: { retryable: true },
   /** A chart name is neither a built-in chart nor an existing module path. */
   CHART_NOT_FOUND: { retryable: false, usageError: true },
   /** A state chart module could not be loaded or does not export a machine. */
@@ -189,6 +196,11 @@ export function isPermanentFailure(code: StorelinkErrorCode): boolean {
 /** The cloud HTTP API's status for an error; the error's own retryability decides between 503 and 502. */
 export function cloudHttpStatusOf(error: StorelinkError): number {
   return FACTS[error.code].cloudHttpStatus ?? (error.retryable ? 503 : 502);
+}
+
+/** Whether a send failing with this code condemns the message itself, so a queueing sender sets it aside. */
+export function isUnsendableMessage(code: StorelinkErrorCode): boolean {
+  return FACTS[code].unsendableMessage === true;
 }
 
 /** Whether the CLI reports an error of this code as a usage error (exit code 2). */

@@ -1,20 +1,24 @@
 /**
- * Drains the store's outbox to the cloud inbox, oldest first, in batches. Each event is sent with its own id as the
- * Service Bus messageId, so a batch resent after a crash or a lost acknowledgement is dropped by duplicate detection
- * (and by the cloud's correlation). While Service Bus is unreachable it retries with a doubling wait; nothing leaves
- * the outbox until Service Bus accepted it.
+ * Drains the store's outbox to the cloud inbox, in the order the outbox gives, in batches. Each event is sent with
+ * its own id as the Service Bus messageId, so a batch resent after a crash or a lost acknowledgement is dropped by
+ * duplicate detection (and by the cloud's correlation). While Service Bus is unreachable it retries with a doubling
+ * wait; nothing leaves the outbox until Service Bus accepted it, or until it is parked: when a batch fails for good,
+ * its events are sent one by one, and one whose own send fails with a code that condemns the message
+ * (PAYLOAD_TOO_LARGE: the inbox's limit is smaller than the store's) is parked and reported, so the rest go on.
+ * A failure that is about the queue or the credentials (QUEUE_NOT_FOUND, SERVICE_BUS_UNAUTHORIZED) parks nothing:
+ * every event would fail alike, so the flusher waits and retries as for an outage.
  */
 import { Subject, type Observable } from 'rxjs';
 import type { OutgoingQueueMessage, QueueSender } from '../channels/servicebus/serviceBusConnection.js';
 import { Backoff } from '../core/backoff.js';
-import type { StorelinkError } from '../core/errors.js';
+import { StorelinkError, isStorelinkError, isUnsendableMessage } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import type { OutboxEvent } from './outbox.js';
-
+import type { OutboxEvent, ParkedEvent, ParkReason } from './outbox.js';
 
 export interface DrainableOutbox {
   peek(limit: number): OutboxEvent[];
   acknowledge(ids: readonly string[]): Promise<void>;
+  park(id: string, reason: ParkReason): Promise<ParkedEvent | undefined>;
   readonly size: number;
 }
 
@@ -27,7 +31,16 @@ export interface OutboxFlusherOptions {
   logger?: Logger;
 }
 
-export type OutboxFlusherEvent = { type: 'flushed'; count: number; pending: number } | { type: 'error'; error: StorelinkError; retryInMs: number };
+export type OutboxFlusherEvent =
+  | { type: 'flushed'; count: number; pending: number }
+  | { type: 'error'; error: StorelinkError; retryInMs: number }
+  | { type: 'parked'; event: OutboxEvent; error: StorelinkError; pending: number };
+
+function asStorelinkError(error: unknown): StorelinkError {
+  if (isStorelinkError(error)) return error;
+  // A failed outbox write (disk full, say) is not Service Bus's fault, but it heals the same way: wait and retry.
+  return new StorelinkError('UNEXPECTED_FAILURE', `outbox flush failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
 
 /** The Service Bus message for an outbox event: the whole event as the body, routing facts as properties. */
 export function toInboxMessage(event: OutboxEvent): OutgoingQueueMessage {
@@ -88,13 +101,19 @@ export class OutboxFlusher {
         await this.#sleep(undefined);
         continue;
       }
+      let failure: StorelinkError | undefined;
       try {
         await this.#options.sender.send(batch.map(toInboxMessage));
         await this.#options.outbox.acknowledge(batch.map((event) => event.id));
-        backoff.reset();
         this.#events.next({ type: 'flushed', count: batch.length, pending: this.#options.outbox.size });
       } catch (error) {
-        const failure = error as StorelinkError;
+        failure = asStorelinkError(error);
+      }
+      // A batch that failed for good may hold one event that can never be sent: find it rather than wait on it.
+      if (failure !== undefined && !failure.retryable) failure = await this.#oneByOne(batch, failure);
+      if (failure === undefined) {
+        backoff.reset();
+      } else {
         const wait = backoff.next();
         this.#logger.info({ err: failure, retryInMs: wait, pending: this.#options.outbox.size }, 'outbox flush failed; will retry');
         this.#events.next({ type: 'error', error: failure, retryInMs: wait });
@@ -113,6 +132,43 @@ export class OutboxFlusher {
   }
 
   #stopWaiting: (() => void) | undefined;
+
+  /**
+   * Sends a batch's events one at a time, acknowledging each one sent and parking each one whose own send condemns
+   * it. Returns the failure that stopped it (an outage, or a fault of the queue itself), or undefined.
+   */
+  async #oneByOne(batch: readonly OutboxEvent[], batchFailure: StorelinkError): Promise<StorelinkError | undefined> {
+    const { outbox, sender } = this.#options;
+    let sent = 0;
+    try {
+      for (const event of batch) {
+        if (this.#stopping) break;
+        let failure: StorelinkError | undefined = batch.length === 1 ? batchFailure : undefined;
+        if (failure === undefined) {
+          try {
+            await sender.send(toInboxMessage(event));
+          } catch (error) {
+            failure = asStorelinkError(error);
+          }
+        }
+        if (failure === undefined) {
+          await outbox.acknowledge([event.id]);
+          sent += 1;
+        } else if (!failure.retryable && isUnsendableMessage(failure.code)) {
+          await outbox.park(event.id, { code: failure.code, message: failure.message });
+          this.#logger.warn({ err: failure, eventId: event.id, kind: event.kind, type: event.type }, 'outbox event can never be sent as it is; parked it');
+          this.#events.next({ type: 'parked', event, error: failure, pending: outbox.size });
+        } else {
+          return failure;
+        }
+      }
+      return undefined;
+    } catch (error) {
+      return asStorelinkError(error);
+    } finally {
+      if (sent > 0) this.#events.next({ type: 'flushed', count: sent, pending: outbox.size });
+    }
+  }
 
   /** Stops after the batch in flight; what is still pending stays in the outbox for the next start. */
   async close(): Promise<void> {

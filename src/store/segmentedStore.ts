@@ -33,7 +33,7 @@ export interface Segment<T> {
 export interface SegmentedStoreOptions<T> {
   directory: string;
   /** Names the files (`<kind>-000000000001.json`) and appears in messages. */
-  kind: 'ledger' | 'outbox';
+  kind: 'ledger' | 'outbox' | 'parked';
   segmentSize: number;
   /** What every record read back from disk must be. */
   recordSchema: z.ZodType<T>;

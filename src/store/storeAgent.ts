@@ -17,12 +17,14 @@ import {
   type ServiceBusConnection,
 } from '../channels/servicebus/serviceBusConnection.js';
 import { RetryWindow } from '../core/backoff.js';
-import { StorelinkError, isPermanentFailure, isStorelinkError } from '../core/errors.js';
+import { StorelinkError, isPermanentFailure, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
+import { MAX_STORE_MESSAGE_BYTES, type StoreMessage } from '../core/storeMessage.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
+import { lockDataDir, type DataDirLock } from './dataDirLock.js';
 import { openLedger, type Ledger } from './ledger.js';
 import { openOutbox, type Outbox } from './outbox.js';
 import { OutboxFlusher } from './outboxFlusher.js';
@@ -108,6 +110,8 @@ export type StoreAgentEvent =
   | { type: 'retrying'; operationId: string | undefined; attempt: number; delayInMs: number; error: StorelinkError }
   | { type: 'outbox.flushed'; count: number; pending: number }
   | { type: 'outbox.error'; error: StorelinkError; retryInMs: number }
+  /** An outbox event that can never be sent was set aside (see `storelink outbox`); `entryType` is the event's own type. */
+  | { type: 'outbox.parked'; id: string; kind: StoreMessage['kind']; entryType: string; code: StorelinkErrorCode; message: string; pending: number }
   | { type: 'queue.error'; error: StorelinkError };
 
 export interface StoreAgentState {
@@ -123,7 +127,11 @@ export interface StoreAgent extends AsyncDisposable {
   readonly state: StoreAgentState;
   /** Opens the ledger and outbox, then starts consuming and listening. Resolves once local state is ready. */
   start(options?: { abortSignal?: AbortSignal }): Promise<void>;
-  /** Queues a store event for the cloud (durably: it survives a restart and waits out a Service Bus outage). */
+  /**
+   * Queues a store event for the cloud (durably: it survives a restart and waits out a Service Bus outage). Rejects
+   * with PAYLOAD_TOO_LARGE, writing nothing, when the store message would be larger than MAX_STORE_MESSAGE_BYTES
+   * (240 KiB of UTF-8 JSON, the event's envelope included).
+   */
   emit(event: StoreEvent): Promise<void>;
   close(): Promise<void>;
 }
@@ -189,6 +197,7 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #handlerRetry: HandlerRetrySettings;
   readonly #maxDeliveryCount: number;
   readonly #subscriptions: Subscription[] = [];
+  #lock: DataDirLock | undefined;
   #ledger: Ledger | undefined;
   #outbox: Outbox | undefined;
   #connection: ServiceBusConnection | undefined;
@@ -242,8 +251,10 @@ class DefaultStoreAgent implements StoreAgent {
   async #start(): Promise<void> {
     const { storeId, serviceBus, relay } = this.#options;
     this.#setState({ status: 'starting' });
+    // The ledger and outbox files are this agent's while it runs: `storelink outbox` (or a second agent) waits.
+    this.#lock = await lockDataDir(this.#options.dataDir, `the store agent of ${storeId}`, this.#now);
     this.#ledger = await openLedger({ directory: path.join(this.#options.dataDir, 'ledger'), now: this.#now, logger: this.#logger });
-    this.#outbox = await openOutbox({ directory: path.join(this.#options.dataDir, 'outbox'), logger: this.#logger });
+    this.#outbox = await openOutbox({ directory: path.join(this.#options.dataDir, 'outbox'), now: this.#now, logger: this.#logger });
     const outbox = this.#outbox;
     this.#executor = new Executor({
       storeId,
@@ -271,6 +282,10 @@ class DefaultStoreAgent implements StoreAgent {
       this.#flusher.events$.subscribe((event) => {
         if (event.type === 'flushed') {
           this.#events.next({ type: 'outbox.flushed', count: event.count, pending: event.pending });
+          this.#setState({ outboxPending: event.pending });
+        } else if (event.type === 'parked') {
+          const { id, kind, type } = event.event;
+          this.#events.next({ type: 'outbox.parked', id, kind, entryType: type, code: event.error.code, message: event.error.message, pending: event.pending });
           this.#setState({ outboxPending: event.pending });
         } else {
           this.#events.next({ type: 'outbox.error', error: event.error, retryInMs: event.retryInMs });
@@ -326,10 +341,18 @@ class DefaultStoreAgent implements StoreAgent {
     await this.#append({ kind: 'announcement', type: 'store.announced', body: { relay } });
   }
 
+  #message(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): StoreMessage {
+    return { id: randomUUID(), storeId: this.storeId, createdAt: new Date(this.#now()).toISOString(), ...event };
+  }
+
   async #append(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): Promise<void> {
+    await this.#appendMessage(this.#message(event));
+  }
+
+  async #appendMessage(message: StoreMessage): Promise<void> {
     const outbox = this.#outbox;
     if (outbox === undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the store agent is not started');
-    await outbox.append({ id: randomUUID(), storeId: this.storeId, createdAt: new Date(this.#now()).toISOString(), ...event });
+    await outbox.append(message);
     this.#outboxChanged();
   }
 
@@ -344,7 +367,18 @@ class DefaultStoreAgent implements StoreAgent {
     const problem = findNonJson(event.body);
     if (problem !== undefined) return Promise.reject(new TypeError(`emit: body${problem.path.map((key) => `.${key}`).join('')} ${problem.message}`));
     if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closed'));
-    return this.#append({ kind: 'event', type: event.type, body: event.body });
+    const message = this.#message({ kind: 'event', type: event.type, body: event.body });
+    // The whole message, as the inbox will get it: a larger one could never be sent, and would only be parked.
+    const bytes = Buffer.byteLength(JSON.stringify(message), 'utf8');
+    if (bytes > MAX_STORE_MESSAGE_BYTES) {
+      return Promise.reject(
+        new StorelinkError(
+          'PAYLOAD_TOO_LARGE',
+          `emit: event ${event.type} is ${bytes} bytes as a store message (UTF-8 JSON), more than the ${MAX_STORE_MESSAGE_BYTES} bytes a store message may be; nothing was queued`,
+        ),
+      );
+    }
+    return this.#appendMessage(message);
   }
 
   #executed(execution: Execution, channel: Channel): void {
@@ -444,8 +478,12 @@ class DefaultStoreAgent implements StoreAgent {
     this.#closeAbort.abort(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closing'));
     await this.#flusher?.close();
     await this.#connection?.close();
-    await this.#ledger?.close();
-    await this.#outbox?.close();
+    try {
+      await this.#ledger?.close();
+      await this.#outbox?.close();
+    } finally {
+      await this.#lock?.release();
+    }
     for (const subscription of this.#subscriptions) subscription.unsubscribe();
     this.#setState({ status: 'closed' });
     this.#state.complete();

@@ -6,6 +6,7 @@ import {
   isPermanentFailure,
   isStoreAnswerCode,
   isStorelinkError,
+  isUnsendableMessage,
   isUsageErrorCode,
   relayFailureReasonOf,
   storeHttpStatusOf,
@@ -73,6 +74,7 @@ const EXPECTED: Row[] = [
   ['POLICY_INVALID',             false, U,             U,    false, false, 502,  false],
   ['FILE_NOT_FOUND',             false, U,             U,    false, false, 502,  true],
   ['FILE_UNREADABLE',            false, U,             U,    false, false, 502,  false],
+  ['DATA_DIR_IN_USE',            true,  U,             U,    false, false, 503,  false],
   ['CHART_NOT_FOUND',            false, U,             U,    false, false, 502,  true],
   ['CHART_UNLOADABLE',           false, U,             U,    false, false, 502,  false],
   ['CHART_CONTRACT_VIOLATED',    false, U,             U,    false, false, 502,  false],
@@ -136,6 +138,11 @@ describe('the error code table', () => {
     expect(cloudHttpStatusOf(new StorelinkError('SAS_TOKEN_EXPIRED', 'expired', { retryable: false }))).toBe(502);
     expect(cloudHttpStatusOf(new StorelinkError('QUEUE_NOT_FOUND', 'gone', { retryable: true }))).toBe(503);
     expect(cloudHttpStatusOf(new StorelinkError('OPERATION_INVALID', 'bad', { retryable: true }))).toBe(400);
+  });
+
+  it('names the codes that condemn a message at send, so the outbox parks it (and only those)', () => {
+    const codes = Object.keys(STORELINK_ERROR_CODES) as StorelinkErrorCode[];
+    expect(codes.filter((code) => isUnsendableMessage(code))).toEqual(['PAYLOAD_TOO_LARGE']);
   });
 
   it.each([['NOT_A_CODE'], [''], [42], [undefined], ['toString'], ['__proto__']])('does not take %j from a store as its answer', (code) => {

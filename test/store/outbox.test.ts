@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openLedger } from '../../src/store/ledger.js';
 import { openOutbox, type OutboxEvent, type OutboxOptions } from '../../src/store/outbox.js';
-import { closing, ledgerEntry, outboxEvent, tempDir } from './harness.js';
+import { T0, closing, ledgerEntry, outboxEvent, tempDir } from './harness.js';
 
 async function segmentFiles(directory: string): Promise<string[]> {
   return (await readdir(directory)).filter((name) => /^outbox-\d+\.json$/.test(name)).sort();
@@ -25,15 +25,17 @@ describe('outbox', () => {
       ...numbered(23),
     ];
     for (const event of events) await first.append(event);
+    // The announcement jumps the queue; the rest keep their order.
+    const sendOrder = [events[1]!, events[0]!, ...events.slice(2)];
     expect(first.size).toBe(25);
-    expect(first.peek(100)).toEqual(events);
+    expect(first.peek(100)).toEqual(sendOrder);
     await first.close();
     expect(await segmentFiles(directory)).toHaveLength(3);
 
     const second = closing(await openOutbox({ directory, segmentSize: 10 }));
     expect(second.size).toBe(25);
-    expect(second.peek(100)).toEqual(events);
-    expect(second.peek(3)).toEqual(events.slice(0, 3));
+    expect(second.peek(100)).toEqual(sendOrder);
+    expect(second.peek(3)).toEqual(sendOrder.slice(0, 3));
     expect(second.peek(0)).toEqual([]);
   });
 
@@ -220,5 +222,150 @@ describe('outbox', () => {
     expect(() => outbox.peek(1.5)).toThrow('outbox.peek(limit) takes a whole number of events');
     await expect(outbox.acknowledge('id' as unknown as string[])).rejects.toThrow(TypeError);
     await expect(outbox.acknowledge([1] as unknown as string[])).rejects.toThrow('takes an array of event id strings');
+  });
+});
+
+describe('outbox: parked events', () => {
+  const tooLarge = { code: 'PAYLOAD_TOO_LARGE', message: 'larger than the inbox takes' };
+
+  it('parks a pending event: peek skips it, parked() lists it with the reason and the injected date, and both survive a reopen', async () => {
+    const directory = await tempDir();
+    const parkedAt = T0 + 5_000;
+    const first = await openOutbox({ directory, now: () => parkedAt });
+    const [a, b, c] = numbered(3);
+    for (const event of [a!, b!, c!]) await first.append(event);
+
+    const parked = await first.park(b!.id, tooLarge);
+    expect(parked).toEqual({ event: b, ...tooLarge, parkedAt: new Date(parkedAt).toISOString() });
+    expect(ids(first.peek(10))).toEqual([a!.id, c!.id]);
+    expect(first.size).toBe(2);
+    expect(first.parkedSize).toBe(1);
+    expect(await first.park('not-pending', tooLarge)).toBeUndefined();
+    await first.close();
+    expect((await readdir(directory)).filter((name) => name.startsWith('parked-'))).toEqual(['parked-000000000001.json']);
+
+    const second = closing(await openOutbox({ directory }));
+    expect(ids(second.peek(10))).toEqual([a!.id, c!.id]);
+    expect(second.parked()).toEqual([parked]);
+  });
+
+  it('resubmits a parked event at the end of the pending ones, and discards another for good, across a reopen', async () => {
+    const directory = await tempDir();
+    const first = await openOutbox({ directory });
+    const [a, b, c, d] = numbered(4);
+    for (const event of [a!, b!, c!]) await first.append(event);
+    await first.park(a!.id, tooLarge);
+    await first.park(b!.id, tooLarge);
+    await first.append(d!);
+
+    expect(await first.resubmit(a!.id)).toBe('resubmitted');
+    expect(await first.discard(b!.id)).toBe(true);
+    expect(await first.discard(b!.id)).toBe(false);
+    expect(await first.resubmit('unknown')).toBeUndefined();
+    expect(ids(first.peek(10))).toEqual([c!.id, d!.id, a!.id]);
+    expect(first.parked()).toEqual([]);
+    await first.close();
+
+    const second = closing(await openOutbox({ directory }));
+    expect(ids(second.peek(10))).toEqual([c!.id, d!.id, a!.id]);
+    expect(second.parkedSize).toBe(0);
+  });
+
+  it('settles an event found both pending and parked (a crash mid-move) as pending', async () => {
+    const directory = await tempDir();
+    const event = outboxEvent();
+    await writeFile(path.join(directory, 'outbox-000000000001.json'), JSON.stringify({ format: 'storelink.outbox', version: 1, records: [event] }));
+    const parked = { event, ...tooLarge, parkedAt: new Date(T0).toISOString() };
+    await writeFile(path.join(directory, 'parked-000000000001.json'), JSON.stringify({ format: 'storelink.parked', version: 1, records: [parked] }));
+    const first = await openOutbox({ directory });
+    expect(first.peek(10)).toEqual([event]);
+    expect(first.parked()).toEqual([]);
+    await first.close();
+    expect(closing(await openOutbox({ directory })).parkedSize).toBe(0);
+  });
+
+  it('refuses a park reason that is not { code, message }', async () => {
+    const outbox = closing(await openOutbox({ directory: await tempDir() }));
+    const event = outboxEvent();
+    await outbox.append(event);
+    await expect(outbox.park(event.id, { code: '' } as unknown as { code: string; message: string })).rejects.toThrow(TypeError);
+    expect(outbox.size).toBe(1);
+  });
+});
+
+describe('outbox: announcements', () => {
+  const announcement = (relay: string, at: number): OutboxEvent =>
+    outboxEvent({ kind: 'announcement', type: 'store.announced', body: { relay }, createdAt: new Date(at).toISOString() });
+
+  it('sends the pending announcement before older events, and a newer one replaces it durably', async () => {
+    const directory = await tempDir();
+    const first = await openOutbox({ directory, segmentSize: 2 });
+    const events = numbered(3);
+    const up = announcement('up', T0 + 1);
+    const down = announcement('down', T0 + 2);
+    await first.append(events[0]!);
+    await first.append(up);
+    await first.append(events[1]!);
+    expect(ids(first.peek(10))).toEqual([up.id, events[0]!.id, events[1]!.id]);
+    expect(ids(first.peek(1))).toEqual([up.id]);
+
+    await first.append(down);
+    await first.append(events[2]!);
+    expect(ids(first.peek(10))).toEqual([down.id, ...ids(events)]);
+    expect(first.size).toBe(4);
+    await first.close();
+
+    const second = closing(await openOutbox({ directory, segmentSize: 2 }));
+    expect(ids(second.peek(10))).toEqual([down.id, ...ids(events)]);
+    await second.acknowledge([down.id]);
+    expect(ids(second.peek(10))).toEqual(ids(events));
+  });
+
+  it('drops an announcement dated before the pending one, and keeps only the newest of several found at open', async () => {
+    const directory = await tempDir();
+    const newer = announcement('down', T0 + 10);
+    const older = announcement('up', T0 + 5);
+    const outbox = await openOutbox({ directory });
+    await outbox.append(newer);
+    await outbox.append(older);
+    expect(outbox.peek(10)).toEqual([newer]);
+    await outbox.close();
+
+    // Two pending announcements: what a crash between writing the newer and removing the older leaves.
+    const event = outboxEvent();
+    const records = [older, event, newer];
+    await writeFile(path.join(directory, 'outbox-000000000001.json'), JSON.stringify({ format: 'storelink.outbox', version: 1, records }));
+    const reopened = await openOutbox({ directory });
+    expect(reopened.peek(10)).toEqual([newer, event]);
+    await reopened.close();
+    expect(closing(await openOutbox({ directory })).size).toBe(2);
+  });
+
+  it('resubmits a parked announcement only if it is not older than the pending one', async () => {
+    const outbox = closing(await openOutbox({ directory: await tempDir() }));
+    const early = announcement('up', T0 + 1);
+    await outbox.append(early);
+    await outbox.park(early.id, { code: 'PAYLOAD_TOO_LARGE', message: 'x' });
+    const later = announcement('down', T0 + 2);
+    await outbox.append(later);
+    expect(await outbox.resubmit(early.id)).toBe('superseded');
+    expect(outbox.peek(10)).toEqual([later]);
+    expect(outbox.parkedSize).toBe(0);
+  });
+});
+
+describe('outbox: an event appended again while parked', () => {
+  it('is pending again and no longer parked (a replayed operation re-sends its reply)', async () => {
+    const directory = await tempDir();
+    const first = await openOutbox({ directory });
+    const reply = outboxEvent({ kind: 'reply', type: 'stock.query', correlationId: '5a0e8c1d-2b3f-4a5b-8c6d-7e8f9a0b1c2d' });
+    await first.append(reply);
+    await first.park(reply.id, { code: 'PAYLOAD_TOO_LARGE', message: 'x' });
+    await first.append(reply);
+    expect(first.peek(10)).toEqual([reply]);
+    expect(first.parked()).toEqual([]);
+    await first.close();
+    const second = closing(await openOutbox({ directory }));
+    expect([second.size, second.parkedSize]).toEqual([1, 0]);
   });
 });
