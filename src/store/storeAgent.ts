@@ -69,7 +69,8 @@ export interface StoreEvent {
 export type StoreAgentEvent =
   | { type: 'executed'; operationId: string; operationType: string; channel: Channel; outcome: 'done' | 'rejected'; replayed: boolean }
   | { type: 'acknowledged'; operationId: string }
-  | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string }
+  | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string; reported: boolean }
+  | { type: 'reply.too-large'; operationId: string; operationType: string; bytes: number; limitBytes: number }
   | { type: 'failed'; operationId: string | undefined; channel: Channel; error: StorelinkError }
   | { type: 'outbox.flushed'; count: number; pending: number }
   | { type: 'outbox.error'; error: StorelinkError; retryInMs: number }
@@ -189,6 +190,10 @@ class DefaultStoreAgent implements StoreAgent {
       handlers: this.#options.handlers,
       ledger: this.#ledger,
       now: this.#now,
+      onReplyTooLarge: (tooLarge) => {
+        this.#logger.warn({ operationId: tooLarge.operationId, bytes: tooLarge.bytes, limitBytes: tooLarge.limitBytes }, 'result too large for a reply; the cloud is told REPLY_TOO_LARGE');
+        this.#events.next({ type: 'reply.too-large', ...tooLarge });
+      },
       outbox: {
         append: async (event) => {
           await outbox.append(event);
@@ -319,9 +324,10 @@ class DefaultStoreAgent implements StoreAgent {
       const failure = isStorelinkError(error) ? error : new StorelinkError('HANDLER_FAILED', String(error), { cause: error });
       if (isPermanentFailure(failure.code)) {
         const description = failure.message.slice(0, 1024);
+        const reported = await this.#reportDeadLettered(body, failure.code, description);
         await delivery.deadLetter({ reason: failure.code, description });
         this.#logger.warn({ operationId: idOf(body), reason: failure.code }, 'operation dead-lettered');
-        this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description });
+        this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description, reported });
       } else {
         this.#logger.warn({ err: failure, operationId: idOf(body), deliveryCount: delivery.message.deliveryCount }, 'operation failed; it will be delivered again');
         this.#events.next({ type: 'failed', operationId: idOf(body), channel: 'queue', error: failure });
@@ -333,6 +339,13 @@ class DefaultStoreAgent implements StoreAgent {
     this.#executed(execution, 'queue');
     await delivery.complete();
     this.#events.next({ type: 'acknowledged', operationId: execution.operation.id });
+  }
+
+  /** The cloud hears of every operation the store dead-letters, before the dead letter is written. */
+  async #reportDeadLettered(body: unknown, reason: string, description: string): Promise<boolean> {
+    const reply = await this.#executor!.reportDeadLettered(body, { reason, description });
+    if (reply === undefined) this.#logger.warn({ reason }, 'dead-lettered message has no usable id and storeId; the cloud cannot be told');
+    return reply !== undefined;
   }
 
   close(): Promise<void> {
