@@ -52,8 +52,8 @@ function gate() {
   return { opened, open };
 }
 
-function outcomeOf(cloud: Dispatcher, operationId: () => string | undefined): Promise<OperationOutcome> {
-  return firstValueFrom(cloud.outcomes$.pipe(filter((outcome) => outcome.operationId === operationId())));
+function outcomeOf(cloud: Dispatcher, operationId: string): Promise<OperationOutcome> {
+  return firstValueFrom(cloud.outcomes$.pipe(filter((outcome) => outcome.operationId === operationId)));
 }
 
 function storeEvent<T extends StoreAgentEvent['type']>(events$: Observable<StoreAgentEvent>, type: T): Promise<Extract<StoreAgentEvent, { type: T }>> {
@@ -170,12 +170,11 @@ describe('every operation has a known outcome, late ones too', () => {
   it('a real-time order whose relay call times out while the store runs it ends as a late done outcome, executed once', async () => {
     const { cloud, agent, slow, calls } = await world();
     const { agent: paris, dataDir } = await agent('paris-1');
-    let operationId: string | undefined;
-    const outcome = outcomeOf(cloud, () => operationId);
+    const outcome = firstValueFrom(cloud.outcomes$.pipe(filter((candidate) => candidate.type === 'slow.order')));
     const executed = storeEvent(paris.events$, 'executed');
 
     const delivery = await cloud.publish({ storeId: 'paris-1', type: 'slow.order', payload: { orderId: 'CC-77' } });
-    operationId = delivery.operationId;
+    const operationId = delivery.operationId;
     // The caller was told it did not happen in time…
     expect(delivery).toMatchObject({ outcome: 'rejected', channel: null, fallbackReason: 'RELAY_TIMEOUT' });
     // …while the store is still running it: released only now, after the timeout.
@@ -204,7 +203,7 @@ describe('every operation has a known outcome, late ones too', () => {
     const { agent: nice } = await agent('nice-3', { now: () => Date.now() + 10 * MINUTE, start: false });
     const delivery = await cloud.publish({ storeId: 'nice-3', type: 'quick.note', payload: { text: 'hello' }, timeToLiveInMs: MINUTE });
     expect(delivery).toMatchObject({ channel: 'queue', outcome: 'queued' });
-    const outcome = outcomeOf(cloud, () => delivery.operationId);
+    const outcome = outcomeOf(cloud, delivery.operationId);
     const deadLettered = storeEvent(nice.events$, 'dead-lettered');
     await nice.start();
 
