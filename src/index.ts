@@ -1,5 +1,5 @@
 /** storelink's public library surface. Everything not exported here is internal and may change. */
-export { STORELINK_ERROR_CODES, StorelinkError, isStorelinkError } from './core/errors.js';
+export { STORELINK_ERROR_CODES, StorelinkError, isStorelinkError, withOperationId } from './core/errors.js';
 export type { StorelinkErrorCode, StorelinkErrorOptions } from './core/errors.js';
 export { findNonJson } from './core/json.js';
 export type { JsonValue } from './core/json.js';
@@ -39,12 +39,29 @@ export { storeLinkMachine } from '../machines/storeLink.machine.js';
 export type { StoreLinkContext } from '../machines/storeLink.machine.js';
 export { createStoreAgent, DEFAULT_CLOUD_INBOX } from './store/storeAgent.js';
 export type { StoreAgent, StoreAgentEvent, StoreAgentOptions, StoreAgentState, StoreEvent } from './store/storeAgent.js';
+export { MAX_STORE_MESSAGE_BYTES } from './core/storeMessage.js';
+export type { ReplyBody } from './core/storeMessage.js';
 export { defineHandler, rejectOperation } from './store/executor.js';
 export type { HandlerContext, OperationHandler, OperationHandlers } from './store/executor.js';
 export type { CreateStore, StoreModule, StoreModuleContext } from './store/storeModule.js';
 export { parseConnectionString, redactConnectionString } from './core/connectionString.js';
 export { relayFailureReasonOf, RELAY_FAILURE_REASON_BY_CODE } from './core/linkContract.js';
 export { createDispatcher } from './cloud/dispatcher.js';
-export type { Delivery, DeliveryOutcome, Dispatcher, DispatcherOptions, KnownStore, LinkView, PublishOptions, PublishRequest, StoreEventMessage } from './cloud/dispatcher.js';
+export type {
+  Delivery,
+  DeliveryOutcome,
+  Dispatcher,
+  DispatcherOptions,
+  KnownStore,
+  LinkView,
+  OperationOutcome,
+  OutcomeFailure,
+  OutcomeKind,
+  PublishOptions,
+  PublishRequest,
+  StoreEventMessage,
+} from './cloud/dispatcher.js';
+export { OUTCOME_KINDS } from './cloud/outcomes.js';
 export { createCloudHttpApi } from './cloud/httpApi.js';
+export type { CloudHttpApi, CloudHttpApiOptions } from './cloud/httpApi.js';
 export { createDeadLetterQueue } from './channels/servicebus/deadLetterQueue.js';

@@ -17,7 +17,7 @@ import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
 import type { StoreSenders } from './storeSenders.js';
 
-export type DeliveryOutcome = 'delivered' | 'queued' | 'rejected' | 'served-cached';
+export type DeliveryOutcome = 'delivered' | 'queued' | 'rejected' | 'served-cached' | 'failed';
 
 export interface Delivery {
   operationId: string;
@@ -31,6 +31,11 @@ export interface Delivery {
   reply?: JsonValue;
   /** Why it was rejected: the store's refusal, or the fallback's. */
   rejection?: { code: string; message: string };
+  /**
+   * For `failed`: the store's reply says it set the operation aside — dead-lettered unexecuted (`executed: false`, the
+   * dead-letter reason as code) or executed with a result too large to send (`executed: true`, REPLY_TOO_LARGE).
+   */
+  failure?: { code: string; message: string; executed: boolean };
   /** For `served-cached`: how old the cached reply is. */
   cachedAgeInMs?: number;
   /** Why a real-time operation did not complete on the relay. */
@@ -91,6 +96,7 @@ export function createDeliver(parts: DeliverParts): Deliver {
     const body = reply === undefined ? undefined : await reply.promise;
     if (body === undefined) return { ...sent, outcome: 'queued' };
     if (body.outcome === 'done') return { ...sent, outcome: 'delivered', reply: body.result };
+    if (body.outcome === 'failed') return { ...sent, outcome: 'failed', failure: { ...body.error, executed: body.executed } };
     return { ...sent, outcome: 'rejected', rejection: body.error };
   }
 

@@ -6,14 +6,16 @@
  *
  * The dispatcher composes small parts: the link registry (storeLinks.ts), the way of one operation (deliver.ts), the
  * senders to each store (storeSenders.ts), the publishers waiting for queued replies (replyWaiting.ts), the cached
- * replies (replyCache.ts) and the inbox (inbox.ts). It owns the store list, start and close, and the streams.
+ * replies (replyCache.ts), the inbox (inbox.ts) and the outcomes (outcomes.ts). It owns the store list, start and
+ * close, and the streams.
  */
+import { randomUUID } from 'node:crypto';
 import { Subject, type Observable } from 'rxjs';
 import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import type { FetchFunction } from '../channels/relay/relaySender.js';
 import { createServiceBusConnection, type RetrySettings, type ServiceBusConnection } from '../channels/servicebus/serviceBusConnection.js';
-import { StorelinkError, isStorelinkError } from '../core/errors.js';
+import { StorelinkError, isStorelinkError, withOperationId } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf, type ProbeResult } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
@@ -23,6 +25,7 @@ import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.j
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type StoreEventMessage } from './inbox.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
+import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
 import { ReplyCache } from './replyCache.js';
 import { ReplyWaiting } from './replyWaiting.js';
 import { StoreLinks, type LinkChange } from './storeLinks.js';
@@ -30,6 +33,7 @@ import { StoreSenders } from './storeSenders.js';
 
 export type { Delivery, DeliveryOutcome } from './deliver.js';
 export type { StoreEventMessage } from './inbox.js';
+export type { OperationOutcome, OutcomeFailure, OutcomeKind } from './outcomes.js';
 
 export interface KnownStore {
   storeId: string;
@@ -55,6 +59,8 @@ export interface DispatcherOptions {
   idleLinkTimeoutInMs?: number;
   /** The clock operations, cached replies and links are dated by, in ms since the epoch (tests inject one). Default `Date.now`. */
   now?: () => number;
+  /** How many reported operation ids `outcomes$` remembers, so a second report of one outcome is dropped; default 10,000. */
+  maxRecentOutcomes?: number;
   logger?: Logger;
 }
 
@@ -95,6 +101,10 @@ export interface Dispatcher extends AsyncDisposable {
   readonly deliveries$: Observable<Delivery>;
   /** Store events (`emit` on the store side). */
   readonly events$: Observable<StoreEventMessage>;
+  /** Each operation's final outcome as this instance learns it, once per id; `late` when it came after its publish returned. */
+  readonly outcomes$: Observable<OperationOutcome>;
+  /** Replies held by the reply cache now (bounded per type by the policy). */
+  readonly cachedReplyCount: number;
   /** Reads a store's link from its live, persisted or initial snapshot: reading never starts a link actor. */
   link(storeId: string): LinkView;
   stores(): KnownStore[];
@@ -116,6 +126,8 @@ class DefaultDispatcher implements Dispatcher {
   readonly #links$ = new Subject<LinkChange>();
   readonly #deliveries$ = new Subject<Delivery>();
   readonly #events$ = new Subject<StoreEventMessage>();
+  readonly #outcomes$ = new Subject<OperationOutcome>();
+  readonly #outcomes: OutcomeTracker;
   readonly #replies = new ReplyWaiting();
   readonly #cache: ReplyCache;
   readonly #counters = new Map<string, LinkCounters>();
@@ -136,6 +148,11 @@ class DefaultDispatcher implements Dispatcher {
     }
     this.#now = options.now ?? Date.now;
     this.#cache = new ReplyCache(this.#policy, this.#now);
+    this.#outcomes = new OutcomeTracker({
+      emit: (outcome) => this.#outcomes$.next(outcome),
+      now: this.#now,
+      ...(options.maxRecentOutcomes === undefined ? {} : { maxRecent: options.maxRecentOutcomes }),
+    });
     this.#logger = (options.logger ?? silentLogger).child({ component: 'dispatcher' });
     for (const store of options.stores) {
       const valid = storeIdSchema.safeParse(store.storeId);
@@ -158,6 +175,14 @@ class DefaultDispatcher implements Dispatcher {
 
   get events$(): Observable<StoreEventMessage> {
     return this.#events$.asObservable();
+  }
+
+  get outcomes$(): Observable<OperationOutcome> {
+    return this.#outcomes$.asObservable();
+  }
+
+  get cachedReplyCount(): number {
+    return this.#cache.size;
   }
 
   stores(): KnownStore[] {
@@ -214,6 +239,7 @@ class DefaultDispatcher implements Dispatcher {
           cache: this.#cache,
           links,
           onEvent: (event) => this.#events$.next(event),
+          onReply: (message, body) => this.#outcomes.replied(message, body),
           logger: this.#logger,
         }),
       })
@@ -276,7 +302,17 @@ class DefaultDispatcher implements Dispatcher {
     };
   }
 
+  /** Every failure names the operation: the request's id, or the one made for it before anything could fail. */
   async publish(request: PublishRequest, options: PublishOptions = {}): Promise<Delivery> {
+    const operationId = typeof request.id === 'string' ? request.id : randomUUID();
+    try {
+      return await this.#publish({ ...request, id: operationId }, options);
+    } catch (error) {
+      throw isStorelinkError(error) ? withOperationId(error, operationId) : error;
+    }
+  }
+
+  async #publish(request: PublishRequest & { id: string }, options: PublishOptions): Promise<Delivery> {
     if (this.#closing !== undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the dispatcher is closed');
     await this.start();
     const store = this.#stores.get(request.storeId);
@@ -290,15 +326,24 @@ class DefaultDispatcher implements Dispatcher {
         payload: request.payload,
         latency,
         timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
-        ...(request.id === undefined ? {} : { id: request.id }),
+        id: request.id,
       },
       { nowInMs: this.#now() },
     );
     const started = performance.now();
-    const delivery = await this.#deliver!(operation, options);
+    this.#outcomes.began(operation.id);
+    let delivery: Omit<Delivery, 'durationInMs'>;
+    try {
+      delivery = await this.#deliver!(operation, options);
+    } catch (error) {
+      this.#outcomes.returned(operation.id, undefined);
+      throw error;
+    }
     const done: Delivery = { ...delivery, durationInMs: performance.now() - started };
     this.#count(operation.storeId, done.channel, done.outcome, done.fallbackReason);
     this.#deliveries$.next(done);
+    // After the delivery, so a stream of both shows the publish's answer before the outcome it carried.
+    this.#outcomes.returned(operation.id, done);
     return done;
   }
 
@@ -315,6 +360,7 @@ class DefaultDispatcher implements Dispatcher {
       this.#links$.complete();
       this.#deliveries$.complete();
       this.#events$.complete();
+      this.#outcomes$.complete();
     })();
     return this.#closing;
   }

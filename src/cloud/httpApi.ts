@@ -5,10 +5,11 @@
  *   POST /stores/:storeId/operations   { type, payload, latency?, awaitReplyInMs?, timeToLiveInMs?, id? } → Delivery
  *   GET  /stores                       { stores: StoreLinkView[] }
  *   GET  /stores/:storeId              StoreLinkView
- *   GET  /events                       text/event-stream: `link`, `delivery`, `store-event`
+ *   GET  /events                       text/event-stream: `link`, `delivery`, `outcome`, `store-event` (with ids;
+ *                                      Last-Event-ID resumes from the last `eventReplayWindow` events, else `reset`)
  *   GET  /metrics                      Prometheus text format 0.0.4
  *
- * Errors are `{ error: { code, message, field? } }` with a StorelinkError code. A store's own refusal is not an
+ * Errors are `{ error: { code, message, field?, operationId? } }` with a StorelinkError code. A store's own refusal is not an
  * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
  * ./http/, one plugin per group; this file puts them together and owns the server's life.
  */
@@ -19,11 +20,13 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
 import { createBearerCheck, type BearerCheck } from './http/bearerAuth.js';
 import { createErrorHandler } from './http/errors.js';
-import { eventsRoutes } from './http/eventsRoutes.js';
+import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
+import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
 import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
 import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
+import type { Subscription } from 'rxjs';
 import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
 
 export type { StoreLinkView } from './http/linkViews.js';
@@ -58,6 +61,10 @@ export interface CloudHttpApiOptions {
   maxBodyBytes?: number;
   /** How often an event stream sends a comment to keep proxies from closing it; default 15 s. */
   heartbeatIntervalInMs?: number;
+  /** How many recent events a stream reconnecting with Last-Event-ID can resume from; default 1,000. */
+  eventReplayWindow?: number;
+  /** The same window's bound in bytes (big replies make big events); default 4 MiB. */
+  eventReplayMaxBytes?: number;
 }
 
 export interface CloudHttpApi extends AsyncDisposable {
@@ -81,6 +88,8 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   readonly #port: number;
   readonly #logger: Logger;
   readonly #metrics: DispatcherMetrics;
+  readonly #eventLog: EventLog;
+  readonly #eventSubscription: Subscription;
   readonly #app: FastifyInstance;
   /** Ends every open event stream. */
   readonly #openStreams = new Set<(reason: string) => void>();
@@ -108,6 +117,16 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     this.#logger = (options.logger ?? silentLogger).child({ component: 'http' });
     // Created now, not on listen: the counters must see every delivery the dispatcher makes from here on.
     this.#metrics = createDispatcherMetrics(dispatcher);
+    // From now on too: a client resuming with Last-Event-ID gets what happened while it was away.
+    this.#eventLog = new EventLog({
+      maxEvents: options.eventReplayWindow ?? DEFAULT_EVENT_REPLAY_WINDOW,
+      maxBytes: options.eventReplayMaxBytes ?? DEFAULT_EVENT_REPLAY_MAX_BYTES,
+    });
+    const eventLog = this.#eventLog;
+    this.#eventSubscription = streamEventsOf(dispatcher).subscribe({
+      next: ([event, data]) => eventLog.append(event, data),
+      complete: () => eventLog.close(),
+    });
 
     const checkBearer = createBearerCheck(options.token);
     const handleError = createErrorHandler(this.#logger);
@@ -144,9 +163,9 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     app.setNotFoundHandler((request) => {
       throw notServed(request);
     });
-    void app.register(operationsRoutes, { dispatcher, startPublish: () => this.#startPublish() });
+    void app.register(operationsRoutes, { dispatcher, handleError, startPublish: () => this.#startPublish() });
     void app.register(storesRoutes, { dispatcher });
-    void app.register(eventsRoutes, { dispatcher, heartbeatIntervalInMs, logger: this.#logger, openStreams: this.#openStreams });
+    void app.register(eventsRoutes, { log: this.#eventLog, heartbeatIntervalInMs, logger: this.#logger, openStreams: this.#openStreams });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     this.#app = app;
   }
@@ -199,6 +218,8 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       await this.#listening?.catch(() => undefined);
       for (const controller of this.#publishControllers) controller.abort();
       for (const end of [...this.#openStreams]) end('server closing');
+      this.#eventSubscription.unsubscribe();
+      this.#eventLog.close();
       this.#metrics.close();
       const closed = this.#app.close();
       // Wait for the requests being handled to answer, then drop the connections left: idle keep-alive ones, and

@@ -1,12 +1,13 @@
 /**
- * What the cloud does with each message its stores send to the inbox: a reply settles the publisher waiting for it
- * (and feeds the reply cache), an announcement moves the store's link chart, an event goes to the application. A
+ * What the cloud does with each message its stores send to the inbox: a reply (the final outcome of an operation:
+ * done, rejected or failed) is reported as an outcome, settles the publisher waiting for it (and feeds the reply cache), an announcement moves the store's link chart, an event goes to the application. A
  * message that is not a storelink store message is dead-lettered; one from an unknown store is dropped with a warning.
  */
 import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
 import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
 import { announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
+import type { ReplyBody } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -25,6 +26,8 @@ export interface InboxParts {
   cache: ReplyCache;
   links: StoreLinks;
   onEvent: (event: StoreEventMessage) => void;
+  /** Every reply, before the publisher waiting for it (if any) is settled. */
+  onReply: (message: { storeId: string; type: string; correlationId: string }, body: ReplyBody) => void;
   logger: Logger;
 }
 
@@ -44,10 +47,15 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
     if (message.kind === 'reply') {
       const body = replyBodySchema.safeParse(message.body);
       if (!body.success) {
-        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the reply body is neither a result nor a refusal' });
+        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the reply body is not an outcome (done, rejected or failed)' });
         return;
       }
-      const answered = replies.settle(message.correlationId ?? '', body.data);
+      if (message.correlationId === undefined) {
+        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the reply names no operation (correlationId)' });
+        return;
+      }
+      parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
+      const answered = replies.settle(message.correlationId, body.data);
       if (answered !== undefined && body.data.outcome === 'done') cache.remember(answered, body.data.result);
     } else if (message.kind === 'announcement') {
       const body = announcementBodySchema.safeParse(message.body);

@@ -3,11 +3,12 @@
  * relay's latency as a histogram, and how many stores' links are in each chart state. Each call has its own registry,
  * so two APIs in one process keep separate counts. Counters come from `deliveries$` from the moment the metrics are
  * created, so create them before the dispatcher publishes anything. The link gauge follows `links$` and asks the
- * dispatcher only about stores it has not heard of yet: a scrape must not revive every idle link actor.
+ * dispatcher only about stores it has not heard of yet: a scrape must not revive every idle link actor. Outcomes are
+ * counted by outcome and lateness from `outcomes$`; the reply cache's size is read at scrape time.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
-import type { Delivery, Dispatcher } from './dispatcher.js';
+import type { Delivery, Dispatcher, OperationOutcome } from './dispatcher.js';
 import { topStateOf } from './storeLinks.js';
 
 /** Upper bounds of the relay latency histogram, in seconds: a loopback relay call is ~0.5 ms, Azure's limit 60 s. */
@@ -25,7 +26,7 @@ export interface DispatcherMetrics {
 }
 
 /** What the metrics read from a dispatcher; a narrow view so tests can feed them directly. */
-export type MetricsSource = Pick<Dispatcher, 'deliveries$' | 'links$' | 'stores' | 'link'>;
+export type MetricsSource = Pick<Dispatcher, 'deliveries$' | 'links$' | 'outcomes$' | 'cachedReplyCount' | 'stores' | 'link'>;
 
 export function createDispatcherMetrics(source: MetricsSource): DispatcherMetrics {
   const registry = new Registry();
@@ -47,6 +48,21 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
     help: 'Time to publish an operation whose last channel was the relay, in seconds.',
     buckets: [...RELAY_LATENCY_BUCKETS_IN_SECONDS],
     registers,
+  });
+
+  const outcomes = new Counter({
+    name: 'storelink_outcomes_total',
+    help: "Operations' final outcomes as the cloud learnt them, by outcome (done, rejected, failed) and whether they came late.",
+    labelNames: ['outcome', 'late'] as const,
+    registers,
+  });
+  new Gauge({
+    name: 'storelink_reply_cache_entries',
+    help: 'Replies held by the reply cache (bounded per operation type by the policy).',
+    registers,
+    collect() {
+      this.set(source.cachedReplyCount);
+    },
   });
 
   const linkStates = new Map<string, string>();
@@ -90,6 +106,7 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
   };
   const subscriptions: Subscription[] = [
     source.deliveries$.subscribe({ next: onDelivery }),
+    source.outcomes$.subscribe({ next: (outcome: OperationOutcome) => outcomes.inc({ outcome: outcome.outcome, late: String(outcome.late) }) }),
     source.links$.subscribe({ next: (change) => linkStates.set(change.storeId, topStateOf(change.state)) }),
   ];
 

@@ -136,6 +136,8 @@ export interface StorelinkErrorOptions {
   cause?: unknown;
   /** The dotted path of the offending field, for validation errors (`payload`, `operations.stock.query.fallback`). */
   field?: string;
+  /** The operation the error is about, when there is one (a failed publish names the id it gave the operation). */
+  operationId?: string;
 }
 
 /**
@@ -150,13 +152,26 @@ export class StorelinkError extends Error {
   readonly code: StorelinkErrorCode;
   readonly retryable: boolean;
   readonly field: string | undefined;
+  readonly operationId: string | undefined;
 
   constructor(code: StorelinkErrorCode, message: string, options: StorelinkErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = options.retryable ?? STORELINK_ERROR_CODES[code].retryable;
     this.field = options.field;
+    this.operationId = options.operationId;
   }
+}
+
+/** The same error (code, message, field, retryability; the original as its cause) naming the operation it is about. */
+export function withOperationId(error: StorelinkError, operationId: string): StorelinkError {
+  if (error.operationId !== undefined) return error;
+  return new StorelinkError(error.code, error.message, {
+    cause: error,
+    retryable: error.retryable,
+    operationId,
+    ...(error.field === undefined ? {} : { field: error.field }),
+  });
 }
 
 export function isStorelinkError(value: unknown, code?: StorelinkErrorCode): value is StorelinkError {

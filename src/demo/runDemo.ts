@@ -327,6 +327,12 @@ async function reconcile(
     const key = `${delivery.channel ?? 'none'}:${delivery.outcome}`;
     outcomes[key] = (outcomes[key] ?? 0) + 1;
     if (delivery.outcome === 'rejected') rejected.push({ operationId: delivery.operationId, code: delivery.rejection?.code ?? 'unknown' });
+    if (delivery.outcome === 'failed' && delivery.failure !== undefined) {
+      // The store's own report: dead-lettered unexecuted (its reason), or executed with a reply too large to send.
+      if (!delivery.failure.executed) dead.push({ operationId: delivery.operationId, reason: delivery.failure.code });
+      else if (!executed.has(delivery.operationId)) lost.push(delivery.operationId);
+      continue;
+    }
     if (delivery.outcome === 'queued' || delivery.outcome === 'delivered') {
       const reason = deadLettered.get(delivery.operationId);
       if (executed.has(delivery.operationId)) continue;

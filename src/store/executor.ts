@@ -2,15 +2,15 @@
  * The single path both channels feed. An operation takes effect exactly once whichever way it arrives, however often:
  * envelope check → addressed to this store → ledger look-up (a known id returns its first outcome, never runs
  * twice) → in-flight look-up (the same id arriving on both channels at once shares one run) → expiry → handler with
- * its payload schema → ledger record, durable before the caller acknowledges anything → reply through the outbox when
- * the operation asks for one.
+ * its payload schema → ledger record, durable before the caller acknowledges anything → reply through the outbox, for
+ * every operation whichever channel carried it: the cloud learns each final outcome, late ones too.
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import { isExpired, parseOperation, type Operation } from '../core/operation.js';
-import type { ReplyBody, StoreMessage } from '../core/storeMessage.js';
+import { MAX_STORE_MESSAGE_BYTES, type ReplyBody, type StoreMessage } from '../core/storeMessage.js';
 import { describeIssue } from '../core/validation.js';
 import type { LedgerEntry } from './ledger.js';
 
@@ -81,7 +81,27 @@ export interface ExecutorOptions {
   ledger: ExecutionLedger;
   outbox: ReplyOutbox;
   now?: () => number;
+  /** Told when a result is too large to send: the reply says REPLY_TOO_LARGE instead (the ledger keeps the result). */
+  onReplyTooLarge?: (tooLarge: ReplyTooLarge) => void;
 }
+
+export interface ReplyTooLarge {
+  operationId: string;
+  operationType: string;
+  /** The whole reply message as UTF-8 JSON, had it carried the result. */
+  bytes: number;
+  limitBytes: number;
+}
+
+/** What the store tells the cloud about an operation it dead-lettered: why, in the dead letter's words. */
+export interface DeadLetterReport {
+  reason: string;
+  description: string;
+}
+
+/** An id the cloud could have given an operation: a correlation id at most this long. */
+const MAX_REPORTED_ID_LENGTH = 128;
+const MAX_REPORTED_TYPE_LENGTH = 256;
 
 export interface Execution {
   operation: Operation;
@@ -194,20 +214,55 @@ export class Executor {
     return this.#replied(operation, recorded, false);
   }
 
-  /** Sends the reply the operation asked for (again, on a replay: the id makes the resend harmless). */
+  /**
+   * Reports the outcome through the outbox, whether or not the operation asked for a reply (again on a replay: the
+   * stable id makes the resend harmless). A result too large for a store message is replaced by a `failed` reply
+   * that says so; the ledger keeps the result, so a relay caller still gets it.
+   */
   async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean): Promise<Execution> {
-    if (operation.replyTo !== undefined) {
-      await this.#options.outbox.append({
-        id: replyIdFor(operation.id),
-        kind: 'reply',
-        type: operation.type,
-        storeId: operation.storeId,
-        correlationId: operation.correlationId ?? operation.id,
-        body: replyBodyOf(record),
-        createdAt: new Date(this.#now()).toISOString(),
-      });
+    const reply = this.#replyFor(operation.id, operation.type, replyBodyOf(record));
+    const bytes = Buffer.byteLength(JSON.stringify(reply), 'utf8');
+    if (bytes > MAX_STORE_MESSAGE_BYTES) {
+      this.#options.onReplyTooLarge?.({ operationId: operation.id, operationType: operation.type, bytes, limitBytes: MAX_STORE_MESSAGE_BYTES });
+      reply.body = {
+        outcome: 'failed',
+        executed: true,
+        error: {
+          code: 'REPLY_TOO_LARGE',
+          message: `the ${operation.type} result makes a ${bytes}-byte reply; a store message may be at most ${MAX_STORE_MESSAGE_BYTES} bytes (the store's ledger keeps the result)`,
+        },
+      };
     }
+    await this.#options.outbox.append(reply);
     return { operation, record, replayed };
+  }
+
+  #replyFor(operationId: string, type: string, body: ReplyBody): ReplyEvent {
+    return {
+      id: replyIdFor(operationId),
+      kind: 'reply',
+      type,
+      storeId: this.#options.storeId,
+      correlationId: operationId,
+      body,
+      createdAt: new Date(this.#now()).toISOString(),
+    };
+  }
+
+  /**
+   * Tells the cloud that the store set an operation aside unexecuted (a `failed` reply, executed false, the dead-letter
+   * reason as its code). `body` is the untrusted message as it came: without a usable id and storeId nobody could be
+   * told, and nothing is sent (resolves undefined). Append it before dead-lettering: a crash in between redelivers the
+   * message, and the resent report has the same id.
+   */
+  async reportDeadLettered(body: unknown, report: DeadLetterReport): Promise<ReplyEvent | undefined> {
+    if (typeof body !== 'object' || body === null) return undefined;
+    const { id, storeId, type } = body as Record<string, unknown>;
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_REPORTED_ID_LENGTH || typeof storeId !== 'string' || storeId.length === 0) return undefined;
+    const reportedType = typeof type === 'string' && type.length > 0 && type.length <= MAX_REPORTED_TYPE_LENGTH ? type : 'unknown';
+    const reply = this.#replyFor(id, reportedType, { outcome: 'failed', executed: false, error: { code: report.reason, message: report.description } });
+    await this.#options.outbox.append(reply);
+    return reply;
   }
 }
 

@@ -104,7 +104,8 @@ export interface StoreEvent {
 export type StoreAgentEvent =
   | { type: 'executed'; operationId: string; operationType: string; channel: Channel; outcome: 'done' | 'rejected'; replayed: boolean }
   | { type: 'acknowledged'; operationId: string }
-  | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string }
+  | { type: 'dead-lettered'; operationId: string | undefined; reason: string; description: string; reported: boolean }
+  | { type: 'reply.too-large'; operationId: string; operationType: string; bytes: number; limitBytes: number }
   | { type: 'failed'; operationId: string | undefined; channel: Channel; error: StorelinkError }
   /** A queued operation failed transiently and runs again after `delayInMs`; `attempt` counts the failures so far. */
   | { type: 'retrying'; operationId: string | undefined; attempt: number; delayInMs: number; error: StorelinkError }
@@ -261,6 +262,10 @@ class DefaultStoreAgent implements StoreAgent {
       handlers: this.#options.handlers,
       ledger: this.#ledger,
       now: this.#now,
+      onReplyTooLarge: (tooLarge) => {
+        this.#logger.warn({ operationId: tooLarge.operationId, bytes: tooLarge.bytes, limitBytes: tooLarge.limitBytes }, 'result too large for a reply; the cloud is told REPLY_TOO_LARGE');
+        this.#events.next({ type: 'reply.too-large', ...tooLarge });
+      },
       outbox: {
         append: async (event) => {
           await outbox.append(event);
@@ -415,12 +420,14 @@ class DefaultStoreAgent implements StoreAgent {
       const { deliveryCount } = delivery.message;
       const lastDelivery = !attempt.closing && deliveryCount >= this.#maxDeliveryCount;
       // The one place where the store dead-letters: a failure that can never succeed, or one that outlasted the
-      // retries of the queue's last allowed delivery (the store decides, with its own reason, not Service Bus).
+      // retries of the queue's last allowed delivery (the store decides, with its own reason, not Service Bus). The
+      // cloud hears of it first, as a failed reply, so a crash in between redelivers and the resent report is the same.
       if (isPermanentFailure(failure.code) || lastDelivery) {
         const description = (isPermanentFailure(failure.code) ? failure.message : `still failing on delivery ${deliveryCount} of ${this.#maxDeliveryCount}: ${failure.message}`).slice(0, 1024);
+        const reported = await this.#reportDeadLettered(body, failure.code, description);
         await delivery.deadLetter({ reason: failure.code, description });
         this.#logger.warn({ operationId: idOf(body), reason: failure.code, deliveryCount }, 'operation dead-lettered');
-        this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description });
+        this.#events.next({ type: 'dead-lettered', operationId: idOf(body), reason: failure.code, description, reported });
       } else {
         this.#logger.warn({ err: failure, operationId: idOf(body), deliveryCount }, 'operation failed; it will be delivered again');
         this.#events.next({ type: 'failed', operationId: idOf(body), channel: 'queue', error: failure });
@@ -462,6 +469,13 @@ class DefaultStoreAgent implements StoreAgent {
         return { failure, closing: true };
       }
     }
+  }
+
+  /** The cloud hears of every operation the store dead-letters, before the dead letter is written. */
+  async #reportDeadLettered(body: unknown, reason: string, description: string): Promise<boolean> {
+    const reply = await this.#executor!.reportDeadLettered(body, { reason, description });
+    if (reply === undefined) this.#logger.warn({ reason }, 'dead-lettered message has no usable id and storeId; the cloud cannot be told');
+    return reply !== undefined;
   }
 
   close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import type { Delivery, KnownStore, LinkView } from '../../src/cloud/dispatcher.js';
+import type { Delivery, KnownStore, LinkView, OperationOutcome } from '../../src/cloud/dispatcher.js';
 import { nestsDeeperThan } from '../../src/cloud/http/jsonBody.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
@@ -46,10 +46,16 @@ describe('nestsDeeperThan', () => {
 function fakeSource(stores: KnownStore[], states: Record<string, string>) {
   const deliveries$ = new Subject<Delivery>();
   const links$ = new Subject<LinkChange>();
+  const outcomes$ = new Subject<OperationOutcome>();
+  const cache = { size: 0 };
   let linkCalls = 0;
   const source: MetricsSource = {
     deliveries$: deliveries$.asObservable(),
     links$: links$.asObservable(),
+    outcomes$: outcomes$.asObservable(),
+    get cachedReplyCount() {
+      return cache.size;
+    },
     stores: () => stores,
     link: (storeId): LinkView => {
       linkCalls += 1;
@@ -58,7 +64,7 @@ function fakeSource(stores: KnownStore[], states: Record<string, string>) {
       return { storeId, bidirectional: true, state, tags: [], counters: { deliveries: {}, fallbacks: {} } };
     },
   };
-  return { source, deliveries$, links$, linkCalls: () => linkCalls };
+  return { source, deliveries$, links$, outcomes$, cache, linkCalls: () => linkCalls };
 }
 
 function delivery(overrides: Partial<Delivery>): Delivery {
@@ -115,6 +121,37 @@ describe('dispatcher metrics', () => {
     expect(parsePrometheusText(await metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
   });
 
+  it('counts outcomes by outcome and lateness, and reads the reply cache size at scrape time', async () => {
+    const { source, deliveries$, outcomes$, cache } = fakeSource([], {});
+    const metrics = createDispatcherMetrics(source);
+    const outcome = (overrides: Partial<OperationOutcome>): OperationOutcome => ({
+      operationId: 'op',
+      storeId: 'paris-1',
+      type: 'clickAndCollect.order',
+      outcome: 'done',
+      channel: 'queue',
+      late: false,
+      at: '2026-11-28T10:00:00.000Z',
+      ...overrides,
+    });
+    outcomes$.next(outcome({}));
+    outcomes$.next(outcome({ late: true }));
+    outcomes$.next(outcome({ late: true }));
+    outcomes$.next(outcome({ outcome: 'failed', failure: { code: 'OPERATION_EXPIRED', message: 'expired', executed: false }, late: true }));
+    deliveries$.next(delivery({ channel: 'queue', outcome: 'failed', failure: { code: 'REPLY_TOO_LARGE', message: 'too large', executed: true } }));
+    cache.size = 7;
+    const parsed = parsePrometheusText(await metrics.render());
+    expect(parsed.value('storelink_outcomes_total', { outcome: 'done', late: 'false' })).toBe(1);
+    expect(parsed.value('storelink_outcomes_total', { outcome: 'done', late: 'true' })).toBe(2);
+    expect(parsed.value('storelink_outcomes_total', { outcome: 'failed', late: 'true' })).toBe(1);
+    expect(parsed.value('storelink_outcomes_total', { outcome: 'rejected', late: 'false' })).toBeUndefined();
+    expect(parsed.value('storelink_deliveries_total', { channel: 'queue', outcome: 'failed' })).toBe(1);
+    expect(parsed.value('storelink_reply_cache_entries', {})).toBe(7);
+    cache.size = 2;
+    expect(parsePrometheusText(await metrics.render()).value('storelink_reply_cache_entries', {})).toBe(2);
+    metrics.close();
+  });
+
   it('escapes label values and labels a nested chart state by its top-level state', async () => {
     const { source, deliveries$, links$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
     const metrics = createDispatcherMetrics(source);
@@ -142,7 +179,14 @@ describe('dispatcher metrics', () => {
   it('renders empty families before anything happened, and skips links a stopped dispatcher cannot show', async () => {
     const { source } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
     const parsed = parsePrometheusText(await createDispatcherMetrics(source).render());
-    expect(Object.keys(parsed.types)).toEqual(['storelink_deliveries_total', 'storelink_fallbacks_total', 'storelink_relay_latency_seconds', 'storelink_links']);
+    expect(Object.keys(parsed.types)).toEqual([
+      'storelink_deliveries_total',
+      'storelink_fallbacks_total',
+      'storelink_relay_latency_seconds',
+      'storelink_outcomes_total',
+      'storelink_reply_cache_entries',
+      'storelink_links',
+    ]);
     expect(parsed.value('storelink_relay_latency_seconds_count', {})).toBe(0);
     expect(parsed.samples.filter((sample) => sample.name === 'storelink_links')).toEqual([]);
   });

@@ -10,6 +10,7 @@ import {
   isUsageErrorCode,
   relayFailureReasonOf,
   storeHttpStatusOf,
+  withOperationId,
   type StorelinkErrorCode,
 } from '../../src/core/errors.js';
 import { RELAY_FAILURE_REASON_BY_CODE, type RelayFailureReason } from '../../src/core/linkContract.js';
@@ -31,6 +32,15 @@ describe('StorelinkError', () => {
     expect(error.cause).toBe(cause);
     expect(error.retryable).toBe(false);
     expect(error.field).toBe('se');
+  });
+
+  it('names the operation it is about, keeping code, message, field and retryability (withOperationId)', () => {
+    const original = new StorelinkError('SERVICE_BUS_UNAVAILABLE', 'busy', { retryable: false, field: 'storeId' });
+    expect(original.operationId).toBeUndefined();
+    const named = withOperationId(original, 'op-1');
+    expect(named).toMatchObject({ code: 'SERVICE_BUS_UNAVAILABLE', message: 'busy', retryable: false, field: 'storeId', operationId: 'op-1' });
+    expect(named.cause).toBe(original);
+    expect(withOperationId(named, 'op-2')).toBe(named);
   });
 
   it('is recognised by isStorelinkError, optionally by code', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { StorelinkError, isPermanentFailure } from '../../src/core/errors.js';
 import { createOperation, type Operation } from '../../src/core/operation.js';
+import { MAX_STORE_MESSAGE_BYTES, storeMessageSchema } from '../../src/core/storeMessage.js';
 import {
   Executor,
   defineHandler,
@@ -11,6 +12,7 @@ import {
   type ExecutionLedger,
   type ExecutionRecord,
   type ReplyEvent,
+  type ReplyTooLarge,
 } from '../../src/store/executor.js';
 
 // In-memory stand-ins: the executor's logic is what is under test here; the real ledger has its own tests.
@@ -35,10 +37,12 @@ const signal = new AbortController().signal;
 function setup(handle: (payload: { n: number }) => unknown = (payload) => ({ doubled: payload.n * 2 })) {
   const ledger = memoryLedger();
   const replies: ReplyEvent[] = [];
+  const tooLarge: ReplyTooLarge[] = [];
   let calls = 0;
   const executor = new Executor({
     storeId: 'paris-1',
     ledger,
+    onReplyTooLarge: (event) => tooLarge.push(event),
     outbox: { append: (event) => Promise.resolve(void replies.push(event)) },
     now: () => NOW,
     handlers: {
@@ -49,7 +53,7 @@ function setup(handle: (payload: { n: number }) => unknown = (payload) => ({ dou
       }),
     },
   });
-  return { executor, ledger, replies, calls: () => calls };
+  return { executor, ledger, replies, tooLarge, calls: () => calls };
 }
 
 function operation(overrides: Partial<Operation> = {}): Operation {
@@ -149,10 +153,10 @@ describe('Executor', () => {
     expect((await executor.execute(op, 'queue', signal)).record.result).toBe(21);
   });
 
-  it('replies through the outbox with a stable id when the operation asks, again on every replay', async () => {
+  it('replies through the outbox with a stable id for every operation, asked or not, again on every replay', async () => {
     const { executor, replies } = setup();
-    const op = operation({ replyTo: 'cloud-inbox', correlationId: 'c-7' });
-    await executor.execute(op, 'queue', signal);
+    const op = operation();
+    await executor.execute(op, 'relay', signal);
     await executor.execute(op, 'queue', signal);
     expect(replies).toHaveLength(2);
     expect(replies[0]).toEqual({
@@ -160,11 +164,85 @@ describe('Executor', () => {
       kind: 'reply',
       type: 'demo.double',
       storeId: 'paris-1',
-      correlationId: 'c-7',
+      correlationId: op.id,
       body: { outcome: 'done', result: { doubled: 42 } },
       createdAt: new Date(NOW).toISOString(),
     });
     expect(replies[1]!.id).toBe(replies[0]!.id);
+  });
+
+  it('correlates the reply with the operation id, whatever correlationId the envelope carries', async () => {
+    const { executor, replies } = setup();
+    const op = operation({ replyTo: 'cloud-inbox', correlationId: 'c-7' });
+    await executor.execute(op, 'queue', signal);
+    expect(replies[0]!.correlationId).toBe(op.id);
+  });
+
+  it('replies with a refusal as rejected', async () => {
+    const { executor, replies } = setup(() => {
+      throw rejectOperation('no stock');
+    });
+    await executor.execute(operation(), 'relay', signal);
+    expect(replies[0]!.body).toEqual({ outcome: 'rejected', error: { code: 'OPERATION_REJECTED', message: 'no stock' } });
+  });
+
+  it('replaces a result too large for a store message by a failed REPLY_TOO_LARGE reply, keeping the result in the ledger', async () => {
+    const big = 'x'.repeat(300 * 1024);
+    const { executor, ledger, replies, tooLarge } = setup(() => ({ big }));
+    const op = operation();
+    const execution = await executor.execute(op, 'queue', signal);
+    expect(resultOf(execution)).toEqual({ big });
+    expect(ledger.entries.get(op.id)?.result).toEqual({ big });
+    expect(replies).toHaveLength(1);
+    const body = replies[0]!.body as { outcome: string; executed: boolean; error: { code: string; message: string } };
+    expect(body).toMatchObject({ outcome: 'failed', executed: true, error: { code: 'REPLY_TOO_LARGE' } });
+    expect(body.error.message).toContain(String(MAX_STORE_MESSAGE_BYTES));
+    expect(Buffer.byteLength(JSON.stringify(replies[0]))).toBeLessThan(MAX_STORE_MESSAGE_BYTES);
+    expect(storeMessageSchema.safeParse(replies[0]).success).toBe(true);
+    expect(tooLarge).toEqual([{ operationId: op.id, operationType: 'demo.double', bytes: expect.any(Number) as number, limitBytes: MAX_STORE_MESSAGE_BYTES }]);
+    expect(tooLarge[0]!.bytes).toBeGreaterThan(MAX_STORE_MESSAGE_BYTES);
+  });
+
+  it('sends a result that just fits as it is', async () => {
+    const { executor, replies, tooLarge } = setup(() => 'y'.repeat(MAX_STORE_MESSAGE_BYTES - 400));
+    await executor.execute(operation(), 'queue', signal);
+    expect(replies[0]!.body).toMatchObject({ outcome: 'done' });
+    expect(tooLarge).toEqual([]);
+  });
+
+  it('reports a dead-lettered operation as failed, unexecuted, with the reason as its code', async () => {
+    const { executor, replies } = setup();
+    const op = operation();
+    const reply = await executor.reportDeadLettered(op, { reason: 'OPERATION_EXPIRED', description: 'expired at …' });
+    expect(replies).toEqual([reply]);
+    expect(reply).toEqual({
+      id: replyIdFor(op.id),
+      kind: 'reply',
+      type: 'demo.double',
+      storeId: 'paris-1',
+      correlationId: op.id,
+      body: { outcome: 'failed', executed: false, error: { code: 'OPERATION_EXPIRED', message: 'expired at …' } },
+      createdAt: new Date(NOW).toISOString(),
+    });
+  });
+
+  it.each<[string, unknown]>([
+    ['not an object', 'hello'],
+    ['null', null],
+    ['no id', { storeId: 'paris-1', type: 'demo.double' }],
+    ['an empty id', { id: '', storeId: 'paris-1' }],
+    ['an id too long to be one', { id: 'i'.repeat(129), storeId: 'paris-1' }],
+    ['no storeId', { id: 'op-1', type: 'demo.double' }],
+  ])('reports nothing for a dead-lettered body with %s', async (_name, body) => {
+    const { executor, replies } = setup();
+    expect(await executor.reportDeadLettered(body, { reason: 'OPERATION_INVALID', description: 'bad' })).toBeUndefined();
+    expect(replies).toEqual([]);
+  });
+
+  it('reports a dead-lettered body with an unusable type under type "unknown", as this store', async () => {
+    const { executor, replies } = setup();
+    await executor.reportDeadLettered({ id: 'op-9', storeId: 'lyon-2', type: 42 }, { reason: 'OPERATION_MISROUTED', description: 'for lyon-2' });
+    expect(replies[0]).toMatchObject({ type: 'unknown', storeId: 'paris-1', correlationId: 'op-9', body: { outcome: 'failed', executed: false } });
   });
 
   it('refuses a handler result that is not JSON', async () => {

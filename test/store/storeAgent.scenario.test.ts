@@ -255,11 +255,13 @@ describe('store agent: one injected clock', () => {
     expect(await executed).toMatchObject([{ operationId: validHere.id, outcome: 'done' }]);
 
     await agent.emit({ type: 'sale.recorded', body: { ticket: 'T-2' } });
-    // The async-only store's relay announcement, the stock reply and the event: all dated by the store's clock.
-    const inbox = await receive(client, 'cloud-inbox', 3);
-    expect(inbox.map((message) => message.subject)).toEqual(['announcement', 'reply', 'event']);
+    // The async-only store's relay announcement, the report of the expired order, the stock reply and the event: all
+    // dated by the store's clock.
+    const inbox = await receive(client, 'cloud-inbox', 4);
+    expect(inbox.map((message) => message.subject)).toEqual(['announcement', 'reply', 'reply', 'event']);
+    expect(inbox[1]!.body).toMatchObject({ correlationId: expiredHere.id, body: { outcome: 'failed', executed: false, error: { code: 'OPERATION_EXPIRED' } } });
     const createdAt = inbox.map((message) => (message.body as { createdAt: string }).createdAt);
-    expect(createdAt).toEqual(Array.from({ length: 3 }, () => new Date(storeNow).toISOString()));
+    expect(createdAt).toEqual(Array.from({ length: 4 }, () => new Date(storeNow).toISOString()));
   });
 });
 

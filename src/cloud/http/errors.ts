@@ -1,5 +1,5 @@
 /**
- * How the cloud HTTP API answers a failure: `{ error: { code, message, field? } }` with the HTTP status of its
+ * How the cloud HTTP API answers a failure: `{ error: { code, message, field?, operationId? } }` with the HTTP status of its
  * StorelinkError code. fastify's own refusals (body limits, media types, URLs it cannot decode) are turned into the
  * API's codes here, so a client only ever sees storelink codes.
  */
@@ -47,7 +47,14 @@ function refusalOf(error: unknown, request: FastifyRequest): Refusal {
 }
 
 export function sendError(reply: FastifyReply, status: number, error: StorelinkError): void {
-  void reply.code(status).send({ error: { code: error.code, message: error.message, ...(error.field === undefined ? {} : { field: error.field }) } });
+  void reply.code(status).send({
+    error: {
+      code: error.code,
+      message: error.message,
+      ...(error.field === undefined ? {} : { field: error.field }),
+      ...(error.operationId === undefined ? {} : { operationId: error.operationId }),
+    },
+  });
 }
 
 /** The one error handler: every thrown error, fastify's included, answers through it. */

@@ -1,9 +1,11 @@
 /**
  * `POST /stores/:storeId/operations`: publish an operation and answer with its delivery. A store's own refusal is not
- * an error: it is a 200 delivery whose outcome is `rejected`.
+ * an error: it is a 200 delivery whose outcome is `rejected`. An error answer names the operation (`operationId`): the
+ * id the dispatcher gave it, or the request's own id when the request was refused before reaching the dispatcher.
  */
-import { errorCodes, type FastifyPluginCallback } from 'fastify';
+import { errorCodes, type FastifyError, type FastifyPluginCallback, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { isStorelinkError, withOperationId } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import { operationTypeSchema } from '../../core/names.js';
 import { latencySchema } from '../../core/operation.js';
@@ -43,11 +45,13 @@ export interface PublishCall {
 
 export interface OperationsRoutesOptions {
   dispatcher: Dispatcher;
+  /** The API's one error handler, which this route's errors go through once they name their operation. */
+  handleError: (error: unknown, request: FastifyRequest, reply: FastifyReply) => void;
   /** Throws when the API is closing. */
   startPublish: () => PublishCall;
 }
 
-export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = (fastify, { dispatcher, startPublish }, done) => {
+export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = (fastify, { dispatcher, startPublish, handleError }, done) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   // Encapsulated: only this plugin reads bodies, and only as JSON.
   app.removeAllContentTypeParsers();
@@ -66,7 +70,11 @@ export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = 
   // A request without a body (and without a Content-Type) skips the parser.
   app.addHook('preValidation', (request, _reply, next) => next(request.body === undefined ? emptyBody() : undefined));
 
-  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema } }, async (request) => {
+  const errorHandler = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const id = requestedIdOf(request.body);
+    handleError(id !== undefined && isStorelinkError(error) ? withOperationId(error, id) : error, request, reply);
+  };
+  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema }, errorHandler }, async (request) => {
     const { awaitReplyInMs, ...rest } = request.body;
     // A call per request, not one shared signal: the dispatcher adds abort listeners it never removes. A client that
     // leaves does not abort its call either: the operation may already be on its way, and its delivery still shows on
@@ -84,3 +92,9 @@ export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = 
   allowOnly(fastify, '/stores/:storeId/operations', ['POST']);
   done();
 };
+
+/** The id a request asks its operation to have, if it is one the dispatcher could have taken (a UUID). */
+function requestedIdOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || !('id' in body)) return undefined;
+  return z.uuid().safeParse(body.id).success ? (body.id as string) : undefined;
+}
