@@ -1,0 +1,94 @@
+/**
+ * The cloud HTTP API against hostile clients: a body nested 10,000 deep is refused cheaply, and a client that dribbles
+ * its request (headers or body) a byte at a time is cut off by the configured timeouts. Real dispatcher and Service
+ * Bus emulator; raw sockets for the slow clients.
+ */
+import { connect, type Socket } from 'node:net';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createDispatcher } from '../../src/cloud/dispatcher.js';
+import { createCloudHttpApi, type CloudHttpApiOptions } from '../../src/cloud/httpApi.js';
+import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
+
+const closeables: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (closeables.length > 0) await closeables.pop()!().catch(() => undefined);
+});
+
+const TOKEN = 'test-token-0123456789abcdef';
+const STORE = 'paris-1';
+
+async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: number }> {
+  const emulator = await startServiceBusEmulator({ namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
+  closeables.push(() => emulator.close());
+  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false }] });
+  closeables.push(() => dispatcher.close());
+  const httpApi = createCloudHttpApi({ dispatcher, token: TOKEN, ...options });
+  closeables.push(() => httpApi.close());
+  return httpApi.listen();
+}
+
+/** Opens a socket, writes `head`, then one more byte of `dribble` every 50 ms; resolves with what came back once the server closes it. */
+function dribble(port: number, head: string, drip: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect({ host: '127.0.0.1', port });
+    let received = '';
+    let next = 0;
+    const dripper = setInterval(() => {
+      if (next < drip.length && socket.writable) socket.write(drip[next++]!);
+    }, 50);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (received += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearInterval(dripper);
+      resolve(received);
+    });
+    socket.write(head);
+    closeables.push(async () => socket.destroy());
+  });
+}
+
+describe('cloud HTTP API: bounds and timeouts', () => {
+  it('refuses a body nested 10,000 deep with 400 OPERATION_INVALID, and keeps serving', async () => {
+    const { port } = await api();
+    const url = `http://127.0.0.1:${port}/stores/${STORE}/operations`;
+    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const deep = await request(url, { method: 'POST', headers, body: `{"type":"price.update","payload":${'['.repeat(10_000)}${']'.repeat(10_000)}}` });
+    expect(deep.statusCode).toBe(400);
+    expect(await deep.body.json()).toEqual({ error: { code: 'OPERATION_INVALID', message: expect.stringContaining('deeper than 64') } });
+    const fine = await request(url, { method: 'POST', headers, body: JSON.stringify({ type: 'price.update', payload: { sku: 'A', price: 1 } }) });
+    expect(fine.statusCode).toBe(200);
+    expect(await fine.body.json()).toMatchObject({ channel: 'queue', outcome: 'queued' });
+  });
+
+  it('cuts a client that dribbles its request headers once headersTimeoutInMs has passed', async () => {
+    const { port } = await api({ headersTimeoutInMs: 300, requestTimeoutInMs: 60_000 });
+    const answer = await dribble(port, 'GET /stores HTTP/1.1\r\nHost: 127.0.0.1\r\n', `authorization: Bearer ${TOKEN}${'x'.repeat(10_000)}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('cuts a client that dribbles its request body once requestTimeoutInMs has passed', async () => {
+    const { port } = await api({ headersTimeoutInMs: 200, requestTimeoutInMs: 400 });
+    const head = `POST /stores/${STORE}/operations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n`;
+    const answer = await dribble(port, head, ' '.repeat(10_000));
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('closes an idle connection that never sends a byte once connectionTimeoutInMs has passed', async () => {
+    const { port } = await api({ connectionTimeoutInMs: 300 });
+    expect(await dribble(port, '', '')).toBe('');
+  });
+
+  it.each([
+    [{ headersTimeoutInMs: 0 }, /headersTimeoutInMs must be a positive/],
+    [{ headersTimeoutInMs: 2_000, requestTimeoutInMs: 1_000 }, /headersTimeoutInMs .* at most requestTimeoutInMs/],
+    [{ keepAliveTimeoutInMs: -1 }, /keepAliveTimeoutInMs must be a positive/],
+  ])('refuses timeouts %j', async (options, message) => {
+    const emulator = await startServiceBusEmulator();
+    closeables.push(() => emulator.close());
+    const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [] });
+    closeables.push(() => dispatcher.close());
+    expect(() => createCloudHttpApi({ dispatcher, token: TOKEN, ...options })).toThrow(message);
+  });
+});
