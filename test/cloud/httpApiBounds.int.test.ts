@@ -3,12 +3,12 @@
  * its request (headers or body) a byte at a time is cut off by the configured timeouts. Real dispatcher and Service
  * Bus emulator; raw sockets for the slow clients.
  */
-import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatcher } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApiOptions } from '../../src/cloud/httpApi.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
+import { slowClient } from '../support/slowClient.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -28,25 +28,10 @@ async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: 
   return httpApi.listen();
 }
 
-/** Opens a socket, writes `head`, then one more byte of `dribble` every 50 ms; resolves with what came back once the server closes it. */
 function dribble(port: number, head: string, drip: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket: Socket = connect({ host: '127.0.0.1', port });
-    let received = '';
-    let next = 0;
-    const dripper = setInterval(() => {
-      if (next < drip.length && socket.writable) socket.write(drip[next++]!);
-    }, 50);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      clearInterval(dripper);
-      resolve(received);
-    });
-    socket.write(head);
-    closeables.push(async () => socket.destroy());
-  });
+  const client = slowClient(port, head, drip);
+  closeables.push(async () => client.destroy());
+  return client.closed;
 }
 
 describe('cloud HTTP API: bounds and timeouts', () => {
