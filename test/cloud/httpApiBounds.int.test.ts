@@ -5,7 +5,8 @@
  */
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDispatcher } from '../../src/cloud/dispatcher.js';
+import { createDispatcher, type Dispatcher } from '../../src/cloud/dispatcher.js';
+import type { JsonValue } from '../../src/core/json.js';
 import { createCloudHttpApi, type CloudHttpApiOptions } from '../../src/cloud/httpApi.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
 import { slowClient } from '../support/slowClient.js';
@@ -18,14 +19,14 @@ afterEach(async () => {
 const TOKEN = 'test-token-0123456789abcdef';
 const STORE = 'paris-1';
 
-async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: number }> {
+async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: number; dispatcher: Dispatcher }> {
   const emulator = await startServiceBusEmulator({ namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
   closeables.push(() => emulator.close());
   const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false }] });
   closeables.push(() => dispatcher.close());
   const httpApi = createCloudHttpApi({ dispatcher, token: TOKEN, ...options });
   closeables.push(() => httpApi.close());
-  return httpApi.listen();
+  return { ...(await httpApi.listen()), dispatcher };
 }
 
 function dribble(port: number, head: string, drip: string): Promise<string> {
@@ -45,6 +46,13 @@ describe('cloud HTTP API: bounds and timeouts', () => {
     const fine = await request(url, { method: 'POST', headers, body: JSON.stringify({ type: 'price.update', payload: { sku: 'A', price: 1 } }) });
     expect(fine.statusCode).toBe(200);
     expect(await fine.body.json()).toMatchObject({ channel: 'queue', outcome: 'queued' });
+  });
+
+  it('refuses a payload value nested 10,000 deep given to publish as OPERATION_INVALID, not a stack overflow', async () => {
+    const { dispatcher } = await api();
+    let payload: JsonValue = 0;
+    for (let level = 0; level < 10_000; level += 1) payload = [payload];
+    await expect(dispatcher.publish({ storeId: STORE, type: 'price.update', payload })).rejects.toMatchObject({ code: 'OPERATION_INVALID', field: 'payload' });
   });
 
   it('cuts a client that dribbles its request headers once headersTimeoutInMs has passed', async () => {
