@@ -31,7 +31,7 @@ async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: 
 
 function dribble(port: number, head: string, drip: string): Promise<string> {
   const client = slowClient(port, head, drip);
-  closeables.push(async () => client.destroy());
+  closeables.push(() => Promise.resolve(client.destroy()));
   return client.closed;
 }
 

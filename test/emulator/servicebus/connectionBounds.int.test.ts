@@ -5,7 +5,7 @@
  * splitting its large messages into frames of the advertised size.
  */
 import { connect, type Socket } from 'node:net';
-import rhea from 'rhea';
+import rhea, { type EventContext } from 'rhea';
 import { describe, expect, it } from 'vitest';
 import { client, emulator, onCleanup, queues } from './harness.js';
 
@@ -24,7 +24,7 @@ function frameHeader(size: number, type = 0): Buffer {
 /** Connects, writes `bytes`, and resolves with what the emulator sent back once it has closed the socket. */
 function closedAfter(port: number, bytes: Buffer): { socket: Socket; closed: Promise<Buffer> } {
   const socket = connect(port, '127.0.0.1');
-  onCleanup(async () => socket.destroy());
+  onCleanup(() => Promise.resolve(socket.destroy()));
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
   socket.on('error', () => undefined);
@@ -56,11 +56,11 @@ describe('service bus emulator: connection bounds', () => {
     const sb = await emulator({ authenticationTimeoutInMs: 300 });
     const container = rhea.create_container();
     const connection = container.connect({ host: '127.0.0.1', port: sb.port, reconnect: false });
-    onCleanup(async () => connection.close());
+    onCleanup(() => Promise.resolve(connection.close()));
     const opened = new Promise<void>((resolve) => connection.once('connection_open', () => resolve()));
     const closedWith = new Promise<unknown>((resolve) => {
-      connection.once('connection_close', (context) => resolve(context.connection.get_error()));
-      connection.once('disconnected', (context) => resolve(context.error ?? context.connection.get_error()));
+      connection.once('connection_close', (context: EventContext) => resolve(context.connection.get_error()));
+      connection.once('disconnected', (context: EventContext) => resolve(context.error ?? context.connection.get_error()));
     });
     await opened;
     expect(await closedWith).toMatchObject({ condition: 'amqp:unauthorized-access', description: expect.stringContaining('300 ms') });
