@@ -15,7 +15,7 @@ import { BrokerError, type Consumer, type MessageStore, type SendEntity, type Se
 import { handleManagementRequest, type ManagementContext } from './management.js';
 import { InvalidMessageError, encodeForDelivery, parseIncoming, type IncomingMessage, type StoredMessage } from './message.js';
 import { FrameGuard } from './frameGuard.js';
-import type { AccessRight, ConnectionLimits, SharedAccessPolicy } from './options.js';
+import { DEFAULT_MAX_MESSAGE_SIZE, type AccessRight, type ConnectionLimits, type SharedAccessPolicy } from './options.js';
 import { decodeMessage, rheaTypes, type RheaDeliveryView, type RheaLinkView, type RheaSessionView } from './rheaTypes.js';
 
 interface Outcome {
@@ -286,9 +286,27 @@ export class AmqpServer {
   private onSessionOpen(session: Session): void {
     const view = session as unknown as RheaSessionView;
     const original = view.on_transfer.bind(session);
+    // Bytes so far of each link's transfer still arriving in several frames (`more`): rhea would gather them without
+    // end. Past twice the link's max message size (which the SDK checks before sending) the connection is closed.
+    const gathering = new Map<number, number>();
     view.on_transfer = (frame) => {
       const performative = frame.performative;
       if (performative.message_format === 0) performative.message_format = RAW_FORMAT_ZERO;
+      const handle = performative.handle ?? 0;
+      const size = (gathering.get(handle) ?? 0) + (frame.payload?.length ?? 0);
+      if (performative.more === true) {
+        const link = view.remote.handles[handle] as RheaLinkView | undefined;
+        const advertised = link?.local.attach.max_message_size;
+        const limit = 2 * (typeof advertised === 'number' ? advertised : DEFAULT_MAX_MESSAGE_SIZE);
+        if (size > limit) {
+          gathering.delete(handle);
+          session.connection.close(errorOf('amqp:link:message-size-exceeded', `A transfer grew past ${limit} bytes, twice the link's max-message-size.`));
+          return;
+        }
+        gathering.set(handle, size);
+      } else {
+        gathering.delete(handle);
+      }
       original(frame);
     };
   }

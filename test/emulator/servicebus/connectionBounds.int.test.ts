@@ -7,6 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import rhea, { type EventContext } from 'rhea';
 import { describe, expect, it } from 'vitest';
+import { createSasToken } from '../../../src/core/sas.js';
 import { client, emulator, onCleanup, queues } from './harness.js';
 
 const AMQP_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0x00, 0x01, 0x00, 0x00]);
@@ -76,6 +77,36 @@ describe('service bus emulator: connection bounds', () => {
     const [message] = await sdk.createReceiver('q1', { receiveMode: 'receiveAndDelete' }).receiveMessages(1, { maxWaitTimeInMs: 5_000 });
     expect(message?.body).toBe(body);
     expect(sb.activeConnections).toBe(1);
+  });
+
+  it('closes an authenticated connection whose transfer, split into frames, grows past twice the link\'s max message size', async () => {
+    const sb = await emulator({ namespaces: queues('q1') });
+    const container = rhea.create_container();
+    const connection = container.connect({ host: '127.0.0.1', port: sb.port, reconnect: false, username: 'RootManageSharedAccessKey' });
+    onCleanup(() => Promise.resolve(connection.close()));
+    const closedWith = new Promise<unknown>((resolve) => {
+      connection.once('connection_close', (context: EventContext) => resolve(context.connection.get_error()));
+      connection.once('disconnected', (context: EventContext) => resolve(context.error ?? context.connection.get_error()));
+    });
+    // Authenticate as the SDK does: a put-token on $cbs, answered on a reply link.
+    const replies = connection.open_receiver({ source: { address: '$cbs' }, target: { address: 'cbs-replies' } });
+    const cbs = connection.open_sender({ target: { address: '$cbs' } });
+    await new Promise<void>((resolve) => cbs.once('sendable', () => resolve()));
+    const accepted = new Promise<unknown>((resolve) => replies.once('message', (context: EventContext) => resolve(context.message?.application_properties?.['status-code'])));
+    const audience = `sb://127.0.0.1:${sb.port}/q1`;
+    cbs.send({
+      message_id: 'token-1',
+      reply_to: 'cbs-replies',
+      application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience },
+      body: createSasToken({ resource: audience, keyName: 'RootManageSharedAccessKey', key: 'SAS_KEY_VALUE', timeToLiveInMs: 60_000 }),
+    });
+    expect(await accepted).toBe(202);
+    const sender = connection.open_sender({ target: { address: 'q1' } });
+    await new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+    // rhea splits it into frames of the advertised 64 KiB; the SDK would have refused it for the link's 256 KiB.
+    sender.send({ body: 'x'.repeat(1024 * 1024) });
+    expect(await closedWith).toMatchObject({ condition: 'amqp:link:message-size-exceeded' });
+    expect(sb.messageCounts()['q1'] ?? 0).toBe(0);
   });
 
   it.each([
