@@ -18,7 +18,7 @@ import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
 import { createBearerCheck, type BearerCheck } from './http/bearerAuth.js';
-import { createErrorHandler } from './http/errors.js';
+import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { eventsRoutes } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
 import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
@@ -152,6 +152,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       requestTimeout,
       connectionTimeout,
       keepAliveTimeout,
+      clientErrorHandler: createClientErrorHandler(this.#logger),
       // close() drops the connections itself, once the requests under way have their answers.
       forceCloseConnections: false,
       // A request on a connection still open while closing gets the API's answer, not fastify's own 503 body.

@@ -59,6 +59,8 @@ describe('cloud HTTP API: bounds and timeouts', () => {
     const { port } = await api({ headersTimeoutInMs: 300, requestTimeoutInMs: 60_000 });
     const answer = await dribble(port, 'GET /stores HTTP/1.1\r\nHost: 127.0.0.1\r\n', `authorization: Bearer ${TOKEN}${'x'.repeat(10_000)}`);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    // The API's own error shape, with a stable code.
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'REQUEST_TIMEOUT', message: expect.stringContaining('headers') } });
   });
 
   it('cuts a client that dribbles its request body once requestTimeoutInMs has passed', async () => {
@@ -66,6 +68,14 @@ describe('cloud HTTP API: bounds and timeouts', () => {
     const head = `POST /stores/${STORE}/operations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n`;
     const answer = await dribble(port, head, ' '.repeat(10_000));
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'REQUEST_TIMEOUT' } });
+  });
+
+  it('answers malformed HTTP with 400 OPERATION_INVALID in the API\'s error shape', async () => {
+    const { port } = await api();
+    const answer = await dribble(port, 'THIS IS NOT HTTP\r\n\r\n', '');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'OPERATION_INVALID' } });
   });
 
   it('closes an idle connection that never sends a byte once connectionTimeoutInMs has passed', async () => {
