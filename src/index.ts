@@ -1,11 +1,12 @@
 /** storelink's public library surface. Everything not exported here is internal and may change. */
 export { STORELINK_ERROR_CODES, StorelinkError, isStorelinkError, withOperationId } from './core/errors.js';
 export type { StorelinkErrorCode, StorelinkErrorOptions } from './core/errors.js';
-export { findNonJson } from './core/json.js';
+export { MAX_JSON_DEPTH, findNonJson } from './core/json.js';
 export type { JsonValue } from './core/json.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
   LATENCIES,
+  MAX_OPERATION_BYTES,
   createOperation,
   createOperationSchema,
   isExpired,

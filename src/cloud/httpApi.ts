@@ -19,7 +19,7 @@ import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
 import { createBearerCheck, type BearerCheck } from './http/bearerAuth.js';
-import { createErrorHandler } from './http/errors.js';
+import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
 import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
@@ -36,15 +36,22 @@ export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
 export const DEFAULT_MAX_BODY_BYTES = 300 * 1024;
 export const DEFAULT_HEARTBEAT_INTERVAL_IN_MS = 15_000;
 export const MIN_TOKEN_LENGTH = 16;
-/** How long a client may take to send a whole request: 300 KiB need far less; a stalled upload is cut. */
-const REQUEST_TIMEOUT_IN_MS = 30_000;
+/** How long a client may take to send its request headers: a real client sends them in one packet. */
+export const DEFAULT_HEADERS_TIMEOUT_IN_MS = 10_000;
+/** How long a client may take to send a whole request, body included: 300 KiB need far less; a stalled upload is cut. */
+export const DEFAULT_REQUEST_TIMEOUT_IN_MS = 30_000;
 /**
  * How long a connection may stay silent. Longer than the slowest answer (a relay call of up to 60 s that falls back
  * to a 60 s wait for the queue's reply), and than twice the event streams' heartbeat.
  */
-const CONNECTION_TIMEOUT_IN_MS = 300_000;
+export const DEFAULT_CONNECTION_TIMEOUT_IN_MS = 300_000;
 /** Node's own default, kept: clients such as undici drop their idle connections first (at 4 s). */
-const KEEP_ALIVE_TIMEOUT_IN_MS = 5_000;
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_IN_MS = 5_000;
+/**
+ * Node checks the headers and request timeouts of open connections on an interval (30 s by default), so a timeout
+ * is only as precise as that interval: check at least every second, and more often for shorter timeouts.
+ */
+const MAX_TIMEOUT_CHECK_INTERVAL_IN_MS = 1_000;
 /** fastify's default of 100 would answer a long store id with 414 before its schema could say what is wrong. */
 const MAX_PATH_PARAMETER_LENGTH = 2_048;
 
@@ -65,6 +72,20 @@ export interface CloudHttpApiOptions {
   eventReplayWindow?: number;
   /** The same window's bound in bytes (big replies make big events); default 4 MiB. */
   eventReplayMaxBytes?: number;
+  /** How long a client may take to send its request headers before it is answered 408 and cut; default 10 s. */
+  headersTimeoutInMs?: number;
+  /** How long a client may take to send a whole request, body included, before it is answered 408 and cut; default 30 s. */
+  requestTimeoutInMs?: number;
+  /** How long an idle keep-alive connection is kept after an answer; default 5 s. */
+  keepAliveTimeoutInMs?: number;
+  /** How long a connection may stay silent (nothing received or sent) before it is closed; default 300 s, at least twice the heartbeat. */
+  connectionTimeoutInMs?: number;
+}
+
+function positiveDuration(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`createCloudHttpApi: ${name} must be a positive whole number of ms, got ${value}`);
+  return value;
 }
 
 export interface CloudHttpApi extends AsyncDisposable {
@@ -110,6 +131,13 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     if (!Number.isFinite(heartbeatIntervalInMs) || heartbeatIntervalInMs <= 0) {
       throw new RangeError(`createCloudHttpApi: heartbeatIntervalInMs must be positive, got ${heartbeatIntervalInMs}`);
     }
+    const headersTimeout = positiveDuration('headersTimeoutInMs', options.headersTimeoutInMs, Math.min(DEFAULT_HEADERS_TIMEOUT_IN_MS, options.requestTimeoutInMs ?? Infinity));
+    const requestTimeout = positiveDuration('requestTimeoutInMs', options.requestTimeoutInMs, Math.max(DEFAULT_REQUEST_TIMEOUT_IN_MS, headersTimeout));
+    if (headersTimeout > requestTimeout) {
+      throw new RangeError(`createCloudHttpApi: headersTimeoutInMs (${headersTimeout}) must be at most requestTimeoutInMs (${requestTimeout}): the headers are part of the request`);
+    }
+    const keepAliveTimeout = positiveDuration('keepAliveTimeoutInMs', options.keepAliveTimeoutInMs, DEFAULT_KEEP_ALIVE_TIMEOUT_IN_MS);
+    const connectionTimeout = positiveDuration('connectionTimeoutInMs', options.connectionTimeoutInMs, Math.max(DEFAULT_CONNECTION_TIMEOUT_IN_MS, 2 * heartbeatIntervalInMs));
     const dispatcher = options.dispatcher;
     this.#dispatcher = dispatcher;
     this.#host = options.host ?? '127.0.0.1';
@@ -133,9 +161,17 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     const app = fastify({
       logger: false,
       bodyLimit: maxBodyBytes,
-      requestTimeout: REQUEST_TIMEOUT_IN_MS,
-      connectionTimeout: Math.max(CONNECTION_TIMEOUT_IN_MS, 2 * heartbeatIntervalInMs),
-      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_IN_MS,
+      // A slow client (slowloris) is cut by these: headers and request timeouts are checked on Node's interval;
+      // the connection timeout is the socket's idle timer, which a client dribbling a byte at a time keeps resetting.
+      http: {
+        headersTimeout,
+        requestTimeout,
+        connectionsCheckingInterval: Math.min(MAX_TIMEOUT_CHECK_INTERVAL_IN_MS, Math.ceil(headersTimeout / 4)),
+      },
+      requestTimeout,
+      connectionTimeout,
+      keepAliveTimeout,
+      clientErrorHandler: createClientErrorHandler(this.#logger),
       // close() drops the connections itself, once the requests under way have their answers.
       forceCloseConnections: false,
       // A request on a connection still open while closing gets the API's answer, not fastify's own 503 body.

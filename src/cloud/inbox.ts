@@ -4,9 +4,9 @@
  * message that is not a storelink store message is dead-lettered; one from an unknown store is dropped with a warning.
  */
 import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
-import type { JsonValue } from '../core/json.js';
+import { MAX_JSON_DEPTH, valueNestsDeeperThan, type JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
-import { announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
+import { MAX_STORE_MESSAGE_BYTES, announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
 import type { ReplyBody } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
@@ -31,9 +31,30 @@ export interface InboxParts {
   logger: Logger;
 }
 
+/** Why a message body is out of bounds for a store message (too deep, too large), or undefined. */
+function boundsProblem(body: unknown): string | undefined {
+  if (valueNestsDeeperThan(body, MAX_JSON_DEPTH)) return `the inbox message nests deeper than ${MAX_JSON_DEPTH} levels`;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(body);
+  } catch {
+    return 'the inbox message cannot be serialized as JSON';
+  }
+  const bytes = Buffer.byteLength(text ?? '', 'utf8');
+  if (bytes > MAX_STORE_MESSAGE_BYTES) return `the inbox message is ${bytes} bytes of JSON; a store message may be ${MAX_STORE_MESSAGE_BYTES}`;
+  return undefined;
+}
+
 export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery) => Promise<void> {
   const { replies, cache, links, logger } = parts;
   return async (delivery) => {
+    // Bounds first, before any schema walks the body: too deep is refused at the cost of MAX_JSON_DEPTH levels, and
+    // only then is it safe to serialize it to measure it.
+    const bounds = boundsProblem(delivery.message.body);
+    if (bounds !== undefined) {
+      await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: bounds });
+      return;
+    }
     const message = parseStoreMessage(delivery.message.body);
     if (message === undefined) {
       await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the cloud inbox message is not a storelink outbox event' });

@@ -124,6 +124,8 @@ export const STORELINK_ERROR_CODES = {
   // The cloud HTTP API's own answers.
   /** A request to the cloud HTTP API carried no bearer token, or not the configured one. */
   API_UNAUTHORIZED: { retryable: false, cloudHttpStatus: 401 },
+  /** A client took longer than the cloud HTTP API's headers or request timeout to send its request (408; the connection is closed). */
+  REQUEST_TIMEOUT: { retryable: true, cloudHttpStatus: 408 },
   /** Something failed that storelink does not anticipate (a bug); the message says what, the log says more. */
   UNEXPECTED_FAILURE: { retryable: true, cloudHttpStatus: 500 },
 } as const satisfies Record<string, ErrorCodeFacts>;

@@ -6,12 +6,33 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { StorelinkError } from './errors.js';
 import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
-import { findNonJson, jsonValueSchema, type JsonValue } from './json.js';
+import { MAX_JSON_DEPTH, findNonJson, valueNestsDeeperThan, type JsonValue } from './json.js';
 import { describeIssue, timestampSchema } from './validation.js';
 
 export type { JsonValue } from './json.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
+/**
+ * The largest operation envelope as UTF-8 JSON, where a boundary reads one whole (the store's relay listener): a
+ * payload of the default limit and room for the rest. A queue message is bounded by Service Bus already.
+ */
+export const MAX_OPERATION_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + 16 * 1024;
+/** How deep a payload may nest: the envelope holding it is the first level of MAX_JSON_DEPTH. */
+export const MAX_PAYLOAD_DEPTH = MAX_JSON_DEPTH - 1;
+
+function tooDeep(): string {
+  return `nests deeper than ${MAX_JSON_DEPTH} levels (the envelope is the first; a payload may nest ${MAX_PAYLOAD_DEPTH})`;
+}
+
+/** A payload: bounded in depth first, so nothing after this check (findNonJson, JSON.stringify) meets a deep value. */
+const payloadSchema = z.custom<JsonValue>().check((context) => {
+  if (valueNestsDeeperThan(context.value, MAX_PAYLOAD_DEPTH)) {
+    context.issues.push({ code: 'custom', message: tooDeep(), input: undefined });
+    return;
+  }
+  const problem = findNonJson(context.value);
+  if (problem !== undefined) context.issues.push({ code: 'custom', message: problem.message, path: problem.path, input: undefined });
+});
 
 export const LATENCIES = ['async', 'realtime'] as const;
 export type Latency = (typeof LATENCIES)[number];
@@ -32,7 +53,7 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       id: z.uuid({ message: 'must be a UUID' }),
       storeId: storeIdSchema,
       type: operationTypeSchema,
-      payload: jsonValueSchema,
+      payload: payloadSchema,
       latency: latencySchema,
       createdAt: timestampSchema,
       expiresAt: timestampSchema,
@@ -40,7 +61,7 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
     })
     .superRefine((operation, context) => {
-      if (findNonJson(operation.payload) !== undefined) return;
+      if (valueNestsDeeperThan(operation.payload, MAX_PAYLOAD_DEPTH) || findNonJson(operation.payload) !== undefined) return;
       const bytes = Buffer.byteLength(JSON.stringify(operation.payload), 'utf8');
       if (bytes > maxPayloadBytes) {
         context.addIssue({
@@ -77,6 +98,11 @@ export type ParseResult<T> = { success: true; data: T } | { success: false; erro
  * name the first failing field.
  */
 export function parseOperation(value: unknown, options: OperationSchemaOptions = {}): ParseResult<Operation> {
+  // Before zod: a deep payload is refused at the cost of MAX_JSON_DEPTH levels, whatever its real depth.
+  const payload = typeof value === 'object' && value !== null ? (value as { payload?: unknown }).payload : undefined;
+  if (valueNestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) {
+    return { success: false, error: new StorelinkError('OPERATION_INVALID', `Invalid operation: payload: ${tooDeep()}`, { field: 'payload' }) };
+  }
   const schema = options.maxPayloadBytes === undefined ? defaultOperationSchema : createOperationSchema(options);
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return { success: true, data: result.data };

@@ -1,7 +1,7 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import type { Delivery, KnownStore, LinkView, OperationOutcome } from '../../src/cloud/dispatcher.js';
-import { nestsDeeperThan } from '../../src/cloud/http/jsonBody.js';
+import { nestsDeeperThan } from '../../src/core/json.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
 import { StorelinkError, cloudHttpStatusOf, type StorelinkErrorCode } from '../../src/core/errors.js';

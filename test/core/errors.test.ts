@@ -116,6 +116,7 @@ const EXPECTED: Row[] = [
   ['NO_CACHED_REPLY',            true,  U,             U,    false, false, 503,  false],
   ['ABORTED',                    false, U,             U,    false, false, 503,  false],
   ['API_UNAUTHORIZED',           false, U,             U,    false, false, 401,  false],
+  ['REQUEST_TIMEOUT',            true,  U,             U,    false, false, 408,  false],
   ['UNEXPECTED_FAILURE',         true,  U,             U,    false, false, 500,  false],
 ];
 

@@ -26,9 +26,9 @@ import {
 import { parseConnectionString, relayListenUrl, relayTokenAudience } from '../../core/connectionString.js';
 import { withJitter } from '../../core/backoff.js';
 import { StorelinkError, isStorelinkError, storeHttpStatusOf } from '../../core/errors.js';
-import type { JsonValue } from '../../core/json.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan, type JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, parseOperation, type Operation } from '../../core/operation.js';
+import { MAX_OPERATION_BYTES, parseOperation, type Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
 import { STORE_ORIGIN_HEADER, relayRouteOf, type RelayErrorBody } from './relayProtocol.js';
 
@@ -44,7 +44,7 @@ export interface RelayListenerOptions {
   /** Operation types served on the relay; anything else answers 404 without reaching the executor. */
   expose: readonly string[];
   execute: ExecuteOperation;
-  /** The largest request body accepted; default 256 KiB of payload plus room for the envelope. */
+  /** The largest request body accepted; default MAX_OPERATION_BYTES (256 KiB of payload plus room for the envelope). */
   maxRequestBytes?: number;
   initialBackoffInMs?: number;
   maxBackoffInMs?: number;
@@ -81,7 +81,6 @@ export interface RelayListener {
 const WS_CONNECTING = 0;
 const WS_OPEN = 1;
 const WS_CLOSED = 3;
-const ENVELOPE_ALLOWANCE_BYTES = 16 * 1024;
 const CLOSE_HANDSHAKE_TIMEOUT_IN_MS = 1_000;
 
 function failureKindOf(message: string): ListenerFailureKind {
@@ -104,11 +103,18 @@ function statusOf(value: SnapshotFrom<typeof relayListenerMachine>['value']): Re
 class RequestTooLarge extends Error {}
 
 /**
- * Reads a whole request body. Events, not `for await`: hyco-https' request stream overrides `destroy()` with a
- * no-op, so it never emits 'close' and an async iterator over it never finishes.
+ * Reads a whole request body, refusing it as soon as it grows past `limit` (or declares more): from then on the
+ * chunks still arriving are dropped, never kept. Events, not `for await`: hyco-https' request stream overrides
+ * `destroy()` with a no-op, so it never emits 'close' and an async iterator over it never finishes.
  */
 function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      request.resume();
+      reject(new RequestTooLarge());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     request.on('data', (chunk: Buffer | string) => {
@@ -116,6 +122,8 @@ function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
       size += buffer.length;
       if (size > limit) {
         request.removeAllListeners('data');
+        // Still flowing, with nobody listening: the rest is discarded as it comes.
+        request.resume();
         reject(new RequestTooLarge());
         return;
       }
@@ -240,13 +248,17 @@ class HycoRelayListener implements RelayListener {
     if (!this.#exposed.has(route.type)) {
       throw new StorelinkError('OPERATION_NOT_EXPOSED', `operation type "${route.type}" is not exposed on this store's relay`);
     }
-    const limit = this.#options.maxRequestBytes ?? DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_ALLOWANCE_BYTES;
+    const limit = this.#options.maxRequestBytes ?? MAX_OPERATION_BYTES;
     let text: string;
     try {
       text = (await readBody(request, limit)).toString('utf8');
     } catch (error) {
       if (error instanceof RequestTooLarge) throw new StorelinkError('PAYLOAD_TOO_LARGE', `the request body exceeds ${limit} bytes`);
       throw error;
+    }
+    // Before JSON.parse: a deep text costs one scan, not a deep object graph (parseOperation would refuse it after).
+    if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+      throw new StorelinkError('OPERATION_INVALID', `Invalid operation: the request body nests deeper than ${MAX_JSON_DEPTH} levels`);
     }
     let document: unknown;
     try {

@@ -4,6 +4,8 @@
  * API's codes here, so a client only ever sees storelink codes.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { StorelinkError, cloudHttpStatusOf, isStorelinkError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../core/operation.js';
@@ -87,4 +89,35 @@ export function allowOnly(app: FastifyInstance, url: string, allowed: readonly H
     },
     handler: () => undefined,
   });
+}
+
+/**
+ * Answers what Node refuses before fastify sees a request (a client too slow with its headers or body, malformed
+ * HTTP, headers too large) in the API's error shape, then closes the connection: fastify's own answer has another shape.
+ */
+export function createClientErrorHandler(logger: Logger) {
+  return (error: Error & { code?: string }, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    let status: number;
+    let failure: StorelinkError;
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      failure = new StorelinkError('REQUEST_TIMEOUT', 'the request headers or body did not arrive in time; the connection is closed');
+    } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      failure = new StorelinkError('OPERATION_INVALID', 'the request headers are too large');
+    } else {
+      status = 400;
+      failure = new StorelinkError('OPERATION_INVALID', 'the request is not valid HTTP/1.1');
+    }
+    logger.debug({ code: failure.code, cause: error.code }, 'connection refused');
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify({ error: { code: failure.code, message: failure.message } });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
 }

@@ -4,9 +4,7 @@
  * still a stack overflow in whoever walks it next).
  */
 import { StorelinkError } from '../../core/errors.js';
-
-/** An operation request is an object holding a payload: 64 levels leave a payload 62 of its own. */
-export const MAX_JSON_DEPTH = 64;
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../core/json.js';
 
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
@@ -15,30 +13,9 @@ export function acceptsAsJson(contentType: string | undefined): boolean {
   return contentType === undefined || JSON_MEDIA_TYPE.test(contentType);
 }
 
-/** Whether brackets outside strings open more than `maxDepth` levels at some point; one pass, no allocation. */
-export function nestsDeeperThan(text: string, maxDepth: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let index = 0; index < text.length; index += 1) {
-    const character = text.charCodeAt(index);
-    if (inString) {
-      if (character === 0x5c /* \ */) index += 1;
-      else if (character === 0x22 /* " */) inString = false;
-    } else if (character === 0x22) {
-      inString = true;
-    } else if (character === 0x7b /* { */ || character === 0x5b /* [ */) {
-      depth += 1;
-      if (depth > maxDepth) return true;
-    } else if (character === 0x7d /* } */ || character === 0x5d /* ] */) {
-      depth -= 1;
-    }
-  }
-  return false;
-}
-
 export function parseJsonBody(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
   if (text.trim() === '') throw emptyBody();
-  if (nestsDeeperThan(text, maxDepth)) throw new StorelinkError('OPERATION_INVALID', `the request body nests deeper than ${maxDepth} levels`);
+  if (nestsDeeperThan(text, maxDepth)) throw new StorelinkError('OPERATION_INVALID', `the request body nests deeper than ${maxDepth} levels (an operation's payload may nest ${maxDepth - 1})`);
   try {
     return JSON.parse(text);
   } catch (cause) {

@@ -65,6 +65,19 @@ export interface RelayEmulatorOptions {
   pingIntervalInMs?: number;
   /** Largest request or response body relayed; default 16 MiB, at most 100 MiB (hyco-https' message cap). */
   maxBodySizeInBytes?: number;
+  /**
+   * Time a client (sender, or listener opening a WebSocket) has to send its request headers before it is answered 408
+   * and cut; default 30 000. Cuts slow clients (slowloris) on both the HTTP and the WebSocket upgrade paths.
+   */
+  headersTimeoutInMs?: number;
+  /** Time a sender has to send its whole request, body included; default 60 000, as long as a listener has to answer. */
+  requestTimeoutInMs?: number;
+  /**
+   * Time an HTTP connection may stay silent before it is closed; default 120 000. A sender waits silently for its
+   * answer, so this must be longer than responseTimeoutInMs. WebSocket channels are not subject to it (pings keep
+   * them alive).
+   */
+  idleTimeoutInMs?: number;
   /** Also accept tokens whose audience lies below the hybrid connection (minted for a full request URL). Default true. */
   lenientAudience?: boolean;
   /** Aborting before the server listens rejects the start; aborting later closes the emulator. */
@@ -123,6 +136,9 @@ const optionsSchema = z
     clockSkewInMs: durationSchema(0).optional(),
     pingIntervalInMs: durationSchema(0).optional(),
     maxBodySizeInBytes: z.number().int().min(1).max(HARD_MAX_BODY).optional(),
+    headersTimeoutInMs: durationSchema(1).optional(),
+    requestTimeoutInMs: durationSchema(1).optional(),
+    idleTimeoutInMs: durationSchema(1).optional(),
     lenientAudience: z.boolean().optional(),
     abortSignal: z.instanceof(AbortSignal).optional(),
     logger: z.custom<(entry: RelayLogEntry) => void>((value) => typeof value === 'function', 'must be a function').optional(),
@@ -157,6 +173,9 @@ export interface ResolvedRelayEmulatorOptions {
   clockSkewInMs: number;
   pingIntervalInMs: number;
   maxBodySizeInBytes: number;
+  headersTimeoutInMs: number;
+  requestTimeoutInMs: number;
+  idleTimeoutInMs: number;
   lenientAudience: boolean;
   abortSignal: AbortSignal | undefined;
   logger: ((entry: RelayLogEntry) => void) | undefined;
@@ -218,6 +237,16 @@ export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): Reso
     value.sharedAccessPolicies ?? [{ keyName: DEVELOPMENT_KEY_NAME, primaryKey: DEVELOPMENT_KEY, rights: ['Manage'] }],
     'sharedAccessPolicies',
   );
+  const responseTimeoutInMs = value.responseTimeoutInMs ?? 60_000;
+  const requestTimeoutInMs = value.requestTimeoutInMs ?? Math.max(60_000, value.headersTimeoutInMs ?? 0);
+  const headersTimeoutInMs = value.headersTimeoutInMs ?? Math.min(30_000, requestTimeoutInMs);
+  if (headersTimeoutInMs > requestTimeoutInMs) {
+    throw new RangeError(`startRelayEmulator: option headersTimeoutInMs (${headersTimeoutInMs}) must be at most requestTimeoutInMs (${requestTimeoutInMs}): the headers are part of the request`);
+  }
+  const idleTimeoutInMs = value.idleTimeoutInMs ?? Math.max(120_000, responseTimeoutInMs + 60_000);
+  if (idleTimeoutInMs <= responseTimeoutInMs) {
+    throw new RangeError(`startRelayEmulator: option idleTimeoutInMs (${idleTimeoutInMs}) must be longer than responseTimeoutInMs (${responseTimeoutInMs}): a sender waits silently for its answer`);
+  }
   return {
     host: value.host ?? '127.0.0.1',
     port: value.port ?? 0,
@@ -225,13 +254,16 @@ export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): Reso
     hybridConnections,
     autoCreate: value.autoCreate ?? false,
     noListenerStatus: value.noListenerStatus ?? 404,
-    responseTimeoutInMs: value.responseTimeoutInMs ?? 60_000,
+    responseTimeoutInMs,
     rendezvousTimeoutInMs: value.rendezvousTimeoutInMs ?? 30_000,
     maxListenersPerConnection: value.maxListenersPerConnection ?? 25,
     tokenExpiryGraceInMs: value.tokenExpiryGraceInMs ?? 300_000,
     clockSkewInMs: value.clockSkewInMs ?? 0,
     pingIntervalInMs: value.pingIntervalInMs ?? 30_000,
     maxBodySizeInBytes: value.maxBodySizeInBytes ?? 16 * 1024 * 1024,
+    headersTimeoutInMs,
+    requestTimeoutInMs,
+    idleTimeoutInMs,
     lenientAudience: value.lenientAudience ?? true,
     abortSignal: value.abortSignal,
     logger: value.logger,

@@ -104,7 +104,15 @@ class RelayEmulatorServer implements RelayEmulator {
       log: (level, event, message, fields) => this.log(level, event, message, fields),
     };
     // Azure accepts larger headers than Node's 16 KiB default; this also makes the 32 KiB header rule reachable.
-    this.server = createServer({ maxHeaderSize: 64 * 1024 });
+    // Slow clients are cut: Node checks the headers and request timeouts on an interval (30 s unless told), so check
+    // at least every second; the idle timeout is the socket's own timer (a WebSocket sets its socket's to none).
+    this.server = createServer({
+      maxHeaderSize: 64 * 1024,
+      headersTimeout: options.headersTimeoutInMs,
+      requestTimeout: options.requestTimeoutInMs,
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(options.headersTimeoutInMs / 4)),
+    });
+    this.server.setTimeout(options.idleTimeoutInMs);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -126,8 +134,11 @@ class RelayEmulatorServer implements RelayEmulator {
       this.refuseUpgrade(socket, 405, RELAY_MESSAGES.methodNotAllowed, 'relay');
     });
     this.server.on('clientError', (error: Error, socket: Duplex) => {
-      this.log('debug', 'http.clientError', `malformed HTTP from a client: ${error.message}`);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      // A client too slow with its headers or body (headersTimeoutInMs, requestTimeoutInMs) is told so, as Node would.
+      const timedOut = (error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      this.log(timedOut ? 'info' : 'debug', timedOut ? 'http.requestTimeout' : 'http.clientError', `${timedOut ? 'a client was too slow' : 'malformed HTTP from a client'}: ${error.message}`);
+      const status = timedOut ? '408 Request Timeout' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       else socket.destroy();
     });
   }

@@ -14,7 +14,8 @@ import type { Broker} from './broker.js';
 import { BrokerError, type Consumer, type MessageStore, type SendEntity, type SettleOutcome } from './broker.js';
 import { handleManagementRequest, type ManagementContext } from './management.js';
 import { InvalidMessageError, encodeForDelivery, parseIncoming, type IncomingMessage, type StoredMessage } from './message.js';
-import type { AccessRight, SharedAccessPolicy } from './options.js';
+import { FrameGuard } from './frameGuard.js';
+import { DEFAULT_MAX_MESSAGE_SIZE, type AccessRight, type ConnectionLimits, type SharedAccessPolicy } from './options.js';
 import { decodeMessage, rheaTypes, type RheaDeliveryView, type RheaLinkView, type RheaSessionView } from './rheaTypes.js';
 
 interface Outcome {
@@ -53,6 +54,7 @@ export interface AmqpServerOptions {
   host: string;
   port: number;
   policies: readonly SharedAccessPolicy[];
+  limits: ConnectionLimits;
   /** The broker's own clock (`Broker.now`), never a second one. */
   now: () => number;
 }
@@ -81,6 +83,8 @@ export class AmqpServer {
   private readonly servers: Server[] = [];
   private readonly states = new Map<Connection, ConnectionState>();
   private readonly sockets = new Set<Socket>();
+  /** Each socket's frame guard; a connection's is found through its socket. */
+  private readonly guards = new WeakMap<Socket, FrameGuard>();
   private closing = false;
 
   constructor(
@@ -147,6 +151,8 @@ export class AmqpServer {
       // Ask clients to heartbeat (the SDK then sends an empty frame every 30 s) so that peers which vanished without
       // closing their socket are dropped after two silent minutes; rhea answers the client's own idle timeout.
       idle_time_out: 60_000,
+      // Advertised, and enforced by each connection's FrameGuard.
+      max_frame_size: this.options.limits.maxFrameSizeInBytes,
       receiver_options: { autoaccept: false, credit_window: 500 },
       sender_options: { autosettle: false, treat_modified_as_released: false },
     } as unknown as Parameters<typeof this.container.listen>[0]);
@@ -154,6 +160,7 @@ export class AmqpServer {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
       socket.on('error', () => undefined);
+      this.guard(socket);
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
@@ -165,6 +172,52 @@ export class AmqpServer {
     });
     this.servers.push(server);
     return (server.address() as AddressInfo).port;
+  }
+
+  /**
+   * Puts a FrameGuard between the socket and rhea (which has just attached its reader: this listener runs after
+   * rhea's own), and a deadline for authentication. A violation or a missed deadline ends the connection: with an
+   * AMQP close when the peer got as far as `open`, by closing the socket otherwise.
+   */
+  private guard(socket: Socket): void {
+    const { limits } = this.options;
+    const readers = socket.listeners('data') as ((chunk: Buffer) => void)[];
+    socket.removeAllListeners('data');
+    const end = (condition: string, description: string): void => {
+      clearTimeout(deadline);
+      const connection = this.connectionOn(socket);
+      if (connection !== undefined && !connection.is_closed()) {
+        try {
+          connection.close(errorOf(condition, description));
+        } catch {
+          // the socket may already be gone
+        }
+        // rhea writes the close frame on the next tick: end the socket after it.
+        setImmediate(() => socket.end());
+      } else {
+        socket.end();
+      }
+      // A peer that does not close its side in time loses the socket anyway.
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    };
+    const guard = new FrameGuard(limits, (reason) => end('amqp:connection:framing-error', `Connection closed: ${reason}.`));
+    this.guards.set(socket, guard);
+    const deadline = setTimeout(() => {
+      if (!guard.authenticated) end('amqp:unauthorized-access', `No CBS token was accepted within ${limits.authenticationTimeoutInMs} ms of connecting.`);
+    }, limits.authenticationTimeoutInMs);
+    socket.once('close', () => clearTimeout(deadline));
+    socket.on('data', (chunk: Buffer) => {
+      if (!guard.admit(chunk)) return;
+      for (const read of readers) read(chunk);
+    });
+  }
+
+  /** The rhea connection open on a socket, if the peer got as far as `open`. */
+  private connectionOn(socket: Socket): Connection | undefined {
+    for (const connection of this.states.keys()) {
+      if ((connection as unknown as { socket?: Socket }).socket === socket) return connection;
+    }
+    return undefined;
   }
 
   get connectionCount(): number {
@@ -233,9 +286,27 @@ export class AmqpServer {
   private onSessionOpen(session: Session): void {
     const view = session as unknown as RheaSessionView;
     const original = view.on_transfer.bind(session);
+    // Bytes so far of each link's transfer still arriving in several frames (`more`): rhea would gather them without
+    // end. Past twice the link's max message size (which the SDK checks before sending) the connection is closed.
+    const gathering = new Map<number, number>();
     view.on_transfer = (frame) => {
       const performative = frame.performative;
       if (performative.message_format === 0) performative.message_format = RAW_FORMAT_ZERO;
+      const handle = performative.handle ?? 0;
+      const size = (gathering.get(handle) ?? 0) + (frame.payload?.length ?? 0);
+      if (performative.more === true) {
+        const link = view.remote.handles[handle] as RheaLinkView | undefined;
+        const advertised = link?.local.attach.max_message_size;
+        const limit = 2 * (typeof advertised === 'number' ? advertised : DEFAULT_MAX_MESSAGE_SIZE);
+        if (size > limit) {
+          gathering.delete(handle);
+          session.connection.close(errorOf('amqp:link:message-size-exceeded', `A transfer grew past ${limit} bytes, twice the link's max-message-size.`));
+          return;
+        }
+        gathering.set(handle, size);
+      } else {
+        gathering.delete(handle);
+      }
       original(frame);
     };
   }
@@ -421,6 +492,9 @@ export class AmqpServer {
       const state = this.state(context.connection);
       state.grants = state.grants.filter((grant) => grant.audience !== audience);
       state.grants.push({ audience, expiresAt: parsed.expiresOnInSeconds * 1000, rights: policy.rights });
+      // Authenticated: the connection may now send frames up to the advertised size, and has no deadline.
+      const socket = (context.connection as unknown as { socket?: Socket }).socket;
+      if (socket !== undefined) this.guards.get(socket)?.authenticate();
       respond(202, 'Accepted');
     } catch (error) {
       respond(401, `${sasFailurePrefixOf(error)}: ${(error as Error).message}`);

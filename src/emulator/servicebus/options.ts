@@ -82,6 +82,18 @@ export interface ServiceBusEmulatorOptions {
   syncWrites?: boolean;
   /** Start a new journal generation (snapshot + fresh log) once the log reaches this size; default 64 MiB. */
   compactJournalAfterBytes?: number;
+  /**
+   * The max-frame-size the emulator advertises in its `open`, and enforces: a larger frame closes the connection.
+   * Default 64 KiB (what Azure Service Bus is seen to advertise); the SDK splits larger messages into frames this size.
+   */
+  maxFrameSizeInBytes?: number;
+  /** The largest frame a connection may send before a CBS token is accepted; default 16 KiB (a token is a few hundred bytes). */
+  unauthenticatedMaxFrameSizeInBytes?: number;
+  /**
+   * A connection that has not had a CBS token accepted this long after it connected is closed (raw TCP that sends
+   * nothing included); default 60 000, as long as the SDK waits for any operation.
+   */
+  authenticationTimeoutInMs?: number;
   /** Closes the emulator when aborted. */
   abortSignal?: AbortSignal;
   /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. */
@@ -91,6 +103,50 @@ export interface ServiceBusEmulatorOptions {
 export const DEFAULT_KEY_NAME = 'RootManageSharedAccessKey';
 export const DEFAULT_KEY = 'SAS_KEY_VALUE';
 export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024;
+
+export const DEFAULT_MAX_FRAME_SIZE = 64 * 1024;
+export const DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE = 16 * 1024;
+export const DEFAULT_AUTHENTICATION_TIMEOUT_IN_MS = 60_000;
+/** AMQP's MIN-MAX-FRAME-SIZE: every peer must accept frames this large. */
+const MIN_MAX_FRAME_SIZE = 512;
+/** Above this, a frame size could be read as the `AMQP` of a protocol header. */
+const MAX_MAX_FRAME_SIZE = 64 * 1024 * 1024;
+
+export interface ConnectionLimits {
+  maxFrameSizeInBytes: number;
+  unauthenticatedMaxFrameSizeInBytes: number;
+  /** Everything a peer may send before it authenticates: enough for any handshake, far from a memory problem. */
+  unauthenticatedMaxBytes: number;
+  authenticationTimeoutInMs: number;
+}
+
+function frameSize(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) {
+    throw new RangeError(`${name} must be an integer from ${MIN_MAX_FRAME_SIZE} to ${MAX_MAX_FRAME_SIZE}, got ${value}`);
+  }
+  return value;
+}
+
+export function resolveConnectionLimits(options: ServiceBusEmulatorOptions): ConnectionLimits {
+  const maxFrameSizeInBytes = frameSize('maxFrameSizeInBytes', options.maxFrameSizeInBytes, DEFAULT_MAX_FRAME_SIZE);
+  const unauthenticatedMaxFrameSizeInBytes = frameSize(
+    'unauthenticatedMaxFrameSizeInBytes',
+    options.unauthenticatedMaxFrameSizeInBytes,
+    Math.min(DEFAULT_UNAUTHENTICATED_MAX_FRAME_SIZE, maxFrameSizeInBytes),
+  );
+  if (unauthenticatedMaxFrameSizeInBytes > maxFrameSizeInBytes) {
+    throw new RangeError(
+      `unauthenticatedMaxFrameSizeInBytes (${unauthenticatedMaxFrameSizeInBytes}) must be at most maxFrameSizeInBytes (${maxFrameSizeInBytes})`,
+    );
+  }
+  return {
+    maxFrameSizeInBytes,
+    unauthenticatedMaxFrameSizeInBytes,
+    unauthenticatedMaxBytes: 16 * unauthenticatedMaxFrameSizeInBytes,
+    authenticationTimeoutInMs: positive('authenticationTimeoutInMs', options.authenticationTimeoutInMs, DEFAULT_AUTHENTICATION_TIMEOUT_IN_MS),
+  };
+}
 
 export interface ResolvedEntityProperties {
   lockDurationInMs: number;

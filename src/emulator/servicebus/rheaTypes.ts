@@ -96,7 +96,8 @@ export interface RheaLinkView {
 
 export interface RheaSessionView {
   outgoing: { available(): number; next_delivery_id: number; next_pending_delivery: number };
-  on_transfer: (frame: { performative: { message_format?: number } }) => void;
+  on_transfer: (frame: { performative: { message_format?: number; handle?: number; more?: boolean }; payload?: Buffer }) => void;
+  remote: { handles: Record<number, unknown> };
 }
 
 export interface RheaDeliveryView {

@@ -2,7 +2,7 @@
 import { AmqpServer } from './amqpServer.js';
 import { Broker } from './broker.js';
 import { openFileJournal, type FileJournal } from './fileJournal.js';
-import { DEFAULT_KEY, DEFAULT_KEY_NAME, type ServiceBusEmulatorOptions, type SharedAccessPolicy } from './options.js';
+import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBusEmulatorOptions, type SharedAccessPolicy } from './options.js';
 
 export interface ServiceBusEmulator extends AsyncDisposable {
   readonly host: string;
@@ -39,6 +39,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   }
   const policies = options.sharedAccessPolicies ?? [{ keyName: DEFAULT_KEY_NAME, primaryKey: DEFAULT_KEY, rights: ['Manage', 'Listen', 'Send'] }];
   checkPolicies(policies);
+  const limits = resolveConnectionLimits(options);
   options.abortSignal?.throwIfAborted();
 
   const broker = Broker.fromOptions(options);
@@ -53,7 +54,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
       ...(compactAfterBytes === undefined ? {} : { compactAfterBytes }),
     });
   }
-  const server = new AmqpServer(broker, { host, port: requestedPort, policies, now: broker.now });
+  const server = new AmqpServer(broker, { host, port: requestedPort, policies, limits, now: broker.now });
   let port: number;
   try {
     port = await server.listen();
