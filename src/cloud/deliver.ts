@@ -17,6 +17,13 @@ import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
 import type { StoreSenders } from './storeSenders.js';
 
+/**
+ * How long a queued operation outlives its expiry in the queue. The store refuses it once expired either way; kept
+ * this much longer, it reaches a store that was away past the expiry, which then reports it expired to the cloud
+ * instead of Service Bus dropping it unseen. A store away for longer than this loses the report, not the guarantee.
+ */
+export const EXPIRED_REPORT_GRACE_IN_MS = 7 * 24 * 60 * 60 * 1000;
+
 export type DeliveryOutcome = 'delivered' | 'queued' | 'rejected' | 'served-cached' | 'failed';
 
 export interface Delivery {
@@ -82,7 +89,7 @@ export function createDeliver(parts: DeliverParts): Deliver {
           messageId: operation.id,
           body: queued,
           subject: operation.type,
-          timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - parts.now()),
+          timeToLiveInMs: Math.max(1_000, Date.parse(operation.expiresAt) - parts.now()) + EXPIRED_REPORT_GRACE_IN_MS,
           ...(queued.replyTo === undefined ? {} : { replyTo: queued.replyTo }),
           applicationProperties: { storeId: operation.storeId, type: operation.type, latency: operation.latency },
         },

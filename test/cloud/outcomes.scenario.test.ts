@@ -68,8 +68,9 @@ interface World {
   calls: Map<string, number>;
 }
 
-async function world(): Promise<World> {
+async function world(options: { now?: () => number } = {}): Promise<World> {
   const azure = await startEmulators({
+    ...(options.now === undefined ? {} : { now: options.now }),
     namespaces: [
       {
         queues: [
@@ -119,6 +120,7 @@ async function world(): Promise<World> {
     relay: { connectionString: azure.relayConnectionString() },
     policy: POLICY,
     stores: STORES,
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   closeables.push(() => cloud.close());
   await cloud.start();
@@ -219,6 +221,28 @@ describe('every operation has a known outcome, late ones too', () => {
       late: true,
     });
     expect(failed.failure!.message).toContain('expired');
+  });
+
+  it('an operation that expires in the queue while its store is away is still reported expired when the store is back', async () => {
+    // One clock for Service Bus, the cloud and the store, moved past the operation's expiry while the store is away.
+    let aheadInMs = 0;
+    const clock = () => Date.now() + aheadInMs;
+    const { cloud, agent } = await world({ now: clock });
+    const { agent: nice } = await agent('nice-3', { now: clock, start: false });
+    const delivery = await cloud.publish({ storeId: 'nice-3', type: 'quick.note', payload: { text: 'hello' }, timeToLiveInMs: MINUTE });
+    expect(delivery).toMatchObject({ channel: 'queue', outcome: 'queued' });
+    aheadInMs = 10 * MINUTE;
+    const outcome = outcomeOf(cloud, delivery.operationId);
+    const deadLettered = storeEvent(nice.events$, 'dead-lettered');
+    await nice.start();
+
+    expect(await deadLettered).toMatchObject({ operationId: delivery.operationId, reason: 'OPERATION_EXPIRED', reported: true });
+    expect(await outcome).toMatchObject({
+      operationId: delivery.operationId,
+      outcome: 'failed',
+      failure: { code: 'OPERATION_EXPIRED', executed: false },
+      late: true,
+    });
   });
 
   it('a 300 KiB result through the queue ends as a failed REPLY_TOO_LARGE delivery, and a later reply still arrives', async () => {
