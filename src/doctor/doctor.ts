@@ -241,7 +241,7 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
         run: (signal) => selfCall(relay, timeoutInMs, signal),
       });
     } finally {
-      await (listener as RelayListener | undefined)?.close();
+      await (listener)?.close();
     }
   }
   return checkup.report('store');

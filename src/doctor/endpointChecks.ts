@@ -59,7 +59,7 @@ function tcpAdvice(error: unknown, endpoint: Endpoint, proxy: ProxySettings | un
   if (code.startsWith('PROXY_')) return `ask the proxy's administrators to allow CONNECT to ${authorityOf(endpoint)}`;
   if (code === 'ECONNREFUSED') {
     return via
-      ? `nothing answers at the proxy ${proxyLabel(proxy!)}: check HTTPS_PROXY / proxy.url`
+      ? `nothing answers at the proxy ${proxyLabel(proxy)}: check HTTPS_PROXY / proxy.url`
       : `nothing listens on ${authorityOf(endpoint)}: check the host and port of the connection string and that the service runs`;
   }
   return `allow outbound TCP ${endpoint.port} to ${endpoint.host} in the firewall, or go through the corporate proxy (HTTPS_PROXY or "proxy" in the configuration)`;
@@ -77,8 +77,8 @@ export function endpointChecks(endpoint: Endpoint, context: NetworkContext): Che
       onTimeout: 'the DNS server does not answer: check the resolver configured on this machine',
       run: async () => {
         if (viaProxy) {
-          const addresses = await resolveHost(proxy!.url.hostname);
-          return pass(`${endpoint.host} is resolved by the proxy; the proxy ${proxy!.url.hostname} → ${addresses.join(', ')}`);
+          const addresses = await resolveHost(proxy.url.hostname);
+          return pass(`${endpoint.host} is resolved by the proxy; the proxy ${proxy.url.hostname} → ${addresses.join(', ')}`);
         }
         try {
           const addresses = await resolveHost(endpoint.host);
@@ -97,9 +97,9 @@ export function endpointChecks(endpoint: Endpoint, context: NetworkContext): Che
         try {
           const socket = await openConnection(endpoint, proxy, signal, ca);
           socket.destroy();
-          return pass(viaProxy ? `connected through the proxy ${proxyLabel(proxy!)} (CONNECT ${authorityOf(endpoint)} → 200)` : `connected to ${authorityOf(endpoint)} directly (${endpoint.protocol})`);
+          return pass(viaProxy ? `connected through the proxy ${proxyLabel(proxy)} (CONNECT ${authorityOf(endpoint)} → 200)` : `connected to ${authorityOf(endpoint)} directly (${endpoint.protocol})`);
         } catch (error) {
-          return fail(`${authorityOf(endpoint)}${viaProxy ? ` through ${proxyLabel(proxy!)}` : ''}: ${(error as Error).message}`, tcpAdvice(error, endpoint, proxy));
+          return fail(`${authorityOf(endpoint)}${viaProxy ? ` through ${proxyLabel(proxy)}` : ''}: ${(error as Error).message}`, tcpAdvice(error, endpoint, proxy));
         }
       },
     },

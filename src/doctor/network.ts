@@ -73,7 +73,7 @@ export function usesProxy(proxy: ProxySettings | undefined, host: string, port: 
     if (entry === '*') return false;
     const [entryHost, entryPort] = entry.startsWith('[') ? [entry.slice(1, entry.indexOf(']')), entry.split(']:')[1]] : entry.split(':');
     if (entryPort !== undefined && Number(entryPort) !== port) continue;
-    const suffix = entryHost!.replace(/^\*?\./, '');
+    const suffix = entryHost.replace(/^\*?\./, '');
     if (name === suffix || name.endsWith(`.${suffix}`)) return false;
   }
   return true;
@@ -199,7 +199,7 @@ function startTls(socket: net.Socket, host: string, signal: AbortSignal, ca?: st
       secure.removeAllListeners('error');
       resolve(secure);
     });
-    secure.once('error', (error) => reject(new NetworkError(error.message, errorCodeOf(error))));
+    secure.once('error', (error: Error) => reject(new NetworkError(error.message, errorCodeOf(error))));
     return () => secure.destroy();
   });
 }
@@ -223,13 +223,13 @@ export function inspectCertificate(socket: net.Socket, host: string, signal: Abo
         authorized: secure.authorized,
         authorizationError: secure.authorizationError === null ? undefined : String(secure.authorizationError),
         hostMismatch: mismatch?.message,
-        subject: name(certificate.subject as unknown as Record<string, string>),
-        issuer: name(certificate.issuer as unknown as Record<string, string>),
+        subject: name(certificate.subject),
+        issuer: name(certificate.issuer),
         validTo: certificate.valid_to,
       });
       secure.destroy();
     });
-    secure.once('error', (error) => reject(new NetworkError(error.message, errorCodeOf(error))));
+    secure.once('error', (error: Error) => reject(new NetworkError(error.message, errorCodeOf(error))));
     return () => secure.destroy();
   });
 }

@@ -248,6 +248,25 @@ describe('storelink doctor (store)', () => {
     expect(tls.advice).toContain('tls.caFile');
   });
 
+  it('a silent endpoint (accepts TCP, never answers) does not hang: its checks run out of time, exit 1', async () => {
+    const emulators = await leastPrivilegeEmulators();
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((socket) => held.add(socket)).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    cleanups.push(() => new Promise((resolve) => {
+      for (const socket of held) socket.destroy();
+      silent.close(resolve);
+    }));
+    const { port } = silent.address() as net.AddressInfo;
+    const file = await writeConfig(storeConfig(connectionString(emulators.serviceBus.port, KEYS.store), connectionString(port, KEYS.storeRelay, 'localhost', false)));
+
+    const { code, report } = await doctor(['--config', file, '--json', '--timeout-in-ms', '300']);
+    expect(code).toBe(1);
+    expect(failedIds(report)).toEqual(['relay.tls', 'clock', 'relay.listen', 'relay.self-call']);
+    expect(row(report, 'relay.tls').detail).toBe('no answer within 300 ms');
+    expect(row(report, 'relay.listen').detail).toBe('no answer within 300 ms');
+  });
+
   it('a skewed clock: ✗ on the clock, exit 1', async () => {
     const emulators = await leastPrivilegeEmulators();
     const file = await writeConfig(healthyStore(emulators));
@@ -275,7 +294,7 @@ describe('storelink doctor (store)', () => {
     const file = await writeConfig(healthyStore(emulators));
     vi.stubEnv('HTTPS_PROXY', `http://127.0.0.1:${proxy.port}`);
     vi.stubEnv('NO_PROXY', '');
-    cleanups.push(async () => vi.unstubAllEnvs());
+    cleanups.push(() => Promise.resolve(vi.unstubAllEnvs()));
     const { code, report } = await doctor(['--config', file, '--json']);
     expect(failedIds(report)).toEqual([]);
     expect(code).toBe(0);
