@@ -61,10 +61,6 @@ async function networkContext(options: CommonOptions): Promise<NetworkContext> {
   return { proxy: proxyFrom(connectivity, env), ca: await trustedCas(connectivity, env), now: options.now ?? Date.now };
 }
 
-function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.host === b.host && a.port === b.port;
-}
-
 /** The endpoint the clock is read from: the relay's, else Service Bus over WebSockets (both answer HTTP). */
 function clockEndpoint(serviceBus: Endpoint, relay: Endpoint | undefined, transport: ServiceBusTransport): Endpoint | undefined {
   if (relay !== undefined) return relay;
@@ -154,9 +150,11 @@ async function selfCall(relay: { connectionString: string; hybridConnection: str
     );
   } catch (error) {
     if (!isStorelinkError(error)) throw error;
-    if (error.code === 'RELAY_UNAUTHORIZED' && /\(403\)/.test(error.message) && /Send/i.test(error.message)) {
+    // Azure and the emulator say which claim was missing; a genuine key without Send gets exactly that answer.
+    const refusedSend = /'?Send'? claim/i.test(error.message);
+    if (error.code === 'RELAY_UNAUTHORIZED' && refusedSend) {
       return pass(
-        `the relay refused the store's key as a sender (403, no Send claim), as it should: the relay's HTTPS side is reachable and knows the key; a call through to the listener needs a Send key, which \`storelink doctor --cloud\` makes`,
+        `the relay refused the store's key as a sender (${/\((\d{3})\)/.exec(error.message)?.[1] ?? '401/403'}, no Send claim), as it should: the relay's HTTPS side is reachable and knows the key; a call through to the listener needs a Send key, which \`storelink doctor --cloud\` makes`,
       );
     }
     if (error.code === 'RELAY_UNAUTHORIZED') return fail(`the relay refused the store's key as a sender: ${error.message}`, 'the key is not valid for this hybrid connection: check SharedAccessKeyName and SharedAccessKey');
@@ -182,7 +180,8 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
   const sbKey = sbConnection.keyName;
 
   for (const spec of endpointChecks(sbEndpoint, context)) await checkup.check(spec);
-  if (rlEndpoint !== undefined && !sameEndpoint(rlEndpoint, sbEndpoint)) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
+  // Both may share one host and port (Azure's 443, the emulators' TLS port): each channel's rows still run, as each channel connects.
+  if (rlEndpoint !== undefined) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
   await checkup.check(clockCheck(clockEndpoint(sbEndpoint, rlEndpoint, transport), context));
 
   await withProbe(options.serviceBus.connectionString, timeoutInMs, async (probe) => {
@@ -269,7 +268,8 @@ export async function runCloudDoctor(options: CloudDoctorOptions): Promise<Docto
   const sbKey = sbConnection.keyName;
 
   for (const spec of endpointChecks(sbEndpoint, context)) await checkup.check(spec);
-  if (rlEndpoint !== undefined && !sameEndpoint(rlEndpoint, sbEndpoint)) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
+  // Both may share one host and port (Azure's 443, the emulators' TLS port): each channel's rows still run, as each channel connects.
+  if (rlEndpoint !== undefined) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
   await checkup.check(clockCheck(clockEndpoint(sbEndpoint, rlEndpoint, transport), context));
 
   const queues = options.stores.map((store) => store.queue ?? defaultStoreEntityName(store.storeId));
