@@ -74,6 +74,13 @@ export const PARTS = [
     why: 'routes through the link chart and sees the channels through small interfaces; knows nothing of the store or the emulators',
   },
   {
+    name: 'doctor',
+    files: ['src/doctor/**'],
+    role: '`storelink doctor`: names, ports, TLS, clock and the rights of each key, tried through the channels',
+    uses: ['core', 'channel-servicebus', 'channel-relay'],
+    why: 'diagnoses connections the way the channels make them; the SDKs stay behind the channels (Service Bus probes in src/channels/servicebus/diagnostics.ts)',
+  },
+  {
     name: 'charts',
     files: ['src/charts/**'],
     role: 'chart tooling: model, Mermaid and SCXML renderers, loader, contract check',
@@ -112,7 +119,7 @@ export const PARTS = [
     name: 'cli',
     files: ['src/cli/**'],
     role: 'the `storelink` command',
-    uses: ['core', 'charts', 'cloud', 'store', 'channel-servicebus', 'emulator', 'demo', 'package-root'],
+    uses: ['core', 'charts', 'cloud', 'store', 'channel-servicebus', 'emulator', 'demo', 'doctor', 'package-root'],
     why: 'the composition root for the command line: it wires parts together and nothing imports it',
   },
   {

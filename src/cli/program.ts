@@ -14,6 +14,7 @@ import { isStorelinkError, isUsageErrorCode } from '../core/errors.js';
 import { storelinkPackage } from '../packageRoot.js';
 import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
+import { addDoctorCommand } from './doctorCommand.js';
 import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { addOutboxCommand } from './outboxCommand.js';
@@ -31,6 +32,8 @@ export interface CliIo {
   cwd: string;
   /** Ends long-running commands (`emulator`) as SIGINT/SIGTERM do; for embedding and tests. */
   stopSignal?: AbortSignal;
+  /** The clock `doctor` compares with the service's, in ms since the epoch (tests inject a skewed one). */
+  now?: () => number;
 }
 
 const CHART_FORMATS = ['mermaid', 'scxml', 'json'] as const;
@@ -97,6 +100,7 @@ function buildProgram(io: CliIo): Command {
   addDlqCommand(program, io);
   addOutboxCommand(program, io);
   addCloudCommand(program, io);
+  addDoctorCommand(program, io);
   return program;
 }
 
@@ -107,6 +111,7 @@ export async function runCli(argv: readonly string[], io: Partial<CliIo> = {}): 
     stderr: io.stderr ?? ((text) => process.stderr.write(text)),
     cwd: io.cwd ?? process.cwd(),
     ...(io.stopSignal === undefined ? {} : { stopSignal: io.stopSignal }),
+    ...(io.now === undefined ? {} : { now: io.now }),
   };
   const program = buildProgram(resolvedIo);
   try {

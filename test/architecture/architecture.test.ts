@@ -74,6 +74,9 @@ describe('arrows between parts', () => {
     // Chart tooling runs no link.
     ['charts', 'src/charts/virtual.ts', '../cloud/dispatcher.js'],
     ['charts', 'src/charts/virtual.ts', '../store/storeAgent.js'],
+    // The doctor tries connections through the channels; it knows nothing of the store, the cloud or the emulators.
+    ['doctor', 'src/doctor/virtual.ts', '../store/storeAgent.js'],
+    ['doctor', 'src/doctor/virtual.ts', '../emulator/index.js'],
     // Nothing imports a composition root.
     ['cloud', 'src/cloud/virtual.ts', '../cli/program.js'],
     ['demo', 'src/demo/virtual.ts', '../cli/program.js'],
@@ -159,6 +162,8 @@ describe('packages only some parts may import', () => {
     ['src/store/virtual.ts', 'xstate'],
     ['src/emulator/relay/virtual.ts', 'xstate'],
     ['src/core/virtual.ts', 'xstate'],
+    ['src/doctor/virtual.ts', '@azure/service-bus'],
+    ['src/doctor/virtual.ts', 'hyco-https'],
   ];
 
   it.each(forbidden)('%s may not import %s', async (filePath, source) => {
