@@ -1,0 +1,56 @@
+/**
+ * A real HTTP CONNECT proxy (proxy-chain) on 127.0.0.1 that counts what it tunnels, and can demand Basic credentials.
+ * Every tunnel it opens is recorded with its target, so a test can assert that a connection went through it.
+ */
+import { Server } from 'proxy-chain';
+
+export interface ProxyTunnel {
+  hostname: string;
+  port: number;
+  /** A CONNECT tunnel (true) or a plain forwarded HTTP request (false). */
+  connect: boolean;
+  username: string;
+}
+
+export interface CountingProxy {
+  readonly url: string;
+  readonly port: number;
+  /** Tunnels opened (after authentication), in order. */
+  readonly tunnels: readonly ProxyTunnel[];
+  /** Requests refused for missing or wrong credentials. */
+  readonly refused: number;
+  /** Tunnels to `port` on any host. */
+  tunnelsTo(port: number): ProxyTunnel[];
+  close(): Promise<void>;
+}
+
+export async function startCountingProxy(options: { credentials?: { username: string; password: string } } = {}): Promise<CountingProxy> {
+  const tunnels: ProxyTunnel[] = [];
+  let refused = 0;
+  const server = new Server({
+    host: '127.0.0.1',
+    port: 0,
+    prepareRequestFunction: ({ username, password, hostname, port, isHttp }) => {
+      const wanted = options.credentials;
+      if (wanted !== undefined && (username !== wanted.username || password !== wanted.password)) {
+        refused += 1;
+        return { requestAuthentication: true };
+      }
+      tunnels.push({ hostname, port, connect: !isHttp, username });
+      return {};
+    },
+  });
+  await server.listen();
+  return {
+    url: `http://127.0.0.1:${server.port}`,
+    port: server.port,
+    get tunnels() {
+      return tunnels;
+    },
+    get refused() {
+      return refused;
+    },
+    tunnelsTo: (port) => tunnels.filter((tunnel) => tunnel.port === port),
+    close: () => server.close(true),
+  };
+}
