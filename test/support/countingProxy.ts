@@ -24,15 +24,21 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(options: { credentials?: { username: string; password: string } } = {}): Promise<CountingProxy> {
+export interface ProxyCredentials {
+  username: string;
+  password: string;
+}
+
+/** `credentials`: the accepted username/password pairs; without it, anyone may tunnel. */
+export async function startCountingProxy(options: { credentials?: ProxyCredentials | readonly ProxyCredentials[] } = {}): Promise<CountingProxy> {
   const tunnels: ProxyTunnel[] = [];
   let refused = 0;
   const server = new Server({
     host: '127.0.0.1',
     port: 0,
     prepareRequestFunction: ({ username, password, hostname, port, isHttp }) => {
-      const wanted = options.credentials;
-      if (wanted !== undefined && (username !== wanted.username || password !== wanted.password)) {
+      const wanted = options.credentials === undefined ? undefined : [options.credentials].flat();
+      if (wanted !== undefined && !wanted.some((pair) => pair.username === username && pair.password === password)) {
         refused += 1;
         return { requestAuthentication: true };
       }

@@ -10,7 +10,7 @@ import { createRelaySender, type RelaySender, type RelaySenderOptions } from '..
 import { isStorelinkError, type StorelinkError } from '../../../src/core/errors.js';
 import { createOperation, type Operation } from '../../../src/core/operation.js';
 import { startRelayEmulator, type RelayEmulator } from '../../../src/emulator/relay/index.js';
-import { startCountingProxy, type CountingProxy } from '../../support/countingProxy.js';
+import { startCountingProxy, type CountingProxy, type ProxyCredentials } from '../../support/countingProxy.js';
 
 const HC = 'store-lille-1';
 const closeables: (() => Promise<void>)[] = [];
@@ -20,6 +20,7 @@ afterEach(async () => {
 });
 
 const CREDENTIALS = { username: 'store-lille', password: 'p@ss:w%rd' };
+const CLOUD_CREDENTIALS = { username: 'cloud', password: 'cloud-secret' };
 
 async function startRelay(): Promise<RelayEmulator> {
   const emulator = await startRelayEmulator({
@@ -33,7 +34,7 @@ async function startRelay(): Promise<RelayEmulator> {
   return emulator;
 }
 
-async function startProxy(credentials?: { username: string; password: string }): Promise<CountingProxy> {
+async function startProxy(credentials?: ProxyCredentials | ProxyCredentials[]): Promise<CountingProxy> {
   const proxy = await startCountingProxy(credentials === undefined ? {} : { credentials });
   closeables.push(() => proxy.close());
   return proxy;
@@ -93,26 +94,29 @@ afterEach(() => {
 describe('relay channel through an HTTPS (CONNECT) proxy', () => {
   it('carries the listener (control channel and rendezvous) and the sender through an authenticating proxy, operations both ways', async () => {
     const emulator = await startRelay();
-    const proxy = await startProxy(CREDENTIALS);
-    const viaProxy = { url: proxy.url, ...CREDENTIALS };
-    const listener = listen(emulator, { proxy: viaProxy });
+    // The store and the cloud use their own credentials, so the proxy tells their tunnels apart.
+    const proxy = await startProxy([CREDENTIALS, CLOUD_CREDENTIALS]);
+    const listener = listen(emulator, { proxy: { url: proxy.url, ...CREDENTIALS } });
     await reaches(listener, 'listening');
+    const storeTunnels = () => proxy.tunnels.filter((tunnel) => tunnel.username === CREDENTIALS.username);
     // The control channel is one tunnel to the relay's port.
-    expect(proxy.tunnelsTo(emulator.port)).toHaveLength(1);
+    expect(storeTunnels()).toHaveLength(1);
 
-    const relay = sender(emulator, { proxy: viaProxy });
+    const relay = sender(emulator, { proxy: { url: proxy.url, ...CLOUD_CREDENTIALS } });
     const small = query();
     await expect(relay.send(small, { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { sku: 'A-1' } } });
+    expect(storeTunnels()).toHaveLength(1);
     // Above 64 KiB the relay hands the request over a rendezvous WebSocket, which the listener opens: through the proxy too.
     const large = query({ sku: 'B-2', note: 'x'.repeat(100 * 1024) });
     await expect(relay.send(large, { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { echo: { sku: 'B-2' } } });
+    expect(storeTunnels()).toHaveLength(2);
 
     expect(executed.map((operation) => operation.id)).toEqual([small.id, large.id]);
-    const tunnels = proxy.tunnels;
-    // Control channel, the sender's kept-alive connection, the rendezvous socket: every one a CONNECT to the relay.
-    expect(tunnels.length).toBeGreaterThanOrEqual(3);
-    expect(tunnels.every((tunnel) => tunnel.connect && tunnel.hostname === '127.0.0.1' && tunnel.port === emulator.port)).toBe(true);
-    expect(tunnels.every((tunnel) => tunnel.username === CREDENTIALS.username)).toBe(true);
+    const cloudTunnels = proxy.tunnels.filter((tunnel) => tunnel.username === CLOUD_CREDENTIALS.username);
+    expect(cloudTunnels.length).toBeGreaterThanOrEqual(1);
+    expect(proxy.tunnels).toHaveLength(storeTunnels().length + cloudTunnels.length);
+    // Every one a CONNECT to the relay's address.
+    expect(proxy.tunnels.every((tunnel) => tunnel.connect && tunnel.hostname === '127.0.0.1' && tunnel.port === emulator.port)).toBe(true);
     expect(proxy.refused).toBe(0);
   });
 
