@@ -21,6 +21,8 @@ export interface CountingProxy {
   readonly refused: number;
   /** Tunnels to `port` on any host. */
   tunnelsTo(port: number): ProxyTunnel[];
+  /** Resolves with the first tunnel (already opened or still to come) that matches. */
+  tunnelWhere(match: (tunnel: ProxyTunnel) => boolean): Promise<ProxyTunnel>;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export interface ProxyCredentials {
 /** `credentials`: the accepted username/password pairs; without it, anyone may tunnel. */
 export async function startCountingProxy(options: { credentials?: ProxyCredentials | readonly ProxyCredentials[] } = {}): Promise<CountingProxy> {
   const tunnels: ProxyTunnel[] = [];
+  const waiting = new Set<{ match: (tunnel: ProxyTunnel) => boolean; resolve: (tunnel: ProxyTunnel) => void }>();
   let refused = 0;
   const server = new Server({
     host: '127.0.0.1',
@@ -42,7 +45,13 @@ export async function startCountingProxy(options: { credentials?: ProxyCredentia
         refused += 1;
         return { requestAuthentication: true };
       }
-      tunnels.push({ hostname, port, connect: !isHttp, username });
+      const tunnel = { hostname, port, connect: !isHttp, username };
+      tunnels.push(tunnel);
+      for (const waiter of waiting) {
+        if (!waiter.match(tunnel)) continue;
+        waiting.delete(waiter);
+        waiter.resolve(tunnel);
+      }
       return {};
     },
   });
@@ -57,6 +66,11 @@ export async function startCountingProxy(options: { credentials?: ProxyCredentia
       return refused;
     },
     tunnelsTo: (port) => tunnels.filter((tunnel) => tunnel.port === port),
+    tunnelWhere: (match) => {
+      const found = tunnels.find(match);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve) => waiting.add({ match, resolve }));
+    },
     close: () => server.close(true),
   };
 }
