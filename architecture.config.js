@@ -39,17 +39,23 @@ export const PARTS = [
     why: 'the wire contract everything else shares, so it depends on nothing and does no I/O (crypto signs and hashes)',
   },
   {
+    name: 'channel-network',
+    files: ['src/channels/network/**'],
+    role: 'what both channels share about the network: the HTTPS proxy (option or HTTPS_PROXY/NO_PROXY), the extra CA',
+    why: 'one reading of the proxy and trust settings for both channels, so the queue and the relay never disagree on a route',
+  },
+  {
     name: 'channel-servicebus',
     files: ['src/channels/servicebus/**'],
     role: 'queue sender and consumer, dead-letter tooling over @azure/service-bus',
-    uses: ['core'],
+    uses: ['core', 'channel-network'],
     why: 'the only place that knows the Service Bus SDK; its types do not leak out of src/channels',
   },
   {
     name: 'channel-relay',
     files: ['src/channels/relay/**'],
     role: 'relay HTTPS sender and hyco-https listener',
-    uses: ['core', 'machines'],
+    uses: ['core', 'machines', 'channel-network'],
     why: 'the only place that knows hyco-https; the listener runs its reconnect loop as machines/relayListener.machine.ts',
   },
   {

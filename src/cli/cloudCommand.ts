@@ -13,7 +13,17 @@ import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { untilStopped } from './untilStopped.js';
-import { readJsonConfig, resolveSecret } from './configFile.js';
+import {
+  endpointAddressSchema,
+  proxyConfigSchema,
+  readJsonConfig,
+  resolveProxyConfig,
+  resolveSecret,
+  resolveTlsTrustConfig,
+  tlsTrustConfigSchema,
+  transportSchema,
+} from './configFile.js';
+import { readTextFile } from './readTextFile.js';
 
 export const DEFAULT_CLOUD_HTTP_PORT = 8380;
 
@@ -23,8 +33,16 @@ const secretSchema = z.string().min(1, 'must not be empty');
 const cloudConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    serviceBus: z.strictObject({ connectionString: secretSchema, cloudInbox: entityNameSchema.optional() }),
+    serviceBus: z.strictObject({
+      connectionString: secretSchema,
+      cloudInbox: entityNameSchema.optional(),
+      /** Default amqp (TCP 5671); websockets for port 443 or a proxy. */
+      transport: transportSchema.optional(),
+      endpointAddress: endpointAddressSchema.optional(),
+    }),
     relay: z.strictObject({ connectionString: secretSchema }).optional(),
+    proxy: proxyConfigSchema.optional(),
+    tls: tlsTrustConfigSchema.optional(),
     /** A policy JSON file (relative to the configuration file), or the policy itself. */
     policy: z.union([z.string().min(1, 'must not be empty'), z.record(z.string(), z.unknown())]).optional(),
     /** A built-in chart name or a chart module path (relative to the configuration file). */
@@ -44,6 +62,8 @@ const cloudConfigSchema = z
       host: z.string().min(1, 'must not be empty').optional(),
       port: z.number().int('expected a port number').min(0, 'expected a port number from 0 to 65535').max(65535, 'expected a port number from 0 to 65535').optional(),
       token: secretSchema,
+      /** Serve HTTPS with this certificate (PEM, the chain after it) and key, relative to the configuration file. */
+      tls: z.strictObject({ certFile: z.string().min(1, 'must not be empty'), keyFile: z.string().min(1, 'must not be empty') }).optional(),
     }),
   })
   .superRefine((config, context) => {
@@ -59,15 +79,17 @@ const cloudConfigSchema = z
   });
 
 export interface CloudConfig {
-  serviceBus: { connectionString: string; cloudInbox?: string };
+  serviceBus: { connectionString: string; cloudInbox?: string; transport?: 'websockets' | 'amqp'; endpointAddress?: string };
   relay?: { connectionString: string };
+  proxy?: false | { url: string; username?: string; password?: string; noProxy?: string[] };
+  tls?: { caFile?: string };
   policy?: Policy;
   /** Resolved against the configuration file's folder unless a built-in name. */
   chart?: string;
   chartBaseDir: string;
   stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string }[];
   dataDir?: string;
-  http: { host: string; port: number; token: string };
+  http: { host: string; port: number; token: string; tls?: { cert: string; key: string } };
 }
 
 export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CloudConfig> {
@@ -77,23 +99,36 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
   if (token.length < MIN_TOKEN_LENGTH) {
     throw new StorelinkError('FILE_UNREADABLE', `${file}: http.token must be at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`, { field: 'http.token' });
   }
+  let serverTls: { cert: string; key: string } | undefined;
+  if (config.http.tls !== undefined) {
+    const [cert, key] = await Promise.all([readTextFile(path.resolve(base, config.http.tls.certFile)), readTextFile(path.resolve(base, config.http.tls.keyFile))]);
+    if (!cert.includes('-----BEGIN CERTIFICATE-----')) {
+      throw new StorelinkError('FILE_UNREADABLE', `${file}: http.tls.certFile ${config.http.tls.certFile} holds no PEM certificate`, { field: 'http.tls.certFile' });
+    }
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+      throw new StorelinkError('FILE_UNREADABLE', `${file}: http.tls.keyFile ${config.http.tls.keyFile} holds no PEM private key`, { field: 'http.tls.keyFile' });
+    }
+    serverTls = { cert, key };
+  }
   let policy: Policy | undefined;
   if (typeof config.policy === 'string') policy = await readPolicyFile(path.resolve(base, config.policy));
   else if (config.policy !== undefined) policy = parsePolicy(config.policy, { source: `${file}: policy` });
   return {
     serviceBus: { ...config.serviceBus, connectionString: resolveSecret(config.serviceBus.connectionString, 'serviceBus.connectionString', env) },
     ...(config.relay === undefined ? {} : { relay: { connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
+    ...(config.proxy === undefined ? {} : { proxy: resolveProxyConfig(config.proxy, env) }),
+    ...(config.tls === undefined ? {} : { tls: resolveTlsTrustConfig(config.tls, base) }),
     ...(policy === undefined ? {} : { policy }),
     ...(config.chart === undefined ? {} : { chart: config.chart }),
     chartBaseDir: base,
     stores: config.stores,
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
-    http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, token },
+    http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, token, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
 }
 
-function urlOf(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+function urlOf(host: string, port: number, secure: boolean): string {
+  return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 export function addCloudCommand(program: Command, io: CliIo): void {
@@ -118,17 +153,26 @@ export function addCloudCommand(program: Command, io: CliIo): void {
       const dispatcher = createDispatcher({
         serviceBus: config.serviceBus,
         ...(config.relay === undefined ? {} : { relay: config.relay }),
+        ...(config.proxy === undefined ? {} : { proxy: config.proxy }),
+        ...(config.tls === undefined ? {} : { tls: config.tls }),
         ...(config.policy === undefined ? {} : { policy: config.policy }),
         ...(chart === undefined ? {} : { chart: chart.machine }),
         stores: config.stores,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         logger,
       });
-      const api = createCloudHttpApi({ dispatcher, token: config.http.token, host: config.http.host, port: config.http.port, logger });
+      const api = createCloudHttpApi({
+        dispatcher,
+        token: config.http.token,
+        host: config.http.host,
+        port: config.http.port,
+        ...(config.http.tls === undefined ? {} : { tls: config.http.tls }),
+        logger,
+      });
       try {
         const { port } = await api.listen();
         const stores = config.stores.length;
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port)} (bearer token required); Ctrl+C to stop\n`);
+        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (bearer token required); Ctrl+C to stop\n`);
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();

@@ -1,5 +1,5 @@
 /** `storelink dlq list|show|resubmit --store ID`: a store queue's dead-letter queue, read and replayed. */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   createDeadLetterQueue,
   type DeadLetteredMessage,
@@ -18,6 +18,8 @@ export const CONNECTION_STRING_ENV = 'STORELINK_SERVICEBUS';
 interface CommonOptions {
   store: string;
   connectionString?: string;
+  transport?: 'websockets' | 'amqp';
+  caFile?: string;
   json?: boolean;
 }
 
@@ -31,6 +33,8 @@ function withCommonOptions(command: Command): Command {
   return command
     .requiredOption('--store <id>', 'the store whose queue (store-<id>) to use', storeId)
     .option('--connection-string <cs>', `Service Bus connection string (default: $${CONNECTION_STRING_ENV})`)
+    .addOption(new Option('--transport <transport>', 'AMQP over TCP 5671, or over WebSockets on 443 (needed behind an HTTPS_PROXY)').choices(['amqp', 'websockets']).default('amqp'))
+    .option('--ca-file <file>', 'an extra CA to trust (PEM; with --transport websockets)')
     .option('--json', 'print JSON instead of a table');
 }
 
@@ -44,9 +48,16 @@ function open(command: Command, options: CommonOptions): DeadLetterQueue {
     });
   }
   try {
-    return createDeadLetterQueue({ connectionString, queue: defaultStoreEntityName(options.store) });
+    return createDeadLetterQueue({
+      connectionString,
+      queue: defaultStoreEntityName(options.store),
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+      ...(options.caFile === undefined ? {} : { tls: { caFile: options.caFile } }),
+    });
   } catch (error) {
     if (isStorelinkError(error, 'CONNECTION_STRING_INVALID')) command.error(`storelink: ${error.message}`, { exitCode: 2, code: 'storelink.invalidConnectionString' });
+    // A proxy or CA the chosen transport cannot use: say which and what to change.
+    if (error instanceof TypeError) command.error(`storelink: ${error.message}`, { exitCode: 2, code: 'storelink.invalidNetworkOptions' });
     throw error;
   }
 }

@@ -8,7 +8,16 @@ import { loadStoreModule } from '../store/storeModule.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
-import { readJsonConfig, resolveSecret } from './configFile.js';
+import {
+  endpointAddressSchema,
+  proxyConfigSchema,
+  readJsonConfig,
+  resolveProxyConfig,
+  resolveSecret,
+  resolveTlsTrustConfig,
+  tlsTrustConfigSchema,
+  transportSchema,
+} from './configFile.js';
 
 /** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
 const secretSchema = z.string().min(1, 'must not be empty');
@@ -21,6 +30,9 @@ const storeConfigSchema = z.strictObject({
   dataDir: z.string().min(1, 'must not be empty'),
   serviceBus: z.strictObject({
     connectionString: secretSchema,
+    /** Default websockets (port 443); amqp for TCP 5671. */
+    transport: transportSchema.optional(),
+    endpointAddress: endpointAddressSchema.optional(),
     queue: entityNameSchema.optional(),
     cloudInbox: entityNameSchema.optional(),
     concurrency: z.number().int().min(1).max(64).optional(),
@@ -34,6 +46,16 @@ const storeConfigSchema = z.strictObject({
     maxDeliveryCount: z.number().int().min(1).max(2_000).optional(),
   }),
   relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
+  proxy: proxyConfigSchema.optional(),
+  tls: tlsTrustConfigSchema.optional(),
+}).superRefine((config, context) => {
+  if (config.serviceBus.transport === 'amqp' && config.proxy !== undefined && config.proxy !== false) {
+    context.addIssue({
+      code: 'custom',
+      path: ['proxy'],
+      message: "cannot apply to serviceBus.transport 'amqp': AMQP over TCP cannot go through an HTTPS proxy (use transport 'websockets')",
+    });
+  }
 });
 
 export type StoreConfig = z.infer<typeof storeConfigSchema>;
@@ -49,6 +71,8 @@ export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = pro
     ...(config.relay === undefined
       ? {}
       : { relay: { ...config.relay, connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
+    ...(config.proxy === undefined ? {} : { proxy: resolveProxyConfig(config.proxy, env) }),
+    ...(config.tls === undefined ? {} : { tls: resolveTlsTrustConfig(config.tls, base) }),
   };
 }
 
@@ -68,6 +92,8 @@ export function addStoreCommand(program: Command, io: CliIo): void {
         handlers: store.handlers,
         ...(config.relay === undefined ? {} : { expose: store.expose ?? [], relay: config.relay }),
         serviceBus: config.serviceBus,
+        ...(config.proxy === undefined ? {} : { proxy: config.proxy }),
+        ...(config.tls === undefined ? {} : { tls: config.tls }),
         dataDir: config.dataDir,
         logger,
       });

@@ -14,7 +14,14 @@ import { Subject, type Observable } from 'rxjs';
 import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import type { FetchFunction } from '../channels/relay/relaySender.js';
-import { createServiceBusConnection, type RetrySettings, type ServiceBusConnection } from '../channels/servicebus/serviceBusConnection.js';
+import {
+  createServiceBusConnection,
+  type ProxyOptions,
+  type RetrySettings,
+  type ServiceBusConnection,
+  type ServiceBusTransport,
+  type TlsTrustOptions,
+} from '../channels/servicebus/serviceBusConnection.js';
 import { StorelinkError, isStorelinkError, withOperationId } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf, type ProbeResult } from '../core/linkContract.js';
@@ -46,9 +53,24 @@ export interface KnownStore {
 }
 
 export interface DispatcherOptions {
-  serviceBus: { connectionString: string; cloudInbox?: string; retry?: Partial<RetrySettings> };
+  serviceBus: {
+    connectionString: string;
+    cloudInbox?: string;
+    retry?: Partial<RetrySettings>;
+    /** Default `amqp` (AMQP over TCP 5671); `websockets` for 443 only, or to go through a proxy. */
+    transport?: ServiceBusTransport;
+    /** Connect here instead of the connection string's host (the SDK's customEndpointAddress). */
+    endpointAddress?: string;
+  };
   /** Needed when any store is bi-directional: a key with Send on the stores' hybrid connections. */
   relay?: { connectionString: string; fetch?: FetchFunction };
+  /**
+   * The HTTPS proxy both channels go through (the relay sender; Service Bus only with transport `websockets`).
+   * Default: from `https_proxy`/`HTTPS_PROXY` and `no_proxy`/`NO_PROXY`; `false`: none.
+   */
+  proxy?: ProxyOptions;
+  /** An extra CA both channels trust, besides NODE_EXTRA_CA_CERTS (Service Bus only with transport `websockets`). */
+  tls?: TlsTrustOptions;
   policy?: Policy;
   /** The routing chart; default machines/storeLink.machine.ts. */
   chart?: AnyStateMachine;
@@ -203,8 +225,13 @@ class DefaultDispatcher implements Dispatcher {
   async #start(): Promise<void> {
     const linkStore = await openLinkStore(this.#options.dataDir);
     this.#linkStore = linkStore;
+    const { transport, endpointAddress } = this.#options.serviceBus;
     const connection = createServiceBusConnection({
       connectionString: this.#options.serviceBus.connectionString,
+      ...(transport === undefined ? {} : { transport }),
+      ...(endpointAddress === undefined ? {} : { endpointAddress }),
+      ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
+      ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
       logger: this.#logger,
       ...(this.#options.serviceBus.retry === undefined ? {} : { retry: this.#options.serviceBus.retry }),
     });
@@ -212,7 +239,15 @@ class DefaultDispatcher implements Dispatcher {
     const senders = new StoreSenders({
       stores: this.#stores,
       connection,
-      ...(this.#options.relay === undefined ? {} : { relay: this.#options.relay }),
+      ...(this.#options.relay === undefined
+        ? {}
+        : {
+            relay: {
+              ...this.#options.relay,
+              ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
+              ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
+            },
+          }),
       now: this.#now,
     });
     this.#senders = senders;

@@ -63,6 +63,8 @@ export interface CloudHttpApiOptions {
   host?: string;
   /** Default 0: an ephemeral port. */
   port?: number;
+  /** Serve HTTPS with this certificate (PEM; intermediates after it) and private key; plain HTTP without. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   logger?: Logger;
   /** Largest accepted request body; default 300 KiB. */
   maxBodyBytes?: number;
@@ -125,6 +127,9 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     if (typeof options.token !== 'string' || options.token.length < MIN_TOKEN_LENGTH) {
       throw new RangeError(`createCloudHttpApi: token must be at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`);
     }
+    if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) {
+      throw new TypeError('createCloudHttpApi: tls needs both cert and key (PEM)');
+    }
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes <= 0) throw new RangeError(`createCloudHttpApi: maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
     const heartbeatIntervalInMs = options.heartbeatIntervalInMs ?? DEFAULT_HEARTBEAT_INTERVAL_IN_MS;
@@ -158,16 +163,18 @@ class DefaultCloudHttpApi implements CloudHttpApi {
 
     const checkBearer = createBearerCheck(options.token);
     const handleError = createErrorHandler(this.#logger);
+    const serverTimeouts = {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(MAX_TIMEOUT_CHECK_INTERVAL_IN_MS, Math.ceil(headersTimeout / 4)),
+    };
     const app = fastify({
       logger: false,
       bodyLimit: maxBodyBytes,
       // A slow client (slowloris) is cut by these: headers and request timeouts are checked on Node's interval;
       // the connection timeout is the socket's idle timer, which a client dribbling a byte at a time keeps resetting.
-      http: {
-        headersTimeout,
-        requestTimeout,
-        connectionsCheckingInterval: Math.min(MAX_TIMEOUT_CHECK_INTERVAL_IN_MS, Math.ceil(headersTimeout / 4)),
-      },
+      // fastify hands `https` (not `http`) to the server it creates over TLS, so the timeouts go there too.
+      ...(options.tls === undefined ? { http: serverTimeouts } : { https: { ...serverTimeouts, cert: options.tls.cert, key: options.tls.key } }),
       requestTimeout,
       connectionTimeout,
       keepAliveTimeout,

@@ -1,5 +1,5 @@
 /** The cloud's senders to each store, made on first use and reused: one relay sender per store, one queue sender per queue. */
-import { createRelaySender, type FetchFunction, type RelaySender } from '../channels/relay/relaySender.js';
+import { createRelaySender, type FetchFunction, type RelaySender, type RelaySenderOptions } from '../channels/relay/relaySender.js';
 import type { QueueSender, ServiceBusConnection } from '../channels/servicebus/serviceBusConnection.js';
 import { StorelinkError } from '../core/errors.js';
 import { defaultStoreEntityName } from '../core/names.js';
@@ -16,7 +16,7 @@ export interface StoreSendersOptions {
   stores: ReadonlyMap<string, StoreAddress>;
   connection: ServiceBusConnection;
   /** Absent: no store is reachable through the relay. */
-  relay?: { connectionString: string; fetch?: FetchFunction };
+  relay?: { connectionString: string; fetch?: FetchFunction } & Pick<RelaySenderOptions, 'proxy' | 'tls'>;
   now: () => number;
 }
 
@@ -43,7 +43,10 @@ export class StoreSenders {
       sender = createRelaySender({
         connectionString: relay.connectionString,
         hybridConnection: this.#store(storeId).hybridConnection ?? defaultStoreEntityName(storeId),
-        ...(relay.fetch === undefined ? {} : { fetch: relay.fetch }),
+        // An injected fetch decides its own route; the proxy and CA are for the built-in pool.
+        ...(relay.fetch === undefined
+          ? { ...(relay.proxy === undefined ? {} : { proxy: relay.proxy }), ...(relay.tls === undefined ? {} : { tls: relay.tls }) }
+          : { fetch: relay.fetch }),
         now: this.#options.now,
       });
       this.#relay.set(storeId, sender);

@@ -10,12 +10,17 @@ import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rx
 import { createRelayListener, type RelayListener, type RelayListenerStatus } from '../channels/relay/relayListener.js';
 import {
   DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
+  SERVICE_BUS_TRANSPORTS,
   createServiceBusConnection,
+  type ProxyOptions,
   type QueueConsumer,
   type QueueDelivery,
   type RetrySettings,
   type ServiceBusConnection,
+  type ServiceBusTransport,
+  type TlsTrustOptions,
 } from '../channels/servicebus/serviceBusConnection.js';
+import { parseConnectionString } from '../core/connectionString.js';
 import { RetryWindow } from '../core/backoff.js';
 import { StorelinkError, isPermanentFailure, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
@@ -56,6 +61,14 @@ export interface StoreAgentOptions {
   expose?: readonly string[];
   serviceBus: {
     connectionString: string;
+    /**
+     * Default `websockets`: AMQP over WebSockets on TCP 443, the one port a store needs open, and the only transport
+     * that goes through a proxy. `amqp`: AMQP over TCP 5671. A development-emulator connection string
+     * (UseDevelopmentEmulator=true) defaults to `amqp`, as its plaintext port speaks nothing else.
+     */
+    transport?: ServiceBusTransport;
+    /** Connect here instead of the connection string's host (the SDK's customEndpointAddress), e.g. `https://host:443`. */
+    endpointAddress?: string;
     /** Default `store-<storeId>`. */
     queue?: string;
     /** Default `cloud-inbox`. */
@@ -88,6 +101,13 @@ export interface StoreAgentOptions {
     /** Default `store-<storeId>`. */
     hybridConnection?: string;
   };
+  /**
+   * The HTTPS proxy both channels go through (Service Bus over WebSockets, the relay listener's WebSockets). Default:
+   * from `https_proxy`/`HTTPS_PROXY` and `no_proxy`/`NO_PROXY`; `false`: none.
+   */
+  proxy?: ProxyOptions;
+  /** An extra CA both channels trust (a TLS-inspecting proxy's, an emulator's), besides NODE_EXTRA_CA_CERTS. */
+  tls?: TlsTrustOptions;
   /** Where the ledger and outbox live (created if missing). */
   dataDir: string;
   /** The clock the ledger, the executor and store events read, in ms since the epoch (tests inject one). Default `Date.now`. */
@@ -155,6 +175,10 @@ function validateOptions(options: StoreAgentOptions): void {
     throw new TypeError('createStoreAgent: expose needs relay options (a connection string for the hybrid connection)');
   }
   if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) throw new TypeError('createStoreAgent: dataDir is required');
+  const transport = options.serviceBus.transport;
+  if (transport !== undefined && !SERVICE_BUS_TRANSPORTS.includes(transport)) {
+    throw new TypeError(`createStoreAgent: serviceBus.transport must be 'websockets' or 'amqp', got ${JSON.stringify(transport)}`);
+  }
   if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('createStoreAgent: now must be a function returning ms since the epoch');
   const retry = { ...DEFAULT_HANDLER_RETRY, ...options.serviceBus.handlerRetry };
   for (const key of ['initialDelayInMs', 'maxDelayInMs'] as const) {
@@ -170,6 +194,11 @@ function validateOptions(options: StoreAgentOptions): void {
   if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1) {
     throw new RangeError(`createStoreAgent: serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount), got ${maxDeliveryCount}`);
   }
+}
+
+/** WebSockets (443 only, proxy-friendly), except for a development emulator's plaintext AMQP port. */
+function defaultStoreTransport(connectionString: string): ServiceBusTransport {
+  return parseConnectionString(connectionString).useDevelopmentEmulator ? 'amqp' : 'websockets';
 }
 
 /** Where a queued operation's run ended: its execution, or the failure it gave up on. */
@@ -275,6 +304,10 @@ class DefaultStoreAgent implements StoreAgent {
     });
     this.#connection = createServiceBusConnection({
       connectionString: serviceBus.connectionString,
+      transport: serviceBus.transport ?? defaultStoreTransport(serviceBus.connectionString),
+      ...(serviceBus.endpointAddress === undefined ? {} : { endpointAddress: serviceBus.endpointAddress }),
+      ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
+      ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
       logger: this.#logger,
       ...(serviceBus.retry === undefined ? {} : { retry: serviceBus.retry }),
     });
@@ -323,6 +356,8 @@ class DefaultStoreAgent implements StoreAgent {
         hybridConnection: relay.hybridConnection ?? defaultStoreEntityName(storeId),
         expose: this.#options.expose ?? [],
         execute: (operation, context) => this.#fromRelay(operation, context.abortSignal),
+        ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
+        ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
         logger: this.#logger,
       });
       this.#subscriptions.push(

@@ -56,6 +56,9 @@ describe('arrows between parts', () => {
     ['channel-relay', 'src/channels/relay/virtual.ts', '../../cloud/dispatcher.js'],
     ['channel-servicebus', 'src/channels/servicebus/virtual.ts', '../../store/outbox.js'],
     ['channel-servicebus', 'src/channels/servicebus/virtual.ts', '../../emulator/servicebus/index.js'],
+    // What the channels share about the network knows neither channel.
+    ['channel-network', 'src/channels/network/virtual.ts', '../relay/relaySender.js'],
+    ['channel-network', 'src/channels/network/virtual.ts', '../servicebus/serviceBusConnection.js'],
     // The store's files do not talk to the network.
     ['store-state', 'src/store/ledger.ts', '../channels/servicebus/serviceBusConnection.js'],
     // The emulators stand alone, and apart from each other.
@@ -117,6 +120,8 @@ describe('arrows between parts', () => {
     ['src/store/virtual.ts', '../userModules.js'],
     ['src/channels/relay/virtual.ts', '../../../machines/relayListener.machine.js'],
     ['src/channels/relay/virtual.ts', '../../core/sas.js'],
+    ['src/channels/relay/virtual.ts', '../network/proxy.js'],
+    ['src/channels/servicebus/virtual.ts', '../network/tlsTrust.js'],
     ['src/emulator/relay/virtual.ts', '../../core/sas.js'],
     ['src/emulator/virtual.ts', './servicebus/index.js'],
     ['src/charts/virtual.ts', '../../machines/storeLink.machine.js'],

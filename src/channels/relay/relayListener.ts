@@ -11,7 +11,8 @@
  *   hyco-https schedules anything, and the chart's own back-off opens a fresh server;
  * - it never notices a half-open control channel (P5): the listener pings the relay and terminates the channel when
  *   no pong comes back;
- * - a string token can never be renewed (P4): the token is a function.
+ * - a string token can never be renewed (P4): the token is a function;
+ * - it takes no agent and no CA for its WebSockets: hycoWebSocket.ts says how a proxy and an extra CA reach them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HycoControlChannel, HycoServer } from 'hyco-https';
@@ -30,6 +31,10 @@ import { MAX_JSON_DEPTH, nestsDeeperThan, type JsonValue } from '../../core/json
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { MAX_OPERATION_BYTES, parseOperation, type Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
+import { proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
+import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
+import { webSocketProxyAgent } from '../network/webSocketAgent.js';
+import { loadHycoHttps, withSocketSettings, type HycoSocketSettings } from './hycoWebSocket.js';
 import { STORE_ORIGIN_HEADER, relayRouteOf, type RelayErrorBody } from './relayProtocol.js';
 
 /** Runs one operation for the store and resolves with its result, or rejects with a StorelinkError code. */
@@ -56,6 +61,15 @@ export interface RelayListenerOptions {
   /** How long `close()` waits for requests in flight before aborting them; default 5 s. */
   closeTimeoutInMs?: number;
   tokenTimeToLiveInMs?: number;
+  /**
+   * The HTTPS proxy the control channel and rendezvous WebSockets go through; default from `https_proxy`/`HTTPS_PROXY`
+   * and `no_proxy`/`NO_PROXY`; `false`: none.
+   */
+  proxy?: ProxyOptions;
+  /** An extra CA to trust for the relay's (and an https:// proxy's) certificate. */
+  tls?: TlsTrustOptions;
+  /** Where the proxy defaults are read from; default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
 }
 
@@ -85,7 +99,8 @@ const CLOSE_HANDSHAKE_TIMEOUT_IN_MS = 1_000;
 
 function failureKindOf(message: string): ListenerFailureKind {
   const status = /Unexpected server response: (\d{3})/.exec(message)?.[1];
-  if (status === '401' || status === '403') return 'unauthorized';
+  // 407 comes only from a proxy: its credentials are as wrong as a bad key, and as useless to retry soon.
+  if (status === '401' || status === '403' || status === '407') return 'unauthorized';
   if (status === '404') return 'not-found';
   if (status !== undefined) return 'protocol';
   return 'network';
@@ -162,8 +177,10 @@ class HycoRelayListener implements RelayListener {
     this.#logger = (options.logger ?? silentLogger).child({ channel: 'relay', hybridConnection: options.hybridConnection });
     const audience = relayTokenAudience(connection, options.hybridConnection);
     const timeToLiveInMs = options.tokenTimeToLiveInMs ?? 60 * 60_000;
+    const env = options.env ?? process.env;
     const controlChannel = controlChannelLogic({
       listenUrl: relayListenUrl(connection, options.hybridConnection),
+      sockets: socketSettingsOf(proxySettingsFrom(options.proxy, env), trustedCertificates(options.tls, env)),
       token: () => createSasToken({ resource: audience, keyName: connection.keyName, key: connection.key, timeToLiveInMs }),
       onRequest: (request, response) => this.#track(this.#handle(request, response)),
       pingIntervalInMs: options.pingIntervalInMs ?? 30_000,
@@ -311,8 +328,34 @@ class HycoRelayListener implements RelayListener {
   }
 }
 
+/**
+ * The proxy agent and CA for this listener's sockets; undefined when neither applies, so hyco-https runs untouched. The
+ * proxy is chosen per URL: rendezvous addresses can name another host than the namespace (Azure's gateways do).
+ */
+function socketSettingsOf(proxies: ReturnType<typeof proxySettingsFrom>, ca: readonly string[] | undefined): (HycoSocketSettings & { proxy: ResolvedProxy | undefined }) | undefined {
+  if (proxies.proxy === undefined && ca === undefined) return undefined;
+  let agent: ReturnType<typeof webSocketProxyAgent> | undefined;
+  return {
+    proxy: proxies.proxy,
+    ca,
+    agentFor: (url) => {
+      const proxy = proxyFor(proxies, url);
+      if (proxy === undefined) return undefined;
+      agent ??= webSocketProxyAgent(proxy, ca);
+      return agent;
+    },
+  };
+}
+
+/** A failure message that says what to change when the proxy, not the relay, refused. */
+function describeFailure(message: string, proxy: ResolvedProxy | undefined): string {
+  if (proxy === undefined || !/Unexpected server response: 407/.test(message)) return message;
+  return `the proxy ${proxy.display} refused the credentials (407 Proxy Authentication Required): check proxy.username and proxy.password (or the credentials in HTTPS_PROXY)`;
+}
+
 interface ControlChannelSettings {
   listenUrl: string;
+  sockets: (HycoSocketSettings & { proxy: ResolvedProxy | undefined }) | undefined;
   /** Called on every (re)connect and renewal: a string token could never be renewed (P4). */
   token: () => string;
   onRequest: (request: IncomingMessage, response: ServerResponse) => void;
@@ -324,7 +367,7 @@ interface ControlChannelSettings {
 }
 
 // Loaded when the first channel opens, so a process that never listens does not load hyco-https and its ws 6.
-const loadHyco = async () => (await import('hyco-https')).default;
+const loadHyco = () => Promise.resolve().then(() => loadHycoHttps().hyco);
 
 /**
  * The chart's `controlChannel` actor: one hyco-https server per invocation. Its events go to the chart; its cleanup
@@ -344,10 +387,11 @@ function controlChannelLogic(settings: ControlChannelSettings) {
       settings.closing(settleClosed(server).catch((error: unknown) => logger.debug({ err: error }, 'closing a control channel')));
     };
     const fail = (event: unknown): void => {
-      const message = messageOf(event);
+      const raw = messageOf(event);
+      const message = describeFailure(raw, settings.sockets?.proxy);
       // Retire inside the event, before hyco-https schedules its own reconnect, so no zombie is left (P14).
       retire();
-      sendBack({ type: 'listener.failed', kind: failureKindOf(message), message });
+      sendBack({ type: 'listener.failed', kind: failureKindOf(raw), message });
     };
     loadHyco()
       .then((hyco) => {
@@ -373,7 +417,8 @@ function controlChannelLogic(settings: ControlChannelSettings) {
           stopPinging = pingUntilClosed(channel, settings);
           sendBack({ type: 'listener.opened' });
         });
-        current.listen();
+        // Every socket this server opens, now or on its own reconnects and rendezvous, gets this listener's route.
+        withSocketSettings(settings.sockets, () => current.listen());
       })
       .catch((error: unknown) => {
         logger.error({ err: error }, 'could not open a relay control channel');

@@ -6,14 +6,18 @@
  *
  * Calls go through an undici Pool with keep-alive, one per relay origin, shared by every sender of the process for
  * that origin: global fetch (WHATWG streams, Headers and a Response per call) cost about three times the client CPU
- * per call, a large part of a real-time call's budget.
+ * per call, a large part of a real-time call's budget. Through an HTTPS proxy, the pool is an undici ProxyAgent
+ * (CONNECT tunnels, kept alive the same way); with an extra CA, its sockets trust it too.
  */
-import { Pool, type Dispatcher } from 'undici';
+import { createHash } from 'node:crypto';
+import { Pool, ProxyAgent, type Dispatcher } from 'undici';
 import { parseConnectionString, relayHttpUrl, relayTokenAudience, type ConnectionString } from '../../core/connectionString.js';
 import { StorelinkError, isStoreAnswerCode } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import type { Operation } from '../../core/operation.js';
 import { createSasToken } from '../../core/sas.js';
+import { proxyAuthorization, proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
+import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { HEALTH_PATH, STORE_ORIGIN_HEADER, operationPath, type RelayErrorBody } from './relayProtocol.js';
 
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
@@ -28,6 +32,15 @@ export interface RelaySenderOptions {
   dispatcher?: Dispatcher;
   /** Calls go through this function instead of undici (tests inject one to hold or fail calls). */
   fetch?: FetchFunction;
+  /**
+   * The HTTPS proxy calls go through; default from `https_proxy`/`HTTPS_PROXY` and `no_proxy`/`NO_PROXY`; `false`:
+   * none. Not with `dispatcher` or `fetch`, which decide their own routes.
+   */
+  proxy?: ProxyOptions;
+  /** An extra CA to trust for the relay's (and an https:// proxy's) certificate. Not with `dispatcher` or `fetch`. */
+  tls?: TlsTrustOptions;
+  /** Where the proxy defaults are read from; default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
   /** Lifetime of the SAS tokens the sender mints; default one hour. A token is reused until 5 minutes before expiry. */
   tokenTimeToLiveInMs?: number;
   /** The clock SAS tokens are dated by, in ms since the epoch (tests inject one). Default `Date.now`. */
@@ -91,27 +104,63 @@ interface RelayAnswer {
 
 type Exchange = (method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal) => Promise<RelayAnswer>;
 
-/** One keep-alive Pool per relay origin for the whole process, counted by the senders that use it. */
-const SHARED_POOLS = new Map<string, { pool: Pool; users: number }>();
-
-function acquirePool(origin: string): Pool {
-  let entry = SHARED_POOLS.get(origin);
-  if (entry === undefined) {
-    entry = { pool: new Pool(origin), users: 0 };
-    SHARED_POOLS.set(origin, entry);
-  }
-  entry.users += 1;
-  return entry.pool;
+/** How one sender's calls leave the process: directly or through a proxy, trusting Node's CAs or an extra list. */
+interface Route {
+  proxy: ResolvedProxy | undefined;
+  ca: readonly string[] | undefined;
 }
 
-async function releasePool(origin: string, pool: Pool): Promise<void> {
-  const entry = SHARED_POOLS.get(origin);
+/** One keep-alive pool per relay origin and route for the whole process, counted by the senders that use it. */
+const SHARED_POOLS = new Map<string, { pool: Dispatcher; users: number }>();
+
+function poolKey(origin: string, route: Route): string {
+  const { proxy, ca } = route;
+  // Hashed, so no credential sits in a map key someone might print.
+  const identity = JSON.stringify([proxy?.url.href, proxy?.username, proxy?.password, ca]);
+  return `${origin} ${createHash('sha256').update(identity).digest('hex')}`;
+}
+
+function createPool(origin: string, route: Route): Dispatcher {
+  const { proxy, ca } = route;
+  const tls = ca === undefined ? undefined : { ca: [...ca] };
+  if (proxy === undefined) return tls === undefined ? new Pool(origin) : new Pool(origin, { connect: tls });
+  const token = proxyAuthorization(proxy);
+  return new ProxyAgent({
+    uri: proxy.url.href,
+    ...(token === undefined ? {} : { token }),
+    ...(tls === undefined ? {} : { requestTls: tls, proxyTls: tls }),
+  });
+}
+
+function acquirePool(origin: string, route: Route): { pool: Dispatcher; key: string } {
+  const key = poolKey(origin, route);
+  let entry = SHARED_POOLS.get(key);
+  if (entry === undefined) {
+    entry = { pool: createPool(origin, route), users: 0 };
+    SHARED_POOLS.set(key, entry);
+  }
+  entry.users += 1;
+  return { pool: entry.pool, key };
+}
+
+async function releasePool(key: string, pool: Dispatcher): Promise<void> {
+  const entry = SHARED_POOLS.get(key);
   if (entry === undefined || entry.pool !== pool) return;
   entry.users -= 1;
   if (entry.users > 0) return;
   // Forget it first, so a sender created while this one drains gets a fresh pool instead of a closing one.
-  SHARED_POOLS.delete(origin);
+  SHARED_POOLS.delete(key);
   await pool.close();
+}
+
+/** What a proxy's refusal to open the tunnel means, in words that say what to change; undefined for other failures. */
+function proxyRefusal(detail: string, proxy: ResolvedProxy): string | undefined {
+  const status = /Proxy response \((\d{3})\)/.exec(detail)?.[1];
+  if (status === undefined) return undefined;
+  if (status === '407') {
+    return `the proxy ${proxy.display} refused the credentials (407 Proxy Authentication Required): check proxy.username and proxy.password (or the credentials in HTTPS_PROXY)`;
+  }
+  return `the proxy ${proxy.display} refused to open a tunnel to the relay (${status}): the proxy must allow CONNECT to the relay's host on 443`;
 }
 
 function undiciExchange(dispatcher: Dispatcher, origin: string): Exchange {
@@ -140,6 +189,7 @@ class HttpRelaySender implements RelaySender {
   readonly #release: () => Promise<void>;
   readonly #tokenTimeToLiveInMs: number;
   readonly #now: () => number;
+  readonly #proxy: ResolvedProxy | undefined;
   #token: { value: string; renewAtInMs: number } | undefined;
   #closing: Promise<void> | undefined;
 
@@ -147,6 +197,9 @@ class HttpRelaySender implements RelaySender {
     if (options.hybridConnection.length === 0) throw new TypeError('createRelaySender: hybridConnection must not be empty');
     if (options.fetch !== undefined && options.dispatcher !== undefined) {
       throw new TypeError('createRelaySender: give either fetch or dispatcher, not both');
+    }
+    if ((options.fetch !== undefined || options.dispatcher !== undefined) && (options.proxy !== undefined || options.tls !== undefined)) {
+      throw new TypeError('createRelaySender: proxy and tls apply to the built-in pool; a given fetch or dispatcher decides its own route and trust');
     }
     if (options.now !== undefined && typeof options.now !== 'function') {
       throw new TypeError('createRelaySender: now must be a function returning ms since the epoch');
@@ -161,16 +214,20 @@ class HttpRelaySender implements RelaySender {
     this.#audience = relayTokenAudience(this.#connection, options.hybridConnection);
     this.#now = options.now ?? Date.now;
     if (options.fetch !== undefined) {
+      this.#proxy = undefined;
       this.#exchange = fetchExchange(options.fetch, url.origin);
       this.#release = () => Promise.resolve();
     } else if (options.dispatcher !== undefined) {
+      this.#proxy = undefined;
       this.#exchange = undiciExchange(options.dispatcher, url.origin);
       this.#release = () => Promise.resolve();
     } else {
-      // Creating a Pool opens nothing: its first request connects.
-      const pool = acquirePool(url.origin);
+      const env = options.env ?? process.env;
+      this.#proxy = proxyFor(proxySettingsFrom(options.proxy, env), url.origin);
+      // Creating a pool opens nothing: its first request connects.
+      const { pool, key } = acquirePool(url.origin, { proxy: this.#proxy, ca: trustedCertificates(options.tls, env) });
       this.#exchange = undiciExchange(pool, url.origin);
-      this.#release = () => releasePool(url.origin, pool);
+      this.#release = () => releasePool(key, pool);
     }
   }
 
@@ -254,6 +311,11 @@ class HttpRelaySender implements RelaySender {
     }
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
     const detail = cause instanceof Error ? cause.message : String(cause);
+    if (this.#proxy !== undefined) {
+      const refusal = proxyRefusal(detail, this.#proxy);
+      if (refusal !== undefined) return new StorelinkError('RELAY_UNREACHABLE', refusal, { cause: error });
+      return new StorelinkError('RELAY_UNREACHABLE', `the relay could not be reached through the proxy ${this.#proxy.display}: ${detail}`, { cause: error });
+    }
     return new StorelinkError('RELAY_UNREACHABLE', `the relay could not be reached: ${detail}`, { cause: error });
   }
 

@@ -7,10 +7,10 @@ import type { ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage, Se
 import { parseConnectionString } from '../../core/connectionString.js';
 import { StorelinkError } from '../../core/errors.js';
 import { parseOperation } from '../../core/operation.js';
-import { createSdkClient, receivedMessageOf, stringOrUndefined, type RetrySettings } from './serviceBusConnection.js';
+import { createSdkClient, networkOptionsOf, receivedMessageOf, stringOrUndefined, type RetrySettings, type ServiceBusNetworkOptions } from './serviceBusConnection.js';
 import { toStorelinkError } from './serviceBusErrors.js';
 
-export interface DeadLetterQueueOptions {
+export interface DeadLetterQueueOptions extends ServiceBusNetworkOptions {
   connectionString: string;
   /** The queue whose dead-letter queue this is, e.g. `store-paris-1`. */
   queue: string;
@@ -186,7 +186,10 @@ class SdkDeadLetterQueue implements DeadLetterQueue {
       throw new TypeError('createDeadLetterQueue: now must be a function returning ms since the epoch');
     }
     this.#now = options.now ?? Date.now;
-    this.#client = createSdkClient(options.connectionString, options.retry);
+    this.#client = createSdkClient(options.connectionString, {
+      ...networkOptionsOf(options),
+      ...(options.retry === undefined ? {} : { retry: options.retry }),
+    });
   }
 
   #assertOpen(): void {

@@ -9,17 +9,25 @@
 import {
   RetryMode,
   ServiceBusClient,
+  type ServiceBusClientOptions,
   type ServiceBusMessage,
   type ServiceBusReceivedMessage,
   type ServiceBusReceiver,
   type ServiceBusSender,
 } from '@azure/service-bus';
 import { Subject, type Observable } from 'rxjs';
+import WebSocket from 'ws';
 import { Backoff } from '../../core/backoff.js';
-import { parseConnectionString } from '../../core/connectionString.js';
+import { parseConnectionString, type ConnectionString } from '../../core/connectionString.js';
 import { StorelinkError } from '../../core/errors.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
+import { proxyFor, proxySettingsFrom, type ProxyOptions, type ProxySettings } from '../network/proxy.js';
+import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
+import { webSocketProxyAgent } from '../network/webSocketAgent.js';
 import { toStorelinkError } from './serviceBusErrors.js';
+
+export type { ProxyOptions } from '../network/proxy.js';
+export type { TlsTrustOptions } from '../network/tlsTrust.js';
 
 export interface RetrySettings {
   maxRetries: number;
@@ -32,7 +40,32 @@ export interface RetrySettings {
 /** Short on purpose: the SDK's defaults (30 s between attempts) make a restarted emulator or a blip look like an outage. */
 export const DEFAULT_RETRY: RetrySettings = Object.freeze({ maxRetries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 5_000, timeoutInMs: 10_000 });
 
-export interface ServiceBusConnectionOptions {
+/**
+ * How the SDK reaches Service Bus. `websockets`: AMQP over WebSockets on TCP 443, through a proxy if one applies
+ * (what a store behind a firewall that opens only 443 needs). `amqp`: AMQP over TCP, TLS on 5671 (5672 plain for a
+ * development emulator); it cannot go through an HTTPS proxy.
+ */
+export type ServiceBusTransport = 'websockets' | 'amqp';
+
+export const SERVICE_BUS_TRANSPORTS: readonly ServiceBusTransport[] = Object.freeze(['websockets', 'amqp']);
+
+/** Where and how the SDK connects; the same for every client storelink builds (connection, dead-letter tooling). */
+export interface ServiceBusNetworkOptions {
+  /** Default `amqp` here; the store agent defaults to `websockets`. */
+  transport?: ServiceBusTransport;
+  /**
+   * Connect to this address instead of the connection string's host (the SDK's `customEndpointAddress`), e.g.
+   * `https://sb-gateway.example.com:443` or an emulator's TLS port; the connection string's host still names the
+   * namespace in tokens and links.
+   */
+  endpointAddress?: string;
+  /** Default: from `https_proxy`/`HTTPS_PROXY` and `no_proxy`/`NO_PROXY`; `false`: none. Needs transport `websockets`. */
+  proxy?: ProxyOptions;
+  /** An extra CA to trust (WebSockets only: the SDK takes no CA for AMQP over TCP; use NODE_EXTRA_CA_CERTS there). */
+  tls?: TlsTrustOptions;
+}
+
+export interface ServiceBusConnectionOptions extends ServiceBusNetworkOptions {
   connectionString: string;
   retry?: Partial<RetrySettings>;
   logger?: Logger;
@@ -165,9 +198,109 @@ export function receivedMessageOf(message: ServiceBusReceivedMessage): ReceivedQ
   };
 }
 
-/** The one way storelink builds an SDK client: its short, explicit retries on top of the SDK's exponential mode. */
-export function createSdkClient(connectionString: string, retry: Partial<RetrySettings> = {}): ServiceBusClient {
-  return new ServiceBusClient(connectionString, { retryOptions: { ...DEFAULT_RETRY, ...retry, mode: RetryMode.Exponential } });
+/** What `sdkClientOptions` needs, every file already read and every environment variable already looked up. */
+export interface SdkClientSettings {
+  connection: ConnectionString;
+  retry?: Partial<RetrySettings>;
+  transport: ServiceBusTransport;
+  endpointAddress?: string;
+  proxy: ProxySettings;
+  /** From trustedCertificates: Node's roots plus the extra CA; undefined for Node's defaults. */
+  ca?: readonly string[];
+}
+
+const ENDPOINT_SCHEMES = new Set(['sb:', 'amqps:', 'amqp:', 'https:', 'wss:']);
+
+function endpointOf(endpointAddress: string): URL {
+  let url: URL;
+  try {
+    url = new URL(endpointAddress);
+  } catch {
+    throw new TypeError(`serviceBus.endpointAddress must be a URL such as https://host:443, got "${endpointAddress}"`);
+  }
+  if (!ENDPOINT_SCHEMES.has(url.protocol) || url.hostname.length === 0) {
+    throw new TypeError(`serviceBus.endpointAddress must be a URL such as https://host:443 (sb, amqps, https or wss), got "${endpointAddress}"`);
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
+    throw new TypeError(`serviceBus.endpointAddress must be a scheme, host and port only, got "${endpointAddress}"`);
+  }
+  return url;
+}
+
+/**
+ * The SDK client options for one connection: storelink's short, explicit retries on top of the SDK's exponential
+ * mode, and the transport. Over WebSockets the SDK opens `wss://<host>:<port>/$servicebus/websocket` with the ws
+ * package and whatever agent and TLS options it is handed, which is how a proxy and an extra CA reach it; over AMQP
+ * it opens a TCP socket with none of these, hence the errors below.
+ */
+export function sdkClientOptions(settings: SdkClientSettings): ServiceBusClientOptions {
+  const { connection, transport } = settings;
+  if (!SERVICE_BUS_TRANSPORTS.includes(transport)) {
+    throw new TypeError(`serviceBus.transport must be 'websockets' or 'amqp', got ${JSON.stringify(transport)}`);
+  }
+  const endpoint = settings.endpointAddress === undefined ? undefined : endpointOf(settings.endpointAddress);
+  const host = endpoint?.hostname ?? connection.host;
+  const options: ServiceBusClientOptions = {
+    retryOptions: { ...DEFAULT_RETRY, ...settings.retry, mode: RetryMode.Exponential },
+    ...(settings.endpointAddress === undefined ? {} : { customEndpointAddress: settings.endpointAddress }),
+  };
+  if (transport === 'amqp') {
+    const port = endpoint?.port || connection.port || (connection.useDevelopmentEmulator ? 5672 : 5671);
+    const proxy = proxyFor(settings.proxy, `amqps://${host.includes(':') ? `[${host}]` : host}:${port}`);
+    if (proxy !== undefined) {
+      const from = settings.proxy.source === 'environment' ? 'the https_proxy/HTTPS_PROXY environment variable' : 'proxy';
+      throw new TypeError(
+        `Service Bus transport 'amqp' (AMQP over TCP to ${host}:${port}) cannot go through an HTTPS proxy, and ${from} names ${proxy.display}: ` +
+          `set serviceBus.transport to 'websockets' (AMQP over WebSockets on 443, which the proxy can carry), or exempt ${host} with NO_PROXY / proxy.noProxy, or set proxy to false`,
+      );
+    }
+    if (settings.ca !== undefined) {
+      throw new TypeError(
+        "tls.caFile cannot apply to Service Bus transport 'amqp': the Azure SDK takes no CA for AMQP over TCP. " +
+          "Set serviceBus.transport to 'websockets', or trust the CA for the whole process with NODE_EXTRA_CA_CERTS instead",
+      );
+    }
+    return options;
+  }
+  const port = endpoint?.port || connection.port || 443;
+  const proxy = proxyFor(settings.proxy, `wss://${host.includes(':') ? `[${host}]` : host}:${port}`);
+  const constructorOptions: WebSocket.ClientOptions = {
+    ...(proxy === undefined ? {} : { agent: webSocketProxyAgent(proxy, settings.ca) }),
+    ...(settings.ca === undefined ? {} : { ca: [...settings.ca] }),
+  };
+  return { ...options, webSocketOptions: { webSocket: WebSocket, webSocketConstructorOptions: constructorOptions } };
+}
+
+/** The network options of a larger options object, without its absent keys. */
+export function networkOptionsOf(options: ServiceBusNetworkOptions): ServiceBusNetworkOptions {
+  return {
+    ...(options.transport === undefined ? {} : { transport: options.transport }),
+    ...(options.endpointAddress === undefined ? {} : { endpointAddress: options.endpointAddress }),
+    ...(options.proxy === undefined ? {} : { proxy: options.proxy }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+  };
+}
+
+/** Options of createSdkClient: the network options, plus the environment the proxy defaults are read from. */
+export interface SdkClientOptions extends ServiceBusNetworkOptions {
+  retry?: Partial<RetrySettings>;
+  /** Default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The one way storelink builds an SDK client (queue connections and dead-letter tooling alike). */
+export function createSdkClient(connectionString: string, options: SdkClientOptions = {}): ServiceBusClient {
+  const env = options.env ?? process.env;
+  const ca = trustedCertificates(options.tls, env);
+  const clientOptions = sdkClientOptions({
+    connection: parseConnectionString(connectionString),
+    transport: options.transport ?? 'amqp',
+    proxy: proxySettingsFrom(options.proxy, env),
+    ...(options.retry === undefined ? {} : { retry: options.retry }),
+    ...(options.endpointAddress === undefined ? {} : { endpointAddress: options.endpointAddress }),
+    ...(ca === undefined ? {} : { ca }),
+  });
+  return new ServiceBusClient(connectionString, clientOptions);
 }
 
 class SdkServiceBusConnection implements ServiceBusConnection {
@@ -179,7 +312,10 @@ class SdkServiceBusConnection implements ServiceBusConnection {
   constructor(options: ServiceBusConnectionOptions) {
     parseConnectionString(options.connectionString);
     this.#logger = (options.logger ?? silentLogger).child({ channel: 'queue' });
-    this.#client = createSdkClient(options.connectionString, options.retry);
+    this.#client = createSdkClient(options.connectionString, {
+      ...networkOptionsOf(options),
+      ...(options.retry === undefined ? {} : { retry: options.retry }),
+    });
   }
 
   #assertOpen(): void {
