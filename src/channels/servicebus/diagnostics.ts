@@ -8,7 +8,7 @@
  * The client is the channel's own (createSdkClient), with no retries: a doctor wants the first answer.
  */
 import { isServiceBusError, type ServiceBusClient } from '@azure/service-bus';
-import { createSdkClient } from './serviceBusConnection.js';
+import { createSdkClient, type ServiceBusNetworkOptions } from './serviceBusConnection.js';
 
 export type AccessRightProbe = 'Listen' | 'Send' | 'Manage';
 
@@ -22,7 +22,7 @@ export type AccessProbeResult =
   /** No answer that says either way: the network, a timeout, anything else. */
   | { outcome: 'failed'; detail: string };
 
-export interface ServiceBusAccessProbeOptions {
+export interface ServiceBusAccessProbeOptions extends ServiceBusNetworkOptions {
   connectionString: string;
   /** How long one probe may take. */
   timeoutInMs: number;
@@ -63,7 +63,13 @@ function classify(error: unknown, right: AccessRightProbe): AccessProbeResult {
 export function createServiceBusAccessProbe(options: ServiceBusAccessProbeOptions): ServiceBusAccessProbe {
   let client: ServiceBusClient | undefined;
   const clientOf = (): ServiceBusClient =>
-    (client ??= createSdkClient(options.connectionString, { maxRetries: 0, timeoutInMs: options.timeoutInMs, retryDelayInMs: 0, maxRetryDelayInMs: 0 }));
+    (client ??= createSdkClient(options.connectionString, {
+      retry: { maxRetries: 0, timeoutInMs: options.timeoutInMs, retryDelayInMs: 0, maxRetryDelayInMs: 0 },
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+      ...(options.endpointAddress === undefined ? {} : { endpointAddress: options.endpointAddress }),
+      ...(options.proxy === undefined ? {} : { proxy: options.proxy }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+    }));
 
   return {
     async probe(right, entity, abortSignal) {
