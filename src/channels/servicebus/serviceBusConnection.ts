@@ -246,12 +246,14 @@ export function sdkClientOptions(settings: SdkClientSettings): ServiceBusClientO
   };
   if (transport === 'amqp') {
     const port = endpoint?.port || connection.port || (connection.useDevelopmentEmulator ? 5672 : 5671);
-    const proxy = proxyFor(settings.proxy, `amqps://${host.includes(':') ? `[${host}]` : host}:${port}`);
+    // HTTPS_PROXY speaks for HTTPS traffic, which AMQP over TCP is not: a proxy from the environment leaves it alone
+    // (a developer's machine behind a proxy still reaches a local emulator). A proxy configured for this connection
+    // cannot be honoured, and saying nothing would connect around it, so that is an error.
+    const proxy = settings.proxy.source === 'option' ? proxyFor(settings.proxy, `amqps://${host.includes(':') ? `[${host}]` : host}:${port}`) : undefined;
     if (proxy !== undefined) {
-      const from = settings.proxy.source === 'environment' ? 'the https_proxy/HTTPS_PROXY environment variable' : 'proxy';
       throw new TypeError(
-        `Service Bus transport 'amqp' (AMQP over TCP to ${host}:${port}) cannot go through an HTTPS proxy, and ${from} names ${proxy.display}: ` +
-          `set serviceBus.transport to 'websockets' (AMQP over WebSockets on 443, which the proxy can carry), or exempt ${host} with NO_PROXY / proxy.noProxy, or set proxy to false`,
+        `Service Bus transport 'amqp' (AMQP over TCP to ${host}:${port}) cannot go through an HTTPS proxy, and proxy names ${proxy.display}: ` +
+          `set serviceBus.transport to 'websockets' (AMQP over WebSockets on 443, which the proxy can carry), or exempt ${host} with proxy.noProxy, or set proxy to false`,
       );
     }
     if (settings.ca !== undefined) {

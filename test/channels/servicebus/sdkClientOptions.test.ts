@@ -65,8 +65,11 @@ describe('sdkClientOptions', () => {
     expect(error.message).toContain("set serviceBus.transport to 'websockets'");
     expect(error.message).toContain('http://store:***@proxy.corp:3128');
     expect(error.message).not.toContain('s3cret');
-    const fromEnvironment = failure(() => sdkClientOptions(settings({ transport: 'amqp', proxy: proxySettingsFrom(undefined, { HTTPS_PROXY: 'http://p:3128' }) })));
-    expect(fromEnvironment.message).toContain('the https_proxy/HTTPS_PROXY environment variable names http://p:3128');
+  });
+
+  it('amqp leaves a proxy from HTTPS_PROXY alone: it speaks for HTTPS, which AMQP over TCP is not', () => {
+    const options = sdkClientOptions(settings({ transport: 'amqp', proxy: proxySettingsFrom(undefined, { HTTPS_PROXY: 'http://p:3128' }) }));
+    expect(options.webSocketOptions).toBeUndefined();
   });
 
   it('amqp with an extra CA is a configuration error: the SDK takes no CA for AMQP over TCP', () => {
