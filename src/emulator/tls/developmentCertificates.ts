@@ -207,8 +207,8 @@ async function newKeyPair(): Promise<{ publicKey: forge.pki.rsa.PublicKey; priva
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
   return {
-    publicKey: forge.pki.publicKeyFromPem(pair.publicKey) as forge.pki.rsa.PublicKey,
-    privateKey: forge.pki.privateKeyFromPem(toPkcs1Pem(pair.privateKey)) as forge.pki.rsa.PrivateKey,
+    publicKey: forge.pki.publicKeyFromPem(pair.publicKey),
+    privateKey: forge.pki.privateKeyFromPem(toPkcs1Pem(pair.privateKey)),
     privateKeyPem: pair.privateKey,
   };
 }
