@@ -219,9 +219,10 @@ function toPkcs1Pem(key: string): string {
 }
 
 function serialNumber(): string {
-  // Positive (high bit clear) and 16 bytes, as CAs issue them.
+  // 16 bytes, positive (high bit clear) and with a non-zero first byte: DER wants the shortest encoding, and OpenSSL
+  // refuses a certificate whose serial starts with a zero byte ("illegal padding").
   const bytes = randomBytes(16);
-  bytes[0] = bytes[0]! & 0x7f;
+  bytes[0] = 0x40 | (bytes[0]! & 0x3f);
   return bytes.toString('hex');
 }
 
