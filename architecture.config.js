@@ -108,11 +108,19 @@ export const PARTS = [
     why: 'a stand-in for Azure stands alone: it shares only SAS code from src/core, never storelink code it is meant to test',
   },
   {
+    name: 'emulator-tls',
+    files: ['src/emulator/tls/**'],
+    role: "the emulators' development CA and server certificates (node-forge), or given certificate files",
+    uses: ['core'],
+    packages: ['node-forge'],
+    why: 'certificates are files and X.509, nothing more: the emulators and the TLS port use them, they use no emulator',
+  },
+  {
     name: 'emulator',
     files: ['src/emulator/*'],
-    role: 'startEmulators and the shared Config.json, the storelink/emulator entry point',
-    uses: ['core', 'emulator-servicebus', 'emulator-relay'],
-    why: 'composes the two emulators, which know nothing of each other',
+    role: 'startEmulators, its one TLS port and the shared Config.json, the storelink/emulator entry point',
+    uses: ['core', 'emulator-servicebus', 'emulator-relay', 'emulator-tls'],
+    why: 'composes the two emulators, which know nothing of each other, and puts TLS in front of both',
   },
   {
     name: 'demo',

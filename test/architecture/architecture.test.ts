@@ -67,6 +67,8 @@ describe('arrows between parts', () => {
     ['emulator-relay', 'src/emulator/relay/virtual.ts', '../../channels/relay/relaySender.js'],
     ['emulator-servicebus', 'src/emulator/servicebus/virtual.ts', '../../../machines/storeLink.machine.js'],
     ['emulator', 'src/emulator/virtual.ts', '../cloud/dispatcher.js'],
+    // The development certificates know no emulator.
+    ['emulator-tls', 'src/emulator/tls/virtual.ts', '../servicebus/index.js'],
     // src/core depends on nothing.
     ['core', 'src/core/virtual.ts', '../channels/relay/relaySender.js'],
     ['core', 'src/core/virtual.ts', '../../machines/storeLink.machine.js'],
@@ -124,6 +126,7 @@ describe('arrows between parts', () => {
     ['src/channels/servicebus/virtual.ts', '../network/tlsTrust.js'],
     ['src/emulator/relay/virtual.ts', '../../core/sas.js'],
     ['src/emulator/virtual.ts', './servicebus/index.js'],
+    ['src/emulator/virtual.ts', './tls/index.js'],
     ['src/charts/virtual.ts', '../../machines/storeLink.machine.js'],
     ['src/demo/virtual.ts', '../emulator/relay/index.js'],
     ['src/demo/virtual.ts', '../store/ledger.js'],

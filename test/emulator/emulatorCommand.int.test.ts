@@ -1,6 +1,6 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ServiceBusClient } from '@azure/service-bus';
@@ -12,6 +12,7 @@ import { runCli } from '../../src/cli/program.js';
 import { createOperation } from '../../src/core/operation.js';
 import { parseEmulatorsConfig } from '../../src/emulator/emulatorsConfig.js';
 import { firstLine, startCliProcess } from '../support/cliProcess.js';
+import { testTlsFiles } from '../support/testTls.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const closeables: (() => Promise<unknown> | void)[] = [];
@@ -132,7 +133,63 @@ describe('storelink emulator', () => {
     expect(stdout).toContain('Relay emulator on 127.0.0.1:');
   });
 
+  it('with --tls-port and certificate files, adds a tls object to the JSON line whose connection string works as it is', async () => {
+    const controller = new AbortController();
+    const { certFile, keyFile } = testTlsFiles();
+    let line: ((text: string) => void) | undefined;
+    const printed = new Promise<string>((resolve) => (line = resolve));
+    const run = runCli(['emulator', '--servicebus-port', '0', '--relay-port', '0', '--auto-create', '--tls-port', '0', '--tls-cert', certFile, '--tls-key', keyFile, '--json'], {
+      stdout: (text) => line?.(text),
+      stderr: () => undefined,
+      cwd: root,
+      stopSignal: controller.signal,
+    });
+    const ready = JSON.parse(await printed) as ReadyLine & {
+      tls: { port: number; caFile: string | null; serviceBus: { connectionString: string; endpointAddress: string }; relay: { connectionString: string } };
+    };
+    const port = ready.tls.port;
+    expect(ready.tls).toEqual({
+      port,
+      caFile: null,
+      serviceBus: { connectionString: `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE`, endpointAddress: `https://localhost:${port}` },
+      relay: { connectionString: `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE` },
+    });
+    const client = new ServiceBusClient(ready.tls.serviceBus.connectionString, { retryOptions });
+    await client.createSender('store-lyon-2').sendMessages({ body: 'over tls' });
+    const [message] = await client.createReceiver('store-lyon-2', { receiveMode: 'receiveAndDelete' }).receiveMessages(1, { maxWaitTimeInMs: 5_000 });
+    await client.close();
+    expect(message?.body).toBe('over tls');
+    controller.abort();
+    await expect(run).resolves.toBe(0);
+  });
+
+  it('with --tls-port and a data dir, prints the TLS port, the CA file for NODE_EXTRA_CA_CERTS and the production-form strings', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'storelink-emulator-tls-cli-'));
+    closeables.push(() => rm(dataDir, { recursive: true, force: true }));
+    const controller = new AbortController();
+    let stdout = '';
+    const run = runCli(['emulator', '--servicebus-port', '0', '--relay-port', '0', '--tls-port', '0', '--data-dir', dataDir], {
+      stdout: (text) => {
+        stdout += text;
+        if (text.includes('Press Ctrl+C')) controller.abort();
+      },
+      stderr: () => undefined,
+      cwd: root,
+      stopSignal: controller.signal,
+    });
+    await expect(run).resolves.toBe(0);
+    const port = /Both over TLS on 127\.0\.0\.1:(\d+)/.exec(stdout)?.[1];
+    expect(port).toBeDefined();
+    expect(stdout).toContain(`NODE_EXTRA_CA_CERTS=${path.join(dataDir, 'tls', 'ca.crt')}`);
+    expect(stdout).toContain(`Service Bus: Endpoint=sb://localhost:${port}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE\n`);
+    expect(stdout).toContain(`Relay:       Endpoint=sb://localhost:${port}/;`);
+    await expect(readFile(path.join(dataDir, 'tls', 'ca.crt'), 'utf8')).resolves.toMatch(/BEGIN CERTIFICATE/);
+  });
+
   it.each([
+    [['emulator', '--tls-port', '0', '--tls-cert', 'server.crt'], 2, '--tls-cert and --tls-key go together'],
+    [['emulator', '--tls-cert', 'server.crt', '--tls-key', 'server.key'], 2, 'with --tls-port'],
+    [['emulator', '--tls-port', '65536'], 2, 'expected a port number'],
     [['emulator', '--servicebus-port', 'http'], 2, 'expected a port number'],
     [['emulator', '--relay-port', '70000'], 2, 'expected a port number'],
     [['emulator', '--config', 'no/such/Config.json'], 2, 'no such file'],

@@ -1,5 +1,5 @@
 export { startRelayEmulator } from './startRelayEmulator.js';
-export type { DropListenersOptions, RelayEmulator } from './startRelayEmulator.js';
+export type { AcceptConnectionOptions, DropListenersOptions, ForeignUpgrade, RelayEmulator } from './startRelayEmulator.js';
 export type {
   HybridConnectionDefinition,
   RelayEmulatorOptions,

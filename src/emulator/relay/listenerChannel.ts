@@ -29,7 +29,8 @@ export interface ListenerChannelHooks {
 }
 
 export interface ListenerChannelInit {
-  hostHeader: string;
+  /** Scheme, host and port rendezvous addresses start with: `wss://localhost:8443`, as the listener reached the relay. */
+  rendezvousOrigin: string;
   trackingId: string | undefined;
   remoteAddress: string | undefined;
   tokenExpiresAtMs: number;
@@ -76,10 +77,10 @@ export class ListenerChannel {
     };
   }
 
-  /** The rendezvous address for a request, built from the host the listener itself used (spec §5.2). */
+  /** The rendezvous address for a request, on the scheme, host and port the listener itself used (spec §5.2). */
   rendezvousAddress(requestId: string): string {
     const name = this.hybridConnection.name.split('/').map(encodeURIComponent).join('/');
-    return `ws://${this.init.hostHeader}/$hc/${name}?sb-hc-action=request&sb-hc-id=${encodeURIComponent(requestId)}`;
+    return `${this.init.rendezvousOrigin}/$hc/${name}?sb-hc-action=request&sb-hc-id=${encodeURIComponent(requestId)}`;
   }
 
   start(): void {

@@ -78,6 +78,19 @@ export interface RelayEmulatorOptions {
    * them alive).
    */
   idleTimeoutInMs?: number;
+  /**
+   * Where listeners reach the relay from outside, when that differs from what they connect to (a TLS terminator, a
+   * port mapping): `wss://relay.example.com` or `https://relay.example.com:8443`. Rendezvous addresses then start with
+   * it. Default: the scheme (wss when the listener's socket is TLS, ws otherwise), host and port of the listener's
+   * own connection, from its Host header.
+   */
+  publicUrl?: string;
+  /**
+   * Most fragments one WebSocket message from a listener may arrive in; default 1 048 576. hyco-https sends each
+   * `res.write` of a response as one fragment, so a response written a byte at a time needs one per byte; ws alone
+   * would stop at 16 384 ("Too many message fragments"). 0 lifts the limit.
+   */
+  maxFragmentsPerMessage?: number;
   /** Also accept tokens whose audience lies below the hybrid connection (minted for a full request URL). Default true. */
   lenientAudience?: boolean;
   /** Aborting before the server listens rejects the start; aborting later closes the emulator. */
@@ -140,6 +153,8 @@ const optionsSchema = z
     requestTimeoutInMs: durationSchema(1).optional(),
     idleTimeoutInMs: durationSchema(1).optional(),
     lenientAudience: z.boolean().optional(),
+    publicUrl: z.string().max(2048).optional(),
+    maxFragmentsPerMessage: z.number().int().min(0).max(2 ** 30).optional(),
     abortSignal: z.instanceof(AbortSignal).optional(),
     logger: z.custom<(entry: RelayLogEntry) => void>((value) => typeof value === 'function', 'must be a function').optional(),
     now: z.custom<() => number>((value) => typeof value === 'function', 'must be a function returning ms since the epoch, like Date.now').optional(),
@@ -177,6 +192,9 @@ export interface ResolvedRelayEmulatorOptions {
   requestTimeoutInMs: number;
   idleTimeoutInMs: number;
   lenientAudience: boolean;
+  /** `ws://` or `wss://` plus host[:port], without a path; undefined: from each listener's connection. */
+  publicOrigin: string | undefined;
+  maxFragmentsPerMessage: number;
   abortSignal: AbortSignal | undefined;
   logger: ((entry: RelayLogEntry) => void) | undefined;
   /**
@@ -265,8 +283,28 @@ export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): Reso
     requestTimeoutInMs,
     idleTimeoutInMs,
     lenientAudience: value.lenientAudience ?? true,
+    publicOrigin: value.publicUrl === undefined ? undefined : publicOriginOf(value.publicUrl),
+    maxFragmentsPerMessage: value.maxFragmentsPerMessage ?? 1_048_576,
     abortSignal: value.abortSignal,
     logger: value.logger,
     now: value.now ?? Date.now,
   };
+}
+
+const WEBSOCKET_SCHEMES: Readonly<Record<string, string>> = { 'http:': 'ws', 'ws:': 'ws', 'https:': 'wss', 'wss:': 'wss' };
+
+/** `https://relay.example.com:8443/` → `wss://relay.example.com:8443`; throws a TypeError saying what is wrong. */
+export function publicOriginOf(publicUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(publicUrl);
+  } catch {
+    throw new TypeError(`startRelayEmulator: option publicUrl: "${publicUrl}" is not a URL; give e.g. wss://relay.example.com:443`);
+  }
+  const scheme = WEBSOCKET_SCHEMES[url.protocol];
+  if (scheme === undefined) throw new TypeError(`startRelayEmulator: option publicUrl: the scheme must be wss, https, ws or http, got "${url.protocol}"`);
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new TypeError(`startRelayEmulator: option publicUrl: give only a scheme, a host and a port, got "${publicUrl}"`);
+  }
+  return `${scheme}://${url.host}`;
 }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { authorize, hostWithoutPort, type RelayClaim } from './relayAuth.js';
@@ -39,6 +40,14 @@ export interface DropListenersOptions {
   reason?: string;
 }
 
+/** Takes an upgrade that is not the relay's (returns true), or leaves it to the relay (false). */
+export type ForeignUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+
+export interface AcceptConnectionOptions {
+  /** Looks at each WebSocket upgrade on the connection first: `startEmulators` takes `/$servicebus/websocket` this way. */
+  upgrade?: ForeignUpgrade;
+}
+
 export interface RelayEmulator extends AsyncDisposable {
   readonly host: string;
   readonly port: number;
@@ -46,6 +55,12 @@ export interface RelayEmulator extends AsyncDisposable {
   readonly endpoint: string;
   /** `Endpoint=sb://…/;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true` for a namespace policy. */
   connectionString(keyName?: string): string;
+  /**
+   * Serves HTTP senders and WebSocket upgrades on a stream connected elsewhere (the TLS port of `startEmulators`,
+   * decrypted), with the same limits and timeouts as the relay's own port. Rendezvous addresses for listeners that
+   * came this way use wss when the stream is a TLS socket.
+   */
+  acceptConnection(socket: Duplex, options?: AcceptConnectionOptions): void;
   /** Idempotent: closes every socket and the server. */
   close(): Promise<void>;
   /** Cuts every control channel of a hybrid connection (listeners reconnect); returns how many were dropped. */
@@ -90,6 +105,8 @@ class RelayEmulatorServer implements RelayEmulator {
   private readonly context: RelayContext;
   private readonly stats = emptyCounters();
   private closing: Promise<void> | undefined;
+  /** Upgrades that belong to someone else on connections handed over by `acceptConnection`. */
+  private readonly foreignUpgrades = new WeakMap<object, ForeignUpgrade>();
   private readonly onAbort = (): void => void this.close();
 
   constructor(private readonly options: ResolvedRelayEmulatorOptions) {
@@ -118,10 +135,12 @@ class RelayEmulatorServer implements RelayEmulator {
       perMessageDeflate: false,
       clientTracking: false,
       maxPayload: options.maxBodySizeInBytes + 64 * 1024,
+      maxFragments: options.maxFragmentsPerMessage,
     });
     this.server.on('request', (req, res) => this.safely('request', () => this.onSenderRequest(req, res), res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', (error) => this.log('debug', 'socket.error', `upgrade socket error: ${error.message}`));
+      if (this.foreignUpgrades.get(req.socket)?.(req, socket, head) === true) return;
       try {
         this.onUpgrade(req, socket, head);
       } catch (error) {
@@ -168,6 +187,11 @@ class RelayEmulatorServer implements RelayEmulator {
       }
       signal.addEventListener('abort', this.onAbort, { once: true });
     }
+  }
+
+  acceptConnection(socket: Duplex, options: AcceptConnectionOptions = {}): void {
+    if (options.upgrade !== undefined) this.foreignUpgrades.set(socket, options.upgrade);
+    this.server.emit('connection', socket);
   }
 
   connectionString(keyName?: string): string {
@@ -452,7 +476,7 @@ class RelayEmulatorServer implements RelayEmulator {
     if (state.listeners.length >= this.options.maxListenersPerConnection) {
       return this.rejectListener(socket, state, 403, RELAY_MESSAGES.quotaExceeded);
     }
-    const hostHeader = req.headers.host !== undefined && SAFE_HOST.test(req.headers.host) ? req.headers.host : `${toBoundHost(this.host)}:${this.port}`;
+    const rendezvousOrigin = this.rendezvousOrigin(req);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       if (this.closing !== undefined) {
         ws.terminate();
@@ -463,7 +487,7 @@ class RelayEmulatorServer implements RelayEmulator {
         this.context,
         state,
         ws,
-        { hostHeader, trackingId: queryValue(query, 'sb-hc-id'), remoteAddress: req.socket.remoteAddress, tokenExpiresAtMs: auth.expiresAtMs },
+        { rendezvousOrigin, trackingId: queryValue(query, 'sb-hc-id'), remoteAddress: req.socket.remoteAddress, tokenExpiresAtMs: auth.expiresAtMs },
         {
           authorizeRenewal: (renewed) => this.authorizeFor(state, renewed, 'Listen', req.headers.host),
           closed: (closedChannel, code) => this.onListenerClosed(state, closedChannel, code),
@@ -477,6 +501,19 @@ class RelayEmulatorServer implements RelayEmulator {
         listenerId: channel.id,
       });
     });
+  }
+
+  /**
+   * Where this listener's rendezvous sockets go: the configured public URL, else the scheme, host and port it came in
+   * on (wss when its socket is TLS, as on the TLS port of `startEmulators`; Host header, else the socket's own address).
+   */
+  private rendezvousOrigin(req: IncomingMessage): string {
+    if (this.options.publicOrigin !== undefined) return this.options.publicOrigin;
+    const socket = req.socket as TLSSocket;
+    const scheme = socket.encrypted === true ? 'wss' : 'ws';
+    const host = req.headers.host;
+    if (host !== undefined && SAFE_HOST.test(host)) return `${scheme}://${host}`;
+    return `${scheme}://${toBoundHost(socket.localAddress ?? this.host)}:${socket.localPort ?? this.port}`;
   }
 
   private rejectListener(socket: Duplex, state: HybridConnectionState | undefined, status: number, description: string): void {

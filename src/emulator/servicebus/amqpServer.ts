@@ -5,8 +5,11 @@
  * deliveries once settled.
  */
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo, Server, Socket } from 'node:net';
+import type { IncomingMessage as HttpRequest } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import rhea from 'rhea';
+import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Connection, Delivery, EventContext, Receiver, Sender, Session } from 'rhea';
 import { audienceCovers, sasFailurePrefixOf, verifySasToken } from '../../core/sas.js';
 import { SECTION, bytesToUuid, readBinary, splitSections, swapGuidBytes, toDotNetTicks, uuidToBytes } from './amqpCodec.js';
@@ -43,7 +46,7 @@ interface Grant {
 
 interface ConnectionState {
   connection: Connection;
-  socket: Socket | undefined;
+  socket: Duplex | undefined;
   grants: Grant[];
   /** Reply links for CBS and `$management`, by link name and by target address. */
   replyLinks: Map<string, Sender>;
@@ -78,19 +81,36 @@ function notFound(host: string, path: string): { condition: string; description:
   );
 }
 
+/** The path and subprotocol of AMQP over WebSockets, as Azure serves them. */
+export const WEBSOCKET_PATH = '/$servicebus/websocket';
+export const WEBSOCKET_PROTOCOL = 'AMQPWSB10';
+
 export class AmqpServer {
   private readonly container = rhea.create_container({ id: `servicebus-emulator-${randomBytes(4).toString('hex')}` });
   private readonly servers: Server[] = [];
   private readonly states = new Map<Connection, ConnectionState>();
-  private readonly sockets = new Set<Socket>();
+  /** Every byte stream rhea reads: TCP sockets, TLS sockets and WebSocket streams alike. */
+  private readonly sockets = new Set<Duplex>();
   /** Each socket's frame guard; a connection's is found through its socket. */
-  private readonly guards = new WeakMap<Socket, FrameGuard>();
+  private readonly guards = new WeakMap<Duplex, FrameGuard>();
+  /**
+   * AMQP over WebSockets: one binary WebSocket message per AMQP frame (or protocol header), so a message never needs
+   * to be larger than the advertised max-frame-size; ws refuses larger ones before buffering them.
+   */
+  private readonly webSockets: WebSocketServer;
   private closing = false;
 
   constructor(
     private readonly broker: Broker,
     private readonly options: AmqpServerOptions,
   ) {
+    this.webSockets = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      clientTracking: false,
+      maxPayload: options.limits.maxFrameSizeInBytes,
+      handleProtocols: (protocols) => (protocols.has(WEBSOCKET_PROTOCOL) ? WEBSOCKET_PROTOCOL : false),
+    });
     const c = this.container;
     c.on('connection_open', (context: EventContext) => this.onConnectionOpen(context));
     c.on('session_open', (context: EventContext) => this.onSessionOpen(context.session!));
@@ -143,29 +163,12 @@ export class AmqpServer {
   }
 
   private async listenOn(host: string, port: number): Promise<number> {
-    const server = this.container.listen({
-      host,
-      port,
-      // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
-      tcp_no_delay: true,
-      // Ask clients to heartbeat (the SDK then sends an empty frame every 30 s) so that peers which vanished without
-      // closing their socket are dropped after two silent minutes; rhea answers the client's own idle timeout.
-      idle_time_out: 60_000,
-      // Advertised, and enforced by each connection's FrameGuard.
-      max_frame_size: this.options.limits.maxFrameSizeInBytes,
-      receiver_options: { autoaccept: false, credit_window: 500 },
-      sender_options: { autosettle: false, treat_modified_as_released: false },
-    } as unknown as Parameters<typeof this.container.listen>[0]);
-    server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-      socket.on('error', () => undefined);
-      this.guard(socket);
-    });
+    // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
+    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
       server.once('error', onError);
-      server.once('listening', () => {
+      server.listen({ host, port }, () => {
         server.off('error', onError);
         resolve();
       });
@@ -175,11 +178,54 @@ export class AmqpServer {
   }
 
   /**
+   * Serves AMQP on a byte stream that is already connected: a TCP socket from the plaintext port, a TLS socket whose
+   * first bytes said `AMQP`, or the stream of an AMQP-over-WebSocket connection. Every one gets a FrameGuard.
+   */
+  accept(socket: Duplex): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const connection = this.container.create_connection({
+      // Ask clients to heartbeat (the SDK then sends an empty frame every 30 s) so that peers which vanished without
+      // closing their socket are dropped after two silent minutes; rhea answers the client's own idle timeout.
+      idle_time_out: 60_000,
+      // Advertised, and enforced by each connection's FrameGuard.
+      max_frame_size: this.options.limits.maxFrameSizeInBytes,
+      receiver_options: { autoaccept: false, credit_window: 500 },
+      sender_options: { autosettle: false, treat_modified_as_released: false },
+    } as unknown as Parameters<typeof this.container.create_connection>[0]);
+    (connection as unknown as { accept(socket: Duplex): void }).accept(socket);
+    this.guard(socket);
+  }
+
+  /**
+   * Takes an HTTP upgrade for AMQP over WebSockets (`/$servicebus/websocket`, subprotocol `AMQPWSB10`), as Azure
+   * serves it on 443; the binary messages carry the same byte stream as a TCP connection would.
+   */
+  acceptWebSocket(req: HttpRequest, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((protocol) => protocol.trim());
+    if (this.closing || !offered.includes(WEBSOCKET_PROTOCOL)) {
+      const status = this.closing ? '503 Service Unavailable' : '400 Bad Request';
+      const text = this.closing ? 'The Service Bus emulator is shutting down.' : `AMQP over WebSockets needs the ${WEBSOCKET_PROTOCOL} subprotocol.`;
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      return;
+    }
+    this.webSockets.handleUpgrade(req, socket, head, (ws) => {
+      this.accept(createWebSocketStream(ws));
+    });
+  }
+
+  /**
    * Puts a FrameGuard between the socket and rhea (which has just attached its reader: this listener runs after
    * rhea's own), and a deadline for authentication. A violation or a missed deadline ends the connection: with an
    * AMQP close when the peer got as far as `open`, by closing the socket otherwise.
    */
-  private guard(socket: Socket): void {
+  private guard(socket: Duplex): void {
     const { limits } = this.options;
     const readers = socket.listeners('data') as ((chunk: Buffer) => void)[];
     socket.removeAllListeners('data');
@@ -213,9 +259,9 @@ export class AmqpServer {
   }
 
   /** The rhea connection open on a socket, if the peer got as far as `open`. */
-  private connectionOn(socket: Socket): Connection | undefined {
+  private connectionOn(socket: Duplex): Connection | undefined {
     for (const connection of this.states.keys()) {
-      if ((connection as unknown as { socket?: Socket }).socket === socket) return connection;
+      if ((connection as unknown as { socket?: Duplex }).socket === socket) return connection;
     }
     return undefined;
   }
@@ -246,6 +292,7 @@ export class AmqpServer {
     await drained;
     clearTimeout(deadline);
     await closed;
+    this.webSockets.close();
     this.states.clear();
   }
 
@@ -493,7 +540,7 @@ export class AmqpServer {
       state.grants = state.grants.filter((grant) => grant.audience !== audience);
       state.grants.push({ audience, expiresAt: parsed.expiresOnInSeconds * 1000, rights: policy.rights });
       // Authenticated: the connection may now send frames up to the advertised size, and has no deadline.
-      const socket = (context.connection as unknown as { socket?: Socket }).socket;
+      const socket = (context.connection as unknown as { socket?: Duplex }).socket;
       if (socket !== undefined) this.guards.get(socket)?.authenticate();
       respond(202, 'Accepted');
     } catch (error) {

@@ -1,4 +1,5 @@
 export { startServiceBusEmulator, type ServiceBusEmulator } from './startServiceBusEmulator.js';
+export { WEBSOCKET_PATH, WEBSOCKET_PROTOCOL } from './amqpServer.js';
 export type {
   AccessRight,
   EntityProperties,

@@ -1,4 +1,6 @@
 /** The emulator's one public entry point. */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { AmqpServer } from './amqpServer.js';
 import { Broker } from './broker.js';
 import { openFileJournal, type FileJournal } from './fileJournal.js';
@@ -13,6 +15,13 @@ export interface ServiceBusEmulator extends AsyncDisposable {
   messageCounts(): Record<string, number>;
   /** Open AMQP connections. */
   readonly activeConnections: number;
+  /**
+   * Serves AMQP on a stream connected elsewhere (the TLS port of `startEmulators`, once its first bytes said `AMQP`).
+   * The stream is read from its start, through the same frame guard as the emulator's own port.
+   */
+  acceptConnection(socket: Duplex): void;
+  /** Takes an HTTP upgrade to AMQP over WebSockets (`/$servicebus/websocket`, subprotocol `AMQPWSB10`). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Closes client connections with `amqp:connection:forced`, the listener and the journal. Idempotent. */
   close(): Promise<void>;
 }
@@ -92,6 +101,8 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
     get activeConnections() {
       return server.connectionCount;
     },
+    acceptConnection: (socket) => server.accept(socket),
+    handleUpgrade: (req, socket, head) => server.acceptWebSocket(req, socket, head),
     close,
     [Symbol.asyncDispose]: close,
   };
