@@ -46,7 +46,7 @@ export interface EventsRoutesOptions {
 }
 
 export const eventsRoutes: FastifyPluginCallback<EventsRoutesOptions> = (app, { log, heartbeatIntervalInMs, logger, openStreams }, done) => {
-  app.get('/events', (request, reply) => {
+  app.get('/events', { config: { scope: 'read' } }, (request, reply) => {
     reply.hijack();
     const response = reply.raw;
     const remote = request.raw.socket.remoteAddress;

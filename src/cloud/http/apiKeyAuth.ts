@@ -1,0 +1,56 @@
+/**
+ * Who may call a route: every request carries `Authorization: Bearer <name>.<secret>`, one of the API keys valid now
+ * (401 API_UNAUTHORIZED otherwise), and the route's scope must be among the key's (403 API_FORBIDDEN otherwise, naming
+ * the scope). Each route says its scope in its config (`config: { scope }`); the API refuses to register a route that
+ * does not, so a new route cannot be open to every key by omission.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { StorelinkError, isStorelinkError } from '../../core/errors.js';
+import type { ApiClient, ApiScope } from '../apiKeys.js';
+import type { ApiKeySource } from '../apiKeyFile.js';
+
+/** A route's scope; `authenticated`: any valid key (the 404 and 405 answers, which tell nothing). */
+export type RouteScope = ApiScope | 'authenticated';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    scope?: RouteScope;
+  }
+}
+
+/** Longest Authorization header value looked at: a key is about 110 characters. */
+const MAX_AUTHORIZATION_LENGTH = 512;
+
+export type Admission = { client: ApiClient; refused?: undefined } | { client?: ApiClient; refused: StorelinkError };
+
+/**
+ * Admits a request or says why not, setting `WWW-Authenticate` on a refusal. `scope` is the route's, or undefined
+ * when no route matched (then any valid key is enough to learn there is nothing there).
+ */
+export type ApiKeyCheck = (request: FastifyRequest, reply: FastifyReply, scope: RouteScope | undefined) => Promise<Admission>;
+
+export function createApiKeyCheck(source: ApiKeySource, now: () => number): ApiKeyCheck {
+  return async (request, reply, scope) => {
+    const header = request.headers.authorization ?? '';
+    const match = header.length <= MAX_AUTHORIZATION_LENGTH ? /^Bearer +(\S+) *$/i.exec(header) : null;
+    let client: ApiClient | undefined;
+    try {
+      client = match === null ? undefined : (await source.current()).authenticate(match[1]!, now());
+    } catch (error) {
+      if (isStorelinkError(error)) return { refused: error };
+      throw error;
+    }
+    if (client === undefined) {
+      void reply.header('www-authenticate', match === null ? 'Bearer realm="storelink"' : 'Bearer realm="storelink", error="invalid_token"');
+      const message =
+        match === null
+          ? 'send an API key as "Authorization: Bearer <name>.<secret>" (storelink apikeys create makes one)'
+          : 'the API key is unknown, revoked or expired, or its secret is wrong';
+      return { refused: new StorelinkError('API_UNAUTHORIZED', message) };
+    }
+    if (scope === undefined || scope === 'authenticated' || client.scopes.includes(scope)) return { client };
+    void reply.header('www-authenticate', `Bearer realm="storelink", error="insufficient_scope", scope="${scope}"`);
+    const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+    return { client, refused: new StorelinkError('API_FORBIDDEN', `${route} needs an API key with the "${scope}" scope`) };
+  };
+}
