@@ -260,16 +260,16 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   async #admit(request: FastifyRequest, reply: FastifyReply, checkKey: ApiKeyCheck, scope: RouteScope | undefined): Promise<StorelinkError | undefined> {
     const response = reply.raw;
     const startedAt = performance.now();
-    let apiKey: string | undefined;
+    const client: { name?: string } = {};
     response.once('finish', () =>
       this.#logger.debug(
-        { method: request.method, path: request.url, status: response.statusCode, apiKey, durationInMs: performance.now() - startedAt },
+        { method: request.method, path: request.url, status: response.statusCode, apiKey: client.name, durationInMs: performance.now() - startedAt },
         'request answered',
       ),
     );
     void reply.header('cache-control', 'no-store');
     const admission = await checkKey(request, reply, scope);
-    apiKey = admission.client?.name;
+    client.name = admission.client?.name;
     return admission.refused;
   }
 

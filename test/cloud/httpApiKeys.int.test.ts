@@ -124,7 +124,7 @@ describe('cloud HTTP API keys and scopes', () => {
     while (!text.includes(`"operationId":"${published.operationId}"`)) {
       const chunk = await reader$.read();
       if (chunk.done) throw new Error(`the event stream ended before the delivery; it said: ${text}`);
-      text += new TextDecoder().decode(chunk.value);
+      text += new TextDecoder().decode(chunk.value as Uint8Array);
     }
     expect(text).toContain('event: delivery');
 
