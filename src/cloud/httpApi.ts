@@ -22,7 +22,7 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
 import { ApiKeyRing } from './apiKeys.js';
 import { apiKeysFromFile, fixedApiKeys, type ApiKeySource } from './apiKeyFile.js';
-import { createApiKeyCheck, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
+import { createApiKeyCheck, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
 import { apiKeysRoutes } from './http/apiKeysRoutes.js';
 import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
@@ -179,6 +179,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
         ? fixedApiKeys(new ApiKeyRing({ keys: [] }, { legacyToken: options.token! }))
         : apiKeysFromFile(options.apiKeysFile, this.#logger);
     const checkKey = createApiKeyCheck(this.#apiKeys, options.now ?? Date.now);
+    const stillAdmitted = createStillAdmitted(this.#apiKeys, options.now ?? Date.now);
     const handleError = createErrorHandler(this.#logger);
     const app = fastify({
       logger: false,
@@ -233,7 +234,13 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(operationsRoutes, { dispatcher, handleError, startPublish: () => this.#startPublish() });
     void app.register(storesRoutes, { dispatcher });
-    void app.register(eventsRoutes, { log: this.#eventLog, heartbeatIntervalInMs, logger: this.#logger, openStreams: this.#openStreams });
+    void app.register(eventsRoutes, {
+      log: this.#eventLog,
+      heartbeatIntervalInMs,
+      logger: this.#logger,
+      openStreams: this.#openStreams,
+      stillAdmitted: (request) => stillAdmitted(request, 'read'),
+    });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
     this.#app = app;

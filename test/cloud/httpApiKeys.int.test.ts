@@ -27,7 +27,7 @@ function recordingLogger(lines: string[], bindings: Record<string, unknown> = {}
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error'), child: (more) => recordingLogger(lines, { ...bindings, ...more }) };
 }
 
-async function world(options: { now?: () => number } = {}) {
+async function world(options: { now?: () => number; heartbeatIntervalInMs?: number } = {}) {
   const azure = await startEmulators({ namespaces: [{ queues: [{ name: 'store-nice-3' }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
   closeables.push(() => azure.close());
   const directory = await mkdtemp(path.join(tmpdir(), 'storelink-apikeys-'));
@@ -54,7 +54,13 @@ async function world(options: { now?: () => number } = {}) {
   const subscription = dispatcher.deliveries$.subscribe((delivery) => deliveries.push(delivery));
   closeables.push(() => Promise.resolve(subscription.unsubscribe()));
   const logLines: string[] = [];
-  const api = createCloudHttpApi({ dispatcher, apiKeysFile: keysFile, logger: recordingLogger(logLines), now: options.now ?? (() => NOW) });
+  const api = createCloudHttpApi({
+    dispatcher,
+    apiKeysFile: keysFile,
+    logger: recordingLogger(logLines),
+    now: options.now ?? (() => NOW),
+    ...(options.heartbeatIntervalInMs === undefined ? {} : { heartbeatIntervalInMs: options.heartbeatIntervalInMs }),
+  });
   closeables.push(() => api.close());
   const { port } = await api.listen();
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -182,6 +188,29 @@ describe('cloud HTTP API keys and scopes', () => {
     expect((await refusal(await call(added, '/stores'))).slice(0, 2)).toEqual([503, 'API_KEYS_UNAVAILABLE']);
     await save(['new-backend']);
     expect((await call(added, '/stores')).status).toBe(200);
+  });
+
+  it('ends an open event stream at its next heartbeat once its key is revoked, and keeps the streams of valid keys', async () => {
+    const { make, save, reader, call } = await world({ heartbeatIntervalInMs: 50 });
+    const grafana = make('grafana', ['read']);
+    await save(['dashboard', 'grafana']);
+    const controller = new AbortController();
+    closeables.push(() => Promise.resolve(controller.abort()));
+    const [revoked, kept] = await Promise.all([reader, grafana].map((key) => call(key, '/events', { signal: controller.signal })));
+    const revokedReader = revoked!.body!.getReader();
+    const keptReader = kept!.body!.getReader();
+    expect(new TextDecoder().decode((await revokedReader.read()).value as Uint8Array)).toContain(': storelink events');
+    await save(['grafana']);
+    let chunk = await revokedReader.read();
+    while (!chunk.done) chunk = await revokedReader.read();
+    expect(chunk.done).toBe(true);
+    // The other stream still beats.
+    let text = '';
+    while (!text.includes(': heartbeat')) {
+      const next = await keptReader.read();
+      expect(next.done).toBe(false);
+      text += new TextDecoder().decode(next.value as Uint8Array);
+    }
   });
 
   it('refuses a key from its expiry on, by the injected clock', async () => {

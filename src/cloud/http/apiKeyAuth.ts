@@ -29,21 +29,25 @@ export type Admission = { client: ApiClient; refused?: undefined } | { client?: 
  */
 export type ApiKeyCheck = (request: FastifyRequest, reply: FastifyReply, scope: RouteScope | undefined) => Promise<Admission>;
 
+function bearerOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization ?? '';
+  return header.length <= MAX_AUTHORIZATION_LENGTH ? /^Bearer +(\S+) *$/i.exec(header)?.[1] : undefined;
+}
+
 export function createApiKeyCheck(source: ApiKeySource, now: () => number): ApiKeyCheck {
   return async (request, reply, scope) => {
-    const header = request.headers.authorization ?? '';
-    const match = header.length <= MAX_AUTHORIZATION_LENGTH ? /^Bearer +(\S+) *$/i.exec(header) : null;
+    const presented = bearerOf(request);
     let client: ApiClient | undefined;
     try {
-      client = match === null ? undefined : (await source.current()).authenticate(match[1]!, now());
+      client = presented === undefined ? undefined : (await source.current()).authenticate(presented, now());
     } catch (error) {
       if (isStorelinkError(error)) return { refused: error };
       throw error;
     }
     if (client === undefined) {
-      void reply.header('www-authenticate', match === null ? 'Bearer realm="storelink"' : 'Bearer realm="storelink", error="invalid_token"');
+      void reply.header('www-authenticate', presented === undefined ? 'Bearer realm="storelink"' : 'Bearer realm="storelink", error="invalid_token"');
       const message =
-        match === null
+        presented === undefined
           ? 'send an API key as "Authorization: Bearer <name>.<secret>" (storelink apikeys create makes one)'
           : 'the API key is unknown, revoked or expired, or its secret is wrong';
       return { refused: new StorelinkError('API_UNAUTHORIZED', message) };
@@ -52,5 +56,21 @@ export function createApiKeyCheck(source: ApiKeySource, now: () => number): ApiK
     void reply.header('www-authenticate', `Bearer realm="storelink", error="insufficient_scope", scope="${scope}"`);
     const route = `${request.method} ${request.routeOptions.url ?? ''}`;
     return { client, refused: new StorelinkError('API_FORBIDDEN', `${route} needs an API key with the "${scope}" scope`) };
+  };
+}
+
+/**
+ * Whether a request admitted earlier would still be admitted with `scope`: for what outlives its request's admission
+ * (an event stream), so a key revoked or expired meanwhile stops it.
+ */
+export function createStillAdmitted(source: ApiKeySource, now: () => number): (request: FastifyRequest, scope: ApiScope) => Promise<boolean> {
+  return async (request, scope) => {
+    const presented = bearerOf(request);
+    if (presented === undefined) return false;
+    try {
+      return (await source.current()).authenticate(presented, now())?.scopes.includes(scope) === true;
+    } catch {
+      return false;
+    }
   };
 }
