@@ -5,7 +5,8 @@
  * modification or change time differ from the copy it holds. That is chosen over `fs.watch`: a watch follows the
  * inode, so it misses a file replaced by rename (how editors and `apikeys` save) unless re-armed, is unreliable on
  * network and container-mounted file systems, and a debounce leaves a revoked key valid for its delay. With a check per
- * request, a key removed from the file is refused from the next request on, and nothing has to be closed.
+ * request, a key removed from the file is refused from the next request on, and nothing has to be closed. A copy
+ * more than a second old is read again even when the file looks the same (see MAX_COPY_AGE_IN_MS).
  *
  * A file that cannot be read or is not valid (gone, half-written by an editor that writes in place) refuses every
  * request with API_KEYS_UNAVAILABLE (503, retryable) until it is fixed: the keys of an older copy are not trusted,
@@ -29,7 +30,13 @@ export function fixedApiKeys(ring: ApiKeyRing): ApiKeySource {
   return { current: () => Promise.resolve(ring) };
 }
 
-type Loaded = { signature: string; ring: ApiKeyRing } | { signature: string; error: StorelinkError };
+type Loaded = { signature: string; at: number } & ({ ring: ApiKeyRing } | { error: StorelinkError });
+
+/**
+ * A copy this old is re-read even if the file looks unchanged: a same-size rewrite within the file system's timestamp
+ * granularity (a few ms) onto a reused inode would otherwise go unseen until the next change.
+ */
+const MAX_COPY_AGE_IN_MS = 1_000;
 
 /** The keys of `file`, re-read whenever it changes. */
 export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
@@ -40,16 +47,19 @@ export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
     new StorelinkError('API_KEYS_UNAVAILABLE', `the API key file cannot be used (${message}); every request is refused until it is fixed`, { cause });
 
   async function load(signature: string, size: bigint): Promise<ApiKeyRing> {
+    // The periodic re-read of an unchanged file is not news: logged only when the file or its state changed.
+    const before = loaded;
+    const news = (failed: boolean) => before?.signature !== signature || 'error' in before !== failed;
     try {
       if (size > BigInt(MAX_API_KEY_FILE_BYTES)) throw new StorelinkError('FILE_UNREADABLE', `${file}: larger than ${MAX_API_KEY_FILE_BYTES} bytes, not an API key file`);
       const ring = new ApiKeyRing(parseApiKeyFile(await readFile(file, 'utf8'), file));
-      loaded = { signature, ring };
-      logger.info({ file, keys: ring.list().map(({ name, scopes }) => ({ name, scopes })) }, 'API keys loaded');
+      loaded = { signature, ring, at: performance.now() };
+      if (news(false)) logger.info({ file, keys: ring.list().map(({ name, scopes }) => ({ name, scopes })) }, 'API keys loaded');
       return ring;
     } catch (cause) {
       const error = unavailable(isStorelinkError(cause) ? cause.message : (cause as Error).message, cause);
-      loaded = { signature, error };
-      logger.error({ file, err: cause }, 'API key file unusable: every request is refused');
+      loaded = { signature, at: performance.now(), error };
+      if (news(true)) logger.error({ file, err: cause }, 'API key file unusable: every request is refused');
       throw error;
     } finally {
       if (loading?.signature === signature) loading = undefined;
@@ -68,10 +78,10 @@ export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
         if (loaded === undefined || !('error' in loaded) || loaded.signature !== 'missing') {
           logger.error({ file, err: cause }, 'API key file unreadable: every request is refused');
         }
-        loaded = { signature: 'missing', error: unavailable(`${file}: ${(cause as Error).message}`, cause) };
+        loaded = { signature: 'missing', at: performance.now(), error: unavailable(`${file}: ${(cause as Error).message}`, cause) };
         throw loaded.error;
       }
-      if (loaded?.signature === signature) {
+      if (loaded?.signature === signature && performance.now() - loaded.at < MAX_COPY_AGE_IN_MS) {
         if ('error' in loaded) throw loaded.error;
         return loaded.ring;
       }

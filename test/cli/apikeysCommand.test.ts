@@ -54,6 +54,7 @@ describe('storelink apikeys', () => {
       { name: 'backend', scopes: ['publish', 'read'], createdAt: expect.any(String) },
       { name: 'dashboard', scopes: ['read'], createdAt: expect.any(String), expiresAt: '9999-12-31T00:00:00.000Z' },
     ]);
+    expect(backend.stderr).not.toContain(secret);
     for (const output of [listed, json, dashboard]) expect(output.stdout + output.stderr).not.toContain(secret);
     expect(json.stdout).not.toContain('sha256');
 
