@@ -65,4 +65,7 @@ export type {
 export { OUTCOME_KINDS } from './cloud/outcomes.js';
 export { createCloudHttpApi } from './cloud/httpApi.js';
 export type { CloudHttpApi, CloudHttpApiOptions } from './cloud/httpApi.js';
+export { API_SCOPES, newApiKey } from './cloud/apiKeys.js';
+export type { ApiKeyRecord, ApiScope, NewApiKey } from './cloud/apiKeys.js';
+export { readApiKeyFile, writeApiKeyFile } from './cloud/apiKeyFile.js';
 export { createDeadLetterQueue } from './channels/servicebus/deadLetterQueue.js';

@@ -61,12 +61,19 @@ const cloudConfigSchema = z
     http: z.strictObject({
       host: z.string().min(1, 'must not be empty').optional(),
       port: z.number().int('expected a port number').min(0, 'expected a port number from 0 to 65535').max(65535, 'expected a port number from 0 to 65535').optional(),
-      token: secretSchema,
+      /** The API key file (`storelink apikeys`), relative to the configuration file. */
+      apiKeysFile: z.string().min(1, 'must not be empty').optional(),
+      /** Deprecated: one shared token with every scope. */
+      token: secretSchema.optional(),
       /** Serve HTTPS with this certificate (PEM, the chain after it) and key, relative to the configuration file. */
       tls: z.strictObject({ certFile: z.string().min(1, 'must not be empty'), keyFile: z.string().min(1, 'must not be empty') }).optional(),
     }),
   })
   .superRefine((config, context) => {
+    if ((config.http.apiKeysFile === undefined) === (config.http.token === undefined)) {
+      const message = config.http.token === undefined ? 'is required: the API key file (storelink apikeys create writes it)' : 'give http.apiKeysFile or the deprecated http.token, not both';
+      context.addIssue({ code: 'custom', path: ['http', 'apiKeysFile'], message });
+    }
     const seen = new Set<string>();
     config.stores.forEach((store, index) => {
       if (seen.has(store.storeId)) context.addIssue({ code: 'custom', path: ['stores', index, 'storeId'], message: `"${store.storeId}" is listed twice` });
@@ -89,14 +96,15 @@ export interface CloudConfig {
   chartBaseDir: string;
   stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string }[];
   dataDir?: string;
-  http: { host: string; port: number; token: string; tls?: { cert: string; key: string } };
+  /** `apiKeysFile` resolved against the configuration file's folder; or the deprecated `token`. */
+  http: { host: string; port: number; tls?: { cert: string; key: string } } & ({ apiKeysFile: string; token?: undefined } | { token: string; apiKeysFile?: undefined });
 }
 
 export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CloudConfig> {
   const config = await readJsonConfig(file, cloudConfigSchema, 'cloud configuration');
   const base = path.dirname(file);
-  const token = resolveSecret(config.http.token, 'http.token', env);
-  if (token.length < MIN_TOKEN_LENGTH) {
+  const token = config.http.token === undefined ? undefined : resolveSecret(config.http.token, 'http.token', env);
+  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
     throw new StorelinkError('FILE_UNREADABLE', `${file}: http.token must be at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`, { field: 'http.token' });
   }
   let serverTls: { cert: string; key: string } | undefined;
@@ -110,6 +118,7 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     }
     serverTls = { cert, key };
   }
+  const auth = token === undefined ? { apiKeysFile: path.resolve(base, config.http.apiKeysFile!) } : { token };
   let policy: Policy | undefined;
   if (typeof config.policy === 'string') policy = await readPolicyFile(path.resolve(base, config.policy));
   else if (config.policy !== undefined) policy = parsePolicy(config.policy, { source: `${file}: policy` });
@@ -123,7 +132,7 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     chartBaseDir: base,
     stores: config.stores,
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
-    http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, token, ...(serverTls === undefined ? {} : { tls: serverTls }) },
+    http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, ...auth, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
 }
 
@@ -135,7 +144,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
   program
     .command('cloud')
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
-    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores, dataDir, http')
+    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores, dataDir, http (apiKeysFile)')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
@@ -161,9 +170,13 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         logger,
       });
+      if (config.http.token !== undefined) {
+        io.stderr('storelink: http.token is deprecated: one shared token has every scope; create named keys (storelink apikeys create) and set http.apiKeysFile\n');
+      }
+      const auth = config.http.token === undefined ? { apiKeysFile: config.http.apiKeysFile } : { token: config.http.token };
       const api = createCloudHttpApi({
         dispatcher,
-        token: config.http.token,
+        ...auth,
         host: config.http.host,
         port: config.http.port,
         ...(config.http.tls === undefined ? {} : { tls: config.http.tls }),
@@ -172,7 +185,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
       try {
         const { port } = await api.listen();
         const stores = config.stores.length;
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (bearer token required); Ctrl+C to stop\n`);
+        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (API key required); Ctrl+C to stop\n`);
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();

@@ -12,6 +12,7 @@ import { renderMermaid } from '../charts/renderMermaid.js';
 import { renderScxml } from '../charts/renderScxml.js';
 import { isStorelinkError, isUsageErrorCode } from '../core/errors.js';
 import { storelinkPackage } from '../packageRoot.js';
+import { addApikeysCommand } from './apikeysCommand.js';
 import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
 import { addDoctorCommand } from './doctorCommand.js';
@@ -101,6 +102,7 @@ function buildProgram(io: CliIo): Command {
   addOutboxCommand(program, io);
   addCloudCommand(program, io);
   addDoctorCommand(program, io);
+  addApikeysCommand(program, io);
   return program;
 }
 

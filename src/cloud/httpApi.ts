@@ -1,13 +1,15 @@
 /**
  * The cloud dispatcher over HTTP (fastify, JSON): publish an operation, read the stores' links, follow what happens
- * as server-sent events, scrape Prometheus metrics. Every request carries `Authorization: Bearer <token>`.
+ * as server-sent events, scrape Prometheus metrics. Every request carries an API key, `Authorization: Bearer
+ * <name>.<secret>`, whose scopes include the route's (see apiKeys.ts, http/apiKeyAuth.ts):
  *
- *   POST /stores/:storeId/operations   { type, payload, latency?, awaitReplyInMs?, timeToLiveInMs?, id? } → Delivery
- *   GET  /stores                       { stores: StoreLinkView[] }
- *   GET  /stores/:storeId              StoreLinkView
- *   GET  /events                       text/event-stream: `link`, `delivery`, `outcome`, `store-event` (with ids;
- *                                      Last-Event-ID resumes from the last `eventReplayWindow` events, else `reset`)
- *   GET  /metrics                      Prometheus text format 0.0.4
+ *   POST /stores/:storeId/operations   publish  { type, payload, latency?, awaitReplyInMs?, timeToLiveInMs?, id? } → Delivery
+ *   GET  /stores                       read     { stores: StoreLinkView[] }
+ *   GET  /stores/:storeId              read     StoreLinkView
+ *   GET  /events                       read     text/event-stream: `link`, `delivery`, `outcome`, `store-event` (with
+ *                                               ids; Last-Event-ID resumes from the last `eventReplayWindow` events, else `reset`)
+ *   GET  /metrics                      read     Prometheus text format 0.0.4
+ *   GET  /api-keys                     admin    { keys: [{ name, scopes, createdAt, expiresAt? }] } (never a secret or hash)
  *
  * Errors are `{ error: { code, message, field?, operationId? } }` with a StorelinkError code. A store's own refusal is not an
  * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
@@ -18,7 +20,10 @@ import type { AddressInfo } from 'node:net';
 import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
-import { createBearerCheck, type BearerCheck } from './http/bearerAuth.js';
+import { ApiKeyRing } from './apiKeys.js';
+import { apiKeysFromFile, fixedApiKeys, type ApiKeySource } from './apiKeyFile.js';
+import { createApiKeyCheck, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
+import { apiKeysRoutes } from './http/apiKeysRoutes.js';
 import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
 import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
@@ -57,8 +62,17 @@ const MAX_PATH_PARAMETER_LENGTH = 2_048;
 
 export interface CloudHttpApiOptions {
   dispatcher: Dispatcher;
-  /** The bearer token every request must carry; at least 16 characters. */
-  token: string;
+  /**
+   * The API key file (`{ keys: [{ name, scopes, hash, createdAt, expiresAt? }] }`, written by `storelink apikeys`),
+   * checked on every request and re-read when it changes. Give this or `token`.
+   */
+  apiKeysFile?: string;
+  /**
+   * @deprecated One shared bearer token with every scope (a key named `token`); use `apiKeysFile`. At least 16 characters.
+   */
+  token?: string;
+  /** The clock API keys expire by, in ms since the epoch; default `Date.now`. */
+  now?: () => number;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 0: an ephemeral port. */
@@ -114,6 +128,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   readonly #eventLog: EventLog;
   readonly #eventSubscription: Subscription;
   readonly #app: FastifyInstance;
+  readonly #apiKeys: ApiKeySource;
   /** Ends every open event stream. */
   readonly #openStreams = new Set<(reason: string) => void>();
   /** Settles when each request being handled has been answered (or its client has gone). */
@@ -124,7 +139,10 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   #closing: Promise<void> | undefined;
 
   constructor(options: CloudHttpApiOptions) {
-    if (typeof options.token !== 'string' || options.token.length < MIN_TOKEN_LENGTH) {
+    if ((options.apiKeysFile === undefined) === (options.token === undefined)) {
+      throw new RangeError('createCloudHttpApi: give apiKeysFile (or the deprecated token), not both nor neither');
+    }
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < MIN_TOKEN_LENGTH)) {
       throw new RangeError(`createCloudHttpApi: token must be at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`);
     }
     if (options.tls !== undefined && (options.tls.cert === undefined || options.tls.key === undefined)) {
@@ -161,7 +179,12 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       complete: () => eventLog.close(),
     });
 
-    const checkBearer = createBearerCheck(options.token);
+    this.#apiKeys =
+      options.apiKeysFile === undefined
+        ? fixedApiKeys(new ApiKeyRing({ keys: [] }, { legacyToken: options.token! }))
+        : apiKeysFromFile(options.apiKeysFile, this.#logger);
+    const checkKey = createApiKeyCheck(this.#apiKeys, options.now ?? Date.now);
+    const stillAdmitted = createStillAdmitted(this.#apiKeys, options.now ?? Date.now);
     const handleError = createErrorHandler(this.#logger);
     const serverTimeouts = {
       headersTimeout,
@@ -187,17 +210,27 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       exposeHeadRoutes: false,
       routerOptions: { maxParamLength: MAX_PATH_PARAMETER_LENGTH },
       // A path fastify cannot route (bad percent-encoding) skips the hooks: admit it here too, so it answers 401 first.
-      frameworkErrors: (error, request, reply) => handleError(this.#admit(request, reply, checkBearer) ?? error, request, reply),
+      frameworkErrors: (error, request, reply) => {
+        void this.#admit(request, reply, checkKey, 'authenticated').then(
+          (refused) => handleError(refused ?? error, request, reply),
+          (failure: unknown) => handleError(failure, request, reply),
+        );
+      },
     });
     app.setValidatorCompiler(zodValidatorCompiler);
     app.setErrorHandler(handleError);
     // Only the operations route reads a body, with its own parser; elsewhere a body is ignored, never parsed.
     app.removeAllContentTypeParsers();
-    app.addHook('onRequest', (request, reply, done) => {
-      const refused = this.#admit(request, reply, checkBearer);
+    // Fail closed: a route that does not say which scope it needs is a bug, found when the API is built.
+    app.addHook('onRoute', (route) => {
+      if (route.config?.scope === undefined) throw new Error(`createCloudHttpApi: route ${String(route.method)} ${route.url} does not say its scope (config.scope)`);
+    });
+    app.addHook('onRequest', async (request, reply) => {
+      // No matched route (404): any valid key may learn that nothing is there.
+      const refused = await this.#admit(request, reply, checkKey, request.routeOptions.config.scope);
+      if (refused !== undefined) throw refused;
       // The router matches `/stores/` as a store with an empty id; a path with an empty segment names nothing.
-      const emptySegment = Object.values(request.params as Record<string, string>).includes('');
-      done(refused ?? (emptySegment ? notServed(request) : undefined));
+      if (Object.values(request.params as Record<string, string>).includes('')) throw notServed(request);
     });
     app.addHook('preHandler', (_request, reply, done) => {
       this.#awaitAnswer(reply);
@@ -208,14 +241,23 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(operationsRoutes, { dispatcher, handleError, startPublish: () => this.#startPublish() });
     void app.register(storesRoutes, { dispatcher });
-    void app.register(eventsRoutes, { log: this.#eventLog, heartbeatIntervalInMs, logger: this.#logger, openStreams: this.#openStreams });
+    void app.register(eventsRoutes, {
+      log: this.#eventLog,
+      heartbeatIntervalInMs,
+      logger: this.#logger,
+      openStreams: this.#openStreams,
+      stillAdmitted: (request) => stillAdmitted(request, 'read'),
+    });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
+    void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
     this.#app = app;
   }
 
   listen(): Promise<{ port: number }> {
     if (this.#closing !== undefined) return Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the cloud HTTP API is closed'));
     this.#listening ??= (async () => {
+      // A key file that cannot be used fails here, not on the first request.
+      await this.#apiKeys.current();
       await this.#dispatcher.start();
       await this.#app.listen({ host: this.#host, port: this.#port });
       const { port } = this.#app.server.address() as AddressInfo;
@@ -225,15 +267,24 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     return this.#listening;
   }
 
-  /** What every request goes through first: its answer is logged and never cached; without the token it is refused (the error returned). */
-  #admit(request: FastifyRequest, reply: FastifyReply, checkBearer: BearerCheck): StorelinkError | undefined {
+  /**
+   * What every request goes through first: its answer is logged (with the name of its key, never the secret) and never
+   * cached; without a valid key, or without the route's scope, it is refused (the error returned).
+   */
+  async #admit(request: FastifyRequest, reply: FastifyReply, checkKey: ApiKeyCheck, scope: RouteScope | undefined): Promise<StorelinkError | undefined> {
     const response = reply.raw;
     const startedAt = performance.now();
+    const client: { name?: string } = {};
     response.once('finish', () =>
-      this.#logger.debug({ method: request.method, path: request.url, status: response.statusCode, durationInMs: performance.now() - startedAt }, 'request answered'),
+      this.#logger.debug(
+        { method: request.method, path: request.url, status: response.statusCode, apiKey: client.name, durationInMs: performance.now() - startedAt },
+        'request answered',
+      ),
     );
     void reply.header('cache-control', 'no-store');
-    return checkBearer(request, reply);
+    const admission = await checkKey(request, reply, scope);
+    client.name = admission.client?.name;
+    return admission.refused;
   }
 
   /**

@@ -122,8 +122,12 @@ export const STORELINK_ERROR_CODES = {
   /** The caller aborted the call with its AbortSignal. Not the caller's mistake, so not a 4xx. */
   ABORTED: { retryable: false, cloudHttpStatus: 503 },
   // The cloud HTTP API's own answers.
-  /** A request to the cloud HTTP API carried no bearer token, or not the configured one. */
+  /** A request to the cloud HTTP API carried no API key, or one that is unknown, revoked, expired or has the wrong secret. */
   API_UNAUTHORIZED: { retryable: false, cloudHttpStatus: 401 },
+  /** The request's API key is valid but lacks the scope the route needs (`publish`, `read` or `admin`); the message names it. */
+  API_FORBIDDEN: { retryable: false, cloudHttpStatus: 403 },
+  /** The cloud HTTP API cannot read its API key file (gone, half-written, invalid): every request is refused until it can. */
+  API_KEYS_UNAVAILABLE: { retryable: true, cloudHttpStatus: 503 },
   /** A client took longer than the cloud HTTP API's headers or request timeout to send its request (408; the connection is closed). */
   REQUEST_TIMEOUT: { retryable: true, cloudHttpStatus: 408 },
   /** Something failed that storelink does not anticipate (a bug); the message says what, the log says more. */

@@ -9,8 +9,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
+import { newApiKey } from '../cloud/apiKeys.js';
+import { writeApiKeyFile } from '../cloud/apiKeyFile.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
 import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
@@ -127,6 +128,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let dispatcher: Dispatcher | undefined;
   let api: CloudHttpApi | undefined;
   let apiUrl = '';
+  let publishOverHttp: (request: PublishRequest) => Promise<void> = () => Promise.reject(new Error('the cloud HTTP API is not up'));
   const deliveries: Delivery[] = [];
   try {
     for (const store of stores) {
@@ -154,11 +156,27 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     });
     await dispatcher.start();
     dispatcher.deliveries$.subscribe((delivery) => deliveries.push(delivery));
-    // The cloud's HTTP API, as a cloud application would use it: try `GET /stores` or `/events` while the demo runs.
-    const token = randomBytes(18).toString('base64url');
-    api = createCloudHttpApi({ dispatcher, token });
+    // The cloud's HTTP API, as a cloud application uses it: the demo publishes through it with a publish key, and
+    // prints a read-only key to try `GET /stores` or `/events` with while it runs.
+    const publisher = newApiKey({ name: 'demo-publisher', scopes: ['publish'], now: Date.now() });
+    const viewer = newApiKey({ name: 'viewer', scopes: ['read'], now: Date.now() });
+    const apiKeysFile = path.join(work, 'api-keys.json');
+    await writeApiKeyFile(apiKeysFile, { keys: [publisher.record, viewer.record] });
+    api = createCloudHttpApi({ dispatcher, apiKeysFile });
     const { port } = await api.listen();
-    apiUrl = `http://127.0.0.1:${port} (Authorization: Bearer ${token})`;
+    const baseUrl = `http://127.0.0.1:${port}`;
+    apiUrl = `${baseUrl} (read-only: Authorization: Bearer ${viewer.presented})`;
+    publishOverHttp = async ({ storeId, ...body }) => {
+      const response = await fetch(`${baseUrl}/stores/${encodeURIComponent(storeId)}/operations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${publisher.presented}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        const { error } = (await response.json()) as { error: { code: string; message: string } };
+        throw new Error(`${response.status} ${error.code}: ${error.message}`);
+      }
+    };
     options.write(`cloud HTTP API on ${apiUrl}\n`);
     if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);
     await waitUntil(() => stores.every((store) => !store.bidirectional || relay.listenerCount(`store-${store.storeId}`) > 0), 60_000, 'the stores did not connect their relay listeners within 60 s');
@@ -223,7 +241,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
                   payload: { orderId: `CC-${++orderNumber}`, customer: `customer-${Math.floor(rand() * 1000)}`, lines: [{ sku, quantity: 1 + Math.floor(rand() * 2) }] },
                 }
               : { storeId: store.storeId, type: 'stock.query', payload: { skus: [sku] } };
-        const call = dispatcher.publish(request).catch((error: unknown) => {
+        const call = publishOverHttp(request).catch((error: unknown) => {
           say(`publish failed: ${error instanceof Error ? error.message : String(error)}`);
         });
         inFlight.add(call);

@@ -1,6 +1,6 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
@@ -31,6 +31,18 @@ function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcessWithoutNu
   return child;
 }
 
+/** Runs `storelink apikeys create` in `directory` and returns the key it printed. */
+async function createKey(directory: string, name: string, scopes: string): Promise<string> {
+  let stdout = '';
+  const code = await runCli(['apikeys', 'create', '--name', name, '--scopes', scopes, '--file', 'keys/api-keys.json'], {
+    stdout: (text) => (stdout += text),
+    stderr: () => undefined,
+    cwd: directory,
+  });
+  expect(code).toBe(0);
+  return stdout.trim();
+}
+
 describe('storelink cloud', () => {
   it('runs the dispatcher and its HTTP API from a configuration file, prints its URL, and stops on SIGTERM with exit 0', async () => {
     const azure = await startEmulators({
@@ -53,6 +65,9 @@ describe('storelink cloud', () => {
     await firstValueFrom(agent.state$.pipe(filter((state) => state.relay === 'listening')));
 
     const directory = await tempDir();
+    await mkdir(path.join(directory, 'keys'));
+    const backend = await createKey(directory, 'backend', 'publish,read');
+    const dashboard = await createKey(directory, 'dashboard', 'read');
     await writeFile(path.join(directory, 'policy.json'), JSON.stringify({ operations: { 'clickAndCollect.order': { latency: 'realtime', fallback: 'queue' } } }));
     const configFile = path.join(directory, 'cloud.json');
     await writeFile(
@@ -64,12 +79,11 @@ describe('storelink cloud', () => {
         chart: 'storeLink',
         stores: [{ storeId: 'paris-1', bidirectional: true }],
         dataDir: 'links',
-        http: { port: 0, token: 'env:TEST_STORELINK_TOKEN' },
+        http: { port: 0, apiKeysFile: 'keys/api-keys.json' },
       }),
     );
     const child = startCli(['cloud', '--config', configFile, '--log-level', 'silent'], {
       TEST_STORELINK_SERVICEBUS: azure.serviceBusConnectionString(),
-      TEST_STORELINK_TOKEN: TOKEN,
     });
     let stdout = '';
     const line = await firstLine(child);
@@ -77,7 +91,7 @@ describe('storelink cloud', () => {
     const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1];
     expect(line).toContain('cloud dispatcher for 1 store serving http://127.0.0.1:');
     expect(url).toBeDefined();
-    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const headers = { authorization: `Bearer ${backend}`, 'content-type': 'application/json' };
 
     const stores = await fetch(`${url}/stores`, { headers });
     expect(await stores.json()).toMatchObject({ stores: [{ storeId: 'paris-1', state: 'healthy' }] });
@@ -85,6 +99,11 @@ describe('storelink cloud', () => {
     const published = await fetch(`${url}/stores/paris-1/operations`, { method: 'POST', headers, body: JSON.stringify(order) });
     expect(await published.json()).toMatchObject({ channel: 'relay', outcome: 'delivered', reply: { reserved: { 'SKU-KETTLE': 1 } } });
     expect((await fetch(`${url}/stores`)).status).toBe(401);
+    expect((await fetch(`${url}/stores/paris-1/operations`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${dashboard}` }, body: JSON.stringify(order) })).status).toBe(403);
+    // Revoked through the command line while the cloud runs: refused from the next request on.
+    expect(await runCli(['apikeys', 'revoke', '--name', 'backend', '--file', 'keys/api-keys.json'], { stdout: () => undefined, stderr: () => undefined, cwd: directory })).toBe(0);
+    expect((await fetch(`${url}/stores`, { headers })).status).toBe(401);
+    expect((await fetch(`${url}/stores`, { headers: { authorization: `Bearer ${dashboard}` } })).status).toBe(200);
 
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];
@@ -103,6 +122,9 @@ describe('storelink cloud', () => {
       'stores[1].storeId: "paris-1" is listed twice',
     ],
     ['cloud.json', { stores: [], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } }, 1, 'stores: must list at least one store'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: {} }, 1, 'http.apiKeysFile: is required'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: TOKEN, apiKeysFile: 'k.json' } }, 1, 'not both'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { port: 0, apiKeysFile: 'no-keys.json' } }, 1, 'the API key file cannot be used'],
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, http: { token: 'env:TEST_STORELINK_UNSET_TOKEN' } }, 1, 'TEST_STORELINK_UNSET_TOKEN, which is not set'],
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, policy: { operations: { 'stock.query': { fallback: 'later' } } }, http: { token: TOKEN } }, 1, 'invalid policy'],
     ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, chart: 'noSuchChart', http: { token: TOKEN } }, 2, 'neither a built-in chart'],
@@ -116,7 +138,7 @@ describe('storelink cloud', () => {
     const directory = await tempDir();
     if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(config));
     let stderr = '';
-    const code = await runCli(['cloud', '--config', file], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: directory });
+    const code = await runCli(['cloud', '--config', file, '--log-level', 'silent'], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: directory });
     expect(stderr).toContain(message);
     expect(code).toBe(expected);
   });

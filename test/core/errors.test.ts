@@ -116,6 +116,8 @@ const EXPECTED: Row[] = [
   ['NO_CACHED_REPLY',            true,  U,             U,    false, false, 503,  false],
   ['ABORTED',                    false, U,             U,    false, false, 503,  false],
   ['API_UNAUTHORIZED',           false, U,             U,    false, false, 401,  false],
+  ['API_FORBIDDEN',              false, U,             U,    false, false, 403,  false],
+  ['API_KEYS_UNAVAILABLE',       true,  U,             U,    false, false, 503,  false],
   ['REQUEST_TIMEOUT',            true,  U,             U,    false, false, 408,  false],
   ['UNEXPECTED_FAILURE',         true,  U,             U,    false, false, 500,  false],
 ];

@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import type { FastifyPluginCallback } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import { Subscription, map, merge, type Observable } from 'rxjs';
 import type { Logger } from '../../core/logger.js';
 import type { Dispatcher } from '../dispatcher.js';
@@ -43,10 +43,12 @@ export interface EventsRoutesOptions {
   logger: Logger;
   /** Where each open stream registers its `end`, so the API's close() can end it. */
   openStreams: Set<(reason: string) => void>;
+  /** Asked at each heartbeat: false (the key was revoked or expired since the stream opened) ends the stream. */
+  stillAdmitted: (request: FastifyRequest) => Promise<boolean>;
 }
 
-export const eventsRoutes: FastifyPluginCallback<EventsRoutesOptions> = (app, { log, heartbeatIntervalInMs, logger, openStreams }, done) => {
-  app.get('/events', (request, reply) => {
+export const eventsRoutes: FastifyPluginCallback<EventsRoutesOptions> = (app, { log, heartbeatIntervalInMs, logger, openStreams, stillAdmitted }, done) => {
+  app.get('/events', { config: { scope: 'read' } }, (request, reply) => {
     reply.hijack();
     const response = reply.raw;
     const remote = request.raw.socket.remoteAddress;
@@ -79,7 +81,10 @@ export const eventsRoutes: FastifyPluginCallback<EventsRoutesOptions> = (app, { 
         end('slow client');
       }
     };
-    const heartbeat = setInterval(() => write(': heartbeat\n\n'), heartbeatIntervalInMs);
+    const heartbeat = setInterval(() => {
+      write(': heartbeat\n\n');
+      void stillAdmitted(request).then((admitted) => admitted || end('API key revoked or expired'));
+    }, heartbeatIntervalInMs);
     openStreams.add(end);
     response.on('close', () => end('client left'));
     // Live events wait while the missed ones are written: subscribed and read in the same tick, so none is lost or doubled.

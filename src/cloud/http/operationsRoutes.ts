@@ -74,7 +74,7 @@ export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = 
     const id = requestedIdOf(request.body);
     handleError(id !== undefined && isStorelinkError(error) ? withOperationId(error, id) : error, request, reply);
   };
-  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema }, errorHandler }, async (request) => {
+  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema }, errorHandler, config: { scope: 'publish' } }, async (request) => {
     const { awaitReplyInMs, ...rest } = request.body;
     // A call per request, not one shared signal: the dispatcher adds abort listeners it never removes. A client that
     // leaves does not abort its call either: the operation may already be on its way, and its delivery still shows on

@@ -12,11 +12,11 @@ export interface StoresRoutesOptions {
 
 export const storesRoutes: FastifyPluginCallback<StoresRoutesOptions> = (fastify, { dispatcher }, done) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  app.get('/stores', async () => {
+  app.get('/stores', { config: { scope: 'read' } }, async () => {
     await dispatcher.start();
     return { stores: dispatcher.stores().map(({ storeId }) => storeLinkViewOf(dispatcher.link(storeId))) };
   });
-  app.get('/stores/:storeId', { schema: { params: storeParamsSchema } }, async (request) => {
+  app.get('/stores/:storeId', { schema: { params: storeParamsSchema }, config: { scope: 'read' } }, async (request) => {
     const { storeId } = request.params;
     await dispatcher.start();
     if (!dispatcher.stores().some((store) => store.storeId === storeId)) {

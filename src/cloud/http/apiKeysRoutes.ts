@@ -1,0 +1,14 @@
+/** `GET /api-keys` (admin): the keys valid now, by name, scopes and dates; never a secret or a hash. */
+import type { FastifyPluginCallback } from 'fastify';
+import type { ApiKeySource } from '../apiKeyFile.js';
+import { allowOnly } from './errors.js';
+
+export interface ApiKeysRoutesOptions {
+  apiKeys: ApiKeySource;
+}
+
+export const apiKeysRoutes: FastifyPluginCallback<ApiKeysRoutesOptions> = (app, { apiKeys }, done) => {
+  app.get('/api-keys', { config: { scope: 'admin' } }, async () => ({ keys: (await apiKeys.current()).list() }));
+  allowOnly(app, '/api-keys', ['GET']);
+  done();
+};
