@@ -14,6 +14,8 @@ import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { untilStopped } from './untilStopped.js';
 import { readJsonConfig, resolveSecret } from './configFile.js';
+import { readSigningKey, readTrustedKeys, signingKeyConfigSchema, trustedKeysConfigSchema } from './signingKeyFiles.js';
+import type { SigningKey } from '../core/signing.js';
 
 export const DEFAULT_CLOUD_HTTP_PORT = 8380;
 
@@ -36,10 +38,14 @@ const cloudConfigSchema = z
           bidirectional: z.boolean({ message: 'expected true (the store runs a relay listener) or false' }),
           queue: entityNameSchema.optional(),
           hybridConnection: entityNameSchema.optional(),
+          /** The store's public keys by key id (PEM files): what claims to come from it counts only if one signed it. */
+          publicKeys: trustedKeysConfigSchema,
         }),
       )
       .min(1, 'must list at least one store'),
     dataDir: z.string().min(1, 'must not be empty').optional(),
+    /** The cloud's private key (PEM file, relative to the configuration file): it signs every operation. */
+    signing: signingKeyConfigSchema,
     http: z.strictObject({
       host: z.string().min(1, 'must not be empty').optional(),
       port: z.number().int('expected a port number').min(0, 'expected a port number from 0 to 65535').max(65535, 'expected a port number from 0 to 65535').optional(),
@@ -65,8 +71,9 @@ export interface CloudConfig {
   /** Resolved against the configuration file's folder unless a built-in name. */
   chart?: string;
   chartBaseDir: string;
-  stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string }[];
+  stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string; publicKeys: Record<string, string> }[];
   dataDir?: string;
+  signing: SigningKey;
   http: { host: string; port: number; token: string };
 }
 
@@ -86,8 +93,9 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     ...(policy === undefined ? {} : { policy }),
     ...(config.chart === undefined ? {} : { chart: config.chart }),
     chartBaseDir: base,
-    stores: config.stores,
+    stores: await Promise.all(config.stores.map(async (store) => ({ ...store, publicKeys: await readTrustedKeys(store.publicKeys, base) }))),
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
+    signing: await readSigningKey(config.signing, base),
     http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, token },
   };
 }
@@ -100,7 +108,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
   program
     .command('cloud')
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
-    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores, dataDir, http')
+    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, signing, http')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
@@ -121,6 +129,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         ...(config.policy === undefined ? {} : { policy: config.policy }),
         ...(chart === undefined ? {} : { chart: chart.machine }),
         stores: config.stores,
+        signing: config.signing,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         logger,
       });

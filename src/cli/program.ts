@@ -16,6 +16,7 @@ import { addDlqCommand } from './dlqCommand.js';
 import { addDemoCommand } from './demoCommand.js';
 import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
+import { addKeysCommand } from './keysCommand.js';
 import { addOutboxCommand } from './outboxCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
@@ -97,6 +98,7 @@ function buildProgram(io: CliIo): Command {
   addDlqCommand(program, io);
   addOutboxCommand(program, io);
   addCloudCommand(program, io);
+  addKeysCommand(program, io);
   return program;
 }
 

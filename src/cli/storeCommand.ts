@@ -9,6 +9,8 @@ import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import type { CliIo } from './program.js';
 import { untilStopped } from './untilStopped.js';
 import { readJsonConfig, resolveSecret } from './configFile.js';
+import { readSigningKey, readTrustedKeys, signingKeyConfigSchema, trustedKeysConfigSchema } from './signingKeyFiles.js';
+import type { SigningKey } from '../core/signing.js';
 
 /** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
 const secretSchema = z.string().min(1, 'must not be empty');
@@ -34,9 +36,17 @@ const storeConfigSchema = z.strictObject({
     maxDeliveryCount: z.number().int().min(1).max(2_000).optional(),
   }),
   relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
+  /** The store's private key (PEM file, relative to the configuration file): it signs everything the store sends. */
+  signing: signingKeyConfigSchema,
+  /** The cloud's public keys by key id (PEM files): the store runs only operations one of them signed. */
+  trustedCloudKeys: trustedKeysConfigSchema,
 });
 
-export type StoreConfig = z.infer<typeof storeConfigSchema>;
+/** The configuration with paths resolved, secrets read and key files loaded. */
+export type StoreConfig = Omit<z.infer<typeof storeConfigSchema>, 'signing' | 'trustedCloudKeys'> & {
+  signing: SigningKey;
+  trustedCloudKeys: Record<string, string>;
+};
 
 export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<StoreConfig> {
   const config = await readJsonConfig(file, storeConfigSchema, 'store configuration');
@@ -49,6 +59,8 @@ export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = pro
     ...(config.relay === undefined
       ? {}
       : { relay: { ...config.relay, connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
+    signing: await readSigningKey(config.signing, base),
+    trustedCloudKeys: await readTrustedKeys(config.trustedCloudKeys, base),
   };
 }
 
@@ -56,7 +68,7 @@ export function addStoreCommand(program: Command, io: CliIo): void {
   program
     .command('store')
     .description('run one store: its queue consumer, its relay listener (if configured) and its outbox')
-    .requiredOption('--config <file>', 'store configuration (JSON): storeId, module, dataDir, serviceBus, relay')
+    .requiredOption('--config <file>', 'store configuration (JSON): storeId, module, dataDir, serviceBus, relay, signing, trustedCloudKeys')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readStoreConfig(path.resolve(io.cwd, options.config));
@@ -69,6 +81,8 @@ export function addStoreCommand(program: Command, io: CliIo): void {
         ...(config.relay === undefined ? {} : { expose: store.expose ?? [], relay: config.relay }),
         serviceBus: config.serviceBus,
         dataDir: config.dataDir,
+        signing: config.signing,
+        trustedCloudKeys: config.trustedCloudKeys,
         logger,
       });
       try {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { StorelinkError } from './errors.js';
 import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
 import { MAX_JSON_DEPTH, findNonJson, valueNestsDeeperThan, type JsonValue } from './json.js';
+import { messageSignatureSchema, type MessageSignature } from './signing.js';
 import { describeIssue, timestampSchema } from './validation.js';
 
 export type { JsonValue } from './json.js';
@@ -59,6 +60,8 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       expiresAt: timestampSchema,
       replyTo: entityNameSchema.optional(),
       correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
+      /** The cloud's signature over the signed fields (see core/signing.ts); the store refuses an operation without one. */
+      signature: messageSignatureSchema.optional(),
     })
     .superRefine((operation, context) => {
       if (valueNestsDeeperThan(operation.payload, MAX_PAYLOAD_DEPTH) || findNonJson(operation.payload) !== undefined) return;
@@ -89,6 +92,8 @@ export interface Operation {
   expiresAt: string;
   replyTo?: string | undefined;
   correlationId?: string | undefined;
+  /** The cloud's signature (`signOperation`); the store verifies it before anything else. */
+  signature?: MessageSignature | undefined;
 }
 
 export type ParseResult<T> = { success: true; data: T } | { success: false; error: StorelinkError };

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { jsonValueSchema } from './json.js';
 import { RELAY_ANNOUNCEMENTS } from './linkContract.js';
+import { messageSignatureSchema } from './signing.js';
 import { nonEmptyStringSchema, oneOf, strictFields, timestampSchema } from './validation.js';
 
 export const STORE_MESSAGE_KINDS = ['reply', 'event', 'announcement'] as const;
@@ -28,6 +29,8 @@ export const storeMessageSchema = strictFields({
   correlationId: nonEmptyStringSchema.optional(),
   body: jsonValueSchema,
   createdAt: timestampSchema,
+  /** The store's signature over every other field (core/signing.ts); the cloud drops a message without a valid one. */
+  signature: messageSignatureSchema.optional(),
 });
 
 export type StoreMessage = z.infer<typeof storeMessageSchema>;
