@@ -19,6 +19,7 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers, EXPOSED_TYPES } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory } from '../../samples/store-click-and-collect/inventory.js';
+import { storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -70,6 +71,7 @@ async function world(): Promise<World> {
   const inventory = await openInventory(path.join(dataDir, 'inventory'));
   const agent = createStoreAgent({
     storeId: STORE,
+    ...storeSigningOptions(STORE),
     handlers: createClickAndCollectHandlers(inventory),
     serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
     relay: { connectionString: azure.relayConnectionString() },

@@ -12,6 +12,7 @@ import { openOutbox } from '../../src/store/outbox.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory } from '../../samples/store-click-and-collect/inventory.js';
+import { storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -59,6 +60,7 @@ async function startStore(azure: Emulators, dataDir: string, withRelay = false):
   const inventory = await openInventory(path.join(dataDir, 'inventory'));
   const agent = createStoreAgent({
     storeId: STORE,
+    ...storeSigningOptions(STORE),
     handlers: createClickAndCollectHandlers(inventory),
     serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
     ...(withRelay ? { relay: { connectionString: azure.relayConnectionString() } } : {}),

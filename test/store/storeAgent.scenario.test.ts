@@ -11,6 +11,7 @@ import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js'
 import { createStoreAgent, type StoreAgent, type StoreAgentEvent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers, EXPOSED_TYPES } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory, type Inventory } from '../../samples/store-click-and-collect/inventory.js';
+import { storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -46,6 +47,7 @@ function cloudClient(connectionString: string): ServiceBusClient {
 async function startStore(options: { serviceBus: string; relay?: string; dataDir: string; inventory: Inventory }): Promise<StoreAgent> {
   const agent = createStoreAgent({
     storeId: STORE,
+    ...storeSigningOptions(STORE),
     handlers: createClickAndCollectHandlers(options.inventory),
     serviceBus: { connectionString: options.serviceBus, retry: RETRY },
     ...(options.relay === undefined ? {} : { relay: { connectionString: options.relay }, expose: [...EXPOSED_TYPES] }),
@@ -185,6 +187,7 @@ describe('store agent: one executor for both channels', () => {
     let calls = 0;
     const agent = createStoreAgent({
       storeId: STORE,
+      ...storeSigningOptions(STORE),
       handlers: {
         'price.update': {
           payload: { safeParse: (value: unknown) => ({ success: true as const, data: value }) },
@@ -235,6 +238,7 @@ describe('store agent: one injected clock', () => {
     const storeNow = Date.now() + 2 * 3_600_000;
     const agent = createStoreAgent({
       storeId: STORE,
+      ...storeSigningOptions(STORE),
       handlers: createClickAndCollectHandlers(inventory),
       serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
       dataDir,
