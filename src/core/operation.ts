@@ -99,15 +99,22 @@ export interface Operation {
 export type ParseResult<T> = { success: true; data: T } | { success: false; error: StorelinkError };
 
 /**
+ * The first check of an untrusted envelope, before zod and before its signature is checked: a deep payload is refused
+ * at the cost of MAX_JSON_DEPTH levels, whatever its real depth (OPERATION_INVALID).
+ */
+export function operationBoundsError(value: unknown): StorelinkError | undefined {
+  const payload = typeof value === 'object' && value !== null ? (value as { payload?: unknown }).payload : undefined;
+  if (!valueNestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return undefined;
+  return new StorelinkError('OPERATION_INVALID', `Invalid operation: payload: ${tooDeep()}`, { field: 'payload' });
+}
+
+/**
  * Validates an untrusted value as an operation envelope. Never throws for bad input: the error's `field` and message
  * name the first failing field.
  */
 export function parseOperation(value: unknown, options: OperationSchemaOptions = {}): ParseResult<Operation> {
-  // Before zod: a deep payload is refused at the cost of MAX_JSON_DEPTH levels, whatever its real depth.
-  const payload = typeof value === 'object' && value !== null ? (value as { payload?: unknown }).payload : undefined;
-  if (valueNestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) {
-    return { success: false, error: new StorelinkError('OPERATION_INVALID', `Invalid operation: payload: ${tooDeep()}`, { field: 'payload' }) };
-  }
+  const bounds = operationBoundsError(value);
+  if (bounds !== undefined) return { success: false, error: bounds };
   const schema = options.maxPayloadBytes === undefined ? defaultOperationSchema : createOperationSchema(options);
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return { success: true, data: result.data };

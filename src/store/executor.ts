@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
-import { isExpired, parseOperation, type Operation } from '../core/operation.js';
+import { isExpired, operationBoundsError, parseOperation, type Operation } from '../core/operation.js';
 import { MAX_STORE_MESSAGE_BYTES, type ReplyBody, type StoreMessage } from '../core/storeMessage.js';
 import { operationSignedFields, type Verifier } from '../core/signing.js';
 import { describeIssue } from '../core/validation.js';
@@ -147,7 +147,10 @@ export class Executor {
    * may on a later delivery.
    */
   async execute(input: unknown, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
-    // Before anything else: nothing about an operation the cloud did not sign is looked at, recorded or reported.
+    // Its depth bounded first (the signature check walks it), then before anything else its signature: nothing about
+    // an operation the cloud did not sign is looked at, recorded or reported.
+    const bounds = operationBoundsError(input);
+    if (bounds !== undefined) throw bounds;
     const refusal = this.#signatureRefusal(input);
     if (refusal !== undefined) throw refusal;
     const parsed = parseOperation(input);

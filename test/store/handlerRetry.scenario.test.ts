@@ -17,7 +17,7 @@ import { defineHandler, rejectOperation } from '../../src/store/executor.js';
 import { openLedger } from '../../src/store/ledger.js';
 import { createStoreAgent, type StoreAgentEvent, type StoreAgentOptions } from '../../src/store/storeAgent.js';
 import { closing, onCleanup, tempDir } from './harness.js';
-import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
+import { dispatcherSigningOptions, signed, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const STORE = 'lille-4';
 const QUEUE = `store-${STORE}`;
@@ -88,7 +88,7 @@ function cloudClient(azure: Emulators): ServiceBusClient {
 }
 
 function placeOrder(n: number, timeToLiveInMs = 10 * 60_000): Operation {
-  return createOperation({ storeId: STORE, type: TYPE, payload: { n }, latency: 'async', timeToLiveInMs });
+  return signed(createOperation({ storeId: STORE, type: TYPE, payload: { n }, latency: 'async', timeToLiveInMs }));
 }
 
 async function send(client: ServiceBusClient, operations: Operation[]): Promise<void> {
