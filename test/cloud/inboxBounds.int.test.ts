@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatcher, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { MAX_STORE_MESSAGE_BYTES } from '../../src/core/storeMessage.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
-import { dispatcherSigningOptions, storePublicKeys } from '../support/signingKeys.js';
+import { dispatcherSigningOptions, signedStoreMessage, storeKey, storePublicKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -61,7 +61,8 @@ describe('cloud inbox: bounded messages', () => {
     expect(dead).toMatchObject({ messageId: id, deadLetterReason: 'INBOX_MESSAGE_INVALID', deadLetterErrorDescription: expect.stringContaining(says) });
     const nextId = randomUUID();
     const next = firstValueFrom(dispatcher.events$.pipe(filter((event) => event.id === nextId)));
-    await sender.sendMessages({ body: JSON.parse(eventText(nextId, '{"till":3}')) as unknown, messageId: nextId, subject: 'event' });
+    const signedEvent = signedStoreMessage(JSON.parse(eventText(nextId, '{"till":3}')) as object, storeKey(STORE));
+    await sender.sendMessages({ body: signedEvent, messageId: nextId, subject: 'event' });
     expect(await next).toMatchObject({ id: nextId, body: { till: 3 } });
   });
 });
