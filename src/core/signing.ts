@@ -115,49 +115,61 @@ function publicKeyOf(input: unknown, where: string): KeyObject {
  * nests deeper than MAX_JSON_DEPTH + 1 levels (an envelope holding a payload of the deepest accepted depth).
  */
 export function canonicalJson(value: unknown): string {
-  const parts: string[] = [];
-  write(value, 0, parts);
-  return parts.join('');
+  return write(value, 0, new Map());
 }
 
-function write(value: unknown, depth: number, parts: string[]): void {
-  if (value === null || typeof value === 'boolean') {
-    parts.push(String(value));
-    return;
+/** Whether the keys are in sorted order already (JSON written by JSON.stringify of a sorted object usually is). */
+function isSorted(keys: string[]): boolean {
+  for (let index = 1; index < keys.length; index += 1) if (keys[index - 1]! > keys[index]!) return false;
+  return true;
+}
+
+// String concatenation rather than an array of parts: V8 builds it as a rope, which measures faster here.
+function write(value: unknown, depth: number, quotedKeys: Map<string, string>): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(value)) throw new TypeError(`cannot sign a non-finite number (${value})`);
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      throw new TypeError(`cannot sign a ${typeof value}`);
   }
-  if (typeof value === 'string') {
-    parts.push(JSON.stringify(value));
-    return;
-  }
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new TypeError(`cannot sign a non-finite number (${value})`);
-    parts.push(JSON.stringify(value));
-    return;
-  }
-  if (typeof value !== 'object') throw new TypeError(`cannot sign a ${typeof value}`);
   if (depth >= MAX_JSON_DEPTH + 1) throw new TypeError(`cannot sign a value nested deeper than ${MAX_JSON_DEPTH + 1} levels`);
   if (Array.isArray(value)) {
-    parts.push('[');
+    let text = '[';
     for (let index = 0; index < value.length; index += 1) {
-      if (index > 0) parts.push(',');
-      write(value[index], depth + 1, parts);
+      if (index > 0) text += ',';
+      text += write(value[index], depth + 1, quotedKeys);
     }
-    parts.push(']');
-    return;
+    return `${text}]`;
   }
   const prototype = Object.getPrototypeOf(value) as unknown;
   if (prototype !== Object.prototype && prototype !== null) throw new TypeError('cannot sign an object that is not plain JSON');
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record)
-    .filter((key) => record[key] !== undefined)
-    .sort();
-  parts.push('{');
-  keys.forEach((key, index) => {
-    if (index > 0) parts.push(',');
-    parts.push(JSON.stringify(key), ':');
-    write(record[key], depth + 1, parts);
-  });
-  parts.push('}');
+  const keys = Object.keys(record);
+  if (!isSorted(keys)) keys.sort();
+  let text = '{';
+  let first = true;
+  for (const key of keys) {
+    const child = record[key];
+    if (child === undefined) continue;
+    if (!first) text += ',';
+    first = false;
+    // Payloads repeat their keys (order lines, say): each is quoted once per call.
+    let quoted = quotedKeys.get(key);
+    if (quoted === undefined) {
+      quoted = `${JSON.stringify(key)}:`;
+      quotedKeys.set(key, quoted);
+    }
+    text += quoted + write(child, depth + 1, quotedKeys);
+  }
+  return `${text}}`;
 }
 
 function signedBytes(kind: SignedKind, fields: unknown): Buffer {
