@@ -4,15 +4,14 @@
  * message that is not a storelink store message is dead-lettered. A message counts only if the store it claims to be
  * from signed it, with a key the cloud has for that store, and a reply only if the operation it answers was sent to
  * that store: anything else (from an unknown store too) is completed without effect, logged at warn and told to
- * `onRejected` (the `storelink_inbox_rejected_total` metric), never dead-lettered, so a forger cannot fill the
- * inbox's dead-letter queue either.
+ * `onRejected` (the `storelink_inbox_rejected_total` metric).
  */
 import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
 import { MAX_JSON_DEPTH, valueNestsDeeperThan, type JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
 import { MAX_STORE_MESSAGE_BYTES, announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
 import type { SignatureCheck, SignatureProblem } from '../core/signing.js';
-import type { ReplyBody, StoreMessage } from '../core/storeMessage.js';
+import type { InboxMessage, ReplyBody } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -32,7 +31,7 @@ export interface InboxRejection {
   reason: InboxRejectionReason;
   /** The store the message claims to come from (unverified). */
   storeId: string;
-  kind: StoreMessage['kind'];
+  kind: InboxMessage['kind'];
   type: string;
   messageId: string;
   message: string;
@@ -41,7 +40,7 @@ export interface InboxRejection {
 export interface InboxParts {
   isKnownStore: (storeId: string) => boolean;
   /** Checks the message's signature against the public keys of the (known) store it names. */
-  verify: (message: StoreMessage) => SignatureCheck;
+  verify: (message: InboxMessage) => SignatureCheck;
   /** The store an operation was sent to, if this instance knows (waiting for its reply, or tracking its outcome). */
   storeOfOperation: (operationId: string) => string | undefined;
   onRejected: (rejection: InboxRejection) => void;
@@ -70,7 +69,7 @@ function boundsProblem(body: unknown): string | undefined {
 
 export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery) => Promise<void> {
   const { replies, cache, links, logger } = parts;
-  const reject = async (delivery: QueueDelivery, message: StoreMessage, reason: InboxRejectionReason, why: string): Promise<void> => {
+  const reject = async (delivery: QueueDelivery, message: InboxMessage, reason: InboxRejectionReason, why: string): Promise<void> => {
     const rejection: InboxRejection = { reason, storeId: message.storeId, kind: message.kind, type: message.type, messageId: message.id, message: why };
     logger.warn({ storeId: message.storeId, kind: message.kind, type: message.type, messageId: message.id, reason }, `inbox message dropped: ${why}`);
     parts.onRejected(rejection);

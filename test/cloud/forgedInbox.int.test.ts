@@ -109,15 +109,17 @@ describe('the cloud inbox takes only what its stores signed', () => {
       signedStoreMessage(announcement('down'), strangerKey('store-paris-1-rogue')),
       signedStoreMessage(announcement('down'), impostor),
       signedStoreMessage(announcement('down'), storeKey('lyon-2')),
+      { ...announcement('disabled'), signature: { keyId: storeKey('paris-1').keyId, value: 'not base64url at all' } },
     ]);
-    expect(dropped.map((rejection) => rejection.reason)).toEqual(['unsigned', 'unknown-key', 'bad-signature', 'unknown-key']);
+    // The inbox takes several messages at once, so the order they are dropped in is not the order they were sent in.
+    expect(dropped.map((rejection) => rejection.reason).sort()).toEqual(['bad-signature', 'bad-signature', 'unknown-key', 'unknown-key', 'unsigned']);
     expect(topStateOf(w.cloud.link('paris-1').state)).toBe('healthy');
     const query = await w.cloud.publish({ storeId: 'paris-1', type: 'stock.query', payload: { skus: ['SKU-KETTLE'] } });
     expect(query).toMatchObject({ channel: 'relay', outcome: 'delivered' });
     const counted = parsePrometheusText(await metrics.render());
     expect(counted.value('storelink_inbox_rejected_total', { reason: 'unsigned' })).toBe(1);
     expect(counted.value('storelink_inbox_rejected_total', { reason: 'unknown-key' })).toBe(2);
-    expect(counted.value('storelink_inbox_rejected_total', { reason: 'bad-signature' })).toBe(1);
+    expect(counted.value('storelink_inbox_rejected_total', { reason: 'bad-signature' })).toBe(2);
 
     // The same announcement signed by the store itself does move the link: the path the forgeries took is live.
     const moved = firstValueFrom(w.cloud.links$.pipe(filter((change) => change.storeId === 'paris-1')));
@@ -144,8 +146,8 @@ describe('the cloud inbox takes only what its stores signed', () => {
       // Signed by paris-1 as paris-1, about lyon-2's operation.
       signedStoreMessage(reply('paris-1'), storeKey('paris-1')),
     ]);
-    expect(dropped.map((rejection) => rejection.reason)).toEqual(['unsigned', 'unknown-key', 'wrong-store']);
-    expect(dropped[2]!.message).toContain('sent to store "lyon-2"');
+    expect(dropped.map((rejection) => rejection.reason).sort()).toEqual(['unknown-key', 'unsigned', 'wrong-store']);
+    expect(dropped.find((rejection) => rejection.reason === 'wrong-store')?.message).toContain('sent to store "lyon-2"');
     expect(settledEarly).toEqual([]);
 
     const outcome = firstValueFrom(w.cloud.outcomes$.pipe(filter((reported) => reported.operationId === operationId)));
@@ -162,7 +164,7 @@ describe('the cloud inbox takes only what its stores signed', () => {
     w.cloud.events$.subscribe((event) => seen.push(event));
     const event = (storeId: string) => storeMessage({ kind: 'event', type: 'sale.recorded', storeId, body: { total: 9_999 } });
     const dropped = await forge(w, [event('paris-1'), signedStoreMessage(event('paris-1'), { ...strangerKey(), keyId: storeKey('paris-1').keyId }), event('nowhere-9')]);
-    expect(dropped.map((rejection) => rejection.reason)).toEqual(['unsigned', 'bad-signature', 'unknown-store']);
+    expect(dropped.map((rejection) => rejection.reason).sort()).toEqual(['bad-signature', 'unknown-store', 'unsigned']);
     const genuine = firstValueFrom(w.cloud.events$);
     await w.agent.emit({ type: 'sale.recorded', body: { total: 12.5 } });
     expect(await genuine).toMatchObject({ storeId: 'paris-1', type: 'sale.recorded', body: { total: 12.5 } });
