@@ -1,5 +1,5 @@
 /**
- * Executor + ledger throughput: operations per second through the store's executor (envelope check, ledger look-up,
+ * Executor + ledger throughput: operations per second through the store's executor (signature and envelope checks, ledger look-up,
  * handler, durable ledger record), sequentially and with 100 operations in flight, when the ledger already holds
  * 1k, 10k and 100k entries. Baseline, measured in the same run at the same sizes: the ledger's record() alone, so the
  * ratio shows what the executor adds on top of the durable write.
@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { createOperation } from '../src/core/operation.js';
+import { Signer, Verifier, generateSigningKeyPair, operationSignedFields } from '../src/core/signing.js';
 import { Executor, defineHandler } from '../src/store/executor.js';
 import { openLedger, type Ledger } from '../src/store/ledger.js';
 
@@ -34,10 +35,16 @@ async function filledLedger(size: number): Promise<{ ledger: Ledger; directory: 
   return { ledger, directory };
 }
 
+// Signed as the cloud signs them, so the executor's signature check is part of what is measured.
+const cloudKey = generateSigningKeyPair();
+const cloudSigner = new Signer({ keyId: 'bench', privateKey: cloudKey.privateKey }, 'operation', 'bench');
+const cloudKeys = new Verifier({ bench: cloudKey.publicKey }, 'operation', 'bench');
+
 function operations(count: number) {
-  return Array.from({ length: count }, (_, n) =>
-    createOperation({ storeId: 'paris-1', type: 'price.update', payload: { sku: `SKU-${n % 50}`, price: n }, latency: 'async', timeToLiveInMs: 3_600_000 }),
-  );
+  return Array.from({ length: count }, (_, n) => {
+    const operation = createOperation({ storeId: 'paris-1', type: 'price.update', payload: { sku: `SKU-${n % 50}`, price: n }, latency: 'async', timeToLiveInMs: 3_600_000 });
+    return { ...operation, signature: cloudSigner.sign(operationSignedFields(operation)) };
+  });
 }
 
 async function timed(work: () => Promise<void>): Promise<number> {
@@ -64,6 +71,7 @@ for (const size of SIZES) {
     const executor = new Executor({
       storeId: 'paris-1',
       ledger: forExecutor.ledger,
+      cloudKeys,
       outbox: { append: () => Promise.resolve() },
       handlers: { 'price.update': defineHandler(z.strictObject({ sku: z.string(), price: z.number() }), ({ sku, price }) => ({ sku, price })) },
     });

@@ -10,6 +10,7 @@
 import { Pool } from 'undici';
 import { createDispatcher } from '../src/cloud/dispatcher.js';
 import { createCloudHttpApi } from '../src/cloud/httpApi.js';
+import { generateSigningKeyPair } from '../src/core/signing.js';
 import { startEmulators } from '../src/emulator/startEmulators.js';
 import { percentile } from './stats.js';
 
@@ -31,7 +32,12 @@ const NORMAL = JSON.stringify({ type: 'price.update', payload: { sku: 'SKU-KETTL
 const azure = await startEmulators({
   namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }],
 });
-const dispatcher = createDispatcher({ serviceBus: { connectionString: azure.serviceBusConnectionString() }, stores: [{ storeId: STORE, bidirectional: false }] });
+const cloudKey = generateSigningKeyPair();
+const dispatcher = createDispatcher({
+  serviceBus: { connectionString: azure.serviceBusConnectionString() },
+  stores: [{ storeId: STORE, bidirectional: false, publicKeys: { store: generateSigningKeyPair().publicKey } }],
+  signing: { keyId: 'bench', privateKey: cloudKey.privateKey },
+});
 const api = createCloudHttpApi({ dispatcher, token: TOKEN });
 const { port } = await api.listen();
 const origin = `http://127.0.0.1:${port}`;

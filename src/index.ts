@@ -29,6 +29,8 @@ export { route } from './core/route.js';
 export type { RouteAction, RouteDecision, RouteOptions, RouteReason, TaggedSnapshot } from './core/route.js';
 export { audienceCovers, createSasToken, parseSasToken, verifySasToken } from './core/sas.js';
 export type { CreateSasTokenOptions, SasToken, VerifySasTokenOptions } from './core/sas.js';
+export { KEY_ID_PATTERN, canonicalJson, generateSigningKeyPair, keyPairToPem } from './core/signing.js';
+export type { MessageSignature, SigningKey, SigningKeyPair, TrustedKeys } from './core/signing.js';
 export { checkChart } from './charts/checkChart.js';
 export type { ChartCheckResult, ChartProblem, CheckChartOptions } from './charts/checkChart.js';
 export { chartModelOf } from './charts/chartModel.js';
@@ -53,6 +55,8 @@ export type {
   DeliveryOutcome,
   Dispatcher,
   DispatcherOptions,
+  InboxRejection,
+  InboxRejectionReason,
   KnownStore,
   LinkView,
   OperationOutcome,

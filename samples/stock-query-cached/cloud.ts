@@ -6,14 +6,16 @@
  */
 import { createDispatcher } from '../../src/cloud/dispatcher.js';
 import { parsePolicy } from '../../src/core/policy.js';
-import { RELAY, SERVICE_BUS } from '../connections.js';
+import { RELAY, SERVICE_BUS, sampleCloudKeys } from '../connections.js';
 import samplePolicy from '../policies/policy.json' with { type: 'json' };
 
+const keys = sampleCloudKeys();
 const dispatcher = createDispatcher({
   serviceBus: { connectionString: SERVICE_BUS },
   relay: { connectionString: RELAY },
   policy: parsePolicy(samplePolicy),
-  stores: [{ storeId: 'paris-1', bidirectional: true }],
+  stores: [{ storeId: 'paris-1', bidirectional: true, publicKeys: keys.paris1PublicKeys }],
+  signing: keys.signing,
 });
 await dispatcher.start();
 dispatcher.links$.subscribe((change) =>

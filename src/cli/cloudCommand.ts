@@ -24,6 +24,8 @@ import {
   transportSchema,
 } from './configFile.js';
 import { readTextFile } from './readTextFile.js';
+import { readSigningKey, readTrustedKeys, signingKeyConfigSchema, trustedKeysConfigSchema } from './signingKeyFiles.js';
+import type { SigningKey } from '../core/signing.js';
 
 export const DEFAULT_CLOUD_HTTP_PORT = 8380;
 
@@ -54,10 +56,14 @@ const cloudConfigSchema = z
           bidirectional: z.boolean({ message: 'expected true (the store runs a relay listener) or false' }),
           queue: entityNameSchema.optional(),
           hybridConnection: entityNameSchema.optional(),
+          /** The store's public keys by key id (PEM files): what claims to come from it counts only if one signed it. */
+          publicKeys: trustedKeysConfigSchema,
         }),
       )
       .min(1, 'must list at least one store'),
     dataDir: z.string().min(1, 'must not be empty').optional(),
+    /** The cloud's private key (PEM file, relative to the configuration file): it signs every operation. */
+    signing: signingKeyConfigSchema,
     http: z.strictObject({
       host: z.string().min(1, 'must not be empty').optional(),
       port: z.number().int('expected a port number').min(0, 'expected a port number from 0 to 65535').max(65535, 'expected a port number from 0 to 65535').optional(),
@@ -94,8 +100,9 @@ export interface CloudConfig {
   /** Resolved against the configuration file's folder unless a built-in name. */
   chart?: string;
   chartBaseDir: string;
-  stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string }[];
+  stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string; publicKeys: Record<string, string> }[];
   dataDir?: string;
+  signing: SigningKey;
   /** `apiKeysFile` resolved against the configuration file's folder; or the deprecated `token`. */
   http: { host: string; port: number; tls?: { cert: string; key: string } } & ({ apiKeysFile: string; token?: undefined } | { token: string; apiKeysFile?: undefined });
 }
@@ -130,8 +137,9 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     ...(policy === undefined ? {} : { policy }),
     ...(config.chart === undefined ? {} : { chart: config.chart }),
     chartBaseDir: base,
-    stores: config.stores,
+    stores: await Promise.all(config.stores.map(async (store) => ({ ...store, publicKeys: await readTrustedKeys(store.publicKeys, base) }))),
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
+    signing: await readSigningKey(config.signing, base),
     http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, ...auth, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
 }
@@ -144,7 +152,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
   program
     .command('cloud')
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
-    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores, dataDir, http (apiKeysFile)')
+    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, signing, http (apiKeysFile)')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
@@ -167,6 +175,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         ...(config.policy === undefined ? {} : { policy: config.policy }),
         ...(chart === undefined ? {} : { chart: chart.machine }),
         stores: config.stores,
+        signing: config.signing,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         logger,
       });

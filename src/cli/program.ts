@@ -18,6 +18,7 @@ import { addDemoCommand } from './demoCommand.js';
 import { addDoctorCommand } from './doctorCommand.js';
 import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
+import { addKeysCommand } from './keysCommand.js';
 import { addOutboxCommand } from './outboxCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
@@ -103,6 +104,7 @@ function buildProgram(io: CliIo): Command {
   addCloudCommand(program, io);
   addDoctorCommand(program, io);
   addApikeysCommand(program, io);
+  addKeysCommand(program, io);
   return program;
 }
 

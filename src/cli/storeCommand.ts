@@ -18,6 +18,8 @@ import {
   tlsTrustConfigSchema,
   transportSchema,
 } from './configFile.js';
+import { readSigningKey, readTrustedKeys, signingKeyConfigSchema, trustedKeysConfigSchema } from './signingKeyFiles.js';
+import type { SigningKey } from '../core/signing.js';
 
 /** A connection string, or `env:NAME` to read it from the environment and keep keys out of files. */
 const secretSchema = z.string().min(1, 'must not be empty');
@@ -46,6 +48,10 @@ const storeConfigSchema = z.strictObject({
     maxDeliveryCount: z.number().int().min(1).max(2_000).optional(),
   }),
   relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
+  /** The store's private key (PEM file, relative to the configuration file): it signs everything the store sends. */
+  signing: signingKeyConfigSchema,
+  /** The cloud's public keys by key id (PEM files): the store runs only operations one of them signed. */
+  trustedCloudKeys: trustedKeysConfigSchema,
   proxy: proxyConfigSchema.optional(),
   tls: tlsTrustConfigSchema.optional(),
 }).superRefine((config, context) => {
@@ -58,7 +64,11 @@ const storeConfigSchema = z.strictObject({
   }
 });
 
-export type StoreConfig = z.infer<typeof storeConfigSchema>;
+/** The configuration with paths resolved, secrets read and key files loaded. */
+export type StoreConfig = Omit<z.infer<typeof storeConfigSchema>, 'signing' | 'trustedCloudKeys'> & {
+  signing: SigningKey;
+  trustedCloudKeys: Record<string, string>;
+};
 
 export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<StoreConfig> {
   const config = await readJsonConfig(file, storeConfigSchema, 'store configuration');
@@ -73,6 +83,8 @@ export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = pro
       : { relay: { ...config.relay, connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
     ...(config.proxy === undefined ? {} : { proxy: resolveProxyConfig(config.proxy, env) }),
     ...(config.tls === undefined ? {} : { tls: resolveTlsTrustConfig(config.tls, base) }),
+    signing: await readSigningKey(config.signing, base),
+    trustedCloudKeys: await readTrustedKeys(config.trustedCloudKeys, base),
   };
 }
 
@@ -80,7 +92,7 @@ export function addStoreCommand(program: Command, io: CliIo): void {
   program
     .command('store')
     .description('run one store: its queue consumer, its relay listener (if configured) and its outbox')
-    .requiredOption('--config <file>', 'store configuration (JSON): storeId, module, dataDir, serviceBus, relay')
+    .requiredOption('--config <file>', 'store configuration (JSON): storeId, module, dataDir, serviceBus, relay, signing, trustedCloudKeys')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readStoreConfig(path.resolve(io.cwd, options.config));
@@ -95,6 +107,8 @@ export function addStoreCommand(program: Command, io: CliIo): void {
         ...(config.proxy === undefined ? {} : { proxy: config.proxy }),
         ...(config.tls === undefined ? {} : { tls: config.tls }),
         dataDir: config.dataDir,
+        signing: config.signing,
+        trustedCloudKeys: config.trustedCloudKeys,
         logger,
       });
       try {

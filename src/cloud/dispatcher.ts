@@ -29,8 +29,9 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
+import { Signer, Verifier, operationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
-import { createInboxHandler, type StoreEventMessage } from './inbox.js';
+import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
 import { ReplyCache } from './replyCache.js';
@@ -39,7 +40,7 @@ import { StoreLinks, type LinkChange } from './storeLinks.js';
 import { StoreSenders } from './storeSenders.js';
 
 export type { Delivery, DeliveryOutcome } from './deliver.js';
-export type { StoreEventMessage } from './inbox.js';
+export type { InboxRejection, InboxRejectionReason, StoreEventMessage } from './inbox.js';
 export type { OperationOutcome, OutcomeFailure, OutcomeKind } from './outcomes.js';
 
 export interface KnownStore {
@@ -50,6 +51,11 @@ export interface KnownStore {
   queue?: string;
   /** Default `store-<storeId>`. */
   hybridConnection?: string;
+  /**
+   * The store's public keys, by key id: a reply, event or announcement claiming to be from this store counts only if
+   * one of them signed it. Several at once while the store's key rotates. Required.
+   */
+  publicKeys: TrustedKeys;
 }
 
 export interface DispatcherOptions {
@@ -75,6 +81,8 @@ export interface DispatcherOptions {
   /** The routing chart; default machines/storeLink.machine.ts. */
   chart?: AnyStateMachine;
   stores: readonly KnownStore[];
+  /** The cloud's Ed25519 key: every operation sent, on either channel, is signed with it. Required. */
+  signing: SigningKey;
   /** Where link snapshots persist across restarts; in memory without it. */
   dataDir?: string;
   /** Live link actors unused this long are stopped (their snapshots stay); default 10 minutes. */
@@ -123,6 +131,11 @@ export interface Dispatcher extends AsyncDisposable {
   readonly deliveries$: Observable<Delivery>;
   /** Store events (`emit` on the store side). */
   readonly events$: Observable<StoreEventMessage>;
+  /**
+   * Inbox messages dropped without effect: not validly signed by the store they claim to come from, a reply about an
+   * operation of another store, or a message from a store the dispatcher does not know. Hot; completes on close.
+   */
+  readonly inboxRejections$: Observable<InboxRejection>;
   /** Each operation's final outcome as this instance learns it, once per id; `late` when it came after its publish returned. */
   readonly outcomes$: Observable<OperationOutcome>;
   /** Replies held by the reply cache now (bounded per type by the policy). */
@@ -149,6 +162,9 @@ class DefaultDispatcher implements Dispatcher {
   readonly #deliveries$ = new Subject<Delivery>();
   readonly #events$ = new Subject<StoreEventMessage>();
   readonly #outcomes$ = new Subject<OperationOutcome>();
+  readonly #inboxRejections$ = new Subject<InboxRejection>();
+  readonly #signer: Signer;
+  readonly #storeKeys = new Map<string, Verifier>();
   readonly #outcomes: OutcomeTracker;
   readonly #replies = new ReplyWaiting();
   readonly #cache: ReplyCache;
@@ -180,8 +196,16 @@ class DefaultDispatcher implements Dispatcher {
       const valid = storeIdSchema.safeParse(store.storeId);
       if (!valid.success) throw new TypeError(`createDispatcher: store id "${store.storeId}" ${valid.error.issues[0]!.message}`);
       if (this.#stores.has(store.storeId)) throw new TypeError(`createDispatcher: store "${store.storeId}" is listed twice`);
+      if (store.publicKeys === undefined) {
+        throw new TypeError(`createDispatcher: store "${store.storeId}" needs publicKeys ({ [keyId]: publicKey }): the cloud accepts only what the store signed`);
+      }
+      this.#storeKeys.set(store.storeId, new Verifier(store.publicKeys, 'store-message', `createDispatcher: store "${store.storeId}" publicKeys`));
       this.#stores.set(store.storeId, store);
     }
+    if (options.signing === undefined) {
+      throw new TypeError('createDispatcher: signing ({ keyId, privateKey }) is required: stores run only operations the cloud signed (`storelink keys create` makes a key pair)');
+    }
+    this.#signer = new Signer(options.signing, 'operation', 'createDispatcher: signing');
     if (options.relay === undefined && options.stores.some((store) => store.bidirectional)) {
       throw new TypeError('createDispatcher: bi-directional stores need relay options (a connection string with Send)');
     }
@@ -201,6 +225,10 @@ class DefaultDispatcher implements Dispatcher {
 
   get outcomes$(): Observable<OperationOutcome> {
     return this.#outcomes$.asObservable();
+  }
+
+  get inboxRejections$(): Observable<InboxRejection> {
+    return this.#inboxRejections$.asObservable();
   }
 
   get cachedReplyCount(): number {
@@ -270,6 +298,9 @@ class DefaultDispatcher implements Dispatcher {
         concurrency: 16,
         handler: createInboxHandler({
           isKnownStore: (storeId) => this.#stores.has(storeId),
+          verify: (message) => this.#storeKeys.get(message.storeId)!.verify(storeMessageSignedFields(message), message.signature),
+          storeOfOperation: (operationId) => this.#replies.storeOf(operationId) ?? this.#outcomes.storeOf(operationId),
+          onRejected: (rejection) => this.#inboxRejections$.next(rejection),
           replies: this.#replies,
           cache: this.#cache,
           links,
@@ -354,7 +385,7 @@ class DefaultDispatcher implements Dispatcher {
     if (store === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${request.storeId}"`, { field: 'storeId' });
     const typePolicy = operationPolicyFor(this.#policy, request.type);
     const latency = request.latency ?? typePolicy.latency;
-    const operation = createOperation(
+    const created = createOperation(
       {
         storeId: request.storeId,
         type: request.type,
@@ -365,8 +396,10 @@ class DefaultDispatcher implements Dispatcher {
       },
       { nowInMs: this.#now() },
     );
+    // Signed once, here: the same envelope goes out on the relay, the queue, or both after a fallback.
+    const operation = { ...created, signature: this.#signer.sign(operationSignedFields(created)) };
     const started = performance.now();
-    this.#outcomes.began(operation.id);
+    this.#outcomes.began(operation.id, operation.storeId);
     let delivery: Omit<Delivery, 'durationInMs'>;
     try {
       delivery = await this.#deliver!(operation, options);
@@ -396,6 +429,7 @@ class DefaultDispatcher implements Dispatcher {
       this.#deliveries$.complete();
       this.#events$.complete();
       this.#outcomes$.complete();
+      this.#inboxRejections$.complete();
     })();
     return this.#closing;
   }

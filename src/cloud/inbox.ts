@@ -1,13 +1,17 @@
 /**
  * What the cloud does with each message its stores send to the inbox: a reply (the final outcome of an operation:
  * done, rejected or failed) is reported as an outcome, settles the publisher waiting for it (and feeds the reply cache), an announcement moves the store's link chart, an event goes to the application. A
- * message that is not a storelink store message is dead-lettered; one from an unknown store is dropped with a warning.
+ * message that is not a storelink store message is dead-lettered. A message counts only if the store it claims to be
+ * from signed it, with a key the cloud has for that store, and a reply only if the operation it answers was sent to
+ * that store: anything else (from an unknown store too) is completed without effect, logged at warn and told to
+ * `onRejected` (the `storelink_inbox_rejected_total` metric).
  */
 import type { QueueDelivery } from '../channels/servicebus/serviceBusConnection.js';
 import { MAX_JSON_DEPTH, valueNestsDeeperThan, type JsonValue } from '../core/json.js';
 import type { Logger } from '../core/logger.js';
 import { MAX_STORE_MESSAGE_BYTES, announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
-import type { ReplyBody } from '../core/storeMessage.js';
+import type { SignatureCheck, SignatureProblem } from '../core/signing.js';
+import type { InboxMessage, ReplyBody } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -20,8 +24,26 @@ export interface StoreEventMessage {
   createdAt: string;
 }
 
+/** Why the inbox dropped a message: its signature (see SignatureProblem), another store's operation, an unknown store. */
+export type InboxRejectionReason = SignatureProblem | 'wrong-store' | 'unknown-store';
+
+export interface InboxRejection {
+  reason: InboxRejectionReason;
+  /** The store the message claims to come from (unverified). */
+  storeId: string;
+  kind: InboxMessage['kind'];
+  type: string;
+  messageId: string;
+  message: string;
+}
+
 export interface InboxParts {
   isKnownStore: (storeId: string) => boolean;
+  /** Checks the message's signature against the public keys of the (known) store it names. */
+  verify: (message: InboxMessage) => SignatureCheck;
+  /** The store an operation was sent to, if this instance knows (waiting for its reply, or tracking its outcome). */
+  storeOfOperation: (operationId: string) => string | undefined;
+  onRejected: (rejection: InboxRejection) => void;
   replies: ReplyWaiting;
   cache: ReplyCache;
   links: StoreLinks;
@@ -47,6 +69,12 @@ function boundsProblem(body: unknown): string | undefined {
 
 export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery) => Promise<void> {
   const { replies, cache, links, logger } = parts;
+  const reject = async (delivery: QueueDelivery, message: InboxMessage, reason: InboxRejectionReason, why: string): Promise<void> => {
+    const rejection: InboxRejection = { reason, storeId: message.storeId, kind: message.kind, type: message.type, messageId: message.id, message: why };
+    logger.warn({ storeId: message.storeId, kind: message.kind, type: message.type, messageId: message.id, reason }, `inbox message dropped: ${why}`);
+    parts.onRejected(rejection);
+    await delivery.complete();
+  };
   return async (delivery) => {
     // Bounds first, before any schema walks the body: too deep is refused at the cost of MAX_JSON_DEPTH levels, and
     // only then is it safe to serialize it to measure it.
@@ -61,8 +89,12 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
       return;
     }
     if (!parts.isKnownStore(message.storeId)) {
-      logger.warn({ storeId: message.storeId, kind: message.kind }, 'inbox message from an unknown store');
-      await delivery.complete();
+      await reject(delivery, message, 'unknown-store', `it claims to come from store "${message.storeId.slice(0, 128)}", which the cloud does not know`);
+      return;
+    }
+    const signature = parts.verify(message);
+    if (!signature.valid) {
+      await reject(delivery, message, signature.problem, `it claims to come from store "${message.storeId}", but ${signature.message}`);
       return;
     }
     if (message.kind === 'reply') {
@@ -75,8 +107,13 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
         await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the reply names no operation (correlationId)' });
         return;
       }
+      const sentTo = parts.storeOfOperation(message.correlationId);
+      if (sentTo !== undefined && sentTo !== message.storeId) {
+        await reject(delivery, message, 'wrong-store', `store "${message.storeId}" replied about operation ${message.correlationId}, which was sent to store "${sentTo}"`);
+        return;
+      }
       parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
-      const answered = replies.settle(message.correlationId, body.data);
+      const answered = replies.settle(message.correlationId, message.storeId, body.data);
       if (answered !== undefined && body.data.outcome === 'done') cache.remember(answered, body.data.result);
     } else if (message.kind === 'announcement') {
       const body = announcementBodySchema.safeParse(message.body);

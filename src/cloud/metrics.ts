@@ -26,7 +26,7 @@ export interface DispatcherMetrics {
 }
 
 /** What the metrics read from a dispatcher; a narrow view so tests can feed them directly. */
-export type MetricsSource = Pick<Dispatcher, 'deliveries$' | 'links$' | 'outcomes$' | 'cachedReplyCount' | 'stores' | 'link'>;
+export type MetricsSource = Pick<Dispatcher, 'deliveries$' | 'links$' | 'outcomes$' | 'inboxRejections$' | 'cachedReplyCount' | 'stores' | 'link'>;
 
 export function createDispatcherMetrics(source: MetricsSource): DispatcherMetrics {
   const registry = new Registry();
@@ -54,6 +54,12 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
     name: 'storelink_outcomes_total',
     help: "Operations' final outcomes as the cloud learnt them, by outcome (done, rejected, failed) and whether they came late.",
     labelNames: ['outcome', 'late'] as const,
+    registers,
+  });
+  const inboxRejected = new Counter({
+    name: 'storelink_inbox_rejected_total',
+    help: 'Cloud inbox messages dropped without effect, by reason: unsigned, unknown-key, bad-signature (not signed by the store they claim), wrong-store (a reply about another store\'s operation), unknown-store.',
+    labelNames: ['reason'] as const,
     registers,
   });
   new Gauge({
@@ -108,6 +114,7 @@ export function createDispatcherMetrics(source: MetricsSource): DispatcherMetric
     source.deliveries$.subscribe({ next: onDelivery }),
     source.outcomes$.subscribe({ next: (outcome: OperationOutcome) => outcomes.inc({ outcome: outcome.outcome, late: String(outcome.late) }) }),
     source.links$.subscribe({ next: (change) => linkStates.set(change.storeId, topStateOf(change.state)) }),
+    source.inboxRejections$.subscribe({ next: (rejection) => inboxRejected.inc({ reason: rejection.reason }) }),
   ];
 
   return {

@@ -44,6 +44,8 @@ export const DEFAULT_MAX_RECENT_OUTCOMES = 10_000;
 type Learnt = Omit<OperationOutcome, 'late' | 'at'>;
 
 interface InFlight {
+  /** The store it was published to. */
+  storeId: string;
   /** Publishes of this id under way (a resend may overlap the first). */
   count: number;
   /** An outcome from the inbox while a publish was under way: reported when the publish returns without one. */
@@ -87,8 +89,13 @@ export class OutcomeTracker {
   readonly #now: () => number;
   readonly #maxRecent: number;
   readonly #inFlight = new Map<string, InFlight>();
-  /** Reported ids, oldest first (a Set keeps insertion order). */
-  readonly #reported = new Set<string>();
+  /** Reported ids with their store, oldest first (a Map keeps insertion order). */
+  readonly #reported = new Map<string, string>();
+  /**
+   * Ids whose publish returned without their outcome (queued), with the store they went to, oldest first and as
+   * bounded as #reported: a late reply is checked against it, so only that store's reply reports the outcome.
+   */
+  readonly #open = new Map<string, string>();
 
   constructor(options: OutcomeTrackerOptions) {
     const maxRecent = options.maxRecent ?? DEFAULT_MAX_RECENT_OUTCOMES;
@@ -98,11 +105,19 @@ export class OutcomeTracker {
     this.#maxRecent = maxRecent;
   }
 
-  /** A publish of this id starts: an outcome arriving meanwhile waits for it to return. */
-  began(operationId: string): void {
+  /** A publish of this id to store `storeId` starts: an outcome arriving meanwhile waits for it to return. */
+  began(operationId: string, storeId: string): void {
     const entry = this.#inFlight.get(operationId);
-    if (entry === undefined) this.#inFlight.set(operationId, { count: 1 });
+    if (entry === undefined) this.#inFlight.set(operationId, { storeId, count: 1 });
     else entry.count += 1;
+  }
+
+  /**
+   * The store an operation id was published to, as far as this tracker remembers (in flight, awaiting its outcome,
+   * or recently reported); undefined for an id it never saw or has forgotten.
+   */
+  storeOf(operationId: string): string | undefined {
+    return this.#inFlight.get(operationId)?.storeId ?? this.#open.get(operationId) ?? this.#reported.get(operationId);
   }
 
   /** A publish returned: with its delivery, or without one (it threw). */
@@ -115,6 +130,11 @@ export class OutcomeTracker {
     const learnt = delivery === undefined ? undefined : outcomeOfDelivery(delivery);
     if (learnt !== undefined) this.#report(learnt, false);
     else if (entry?.held !== undefined && entry.count <= 0) this.#report(entry.held, true);
+    else if (entry !== undefined && entry.count <= 0 && !this.#reported.has(operationId)) {
+      this.#open.delete(operationId);
+      this.#open.set(operationId, entry.storeId);
+      while (this.#open.size > this.#maxRecent) this.#open.delete(this.#open.keys().next().value!);
+    }
   }
 
   /** A store's reply came through the inbox. */
@@ -133,8 +153,9 @@ export class OutcomeTracker {
 
   #report(learnt: Learnt, late: boolean): void {
     if (this.#reported.has(learnt.operationId)) return;
-    this.#reported.add(learnt.operationId);
-    while (this.#reported.size > this.#maxRecent) this.#reported.delete(this.#reported.values().next().value!);
+    this.#open.delete(learnt.operationId);
+    this.#reported.set(learnt.operationId, learnt.storeId);
+    while (this.#reported.size > this.#maxRecent) this.#reported.delete(this.#reported.keys().next().value!);
     this.#emit({ ...learnt, late, at: new Date(this.#now()).toISOString() });
   }
 }

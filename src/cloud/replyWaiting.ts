@@ -42,10 +42,18 @@ export class ReplyWaiting {
     return { promise, cancel: () => finish(undefined) };
   }
 
-  /** Hands a reply to whoever waits for it; returns the operation it answered, or undefined when nobody waits. */
-  settle(correlationId: string, body: ReplyBody): Waiting | undefined {
+  /** The store a waiting operation was sent to. */
+  storeOf(operationId: string): string | undefined {
+    return this.#pending.get(operationId)?.operation.storeId;
+  }
+
+  /**
+   * Hands a reply from store `storeId` to whoever waits for it; returns the operation it answered, or undefined when
+   * nobody waits for a reply of that store to that id (a reply settles only an operation of the store that sent it).
+   */
+  settle(correlationId: string, storeId: string, body: ReplyBody): Waiting | undefined {
     const pending = this.#pending.get(correlationId);
-    if (pending === undefined) return undefined;
+    if (pending === undefined || pending.operation.storeId !== storeId) return undefined;
     pending.finish(body);
     return pending.operation;
   }

@@ -88,6 +88,12 @@ export const STORELINK_ERROR_CODES = {
   MESSAGE_LOCK_LOST: { retryable: false },
 
   // The store's own answers, through either channel. Not channel failures (but STORE_UNAVAILABLE): no fallback.
+  /**
+   * The operation does not carry a valid signature by a cloud key the store trusts (unsigned, signed with a key id
+   * the store does not trust, or a signature that does not match the envelope): the store runs nothing and tells the
+   * cloud nothing (a report about an unverified message could be a forger's), 400 on the relay.
+   */
+  SIGNATURE_INVALID: { retryable: false, storeHttpStatus: 400, permanent: true },
   /** The operation is addressed to another store (421 Misdirected Request on the relay). */
   OPERATION_MISROUTED: { retryable: false, storeHttpStatus: 421, permanent: true },
   /** The store has no handler for this operation type. */

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { StorelinkError } from './errors.js';
 import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
 import { MAX_JSON_DEPTH, findNonJson, valueNestsDeeperThan, type JsonValue } from './json.js';
+import { messageSignatureSchema, type MessageSignature } from './signing.js';
 import { describeIssue, timestampSchema } from './validation.js';
 
 export type { JsonValue } from './json.js';
@@ -59,6 +60,8 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       expiresAt: timestampSchema,
       replyTo: entityNameSchema.optional(),
       correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
+      /** The cloud's signature over the signed fields (see core/signing.ts); the store refuses an operation without one. */
+      signature: messageSignatureSchema.optional(),
     })
     .superRefine((operation, context) => {
       if (valueNestsDeeperThan(operation.payload, MAX_PAYLOAD_DEPTH) || findNonJson(operation.payload) !== undefined) return;
@@ -89,20 +92,29 @@ export interface Operation {
   expiresAt: string;
   replyTo?: string | undefined;
   correlationId?: string | undefined;
+  /** The cloud's signature (`signOperation`); the store verifies it before anything else. */
+  signature?: MessageSignature | undefined;
 }
 
 export type ParseResult<T> = { success: true; data: T } | { success: false; error: StorelinkError };
+
+/**
+ * The first check of an untrusted envelope, before zod and before its signature is checked: a deep payload is refused
+ * at the cost of MAX_JSON_DEPTH levels, whatever its real depth (OPERATION_INVALID).
+ */
+export function operationBoundsError(value: unknown): StorelinkError | undefined {
+  const payload = typeof value === 'object' && value !== null ? (value as { payload?: unknown }).payload : undefined;
+  if (!valueNestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) return undefined;
+  return new StorelinkError('OPERATION_INVALID', `Invalid operation: payload: ${tooDeep()}`, { field: 'payload' });
+}
 
 /**
  * Validates an untrusted value as an operation envelope. Never throws for bad input: the error's `field` and message
  * name the first failing field.
  */
 export function parseOperation(value: unknown, options: OperationSchemaOptions = {}): ParseResult<Operation> {
-  // Before zod: a deep payload is refused at the cost of MAX_JSON_DEPTH levels, whatever its real depth.
-  const payload = typeof value === 'object' && value !== null ? (value as { payload?: unknown }).payload : undefined;
-  if (valueNestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) {
-    return { success: false, error: new StorelinkError('OPERATION_INVALID', `Invalid operation: payload: ${tooDeep()}`, { field: 'payload' }) };
-  }
+  const bounds = operationBoundsError(value);
+  if (bounds !== undefined) return { success: false, error: bounds };
   const schema = options.maxPayloadBytes === undefined ? defaultOperationSchema : createOperationSchema(options);
   const result = schema.safeParse(value, { reportInput: true });
   if (result.success) return { success: true, data: result.data };

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { jsonValueSchema } from './json.js';
 import { RELAY_ANNOUNCEMENTS } from './linkContract.js';
+import { messageSignatureSchema } from './signing.js';
 import { nonEmptyStringSchema, oneOf, strictFields, timestampSchema } from './validation.js';
 
 export const STORE_MESSAGE_KINDS = ['reply', 'event', 'announcement'] as const;
@@ -28,6 +29,8 @@ export const storeMessageSchema = strictFields({
   correlationId: nonEmptyStringSchema.optional(),
   body: jsonValueSchema,
   createdAt: timestampSchema,
+  /** The store's signature over every other field (core/signing.ts); the cloud drops a message without a valid one. */
+  signature: messageSignatureSchema.optional(),
 });
 
 export type StoreMessage = z.infer<typeof storeMessageSchema>;
@@ -58,9 +61,16 @@ export type AnnouncementBody = z.infer<typeof announcementBodySchema>;
  * The inbox reads the same fields but drops ones it does not know, so a newer store (one that adds a field) can still
  * talk to an older cloud, as a newer cloud can to an older store (operation envelopes are read the same way).
  */
-const inboxMessageSchema = z.object(storeMessageSchema.shape);
+const inboxMessageSchema = z.object({
+  ...storeMessageSchema.shape,
+  // Whatever it holds: judging it is the signature check's job, which counts a malformed one as a bad signature.
+  signature: z.unknown().optional(),
+});
+
+/** An inbox message as read: a store message whose signature is yet to be checked (it may be anything). */
+export type InboxMessage = Omit<StoreMessage, 'signature'> & { signature?: unknown };
 
 /** Reads an inbox message body; undefined when it is not a store message. */
-export function parseStoreMessage(body: unknown): StoreMessage | undefined {
+export function parseStoreMessage(body: unknown): InboxMessage | undefined {
   return inboxMessageSchema.safeParse(body).data;
 }

@@ -16,6 +16,7 @@ import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
 import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
+import { generateSigningKeyPair, keyPairToPem } from '../core/signing.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../emulator/servicebus/index.js';
 import { openLedger } from '../store/ledger.js';
@@ -66,6 +67,8 @@ interface StoreProcess {
   bidirectional: boolean;
   dataDir: string;
   configFile: string;
+  /** The store's public key, for the cloud (its private key file is named in the store's config). */
+  publicKeys: Record<string, string>;
   child: ChildProcess | undefined;
   log: string;
 }
@@ -98,6 +101,24 @@ async function stopStoreProcess(store: StoreProcess, signal: NodeJS.Signals): Pr
   await exited;
 }
 
+interface DemoKeyPair {
+  keyId: string;
+  privateKeyFile: string;
+  publicKeyFile: string;
+  privateKeyPem: string;
+  publicKeyPem: string;
+}
+
+/** A key pair in the files `storelink keys create` would write: the private key readable by its owner only. */
+async function writeDemoKeyPair(directory: string, keyId: string): Promise<DemoKeyPair> {
+  const pem = keyPairToPem(generateSigningKeyPair());
+  const privateKeyFile = path.join(directory, `${keyId}.key.pem`);
+  const publicKeyFile = path.join(directory, `${keyId}.pub.pem`);
+  await writeFile(privateKeyFile, pem.privateKeyPem, { mode: 0o600 });
+  await writeFile(publicKeyFile, pem.publicKeyPem, { mode: 0o644 });
+  return { keyId, privateKeyFile, publicKeyFile, ...pem };
+}
+
 export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const rand = random(options.seed);
   const work = await mkdtemp(path.join(tmpdir(), 'storelink-demo-'));
@@ -111,6 +132,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     bidirectional: index % 3 !== 2,
     dataDir: path.join(work, `store-${index + 1}`),
     configFile: path.join(work, `store-${index + 1}.json`),
+    publicKeys: {},
     child: undefined,
     log: '',
   }));
@@ -131,8 +153,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let publishOverHttp: (request: PublishRequest) => Promise<void> = () => Promise.reject(new Error('the cloud HTTP API is not up'));
   const deliveries: Delivery[] = [];
   try {
+    // Signatures on, as in production: a key pair for the cloud and one per store, in the demo's temp directory.
+    const keysDir = path.join(work, 'keys');
+    await mkdir(keysDir, { recursive: true });
+    const cloudKey = await writeDemoKeyPair(keysDir, 'cloud-demo');
     for (const store of stores) {
       await mkdir(store.dataDir, { recursive: true });
+      const storeKey = await writeDemoKeyPair(keysDir, `store-${store.storeId}`);
+      store.publicKeys = { [storeKey.keyId]: storeKey.publicKeyPem };
       await writeFile(
         store.configFile,
         JSON.stringify({
@@ -141,6 +169,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           dataDir: store.dataDir,
           serviceBus: { connectionString: serviceBusConnection },
           ...(store.bidirectional ? { relay: { connectionString: relayConnection } } : {}),
+          signing: { keyId: storeKey.keyId, privateKeyFile: storeKey.privateKeyFile },
+          trustedCloudKeys: { [cloudKey.keyId]: cloudKey.publicKeyFile },
         }),
       );
       startStoreProcess(store);
@@ -151,7 +181,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       serviceBus: { connectionString: serviceBusConnection, retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
       relay: { connectionString: relayConnection },
       policy,
-      stores: stores.map((store) => ({ storeId: store.storeId, bidirectional: store.bidirectional })),
+      stores: stores.map((store) => ({ storeId: store.storeId, bidirectional: store.bidirectional, publicKeys: store.publicKeys })),
+      signing: { keyId: cloudKey.keyId, privateKey: cloudKey.privateKeyPem },
       dataDir: path.join(work, 'cloud'),
     });
     await dispatcher.start();

@@ -1,6 +1,6 @@
 /**
  * The single path both channels feed. An operation takes effect exactly once whichever way it arrives, however often:
- * envelope check → addressed to this store → ledger look-up (a known id returns its first outcome, never runs
+ * the cloud's signature → envelope check → addressed to this store → ledger look-up (a known id returns its first outcome, never runs
  * twice) → in-flight look-up (the same id arriving on both channels at once shares one run) → expiry → handler with
  * its payload schema → ledger record, durable before the caller acknowledges anything → reply through the outbox, for
  * every operation whichever channel carried it: the cloud learns each final outcome, late ones too.
@@ -9,8 +9,9 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
-import { isExpired, parseOperation, type Operation } from '../core/operation.js';
+import { isExpired, operationBoundsError, parseOperation, type Operation } from '../core/operation.js';
 import { MAX_STORE_MESSAGE_BYTES, type ReplyBody, type StoreMessage } from '../core/storeMessage.js';
+import { operationSignedFields, type Verifier } from '../core/signing.js';
 import { describeIssue } from '../core/validation.js';
 import type { LedgerEntry } from './ledger.js';
 
@@ -80,6 +81,8 @@ export interface ExecutorOptions {
   handlers: OperationHandlers;
   ledger: ExecutionLedger;
   outbox: ReplyOutbox;
+  /** The cloud's public keys (kind `operation`): an operation runs only if one of them signed it. */
+  cloudKeys: Verifier;
   now?: () => number;
   /** Told when a result is too large to send: the reply says REPLY_TOO_LARGE instead (the ledger keeps the result). */
   onReplyTooLarge?: (tooLarge: ReplyTooLarge) => void;
@@ -144,6 +147,12 @@ export class Executor {
    * may on a later delivery.
    */
   async execute(input: unknown, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
+    // Its depth bounded first (the signature check walks it), then before anything else its signature: nothing about
+    // an operation the cloud did not sign is looked at, recorded or reported.
+    const bounds = operationBoundsError(input);
+    if (bounds !== undefined) throw bounds;
+    const refusal = this.#signatureRefusal(input);
+    if (refusal !== undefined) throw refusal;
     const parsed = parseOperation(input);
     if (!parsed.success) throw parsed.error;
     const operation = parsed.data;
@@ -168,6 +177,18 @@ export class Executor {
     } finally {
       this.#inFlight.delete(operation.id);
     }
+  }
+
+  /** Why the envelope is not the cloud's (SIGNATURE_INVALID), or undefined when a trusted cloud key signed it. */
+  #signatureRefusal(input: unknown): StorelinkError | undefined {
+    const envelope = typeof input === 'object' && input !== null && !Array.isArray(input) ? (input as Record<string, unknown>) : undefined;
+    const check =
+      envelope === undefined
+        ? { valid: false as const, message: 'it is not an operation envelope (a JSON object)' }
+        : this.#options.cloudKeys.verify(operationSignedFields(envelope), envelope['signature']);
+    if (check.valid) return undefined;
+    const id = typeof envelope?.['id'] === 'string' ? ` ${JSON.stringify(envelope['id'].slice(0, MAX_REPORTED_ID_LENGTH))}` : '';
+    return new StorelinkError('SIGNATURE_INVALID', `operation${id} refused: ${check.message}`, { field: 'signature' });
   }
 
   async #run(operation: Operation, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
@@ -252,11 +273,14 @@ export class Executor {
   /**
    * Tells the cloud that the store set an operation aside unexecuted (a `failed` reply, executed false, the dead-letter
    * reason as its code). `body` is the untrusted message as it came: without a usable id and storeId nobody could be
-   * told, and nothing is sent (resolves undefined). Append it before dead-lettering: a crash in between redelivers the
-   * message, and the resent report has the same id.
+   * told, and nothing is sent (resolves undefined). Nor is anything sent about a message the cloud did not sign: the
+   * store's signed report would lend a forger's operation id the store's word, and settle as failed a genuine
+   * operation still on its way (see README "Threat model"). Append it before dead-lettering: a crash in between
+   * redelivers the message, and the resent report has the same id.
    */
   async reportDeadLettered(body: unknown, report: DeadLetterReport): Promise<ReplyEvent | undefined> {
     if (typeof body !== 'object' || body === null) return undefined;
+    if (this.#signatureRefusal(body) !== undefined) return undefined;
     const { id, storeId, type } = body as Record<string, unknown>;
     if (typeof id !== 'string' || id.length === 0 || id.length > MAX_REPORTED_ID_LENGTH || typeof storeId !== 'string' || storeId.length === 0) return undefined;
     const reportedType = typeof type === 'string' && type.length > 0 && type.length <= MAX_REPORTED_TYPE_LENGTH ? type : 'unknown';

@@ -27,6 +27,7 @@ import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
+import { Signer, Verifier, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { MAX_STORE_MESSAGE_BYTES, type StoreMessage } from '../core/storeMessage.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { lockDataDir, type DataDirLock } from './dataDirLock.js';
@@ -110,6 +111,16 @@ export interface StoreAgentOptions {
   tls?: TlsTrustOptions;
   /** Where the ledger and outbox live (created if missing). */
   dataDir: string;
+  /**
+   * The store's own Ed25519 key: every reply, event, announcement and dead-letter report it sends the cloud is signed
+   * with it (when appended to the outbox, so a parked and resubmitted entry stays valid). Required.
+   */
+  signing: SigningKey;
+  /**
+   * The cloud's public keys, by key id: an operation runs only if one of them signed it. Several at once while a key
+   * rotates (see README "Signatures"). Required.
+   */
+  trustedCloudKeys: TrustedKeys;
   /** The clock the ledger, the executor and store events read, in ms since the epoch (tests inject one). Default `Date.now`. */
   now?: () => number;
   logger?: Logger;
@@ -175,6 +186,12 @@ function validateOptions(options: StoreAgentOptions): void {
     throw new TypeError('createStoreAgent: expose needs relay options (a connection string for the hybrid connection)');
   }
   if (typeof options.dataDir !== 'string' || options.dataDir.length === 0) throw new TypeError('createStoreAgent: dataDir is required');
+  if (options.signing === undefined) {
+    throw new TypeError("createStoreAgent: signing ({ keyId, privateKey }) is required: the store signs what it sends the cloud (`storelink keys create` makes a key pair)");
+  }
+  if (options.trustedCloudKeys === undefined) {
+    throw new TypeError("createStoreAgent: trustedCloudKeys ({ [keyId]: publicKey }) is required: the store runs only operations the cloud signed");
+  }
   const transport = options.serviceBus.transport;
   if (transport !== undefined && !SERVICE_BUS_TRANSPORTS.includes(transport)) {
     throw new TypeError(`createStoreAgent: serviceBus.transport must be 'websockets' or 'amqp', got ${JSON.stringify(transport)}`);
@@ -226,6 +243,8 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #retryAbort = new AbortController();
   readonly #handlerRetry: HandlerRetrySettings;
   readonly #maxDeliveryCount: number;
+  readonly #signer: Signer;
+  readonly #cloudKeys: Verifier;
   readonly #subscriptions: Subscription[] = [];
   #lock: DataDirLock | undefined;
   #ledger: Ledger | undefined;
@@ -241,6 +260,8 @@ class DefaultStoreAgent implements StoreAgent {
 
   constructor(options: StoreAgentOptions) {
     validateOptions(options);
+    this.#signer = new Signer(options.signing, 'store-message', 'createStoreAgent: signing');
+    this.#cloudKeys = new Verifier(options.trustedCloudKeys, 'operation', 'createStoreAgent: trustedCloudKeys');
     this.storeId = options.storeId;
     this.#options = options;
     this.#now = options.now ?? Date.now;
@@ -290,6 +311,7 @@ class DefaultStoreAgent implements StoreAgent {
       storeId,
       handlers: this.#options.handlers,
       ledger: this.#ledger,
+      cloudKeys: this.#cloudKeys,
       now: this.#now,
       onReplyTooLarge: (tooLarge) => {
         this.#logger.warn({ operationId: tooLarge.operationId, bytes: tooLarge.bytes, limitBytes: tooLarge.limitBytes }, 'result too large for a reply; the cloud is told REPLY_TOO_LARGE');
@@ -297,7 +319,7 @@ class DefaultStoreAgent implements StoreAgent {
       },
       outbox: {
         append: async (event) => {
-          await outbox.append(event);
+          await outbox.append(this.#signed(event));
           this.#outboxChanged();
         },
       },
@@ -382,7 +404,13 @@ class DefaultStoreAgent implements StoreAgent {
   }
 
   #message(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): StoreMessage {
-    return { id: randomUUID(), storeId: this.storeId, createdAt: new Date(this.#now()).toISOString(), ...event };
+    return this.#signed({ id: randomUUID(), storeId: this.storeId, createdAt: new Date(this.#now()).toISOString(), ...event });
+  }
+
+  /** The message with the store's signature over it: everything the store sends the cloud goes through here. */
+  #signed<Message extends StoreMessage>(message: Message): Message {
+    const { signature: _unsigned, ...fields } = message;
+    return { ...fields, signature: this.#signer.sign(storeMessageSignedFields(fields)) } as Message;
   }
 
   async #append(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): Promise<void> {
@@ -509,7 +537,14 @@ class DefaultStoreAgent implements StoreAgent {
   /** The cloud hears of every operation the store dead-letters, before the dead letter is written. */
   async #reportDeadLettered(body: unknown, reason: string, description: string): Promise<boolean> {
     const reply = await this.#executor!.reportDeadLettered(body, { reason, description });
-    if (reply === undefined) this.#logger.warn({ reason }, 'dead-lettered message has no usable id and storeId; the cloud cannot be told');
+    if (reply === undefined) {
+      this.#logger.warn(
+        { reason, operationId: idOf(body) },
+        reason === 'SIGNATURE_INVALID'
+          ? 'dead-lettered message is not signed by the cloud; the cloud is not told (the report could settle a genuine operation)'
+          : 'dead-lettered message has no usable id and storeId, or no valid cloud signature; the cloud is not told',
+      );
+    }
     return reply !== undefined;
   }
 

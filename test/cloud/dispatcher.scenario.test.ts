@@ -15,6 +15,7 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers, EXPOSED_TYPES } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory, type Inventory } from '../../samples/store-click-and-collect/inventory.js';
+import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -25,9 +26,9 @@ const RETRY = { maxRetries: 1, retryDelayInMs: 50, maxRetryDelayInMs: 200, timeo
 const API_TOKEN = 'scenario-token-0123456789';
 
 const STORES = [
-  { storeId: 'paris-1', bidirectional: true },
-  { storeId: 'lyon-2', bidirectional: true },
-  { storeId: 'nice-3', bidirectional: false },
+  { storeId: 'paris-1', bidirectional: true, ...storePublicKeys('paris-1') },
+  { storeId: 'lyon-2', bidirectional: true, ...storePublicKeys('lyon-2') },
+  { storeId: 'nice-3', bidirectional: false, ...storePublicKeys('nice-3') },
 ];
 const POLICY: PolicyInput = {
   link: { failureThreshold: 2, openCooldownInMs: 300, maxCooldownInMs: 1_000, probeIntervalInMs: 60_000 },
@@ -73,6 +74,7 @@ async function world(options: { storeInbox?: string } = {}): Promise<World> {
     const inventory = await openInventory(path.join(dataDir, 'inventory'));
     const agent = createStoreAgent({
       storeId,
+      ...storeSigningOptions(storeId),
       handlers: createClickAndCollectHandlers(inventory),
       serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY, ...(options.storeInbox === undefined ? {} : { cloudInbox: options.storeInbox }) },
       ...(bidirectional ? { relay: { connectionString: azure.relayConnectionString() }, expose: [...EXPOSED_TYPES] } : {}),
@@ -92,6 +94,7 @@ async function dispatcher(azure: Emulators, extra: Partial<DispatcherOptions> = 
     relay: { connectionString: azure.relayConnectionString() },
     policy: parsePolicy(policy),
     stores: STORES,
+    ...dispatcherSigningOptions(),
     ...extra,
   });
   closeables.push(() => created.close());
@@ -324,7 +327,7 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
 
   it('answers GET /stores and a metrics scrape for 10,000 stores without starting an actor', async () => {
     const { azure } = await world();
-    const many = Array.from({ length: 10_000 }, (_, index) => ({ storeId: `store-${index}`, bidirectional: index % 2 === 0 }));
+    const many = Array.from({ length: 10_000 }, (_, index) => ({ storeId: `store-${index}`, bidirectional: index % 2 === 0, ...storePublicKeys('many') }));
     const cloud = await dispatcher(azure, { stores: [...STORES, ...many], relay: { connectionString: azure.relayConnectionString() } });
     const api = createCloudHttpApi({ dispatcher: cloud, token: API_TOKEN, port: 0 });
     closeables.push(() => api.close());

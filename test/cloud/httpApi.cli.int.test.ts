@@ -11,6 +11,7 @@ import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
 import { firstLine, startCliProcess } from '../support/cliProcess.js';
+import { CLOUD_KEY, storeKey, storeSigningOptions, writeKeyFiles } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -18,6 +19,21 @@ afterEach(async () => {
 });
 
 const TOKEN = 'cli-token-0123456789abcdef';
+
+/**
+ * The key files a cloud configuration names, written in `directory`: the cloud's key, and store paris-1's public key
+ * for each store listed (unless a store or the config says otherwise), relative to the configuration file.
+ */
+async function withKeys(directory: string, config: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const cloud = await writeKeyFiles(directory, CLOUD_KEY);
+  const store = await writeKeyFiles(directory, storeKey('paris-1'));
+  const stores = Array.isArray(config['stores']) ? (config['stores'] as Record<string, unknown>[]) : [];
+  return {
+    signing: { keyId: cloud.keyId, privateKeyFile: path.basename(cloud.privateKeyFile) },
+    ...config,
+    stores: stores.map((entry) => ({ publicKeys: { [store.keyId]: path.basename(store.publicKeyFile) }, ...entry })),
+  };
+}
 
 async function tempDir(): Promise<string> {
   const directory = await mkdtemp(path.join(tmpdir(), 'storelink-cloud-cli-'));
@@ -54,6 +70,7 @@ describe('storelink cloud', () => {
     const store = await createStore({ storeId: 'paris-1', dataDir: storeDir, logger: silentLogger });
     const agent = createStoreAgent({
       storeId: 'paris-1',
+      ...storeSigningOptions('paris-1'),
       handlers: store.handlers,
       expose: store.expose ?? [],
       serviceBus: { connectionString: azure.serviceBusConnectionString() },
@@ -72,15 +89,17 @@ describe('storelink cloud', () => {
     const configFile = path.join(directory, 'cloud.json');
     await writeFile(
       configFile,
-      JSON.stringify({
-        serviceBus: { connectionString: 'env:TEST_STORELINK_SERVICEBUS' },
-        relay: { connectionString: azure.relayConnectionString() },
-        policy: 'policy.json',
-        chart: 'storeLink',
-        stores: [{ storeId: 'paris-1', bidirectional: true }],
-        dataDir: 'links',
-        http: { port: 0, apiKeysFile: 'keys/api-keys.json' },
-      }),
+      JSON.stringify(
+        await withKeys(directory, {
+          serviceBus: { connectionString: 'env:TEST_STORELINK_SERVICEBUS' },
+          relay: { connectionString: azure.relayConnectionString() },
+          policy: 'policy.json',
+          chart: 'storeLink',
+          stores: [{ storeId: 'paris-1', bidirectional: true }],
+          dataDir: 'links',
+          http: { port: 0, apiKeysFile: 'keys/api-keys.json' },
+        }),
+      ),
     );
     const child = startCli(['cloud', '--config', configFile, '--log-level', 'silent'], {
       TEST_STORELINK_SERVICEBUS: azure.serviceBusConnectionString(),
@@ -134,9 +153,17 @@ describe('storelink cloud', () => {
       1,
       'breaks the routing contract',
     ],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false }], serviceBus: { connectionString: 'x' }, signing: undefined, http: { token: TOKEN } }, 1, 'signing:'],
+    ['cloud.json', { stores: [{ storeId: 'paris-1', bidirectional: false, publicKeys: {} }], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } }, 1, 'stores[0].publicKeys: must name at least one public key file'],
+    [
+      'cloud.json',
+      { stores: [{ storeId: 'paris-1', bidirectional: false, publicKeys: { k1: 'missing.pub.pem' } }], serviceBus: { connectionString: 'x' }, http: { token: TOKEN } },
+      2,
+      'missing.pub.pem: no such file',
+    ],
   ])('refuses %s (%j) with exit %i', async (file, config, expected, message) => {
     const directory = await tempDir();
-    if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(config));
+    if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(await withKeys(directory, config)));
     let stderr = '';
     const code = await runCli(['cloud', '--config', file, '--log-level', 'silent'], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: directory });
     expect(stderr).toContain(message);

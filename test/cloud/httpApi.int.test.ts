@@ -13,6 +13,7 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
 import { parsePrometheusText } from '../support/prometheusText.js';
+import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -22,8 +23,8 @@ afterEach(async () => {
 const TOKEN = 'test-token-0123456789abcdef';
 const RETRY = { maxRetries: 1, retryDelayInMs: 50, maxRetryDelayInMs: 200, timeoutInMs: 3_000 };
 const STORES = [
-  { storeId: 'paris-1', bidirectional: true },
-  { storeId: 'nice-3', bidirectional: false },
+  { storeId: 'paris-1', bidirectional: true, ...storePublicKeys('paris-1') },
+  { storeId: 'nice-3', bidirectional: false, ...storePublicKeys('nice-3') },
 ];
 const POLICY = parsePolicy({
   operations: {
@@ -62,6 +63,7 @@ async function world(options: { heartbeatIntervalInMs?: number; relayFetch?: Fet
     const store = await createStore({ storeId, dataDir, logger: silentLogger });
     const agent = createStoreAgent({
       storeId,
+      ...storeSigningOptions(storeId),
       handlers: store.handlers,
       serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
       ...(bidirectional ? { relay: { connectionString: azure.relayConnectionString() }, expose: store.expose ?? [] } : {}),
@@ -77,6 +79,7 @@ async function world(options: { heartbeatIntervalInMs?: number; relayFetch?: Fet
     relay: { connectionString: azure.relayConnectionString(), ...(relayFetch === undefined ? {} : { fetch: relayFetch }) },
     policy: POLICY,
     stores: STORES,
+    ...dispatcherSigningOptions(),
   });
   closeables.push(() => dispatcher.close());
   const api = createCloudHttpApi({ dispatcher, token: TOKEN, port: 0, ...apiOptions });

@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import type { Delivery, KnownStore, LinkView, OperationOutcome } from '../../src/cloud/dispatcher.js';
+import type { Delivery, InboxRejection, KnownStore, LinkView, OperationOutcome } from '../../src/cloud/dispatcher.js';
 import { nestsDeeperThan } from '../../src/core/json.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
@@ -43,8 +43,9 @@ describe('nestsDeeperThan', () => {
 });
 
 /** A dispatcher's streams and store list, fed by the test. */
-function fakeSource(stores: KnownStore[], states: Record<string, string>) {
+function fakeSource(stores: Omit<KnownStore, 'publicKeys'>[], states: Record<string, string>) {
   const deliveries$ = new Subject<Delivery>();
+  const inboxRejections$ = new Subject<InboxRejection>();
   const links$ = new Subject<LinkChange>();
   const outcomes$ = new Subject<OperationOutcome>();
   const cache = { size: 0 };
@@ -53,10 +54,11 @@ function fakeSource(stores: KnownStore[], states: Record<string, string>) {
     deliveries$: deliveries$.asObservable(),
     links$: links$.asObservable(),
     outcomes$: outcomes$.asObservable(),
+    inboxRejections$: inboxRejections$.asObservable(),
     get cachedReplyCount() {
       return cache.size;
     },
-    stores: () => stores,
+    stores: () => stores.map((store) => ({ ...store, publicKeys: {} })),
     link: (storeId): LinkView => {
       linkCalls += 1;
       const state = states[storeId];
@@ -64,7 +66,7 @@ function fakeSource(stores: KnownStore[], states: Record<string, string>) {
       return { storeId, bidirectional: true, state, tags: [], counters: { deliveries: {}, fallbacks: {} } };
     },
   };
-  return { source, deliveries$, links$, outcomes$, cache, linkCalls: () => linkCalls };
+  return { source, deliveries$, links$, outcomes$, inboxRejections$, cache, linkCalls: () => linkCalls };
 }
 
 function delivery(overrides: Partial<Delivery>): Delivery {
@@ -152,6 +154,20 @@ describe('dispatcher metrics', () => {
     metrics.close();
   });
 
+  it('counts the inbox messages dropped, by reason', async () => {
+    const { source, inboxRejections$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
+    const metrics = createDispatcherMetrics(source);
+    const rejection = { storeId: 'paris-1', kind: 'announcement' as const, type: 'store.announced', messageId: 'm', message: 'forged' };
+    inboxRejections$.next({ ...rejection, reason: 'unsigned' });
+    inboxRejections$.next({ ...rejection, reason: 'unsigned' });
+    inboxRejections$.next({ ...rejection, reason: 'wrong-store' });
+    const parsed = parsePrometheusText(await metrics.render());
+    expect(parsed.value('storelink_inbox_rejected_total', { reason: 'unsigned' })).toBe(2);
+    expect(parsed.value('storelink_inbox_rejected_total', { reason: 'wrong-store' })).toBe(1);
+    expect(parsed.value('storelink_inbox_rejected_total', { reason: 'bad-signature' })).toBeUndefined();
+    metrics.close();
+  });
+
   it('escapes label values and labels a nested chart state by its top-level state', async () => {
     const { source, deliveries$, links$ } = fakeSource([{ storeId: 'paris-1', bidirectional: true }], {});
     const metrics = createDispatcherMetrics(source);
@@ -184,6 +200,7 @@ describe('dispatcher metrics', () => {
       'storelink_fallbacks_total',
       'storelink_relay_latency_seconds',
       'storelink_outcomes_total',
+      'storelink_inbox_rejected_total',
       'storelink_reply_cache_entries',
       'storelink_links',
     ]);

@@ -10,6 +10,7 @@ import type { JsonValue } from '../../src/core/json.js';
 import { createCloudHttpApi, type CloudHttpApiOptions } from '../../src/cloud/httpApi.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
 import { slowClient } from '../support/slowClient.js';
+import { dispatcherSigningOptions, storePublicKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -22,7 +23,7 @@ const STORE = 'paris-1';
 async function api(options: Partial<CloudHttpApiOptions> = {}): Promise<{ port: number; dispatcher: Dispatcher }> {
   const emulator = await startServiceBusEmulator({ namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
   closeables.push(() => emulator.close());
-  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false }] });
+  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false, ...storePublicKeys(STORE) }], ...dispatcherSigningOptions() });
   closeables.push(() => dispatcher.close());
   const httpApi = createCloudHttpApi({ dispatcher, token: TOKEN, ...options });
   closeables.push(() => httpApi.close());
@@ -90,7 +91,7 @@ describe('cloud HTTP API: bounds and timeouts', () => {
   ])('refuses timeouts %j', async (options, message) => {
     const emulator = await startServiceBusEmulator();
     closeables.push(() => emulator.close());
-    const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [] });
+    const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [], ...dispatcherSigningOptions() });
     closeables.push(() => dispatcher.close());
     expect(() => createCloudHttpApi({ dispatcher, token: TOKEN, ...options })).toThrow(message);
   });

@@ -8,6 +8,7 @@ import { createDispatcher, type Delivery } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi } from '../../src/cloud/httpApi.js';
 import type { Logger } from '../../src/core/logger.js';
 import { startEmulators } from '../../src/emulator/startEmulators.js';
+import { dispatcherSigningOptions, storePublicKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -47,7 +48,8 @@ async function world(options: { now?: () => number; heartbeatIntervalInMs?: numb
 
   const dispatcher = createDispatcher({
     serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: { maxRetries: 1, retryDelayInMs: 50, timeoutInMs: 3_000 } },
-    stores: [{ storeId: 'nice-3', bidirectional: false }],
+    stores: [{ storeId: 'nice-3', bidirectional: false, ...storePublicKeys('nice-3') }],
+    ...dispatcherSigningOptions(),
   });
   closeables.push(() => dispatcher.close());
   const deliveries: Delivery[] = [];

@@ -8,6 +8,7 @@ import { createDispatcher } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi, type CloudHttpApiOptions } from '../../src/cloud/httpApi.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
 import { issueTestCertificates, type TestCertificates } from '../support/testCertificates.js';
+import { dispatcherSigningOptions, storePublicKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -25,7 +26,7 @@ afterAll(() => certificates.remove());
 async function api(options: Partial<CloudHttpApiOptions>): Promise<number> {
   const emulator = await startServiceBusEmulator({ namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
   closeables.push(() => emulator.close());
-  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false }] });
+  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString() }, stores: [{ storeId: STORE, bidirectional: false, ...storePublicKeys(STORE) }], ...dispatcherSigningOptions() });
   closeables.push(() => dispatcher.close());
   const httpApi = createCloudHttpApi({ dispatcher, token: TOKEN, ...options });
   closeables.push(() => httpApi.close());

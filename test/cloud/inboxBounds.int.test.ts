@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatcher, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { MAX_STORE_MESSAGE_BYTES } from '../../src/core/storeMessage.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
+import { dispatcherSigningOptions, signedStoreMessage, storeKey, storePublicKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -23,7 +24,7 @@ async function world(): Promise<{ client: ServiceBusClient; dispatcher: Dispatch
     namespaces: [{ queues: [{ name: `store-${STORE}` }, { name: 'cloud-inbox', requiresDuplicateDetection: true, lockDurationInMs: 2_000 }] }],
   });
   closeables.push(() => emulator.close());
-  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString(), retry: RETRY }, stores: [{ storeId: STORE, bidirectional: false }] });
+  const dispatcher = createDispatcher({ serviceBus: { connectionString: emulator.connectionString(), retry: RETRY }, stores: [{ storeId: STORE, bidirectional: false, ...storePublicKeys(STORE) }], ...dispatcherSigningOptions() });
   closeables.push(() => dispatcher.close());
   await dispatcher.start();
   const client = new ServiceBusClient(emulator.connectionString(), { retryOptions: RETRY });
@@ -60,7 +61,8 @@ describe('cloud inbox: bounded messages', () => {
     expect(dead).toMatchObject({ messageId: id, deadLetterReason: 'INBOX_MESSAGE_INVALID', deadLetterErrorDescription: expect.stringContaining(says) });
     const nextId = randomUUID();
     const next = firstValueFrom(dispatcher.events$.pipe(filter((event) => event.id === nextId)));
-    await sender.sendMessages({ body: JSON.parse(eventText(nextId, '{"till":3}')) as unknown, messageId: nextId, subject: 'event' });
+    const signedEvent = signedStoreMessage(JSON.parse(eventText(nextId, '{"till":3}')) as object, storeKey(STORE));
+    await sender.sendMessages({ body: signedEvent, messageId: nextId, subject: 'event' });
     expect(await next).toMatchObject({ id: nextId, body: { till: 3 } });
   });
 });

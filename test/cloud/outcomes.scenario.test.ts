@@ -17,6 +17,7 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { defineHandler } from '../../src/store/executor.js';
 import { openLedger } from '../../src/store/ledger.js';
 import { createStoreAgent, type StoreAgent, type StoreAgentEvent } from '../../src/store/storeAgent.js';
+import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -26,8 +27,8 @@ afterEach(async () => {
 const RETRY = { maxRetries: 1, retryDelayInMs: 50, maxRetryDelayInMs: 200, timeoutInMs: 3_000 };
 const TOKEN = 'outcomes-token-0123456789';
 const STORES = [
-  { storeId: 'paris-1', bidirectional: true },
-  { storeId: 'nice-3', bidirectional: false },
+  { storeId: 'paris-1', bidirectional: true, ...storePublicKeys('paris-1') },
+  { storeId: 'nice-3', bidirectional: false, ...storePublicKeys('nice-3') },
 ];
 const POLICY = parsePolicy({
   operations: {
@@ -102,6 +103,7 @@ async function world(options: { now?: () => number } = {}): Promise<World> {
     const bidirectional = STORES.find((store) => store.storeId === storeId)!.bidirectional;
     const created = createStoreAgent({
       storeId,
+      ...storeSigningOptions(storeId),
       handlers,
       serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
       ...(bidirectional ? { relay: { connectionString: azure.relayConnectionString() }, expose: ['slow.order'] } : {}),
@@ -120,6 +122,7 @@ async function world(options: { now?: () => number } = {}): Promise<World> {
     relay: { connectionString: azure.relayConnectionString() },
     policy: POLICY,
     stores: STORES,
+    ...dispatcherSigningOptions(),
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   closeables.push(() => cloud.close());

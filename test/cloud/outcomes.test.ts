@@ -30,9 +30,27 @@ function delivery(overrides: Partial<Delivery> = {}): Delivery {
 const REPLY = { storeId: 'paris-1', type: 'clickAndCollect.order', correlationId: 'op-1' };
 
 describe('OutcomeTracker', () => {
+  it('remembers which store each operation went to: in flight, awaiting its outcome, and reported', () => {
+    const { outcomes } = tracker(2);
+    outcomes.began('op-1', 'paris-1');
+    expect(outcomes.storeOf('op-1')).toBe('paris-1');
+    outcomes.returned('op-1', delivery({ channel: 'queue', outcome: 'queued', reply: undefined }));
+    expect(outcomes.storeOf('op-1')).toBe('paris-1');
+    outcomes.replied(REPLY, { outcome: 'done', result: 1 });
+    expect(outcomes.storeOf('op-1')).toBe('paris-1');
+    expect(outcomes.storeOf('op-unknown')).toBeUndefined();
+    for (const id of ['op-2', 'op-3', 'op-4']) {
+      outcomes.began(id, 'lyon-2');
+      outcomes.returned(id, delivery({ operationId: id, storeId: 'lyon-2', channel: 'queue', outcome: 'queued', reply: undefined }));
+    }
+    // Bounded: the oldest awaiting id is forgotten first.
+    expect(outcomes.storeOf('op-2')).toBeUndefined();
+    expect(outcomes.storeOf('op-4')).toBe('lyon-2');
+  });
+
   it('reports a relay answer in time once, not again when the store replies through the outbox later', () => {
     const { outcomes, emitted } = tracker();
-    outcomes.began('op-1');
+    outcomes.began('op-1', 'paris-1');
     outcomes.returned('op-1', delivery());
     outcomes.replied(REPLY, { outcome: 'done', result: { accepted: true } });
     expect(emitted).toEqual([
@@ -42,7 +60,7 @@ describe('OutcomeTracker', () => {
 
   it('holds a reply that arrives while its publish is under way, and drops it when the publish returns with the outcome', () => {
     const { outcomes, emitted } = tracker();
-    outcomes.began('op-1');
+    outcomes.began('op-1', 'paris-1');
     outcomes.replied(REPLY, { outcome: 'done', result: { accepted: true } });
     expect(emitted).toEqual([]);
     outcomes.returned('op-1', delivery({ channel: 'queue' }));
@@ -51,7 +69,7 @@ describe('OutcomeTracker', () => {
 
   it('reports the held reply as late when the publish returns without an outcome (relay timeout, failed fallback)', () => {
     const { outcomes, emitted, advance } = tracker();
-    outcomes.began('op-1');
+    outcomes.began('op-1', 'paris-1');
     outcomes.replied(REPLY, { outcome: 'done', result: { accepted: true } });
     advance(1_000);
     outcomes.returned('op-1', undefined);
@@ -71,7 +89,7 @@ describe('OutcomeTracker', () => {
 
   it('reports a reply after a publish returned without the outcome as late, once', () => {
     const { outcomes, emitted } = tracker();
-    outcomes.began('op-1');
+    outcomes.began('op-1', 'paris-1');
     outcomes.returned('op-1', delivery({ channel: 'queue', outcome: 'queued', reply: undefined }));
     expect(emitted).toEqual([]);
     outcomes.replied(REPLY, { outcome: 'failed', executed: false, error: { code: 'OPERATION_EXPIRED', message: 'expired' } });
@@ -89,8 +107,8 @@ describe('OutcomeTracker', () => {
 
   it('waits for the last of two overlapping publishes of one id before reporting a held reply', () => {
     const { outcomes, emitted } = tracker();
-    outcomes.began('op-1');
-    outcomes.began('op-1');
+    outcomes.began('op-1', 'paris-1');
+    outcomes.began('op-1', 'paris-1');
     outcomes.replied(REPLY, { outcome: 'done', result: 1 });
     outcomes.returned('op-1', undefined);
     expect(emitted).toEqual([]);

@@ -14,10 +14,21 @@ describe('reply waiting', () => {
   it('hands the reply to the waiting publisher once and tells which operation it answered', async () => {
     const replies = new ReplyWaiting();
     const wait = replies.wait(operation, 1_000);
-    expect(replies.settle('op-1', { outcome: 'done', result: 7 })).toEqual(operation);
+    expect(replies.settle('op-1', 'paris-1', { outcome: 'done', result: 7 })).toEqual(operation);
     await expect(wait.promise).resolves.toEqual({ outcome: 'done', result: 7 });
-    expect(replies.settle('op-1', { outcome: 'done', result: 8 })).toBeUndefined();
+    expect(replies.settle('op-1', 'paris-1', { outcome: 'done', result: 8 })).toBeUndefined();
     expect(replies.size).toBe(0);
+  });
+
+  it("settles only with a reply from the store the operation was sent to, and tells which store that is", async () => {
+    const replies = new ReplyWaiting();
+    const wait = replies.wait(operation, 1_000);
+    expect(replies.storeOf('op-1')).toBe('paris-1');
+    expect(replies.storeOf('op-9')).toBeUndefined();
+    expect(replies.settle('op-1', 'lyon-2', { outcome: 'rejected', error: { code: 'OPERATION_REJECTED', message: 'forged' } })).toBeUndefined();
+    expect(replies.size).toBe(1);
+    expect(replies.settle('op-1', 'paris-1', { outcome: 'done', result: 7 })).toEqual(operation);
+    await expect(wait.promise).resolves.toEqual({ outcome: 'done', result: 7 });
   });
 
   it('ends without a reply at the deadline', async () => {
@@ -41,7 +52,7 @@ describe('reply waiting', () => {
     const lasting = new AbortController();
     const lastingRemoved = vi.spyOn(lasting.signal, 'removeEventListener');
     const answered = replies.wait({ ...operation, id: 'op-2' }, 1_000, lasting.signal);
-    replies.settle('op-2', { outcome: 'rejected', error: { code: 'X', message: 'no' } });
+    replies.settle('op-2', 'paris-1', { outcome: 'rejected', error: { code: 'X', message: 'no' } });
     await answered.promise;
     expect(lastingRemoved).toHaveBeenCalledWith('abort', expect.any(Function));
     expect(removed).toHaveBeenCalled();

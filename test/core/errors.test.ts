@@ -102,6 +102,7 @@ const EXPECTED: Row[] = [
   ['SERVICE_BUS_UNAUTHORIZED',   false, U,             U,    false, false, 502,  false],
   ['SERVICE_BUS_UNAVAILABLE',    true,  U,             U,    false, false, 503,  false],
   ['MESSAGE_LOCK_LOST',          false, U,             U,    false, false, 502,  false],
+  ['SIGNATURE_INVALID',          false, U,             400,  true,  true,  502,  false],
   ['OPERATION_MISROUTED',        false, U,             421,  true,  true,  502,  false],
   ['OPERATION_TYPE_UNKNOWN',     false, U,             U,    false, true,  502,  false],
   ['OPERATION_NOT_EXPOSED',      false, U,             404,  true,  false, 502,  false],

@@ -30,7 +30,11 @@ describe('parseStoreMessage: what the cloud inbox accepts from a store', () => {
   });
 
   it('drops a field it does not know, as from a newer store, and reads the rest', () => {
-    expect(parseStoreMessage({ ...reply, signature: 'from-a-newer-store' })).toEqual(reply);
+    expect(parseStoreMessage({ ...reply, priority: 'from-a-newer-store' })).toEqual(reply);
+  });
+
+  it('keeps the signature whatever it holds, for the signature check to judge (a malformed one is a bad signature)', () => {
+    expect(parseStoreMessage({ ...reply, signature: 'trust me' })).toEqual({ ...reply, signature: 'trust me' });
   });
 
   it.each([

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory } from '../../samples/store-click-and-collect/inventory.js';
+import { CLOUD_KEY, storeSigningOptions } from '../support/signingKeys.js';
 
 const [connectionString, dataDir, mode] = process.argv.slice(2);
 if (connectionString === undefined || dataDir === undefined) throw new TypeError('usage: crashingStore.ts <connectionString> <dataDir> [--freeze-after-execute]');
@@ -18,6 +19,9 @@ if (connectionString === undefined || dataDir === undefined) throw new TypeError
 const inventory = await openInventory(path.join(dataDir, 'inventory'));
 const agent = createStoreAgent({
   storeId: 'paris-1',
+  // Signs with a key of its own; trusts the parent's cloud key (its operations are signed with it).
+  signing: storeSigningOptions('paris-1').signing,
+  trustedCloudKeys: { [CLOUD_KEY.keyId]: process.env['STORELINK_TEST_CLOUD_PUBLIC_KEY'] ?? '' },
   handlers: createClickAndCollectHandlers(inventory),
   serviceBus: { connectionString, retry: { maxRetries: 1, retryDelayInMs: 50, timeoutInMs: 3_000 } },
   dataDir,

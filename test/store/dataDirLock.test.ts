@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DATA_DIR_LOCK_FILE, lockDataDir } from '../../src/store/dataDirLock.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { onCleanup, tempDir } from './harness.js';
+import { storeSigningOptions } from '../support/signingKeys.js';
 
 async function exitedPid(): Promise<number> {
   const child = spawn(process.execPath, ['-e', '']);
@@ -58,6 +59,7 @@ describe('the data dir lock', () => {
     onCleanup(() => held.release());
     const agent = createStoreAgent({
       storeId: 'paris-1',
+      ...storeSigningOptions('paris-1'),
       handlers: {},
       serviceBus: { connectionString: 'Endpoint=sb://127.0.0.1/;SharedAccessKeyName=k;SharedAccessKey=v' },
       dataDir,

@@ -14,6 +14,7 @@ import {
   type ReplyEvent,
   type ReplyTooLarge,
 } from '../../src/store/executor.js';
+import { CLOUD_KEY, cloudVerifier, signed, signedBody, strangerKey } from '../support/signingKeys.js';
 
 // In-memory stand-ins: the executor's logic is what is under test here; the real ledger has its own tests.
 function memoryLedger(): ExecutionLedger & { entries: Map<string, ExecutionRecord> } {
@@ -42,6 +43,7 @@ function setup(handle: (payload: { n: number }) => unknown = (payload) => ({ dou
   const executor = new Executor({
     storeId: 'paris-1',
     ledger,
+    cloudKeys: cloudVerifier(),
     onReplyTooLarge: (event) => tooLarge.push(event),
     outbox: { append: (event) => Promise.resolve(void replies.push(event)) },
     now: () => NOW,
@@ -56,11 +58,12 @@ function setup(handle: (payload: { n: number }) => unknown = (payload) => ({ dou
   return { executor, ledger, replies, tooLarge, calls: () => calls };
 }
 
+/** An operation as the cloud sends it: the overrides are signed too (the cloud made them). */
 function operation(overrides: Partial<Operation> = {}): Operation {
-  return {
+  return signed({
     ...createOperation({ storeId: 'paris-1', type: 'demo.double', payload: { n: 21 }, latency: 'async', timeToLiveInMs: 60_000 }, { nowInMs: NOW }),
     ...overrides,
-  };
+  });
 }
 
 async function failure(promise: Promise<unknown>): Promise<StorelinkError> {
@@ -71,6 +74,18 @@ async function failure(promise: Promise<unknown>): Promise<StorelinkError> {
     throw error;
   }
   throw new Error('expected a failure');
+}
+
+/** Options of an executor that doubles, for tests that make their own. */
+function executorOptions() {
+  return {
+    storeId: 'paris-1',
+    ledger: memoryLedger(),
+    cloudKeys: cloudVerifier(),
+    outbox: { append: () => Promise.resolve() },
+    now: () => NOW,
+    handlers: { 'demo.double': defineHandler(z.object({ n: z.number() }), ({ n }) => n * 2) },
+  };
 }
 
 describe('Executor', () => {
@@ -122,7 +137,7 @@ describe('Executor', () => {
   });
 
   it.each([
-    ['an invalid envelope', { id: 'nope' }, 'OPERATION_INVALID', 'id'],
+    ['an invalid envelope', signedBody({ id: 'nope' }), 'OPERATION_INVALID', 'id'],
     ['another store', operation({ storeId: 'lyon-2' }), 'OPERATION_MISROUTED', 'storeId'],
     ['an unknown type', operation({ type: 'demo.triple' }), 'OPERATION_TYPE_UNKNOWN', 'type'],
     ['a payload the schema refuses', operation({ payload: { n: 'x' } }), 'OPERATION_INVALID', 'payload.n'],
@@ -144,6 +159,7 @@ describe('Executor', () => {
     const executor = new Executor({
       storeId: 'paris-1',
       ledger,
+      cloudKeys: cloudVerifier(),
       outbox: { append: () => Promise.resolve() },
       now: () => now,
       handlers: { 'demo.double': defineHandler(z.object({ n: z.number() }), ({ n }) => n) },
@@ -229,10 +245,10 @@ describe('Executor', () => {
   it.each<[string, unknown]>([
     ['not an object', 'hello'],
     ['null', null],
-    ['no id', { storeId: 'paris-1', type: 'demo.double' }],
-    ['an empty id', { id: '', storeId: 'paris-1' }],
-    ['an id too long to be one', { id: 'i'.repeat(129), storeId: 'paris-1' }],
-    ['no storeId', { id: 'op-1', type: 'demo.double' }],
+    ['no id', signedBody({ storeId: 'paris-1', type: 'demo.double' })],
+    ['an empty id', signedBody({ id: '', storeId: 'paris-1' })],
+    ['an id too long to be one', signedBody({ id: 'i'.repeat(129), storeId: 'paris-1' })],
+    ['no storeId', signedBody({ id: 'op-1', type: 'demo.double' })],
   ])('reports nothing for a dead-lettered body with %s', async (_name, body) => {
     const { executor, replies } = setup();
     expect(await executor.reportDeadLettered(body, { reason: 'OPERATION_INVALID', description: 'bad' })).toBeUndefined();
@@ -241,8 +257,71 @@ describe('Executor', () => {
 
   it('reports a dead-lettered body with an unusable type under type "unknown", as this store', async () => {
     const { executor, replies } = setup();
-    await executor.reportDeadLettered({ id: 'op-9', storeId: 'lyon-2', type: 42 }, { reason: 'OPERATION_MISROUTED', description: 'for lyon-2' });
+    await executor.reportDeadLettered(signedBody({ id: 'op-9', storeId: 'lyon-2', type: 42 }), { reason: 'OPERATION_MISROUTED', description: 'for lyon-2' });
     expect(replies[0]).toMatchObject({ type: 'unknown', storeId: 'paris-1', correlationId: 'op-9', body: { outcome: 'failed', executed: false } });
+  });
+
+  describe('the cloud signature', () => {
+    const unsigned = (): Operation => {
+      const { signature: _signature, ...rest } = operation();
+      return rest;
+    };
+    it.each<[string, () => unknown, string]>([
+      ['an unsigned operation', unsigned, 'carries no signature'],
+      ['one signed by a key the store does not trust', () => signed(unsigned(), strangerKey('cloud-test-2')), 'not trusted'],
+      ['one signed under the trusted key id by another key', () => signed(unsigned(), { ...strangerKey(), keyId: CLOUD_KEY.keyId }), 'does not match'],
+      ['one whose payload was changed after signing', () => ({ ...operation(), payload: { n: 1000 } }), 'does not match'],
+      ['one re-addressed to this store after the cloud signed it for another', () => ({ ...operation({ storeId: 'lyon-2' }), storeId: 'paris-1' }), 'does not match'],
+      ['one whose expiry was pushed back after signing', () => ({ ...operation(), expiresAt: new Date(NOW + 86_400_000).toISOString() }), 'does not match'],
+      ['a signature that is not { keyId, value }', () => ({ ...operation(), signature: 'trust me' }), 'not { keyId, value }'],
+      ['a body that is not an object', () => 'hello', 'not an operation envelope'],
+    ])('refuses %s with SIGNATURE_INVALID, permanently, before anything else', async (_label, input, message) => {
+      const { executor, calls, ledger, replies } = setup();
+      const error = await failure(executor.execute(input(), 'queue', signal));
+      expect(error.code).toBe('SIGNATURE_INVALID');
+      expect(error.message).toContain(message);
+      expect(isPermanentFailure(error.code)).toBe(true);
+      expect(calls()).toBe(0);
+      expect(ledger.entries.size).toBe(0);
+      expect(replies).toEqual([]);
+    });
+
+    it('checks the signature before the envelope: an unsigned invalid one is SIGNATURE_INVALID, not OPERATION_INVALID', async () => {
+      const { executor } = setup();
+      expect((await failure(executor.execute({ id: 'nope' }, 'queue', signal))).code).toBe('SIGNATURE_INVALID');
+    });
+
+    it('runs an operation the cloud signed for another store no further than OPERATION_MISROUTED', async () => {
+      const { executor, calls } = setup();
+      expect((await failure(executor.execute(operation({ storeId: 'lyon-2' }), 'queue', signal))).code).toBe('OPERATION_MISROUTED');
+      expect(calls()).toBe(0);
+    });
+
+    it('does not cover replyTo and correlationId: the store replies to its own inbox, under the operation id', async () => {
+      const { executor, replies } = setup();
+      await executor.execute({ ...operation(), replyTo: 'elsewhere', correlationId: 'forged' }, 'queue', signal);
+      expect(replies[0]!.correlationId).not.toBe('forged');
+    });
+
+    it('reports nothing to the cloud about a dead-lettered body the cloud did not sign, even with a usable id', async () => {
+      const { executor, replies } = setup();
+      const genuine = operation();
+      const forged = { ...genuine, payload: { n: 0 } };
+      expect(await executor.reportDeadLettered(forged, { reason: 'SIGNATURE_INVALID', description: 'forged' })).toBeUndefined();
+      expect(await executor.reportDeadLettered(unsigned(), { reason: 'OPERATION_INVALID', description: 'bad' })).toBeUndefined();
+      expect(replies).toEqual([]);
+    });
+
+    it('accepts every trusted key while a key rotates, and refuses the old one once it is dropped', async () => {
+      const next = strangerKey('cloud-test-next');
+      const during = new Executor({ ...executorOptions(), cloudKeys: cloudVerifier([CLOUD_KEY, next]) });
+      const op = (key = CLOUD_KEY) => signed(operation({ id: crypto.randomUUID() }), key);
+      expect((await during.execute(op(CLOUD_KEY), 'queue', signal)).record.outcome).toBe('done');
+      expect((await during.execute(op(next), 'queue', signal)).record.outcome).toBe('done');
+      const after = new Executor({ ...executorOptions(), cloudKeys: cloudVerifier([next]) });
+      expect((await after.execute(op(next), 'queue', signal)).record.outcome).toBe('done');
+      expect((await failure(after.execute(op(CLOUD_KEY), 'queue', signal))).message).toContain('"cloud-test", which is not trusted');
+    });
   });
 
   it('refuses a handler result that is not JSON', async () => {

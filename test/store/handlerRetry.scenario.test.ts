@@ -17,6 +17,7 @@ import { defineHandler, rejectOperation } from '../../src/store/executor.js';
 import { openLedger } from '../../src/store/ledger.js';
 import { createStoreAgent, type StoreAgentEvent, type StoreAgentOptions } from '../../src/store/storeAgent.js';
 import { closing, onCleanup, tempDir } from './harness.js';
+import { dispatcherSigningOptions, signed, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const STORE = 'lille-4';
 const QUEUE = `store-${STORE}`;
@@ -66,6 +67,7 @@ async function startStore(azure: Emulators, handlers: StoreAgentOptions['handler
   const agent = closing(
     createStoreAgent({
       storeId: STORE,
+      ...storeSigningOptions(STORE),
       handlers,
       dataDir,
       ...extra,
@@ -86,7 +88,7 @@ function cloudClient(azure: Emulators): ServiceBusClient {
 }
 
 function placeOrder(n: number, timeToLiveInMs = 10 * 60_000): Operation {
-  return createOperation({ storeId: STORE, type: TYPE, payload: { n }, latency: 'async', timeToLiveInMs });
+  return signed(createOperation({ storeId: STORE, type: TYPE, payload: { n }, latency: 'async', timeToLiveInMs }));
 }
 
 async function send(client: ServiceBusClient, operations: Operation[]): Promise<void> {
@@ -236,7 +238,7 @@ describe('a store whose handler fails for a while', () => {
 });
 
 describe('the store agent retry options', () => {
-  const base = { storeId: STORE, handlers: flakyStore(() => false).handlers, dataDir: '/nowhere' };
+  const base = { storeId: STORE, handlers: flakyStore(() => false).handlers, dataDir: '/nowhere', ...storeSigningOptions(STORE) };
   it.each([
     [{ handlerRetry: { initialDelayInMs: 0 } }, 'serviceBus.handlerRetry.initialDelayInMs must be a positive'],
     [{ handlerRetry: { initialDelayInMs: 500, maxDelayInMs: 100 } }, 'serviceBus.handlerRetry.maxDelayInMs must be at least initialDelayInMs (500)'],
@@ -258,7 +260,8 @@ describe('a real-time call that reaches a failing store', () => {
         link: { failureThreshold: 1, probeIntervalInMs: 60_000 },
         operations: { [TYPE]: { latency: 'realtime', fallback: 'queue', ...(onStoreFailure === undefined ? {} : { onStoreFailure }) } },
       }),
-      stores: [{ storeId: STORE, bidirectional: true }],
+      stores: [{ storeId: STORE, bidirectional: true, ...storePublicKeys(STORE) }],
+      ...dispatcherSigningOptions(),
     });
     onCleanup(() => dispatcher.close());
     await dispatcher.start();

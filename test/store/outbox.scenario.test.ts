@@ -12,6 +12,7 @@ import { openOutbox } from '../../src/store/outbox.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory } from '../../samples/store-click-and-collect/inventory.js';
+import { signed, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -59,6 +60,7 @@ async function startStore(azure: Emulators, dataDir: string, withRelay = false):
   const inventory = await openInventory(path.join(dataDir, 'inventory'));
   const agent = createStoreAgent({
     storeId: STORE,
+    ...storeSigningOptions(STORE),
     handlers: createClickAndCollectHandlers(inventory),
     serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
     ...(withRelay ? { relay: { connectionString: azure.relayConnectionString() } } : {}),
@@ -97,7 +99,7 @@ async function receiveUntil(client: ServiceBusClient, done: (received: Received[
 }
 
 function stockQuery(): ReturnType<typeof createOperation> {
-  return createOperation({ storeId: STORE, type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'async', timeToLiveInMs: 60_000, replyTo: 'cloud-inbox' });
+  return signed(createOperation({ storeId: STORE, type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'async', timeToLiveInMs: 60_000, replyTo: 'cloud-inbox' }));
 }
 
 async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -11,6 +11,7 @@ import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js'
 import { createStoreAgent, type StoreAgent, type StoreAgentEvent } from '../../src/store/storeAgent.js';
 import { createClickAndCollectHandlers, EXPOSED_TYPES } from '../../samples/store-click-and-collect/handlers.js';
 import { openInventory, type Inventory } from '../../samples/store-click-and-collect/inventory.js';
+import { signed, signedBody, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -46,6 +47,7 @@ function cloudClient(connectionString: string): ServiceBusClient {
 async function startStore(options: { serviceBus: string; relay?: string; dataDir: string; inventory: Inventory }): Promise<StoreAgent> {
   const agent = createStoreAgent({
     storeId: STORE,
+    ...storeSigningOptions(STORE),
     handlers: createClickAndCollectHandlers(options.inventory),
     serviceBus: { connectionString: options.serviceBus, retry: RETRY },
     ...(options.relay === undefined ? {} : { relay: { connectionString: options.relay }, expose: [...EXPOSED_TYPES] }),
@@ -56,8 +58,9 @@ async function startStore(options: { serviceBus: string; relay?: string; dataDir
   return agent;
 }
 
+/** An order as the cloud sends it: signed, overrides included. */
 function order(overrides: Partial<Operation> = {}, quantity = 2): Operation {
-  return {
+  return signed({
     ...createOperation({
       storeId: STORE,
       type: 'clickAndCollect.order',
@@ -67,7 +70,7 @@ function order(overrides: Partial<Operation> = {}, quantity = 2): Operation {
       replyTo: 'cloud-inbox',
     }),
     ...overrides,
-  };
+  });
 }
 
 function executions(agent: StoreAgent, count: number): Promise<StoreAgentEvent[]> {
@@ -161,7 +164,7 @@ describe('store agent: one executor for both channels', () => {
     const client = cloudClient(azure.serviceBusConnectionString());
     const past = new Date(Date.now() - 60_000).toISOString();
     const bad = [
-      { body: { not: 'an operation' }, reason: 'OPERATION_INVALID', says: 'id' },
+      { body: signedBody({ not: 'an operation' }), reason: 'OPERATION_INVALID', says: 'id' },
       { body: order({ createdAt: new Date(Date.now() - 120_000).toISOString(), expiresAt: past }), reason: 'OPERATION_EXPIRED', says: 'expired' },
       { body: order({ storeId: 'lyon-2' }), reason: 'OPERATION_MISROUTED', says: 'lyon-2' },
       { body: order({ type: 'loyalty.award' }), reason: 'OPERATION_TYPE_UNKNOWN', says: 'loyalty.award' },
@@ -185,6 +188,7 @@ describe('store agent: one executor for both channels', () => {
     let calls = 0;
     const agent = createStoreAgent({
       storeId: STORE,
+      ...storeSigningOptions(STORE),
       handlers: {
         'price.update': {
           payload: { safeParse: (value: unknown) => ({ success: true as const, data: value }) },
@@ -202,7 +206,7 @@ describe('store agent: one executor for both channels', () => {
     closeables.push(() => agent.close());
     await agent.start();
     const events = firstValueFrom(agent.events$.pipe(filter((event) => event.type === 'failed' || event.type === 'executed'), take(2), toArray()));
-    const operation = createOperation({ storeId: STORE, type: 'price.update', payload: { prices: {} }, latency: 'async', timeToLiveInMs: 60_000 });
+    const operation = signed(createOperation({ storeId: STORE, type: 'price.update', payload: { prices: {} }, latency: 'async', timeToLiveInMs: 60_000 }));
     await cloudClient(azure.serviceBusConnectionString()).createSender(QUEUE).sendMessages({ body: operation, messageId: operation.id });
     const [failed, executed] = await events;
     expect(failed).toMatchObject({ type: 'failed', operationId: operation.id, error: { code: 'HANDLER_FAILED' } });
@@ -235,6 +239,7 @@ describe('store agent: one injected clock', () => {
     const storeNow = Date.now() + 2 * 3_600_000;
     const agent = createStoreAgent({
       storeId: STORE,
+      ...storeSigningOptions(STORE),
       handlers: createClickAndCollectHandlers(inventory),
       serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
       dataDir,
@@ -244,9 +249,11 @@ describe('store agent: one injected clock', () => {
     await agent.start();
     const client = cloudClient(azure.serviceBusConnectionString());
     const expiredHere = order({ latency: 'async' });
-    const validHere = createOperation(
-      { storeId: STORE, type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'async', timeToLiveInMs: 60_000, replyTo: 'cloud-inbox' },
-      { nowInMs: storeNow },
+    const validHere = signed(
+      createOperation(
+        { storeId: STORE, type: 'stock.query', payload: { skus: ['SKU-KETTLE'] }, latency: 'async', timeToLiveInMs: 60_000, replyTo: 'cloud-inbox' },
+        { nowInMs: storeNow },
+      ),
     );
     const deadLettered = firstValueFrom(agent.events$.pipe(filter((event) => event.type === 'dead-lettered')));
     const executed = executions(agent, 1);

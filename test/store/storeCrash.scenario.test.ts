@@ -8,6 +8,8 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createOperation } from '../../src/core/operation.js';
 import { startServiceBusEmulator } from '../../src/emulator/servicebus/index.js';
+import { keyPairToPem } from '../../src/core/signing.js';
+import { CLOUD_KEY, signed } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -23,7 +25,10 @@ interface StoreProcess {
 }
 
 function runStore(connectionString: string, dataDir: string, freeze: boolean): StoreProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, connectionString, dataDir, ...(freeze ? ['--freeze-after-execute'] : [])]);
+  // The child generates no keys of its own: it trusts this process's cloud key, passed in its environment.
+  const child = spawn(process.execPath, ['--import', 'tsx', script, connectionString, dataDir, ...(freeze ? ['--freeze-after-execute'] : [])], {
+    env: { ...process.env, STORELINK_TEST_CLOUD_PUBLIC_KEY: keyPairToPem(CLOUD_KEY).publicKeyPem },
+  });
   closeables.push(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -62,14 +67,16 @@ describe('store crash between the handler and the completion', () => {
     closeables.push(() => emulator.close());
     const client = new ServiceBusClient(emulator.connectionString(), { retryOptions: { maxRetries: 1, retryDelayInMs: 50, timeoutInMs: 3_000 } });
     closeables.push(() => client.close());
-    const operation = createOperation({
-      storeId: 'paris-1',
-      type: 'clickAndCollect.order',
-      payload: { orderId: 'CC-9', customer: 'Grace', lines: [{ sku: 'SKU-KETTLE', quantity: 3 }] },
-      latency: 'async',
-      timeToLiveInMs: 60_000,
-      replyTo: 'cloud-inbox',
-    });
+    const operation = signed(
+      createOperation({
+        storeId: 'paris-1',
+        type: 'clickAndCollect.order',
+        payload: { orderId: 'CC-9', customer: 'Grace', lines: [{ sku: 'SKU-KETTLE', quantity: 3 }] },
+        latency: 'async',
+        timeToLiveInMs: 60_000,
+        replyTo: 'cloud-inbox',
+      }),
+    );
     await client.createSender('store-paris-1').sendMessages({ body: operation, messageId: operation.id });
 
     const doomed = runStore(emulator.connectionString(), dataDir, true);

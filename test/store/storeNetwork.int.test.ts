@@ -13,6 +13,7 @@ import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { defineHandler } from '../../src/store/executor.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { startCountingProxy } from '../support/countingProxy.js';
+import { signed, storeSigningOptions } from '../support/signingKeys.js';
 import { closing, onCleanup, tempDir } from './harness.js';
 
 describe('store agent through an HTTPS proxy', () => {
@@ -31,12 +32,13 @@ describe('store agent through an HTTPS proxy', () => {
         relay: { connectionString: azure.relayConnectionString() },
         proxy: { url: proxy.url, username: 'store', password: 'secret' },
         dataDir: await tempDir(),
+        ...storeSigningOptions('lille-1'),
       }),
     );
     await agent.start();
     await firstValueFrom(agent.state$.pipe(filter((state) => state.relay === 'listening')));
 
-    const operation = createOperation({ storeId: 'lille-1', type: 'stock.query', payload: { sku: 'A-1' }, latency: 'realtime', timeToLiveInMs: 60_000 });
+    const operation = signed(createOperation({ storeId: 'lille-1', type: 'stock.query', payload: { sku: 'A-1' }, latency: 'realtime', timeToLiveInMs: 60_000 }));
     const sender = closing(createRelaySender({ connectionString: azure.relayConnectionString(), hybridConnection: 'store-lille-1', proxy: false }));
     await expect(sender.send(operation, { timeoutInMs: 5_000 })).resolves.toMatchObject({ result: { sku: 'A-1', quantity: 3 } });
 
