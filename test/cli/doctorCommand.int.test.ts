@@ -16,6 +16,7 @@ import { createRelayListener } from '../../src/channels/relay/relayListener.js';
 import { runCli } from '../../src/cli/program.js';
 import type { DoctorReport } from '../../src/doctor/checkup.js';
 import { startEmulators, type Emulators } from '../../src/emulator/index.js';
+import { withSigningKeys } from '../support/signingKeys.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -59,7 +60,7 @@ async function tempDir(): Promise<string> {
 async function writeConfig(config: Record<string, unknown>): Promise<string> {
   const dir = await tempDir();
   const file = path.join(dir, 'config.json');
-  await writeFile(file, JSON.stringify(config));
+  await writeFile(file, JSON.stringify(await withSigningKeys(dir, config)));
   return file;
 }
 

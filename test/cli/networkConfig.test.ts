@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCloudConfig } from '../../src/cli/cloudCommand.js';
 import { readStoreConfig } from '../../src/cli/storeCommand.js';
 import { issueTestCertificates, type TestCertificates } from '../support/testCertificates.js';
+import { withSigningKeys } from '../support/signingKeys.js';
 
 let directory: string;
 let certificates: TestCertificates;
@@ -23,7 +24,7 @@ const CLOUD = { serviceBus: { connectionString: 'x' }, stores: [{ storeId: 'nice
 
 async function configFile(name: string, config: unknown): Promise<string> {
   const file = path.join(directory, name);
-  await writeFile(file, JSON.stringify(config));
+  await writeFile(file, JSON.stringify(await withSigningKeys(directory, config as Record<string, unknown>)));
   return file;
 }
 
@@ -57,7 +58,7 @@ describe('store configuration: network fields', () => {
 describe('cloud configuration: network fields and HTTPS', () => {
   it('reads the certificate and key of http.tls relative to the file, and the proxy and CA for the channels', async () => {
     const file = path.join(certificates.dir, 'cloud.json');
-    await writeFile(file, JSON.stringify({ ...CLOUD, serviceBus: { connectionString: 'x', transport: 'websockets' }, proxy: { url: 'http://proxy:3128' }, tls: { caFile: 'ca.pem' }, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'key.pem' } } }));
+    await writeFile(file, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, serviceBus: { connectionString: 'x', transport: 'websockets' }, proxy: { url: 'http://proxy:3128' }, tls: { caFile: 'ca.pem' }, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'key.pem' } } })));
     const config = await readCloudConfig(file, {});
     expect(config.http.tls).toEqual({ cert: certificates.cert, key: certificates.key });
     expect(config.serviceBus.transport).toBe('websockets');
@@ -67,10 +68,10 @@ describe('cloud configuration: network fields and HTTPS', () => {
 
   it('refuses a certificate file that holds no certificate, and a missing key file', async () => {
     const swapped = path.join(certificates.dir, 'swapped.json');
-    await writeFile(swapped, JSON.stringify({ ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'key.pem', keyFile: 'key.pem' } } }));
+    await writeFile(swapped, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'key.pem', keyFile: 'key.pem' } } })));
     await expect(readCloudConfig(swapped, {})).rejects.toThrow(/http\.tls\.certFile key\.pem holds no PEM certificate/);
     const missing = path.join(certificates.dir, 'missing.json');
-    await writeFile(missing, JSON.stringify({ ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'nowhere.pem' } } }));
+    await writeFile(missing, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'nowhere.pem' } } })));
     await expect(readCloudConfig(missing, {})).rejects.toThrow(/nowhere\.pem/);
   });
 });

@@ -11,7 +11,7 @@ import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
 import { firstLine, startCliProcess } from '../support/cliProcess.js';
-import { CLOUD_KEY, storeKey, storeSigningOptions, writeKeyFiles } from '../support/signingKeys.js';
+import { CLOUD_KEY, storeKey, storeSigningOptions, withSigningKeys, writeKeyFiles } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -24,17 +24,6 @@ const TOKEN = 'cli-token-0123456789abcdef';
  * The key files a cloud configuration names, written in `directory`: the cloud's key, and store paris-1's public key
  * for each store listed (unless a store or the config says otherwise), relative to the configuration file.
  */
-async function withKeys(directory: string, config: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const cloud = await writeKeyFiles(directory, CLOUD_KEY);
-  const store = await writeKeyFiles(directory, storeKey('paris-1'));
-  const stores = Array.isArray(config['stores']) ? (config['stores'] as Record<string, unknown>[]) : [];
-  return {
-    signing: { keyId: cloud.keyId, privateKeyFile: path.basename(cloud.privateKeyFile) },
-    ...config,
-    stores: stores.map((entry) => ({ publicKeys: { [store.keyId]: path.basename(store.publicKeyFile) }, ...entry })),
-  };
-}
-
 async function tempDir(): Promise<string> {
   const directory = await mkdtemp(path.join(tmpdir(), 'storelink-cloud-cli-'));
   closeables.push(() => rm(directory, { recursive: true, force: true }));
@@ -90,7 +79,7 @@ describe('storelink cloud', () => {
     await writeFile(
       configFile,
       JSON.stringify(
-        await withKeys(directory, {
+        await withSigningKeys(directory, {
           serviceBus: { connectionString: 'env:TEST_STORELINK_SERVICEBUS' },
           relay: { connectionString: azure.relayConnectionString() },
           policy: 'policy.json',
@@ -163,7 +152,7 @@ describe('storelink cloud', () => {
     ],
   ])('refuses %s (%j) with exit %i', async (file, config, expected, message) => {
     const directory = await tempDir();
-    if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(await withKeys(directory, config)));
+    if (config !== undefined) await writeFile(path.join(directory, file), JSON.stringify(await withSigningKeys(directory, config)));
     let stderr = '';
     const code = await runCli(['cloud', '--config', file, '--log-level', 'silent'], { stdout: () => undefined, stderr: (text) => (stderr += text), cwd: directory });
     expect(stderr).toContain(message);

@@ -99,3 +99,31 @@ export async function storeConfigKeys(directory: string, storeId: string): Promi
   const cloud = await writeKeyFiles(directory, CLOUD_KEY);
   return { signing: { keyId: own.keyId, privateKeyFile: own.privateKeyFile }, trustedCloudKeys: { [cloud.keyId]: cloud.publicKeyFile } };
 }
+
+/**
+ * A store or cloud configuration with its key files written in `directory` (where the configuration file goes, so
+ * the paths are relative to it): a store configuration (it has `storeId`) gets `signing` and `trustedCloudKeys`; a cloud
+ * configuration gets `signing` and each store's `publicKeys`. Keys the configuration already names are kept.
+ */
+export async function withSigningKeys(directory: string, config: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const cloud = await writeKeyFiles(directory, CLOUD_KEY);
+  if (typeof config['storeId'] === 'string') {
+    const own = await writeKeyFiles(directory, storeKey(config['storeId']));
+    return {
+      signing: { keyId: own.keyId, privateKeyFile: path.basename(own.privateKeyFile) },
+      trustedCloudKeys: { [cloud.keyId]: path.basename(cloud.publicKeyFile) },
+      ...config,
+    };
+  }
+  const stores = Array.isArray(config['stores']) ? (config['stores'] as Record<string, unknown>[]) : [];
+  return {
+    signing: { keyId: cloud.keyId, privateKeyFile: path.basename(cloud.privateKeyFile) },
+    ...config,
+    stores: await Promise.all(
+      stores.map(async (entry) => {
+        const store = await writeKeyFiles(directory, storeKey(String(entry['storeId'])));
+        return { publicKeys: { [store.keyId]: path.basename(store.publicKeyFile) }, ...entry };
+      }),
+    ),
+  };
+}
