@@ -11,7 +11,7 @@ import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
 import { firstLine, startCliProcess } from '../support/cliProcess.js';
-import { CLOUD_KEY, storeKey, storeSigningOptions, withSigningKeys, writeKeyFiles } from '../support/signingKeys.js';
+import { storeSigningOptions, withSigningKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
