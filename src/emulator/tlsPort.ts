@@ -22,6 +22,8 @@ export interface TlsPortOptions {
   key: string | Buffer;
   serviceBus: ServiceBusEmulator;
   relay: RelayEmulator;
+  /** Told the remote address and port of each TCP connection accepted, before its handshake. */
+  onConnection?: (peer: { address: string; port: number }) => void;
 }
 
 export interface TlsPort {
@@ -36,6 +38,7 @@ export async function startTlsPort(options: TlsPortOptions): Promise<TlsPort> {
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    options.onConnection?.({ address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 });
     // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
     socket.setNoDelay(true);
   });

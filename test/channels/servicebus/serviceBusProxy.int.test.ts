@@ -46,7 +46,7 @@ describe('Service Bus over WebSockets through an HTTPS proxy', () => {
       (error: unknown) => error,
     );
     const tunnel = await proxy.tunnelWhere((candidate) => candidate.port === emulator.port);
-    expect(tunnel).toEqual({ hostname: '127.0.0.1', port: emulator.port, connect: true, username: CREDENTIALS.username });
+    expect(tunnel).toMatchObject({ hostname: '127.0.0.1', port: emulator.port, connect: true, username: CREDENTIALS.username });
     // TLS over the plaintext AMQP port cannot succeed; the route is what this test is about.
     const error = await sent;
     expect(isStorelinkError(error)).toBe(true);
