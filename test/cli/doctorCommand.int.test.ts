@@ -10,12 +10,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
-import { Server as ProxyServer } from 'proxy-chain';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRelayListener } from '../../src/channels/relay/relayListener.js';
 import { runCli } from '../../src/cli/program.js';
 import type { DoctorReport } from '../../src/doctor/checkup.js';
-import { startEmulators, type Emulators } from '../../src/emulator/index.js';
+import { startEmulators, type Emulators, type EmulatorsOptions } from '../../src/emulator/index.js';
+import { startCountingProxy } from '../support/countingProxy.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -36,8 +36,9 @@ const KEYS = {
   cloudRelay: { keyName: 'cloud-send', primaryKey: key(), rights: ['Send'] as ('Listen' | 'Send')[] },
 };
 
-async function leastPrivilegeEmulators(): Promise<Emulators> {
+async function leastPrivilegeEmulators(extra: EmulatorsOptions = {}): Promise<Emulators> {
   const emulators = await startEmulators({
+    ...extra,
     namespaces: [{ name: 'sbemulatorns', queues: [{ name: 'store-paris-1' }, { name: 'cloud-inbox' }] }],
     hybridConnections: [{ name: 'store-paris-1', requiresClientAuthorization: true, policies: [KEYS.storeRelay, KEYS.cloudRelay] }],
     sharedAccessPolicies: [KEYS.store, KEYS.cloud, KEYS.sendOnly, KEYS.listenOnly],
@@ -279,29 +280,22 @@ describe('storelink doctor (store)', () => {
     expect(row(report, 'clock').advice).toContain('SAS tokens');
   });
 
-  it('goes through the configured HTTPS proxy (CONNECT) for the connections it opens itself', async () => {
+  it('takes HTTPS_PROXY as the channels do: the relay through it, Service Bus over AMQP/TCP directly', async () => {
     const emulators = await leastPrivilegeEmulators();
-    const tunnels: string[] = [];
-    const proxy = new ProxyServer({
-      port: 0,
-      host: '127.0.0.1',
-      prepareRequestFunction: ({ hostname, port }) => {
-        tunnels.push(`${hostname}:${port}`);
-        return {};
-      },
-    });
-    await proxy.listen();
-    cleanups.push(() => proxy.close(true));
+    const proxy = await startCountingProxy();
+    cleanups.push(() => proxy.close());
     const file = await writeConfig(healthyStore(emulators));
-    vi.stubEnv('HTTPS_PROXY', `http://127.0.0.1:${proxy.port}`);
+    vi.stubEnv('HTTPS_PROXY', proxy.url);
     vi.stubEnv('NO_PROXY', '');
     cleanups.push(() => Promise.resolve(vi.unstubAllEnvs()));
     const { code, report } = await doctor(['--config', file, '--json']);
     expect(failedIds(report)).toEqual([]);
     expect(code).toBe(0);
-    expect(row(report, 'relay.tcp').detail).toBe(`connected through the proxy http://127.0.0.1:${proxy.port} (CONNECT 127.0.0.1:${emulators.relay.port} → 200)`);
-    expect(tunnels).toContain(`127.0.0.1:${emulators.relay.port}`);
-    expect(tunnels).toContain(`127.0.0.1:${emulators.serviceBus.port}`);
+    expect(row(report, 'relay.tcp').detail).toBe(`connected through the proxy ${proxy.url} (CONNECT 127.0.0.1:${emulators.relay.port} → 200)`);
+    // A development connection string means the store's transport is AMQP over TCP, which HTTPS_PROXY does not speak for.
+    expect(row(report, 'servicebus.tcp').detail).toBe(`connected to 127.0.0.1:${emulators.serviceBus.port} directly (plaintext AMQP, development emulator)`);
+    expect(proxy.tunnelsTo(emulators.relay.port).length).toBeGreaterThan(0);
+    expect(proxy.tunnelsTo(emulators.serviceBus.port)).toEqual([]);
   });
 
   it('is a usage error (exit 2) without --config or with a missing file', async () => {
@@ -309,6 +303,61 @@ describe('storelink doctor (store)', () => {
     const missing = await doctor(['--config', '/nonexistent/store.json']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('/nonexistent/store.json');
+  });
+});
+
+describe('storelink doctor (store) on the TLS port, the production way', () => {
+  /**
+   * The emulators' TLS port only (plaintext ports closed), with their own development CA, which nothing but the
+   * configuration's tls.caFile trusts; production-form connection strings, Service Bus over WebSockets.
+   */
+  async function tlsOnly(peers: number[] = []) {
+    const emulators = await leastPrivilegeEmulators({ serviceBusPort: null, relayPort: null, tlsPort: 0, onTlsConnection: (peer) => peers.push(peer.port) });
+    const tls = emulators.tls!;
+    const config = storeConfig(connectionString(tls.port, KEYS.store, 'localhost', false), connectionString(tls.port, KEYS.storeRelay, 'localhost', false), {
+      serviceBus: { connectionString: connectionString(tls.port, KEYS.store, 'localhost', false), transport: 'websockets' },
+    });
+    return { emulators, tls, config };
+  }
+
+  it('gives all ✔ and exit 0 through the configured proxy, trusting the CA of tls.caFile, every connection through the proxy', async () => {
+    const peers: number[] = [];
+    const { tls, config } = await tlsOnly(peers);
+    const proxy = await startCountingProxy();
+    cleanups.push(() => proxy.close());
+    const file = await writeConfig({ ...config, proxy: { url: proxy.url }, tls: { caFile: tls.caFile } });
+
+    const { code, report, stderr } = await doctor(['--config', file, '--json']);
+    expect(stderr).toBe('');
+    expect(failedIds(report)).toEqual([]);
+    expect(code).toBe(0);
+    expect(report!.checks).toHaveLength(12);
+    expect(row(report, 'servicebus.tcp').detail).toBe(`connected through the proxy ${proxy.url} (CONNECT localhost:${tls.port} → 200)`);
+    expect(row(report, 'servicebus.tls').detail).toMatch(/^trusted, names localhost: issued to "localhost"/);
+    expect(row(report, 'relay.tls').detail).toMatch(/^trusted, names localhost/);
+    expect(row(report, 'clock').detail).toContain('agrees with the Date of localhost');
+    expect(row(report, 'servicebus.listen').detail).toContain('has Listen on store-paris-1');
+    expect(row(report, 'relay.listen').detail).toContain('registered a listener on store-paris-1');
+    // The probes (Service Bus SDK, relay listener and sender) went the channels' way too: nothing reached the TLS port directly.
+    const proxied = new Set(proxy.tunnels.map((tunnel) => tunnel.localPort));
+    expect(peers.length).toBeGreaterThan(0);
+    expect(peers.filter((port) => !proxied.has(port))).toEqual([]);
+  });
+
+  it('without the CA: the TLS ✗ rows say to trust it with NODE_EXTRA_CA_CERTS or tls.caFile, exit 1', async () => {
+    const { config } = await tlsOnly();
+    const file = await writeConfig({ ...config, proxy: false });
+
+    const { code, report } = await doctor(['--config', file, '--json']);
+    expect(code).toBe(1);
+    for (const id of ['servicebus.tls', 'relay.tls']) {
+      const tls = row(report, id);
+      expect(tls.ok).toBe(false);
+      expect(tls.detail).toMatch(/^not trusted \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\): issued to "localhost"/);
+      expect(tls.advice).toContain('NODE_EXTRA_CA_CERTS');
+      expect(tls.advice).toContain('tls.caFile');
+    }
+    expect(row(report, 'servicebus.tcp').ok).toBe(true);
   });
 });
 
