@@ -209,7 +209,7 @@ function describeTls(port: number, caFile: string | undefined, policies: readonl
   const production = (keyName = defaultKeyName ?? known[0]!.keyName): string => {
     const policy = known.find((candidate) => candidate.keyName === keyName);
     if (policy === undefined) throw new TypeError(`connectionString: no shared access policy named "${keyName}"`);
-    return `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.primaryKey}`;
+    return tlsConnectionString(port, policy);
   };
   return {
     port,
@@ -218,4 +218,9 @@ function describeTls(port: number, caFile: string | undefined, policies: readonl
     serviceBusEndpointAddress: `https://localhost:${port}`,
     relayConnectionString: production,
   };
+}
+
+/** The production form of a connection string for a TLS port on this machine (both emulators read the same form). */
+export function tlsConnectionString(port: number, policy: { keyName: string; primaryKey: string } = { keyName: DEVELOPMENT_KEY_NAME, primaryKey: DEVELOPMENT_KEY }): string {
+  return `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.primaryKey}`;
 }
