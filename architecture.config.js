@@ -83,8 +83,8 @@ export const PARTS = [
     name: 'doctor',
     files: ['src/doctor/**'],
     role: '`storelink doctor`: names, ports, TLS, clock and the rights of each key, tried through the channels',
-    uses: ['core', 'channel-servicebus', 'channel-relay'],
-    why: 'diagnoses connections the way the channels make them; the SDKs stay behind the channels (Service Bus probes in src/channels/servicebus/diagnostics.ts)',
+    uses: ['core', 'channel-network', 'channel-servicebus', 'channel-relay'],
+    why: 'diagnoses connections the way the channels make them (their proxy and CA rules from channel-network); the SDKs stay behind the channels (Service Bus probes in src/channels/servicebus/diagnostics.ts)',
   },
   {
     name: 'charts',

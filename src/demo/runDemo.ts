@@ -17,8 +17,10 @@ import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
 import { generateSigningKeyPair, keyPairToPem } from '../core/signing.js';
+import { ensureDevelopmentCertificates, tlsConnectionString } from '../emulator/index.js';
 import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../emulator/servicebus/index.js';
+import { startTlsPort } from '../emulator/tlsPort.js';
 import { openLedger } from '../store/ledger.js';
 import { storelinkPackage } from '../packageRoot.js';
 
@@ -147,6 +149,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   });
   const serviceBusConnection = serviceBus.connectionString();
   const relayConnection = relay.connectionString();
+  // The stores connect the production way: one TLS port for both emulators (Azure's 443 in miniature), with a
+  // development CA of this run that the stores trust through their config's tls.caFile, production-form connection
+  // strings, Service Bus over WebSockets. The port hands AMQP to whichever Service Bus emulator runs now (a fault
+  // below restarts it); the cloud stays on the plaintext ports.
+  const certificates = await ensureDevelopmentCertificates({ dir: path.join(work, 'tls') });
+  const tlsPort = await startTlsPort({
+    host: '127.0.0.1',
+    port: 0,
+    cert: certificates.server.cert,
+    key: certificates.server.key,
+    serviceBus: { acceptConnection: (socket) => serviceBus.acceptConnection(socket), handleUpgrade: (req, socket, head) => serviceBus.handleUpgrade(req, socket, head) },
+    relay,
+  });
+  const storeConnection = tlsConnectionString(tlsPort.port);
   let dispatcher: Dispatcher | undefined;
   let api: CloudHttpApi | undefined;
   let apiUrl = '';
@@ -167,8 +183,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           storeId: store.storeId,
           module: path.join(storelinkPackage().root, 'samples', 'store-click-and-collect', 'store.ts'),
           dataDir: store.dataDir,
-          serviceBus: { connectionString: serviceBusConnection },
-          ...(store.bidirectional ? { relay: { connectionString: relayConnection } } : {}),
+          serviceBus: { connectionString: storeConnection, transport: 'websockets' },
+          ...(store.bidirectional ? { relay: { connectionString: storeConnection } } : {}),
+          tls: { caFile: certificates.caFile },
+          // The emulators are on this machine: a proxy the environment names is not on the way.
+          proxy: false,
           signing: { keyId: storeKey.keyId, privateKeyFile: storeKey.privateKeyFile },
           trustedCloudKeys: { [cloudKey.keyId]: cloudKey.publicKeyFile },
         }),
@@ -209,6 +228,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       }
     };
     options.write(`cloud HTTP API on ${apiUrl}\n`);
+    options.write(`stores connect over TLS on 127.0.0.1:${tlsPort.port}, Service Bus over WebSockets, CA ${certificates.caFile}\n`);
     if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);
     await waitUntil(() => stores.every((store) => !store.bidirectional || relay.listenerCount(`store-${store.storeId}`) > 0), 60_000, 'the stores did not connect their relay listeners within 60 s');
 
@@ -302,6 +322,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await api?.close();
     await dispatcher?.close();
     for (const store of stores) await stopStoreProcess(store, 'SIGKILL').catch(() => undefined);
+    await tlsPort.close();
     await relay.close();
     await serviceBus.close();
     await rm(work, { recursive: true, force: true });

@@ -7,15 +7,18 @@
 import { firstValueFrom, filter } from 'rxjs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { proxySettingsFrom, type ProxyOptions } from '../channels/network/proxy.js';
+import { trustedCertificates, type TlsTrustOptions } from '../channels/network/tlsTrust.js';
 import { createRelayListener, type RelayListener } from '../channels/relay/relayListener.js';
 import { createRelaySender } from '../channels/relay/relaySender.js';
 import { createServiceBusAccessProbe, type AccessProbeResult, type ServiceBusAccessProbe } from '../channels/servicebus/diagnostics.js';
+import { defaultStoreTransport, type ServiceBusTransport } from '../channels/servicebus/serviceBusConnection.js';
 import { parseConnectionString } from '../core/connectionString.js';
 import { isStorelinkError, StorelinkError } from '../core/errors.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName } from '../core/names.js';
 import { Checkup, fail, pass, type DoctorReport, type Verdict } from './checkup.js';
-import { clockCheck, endpointChecks, relayEndpoint, serviceBusEndpoint, type NetworkContext, type ServiceBusTransport } from './endpointChecks.js';
-import { portFree, proxyFrom, trustedCas, type ConnectivitySettings, type Endpoint } from './network.js';
+import { clockCheck, endpointChecks, relayEndpoint, serviceBusEndpoint, type NetworkContext } from './endpointChecks.js';
+import { portFree, type Endpoint } from './network.js';
 
 export const DEFAULT_CHECK_TIMEOUT_IN_MS = 5_000;
 /** Store queues (and hybrid connections) the cloud's doctor tries, when it has more. */
@@ -23,6 +26,12 @@ export const DEFAULT_SAMPLE_SIZE = 3;
 
 /** The published development key of the emulators (and the name Azure gives a namespace's root key). */
 const ROOT_MANAGE_KEY_NAME = 'RootManageSharedAccessKey';
+
+/** The `proxy` and `tls` settings of a store or cloud configuration, handed to the channels as they are. */
+export interface ConnectivitySettings {
+  proxy?: ProxyOptions;
+  tls?: TlsTrustOptions;
+}
 
 interface CommonOptions {
   /** proxy and tls.caFile, as in the store's and the cloud's configuration. */
@@ -55,10 +64,28 @@ export interface CloudDoctorOptions extends CommonOptions {
   sampleSize?: number;
 }
 
-async function networkContext(options: CommonOptions): Promise<NetworkContext> {
-  const env = options.env ?? process.env;
-  const connectivity = options.connectivity ?? {};
-  return { proxy: proxyFrom(connectivity, env), ca: await trustedCas(connectivity, env), now: options.now ?? Date.now };
+/**
+ * How this side's channels connect: the configuration's proxy and CA options, which every probe hands to the channel
+ * it builds (each resolves them as in production), and the environment the proxy defaults are read from.
+ */
+interface Routing {
+  proxy?: ProxyOptions;
+  tls?: TlsTrustOptions;
+  env: NodeJS.ProcessEnv;
+}
+
+function routingOf(options: CommonOptions): Routing {
+  const { proxy, tls } = options.connectivity ?? {};
+  return { ...(proxy === undefined ? {} : { proxy }), ...(tls === undefined ? {} : { tls }), env: options.env ?? process.env };
+}
+
+/**
+ * The doctor's own connections (TCP, the certificate, the clock) decide as the channels do, with the channels' code:
+ * the proxy rules of src/channels/network (HTTPS_PROXY/NO_PROXY or the option), the CA list of trustedCertificates.
+ */
+function networkContext(routing: Routing, options: CommonOptions): { context: NetworkContext; proxies: ReturnType<typeof proxySettingsFrom> } {
+  const ca = trustedCertificates(routing.tls, routing.env);
+  return { context: { ca, now: options.now ?? Date.now }, proxies: proxySettingsFrom(routing.proxy, routing.env) };
 }
 
 /** The endpoint the clock is read from: the relay's, else Service Bus over WebSockets (both answer HTTP). */
@@ -94,8 +121,19 @@ function describeExtras(extras: readonly string[]): string {
   return extras.length === 0 ? 'it can do nothing else that was tried' : `it can also ${extras.join(' and ')}`;
 }
 
-async function withProbe<T>(connectionString: string, timeoutInMs: number, use: (probe: ServiceBusAccessProbe) => Promise<T>): Promise<T> {
-  const probe = createServiceBusAccessProbe({ connectionString, timeoutInMs });
+async function withProbe<T>(
+  serviceBus: ServiceBusSettings & { transport: ServiceBusTransport },
+  routing: Routing,
+  timeoutInMs: number,
+  use: (probe: ServiceBusAccessProbe) => Promise<T>,
+): Promise<T> {
+  const probe = createServiceBusAccessProbe({
+    connectionString: serviceBus.connectionString,
+    timeoutInMs,
+    transport: serviceBus.transport,
+    ...(serviceBus.endpointAddress === undefined ? {} : { endpointAddress: serviceBus.endpointAddress }),
+    ...routing,
+  });
   try {
     return await use(probe);
   } finally {
@@ -103,9 +141,10 @@ async function withProbe<T>(connectionString: string, timeoutInMs: number, use: 
   }
 }
 
-async function openListener(relay: { connectionString: string; hybridConnection: string }, signal: AbortSignal): Promise<{ listener: RelayListener; verdict: Verdict }> {
+async function openListener(relay: { connectionString: string; hybridConnection: string }, routing: Routing, signal: AbortSignal): Promise<{ listener: RelayListener; verdict: Verdict }> {
   const keyName = keyNameOf(relay.connectionString);
   const listener = createRelayListener({
+    ...routing,
     connectionString: relay.connectionString,
     hybridConnection: relay.hybridConnection,
     expose: [],
@@ -137,9 +176,9 @@ async function openListener(relay: { connectionString: string; hybridConnection:
 }
 
 /** What the relay answers a health call of this store made with the store's own key. */
-async function selfCall(relay: { connectionString: string; hybridConnection: string }, timeoutInMs: number, signal: AbortSignal): Promise<Verdict> {
+async function selfCall(relay: { connectionString: string; hybridConnection: string }, routing: Routing, timeoutInMs: number, signal: AbortSignal): Promise<Verdict> {
   const keyName = keyNameOf(relay.connectionString);
-  const sender = createRelaySender({ connectionString: relay.connectionString, hybridConnection: relay.hybridConnection });
+  const sender = createRelaySender({ ...routing, connectionString: relay.connectionString, hybridConnection: relay.hybridConnection });
   try {
     await sender.checkHealth({ timeoutInMs, abortSignal: signal });
     return fail(
@@ -168,13 +207,15 @@ async function selfCall(relay: { connectionString: string; hybridConnection: str
 /** The store's checks: its endpoints, the clock, and the rights of its keys, each tried. */
 export async function runStoreDoctor(options: StoreDoctorOptions): Promise<DoctorReport> {
   const timeoutInMs = options.timeoutInMs ?? DEFAULT_CHECK_TIMEOUT_IN_MS;
-  const context = await networkContext(options);
+  const routing = routingOf(options);
+  const { context, proxies } = networkContext(routing, options);
   const checkup = new Checkup(timeoutInMs);
-  const transport = options.serviceBus.transport ?? 'websockets';
+  // The store agent's own default: WebSockets, except for a development emulator's plaintext AMQP port.
+  const transport = options.serviceBus.transport ?? defaultStoreTransport(options.serviceBus.connectionString);
   const sbConnection = parseConnectionString(options.serviceBus.connectionString);
-  const sbEndpoint = serviceBusEndpoint(sbConnection, transport, options.serviceBus.endpointAddress);
+  const sbEndpoint = serviceBusEndpoint(sbConnection, transport, options.serviceBus.endpointAddress, proxies);
   const relay = options.relay === undefined ? undefined : { connectionString: options.relay.connectionString, hybridConnection: options.relay.hybridConnection ?? defaultStoreEntityName(options.storeId) };
-  const rlEndpoint = relay === undefined ? undefined : relayEndpoint(relay.connectionString);
+  const rlEndpoint = relay === undefined ? undefined : relayEndpoint(relay.connectionString, proxies);
   const queue = options.serviceBus.queue ?? defaultStoreEntityName(options.storeId);
   const inbox = options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX;
   const sbKey = sbConnection.keyName;
@@ -184,7 +225,7 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
   if (rlEndpoint !== undefined) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
   await checkup.check(clockCheck(clockEndpoint(sbEndpoint, rlEndpoint, transport), context));
 
-  await withProbe(options.serviceBus.connectionString, timeoutInMs, async (probe) => {
+  await withProbe({ ...options.serviceBus, transport }, routing, timeoutInMs, async (probe) => {
     await checkup.check({
       id: 'servicebus.listen',
       title: `Service Bus: Listen on ${queue}`,
@@ -228,7 +269,7 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
         title: `Relay: Listen on ${relay.hybridConnection}`,
         needs: ['relay.tcp'],
         run: async (signal) => {
-          const opened = await openListener(relay, signal);
+          const opened = await openListener(relay, routing, signal);
           listener = opened.listener;
           return opened.verdict;
         },
@@ -237,7 +278,7 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
         id: 'relay.self-call',
         title: 'Relay: the store calls itself',
         needs: ['relay.listen'],
-        run: (signal) => selfCall(relay, timeoutInMs, signal),
+        run: (signal) => selfCall(relay, routing, timeoutInMs, signal),
       });
     } finally {
       await (listener)?.close();
@@ -258,12 +299,14 @@ function sampledNote(taken: number, total: number, what: string): string {
 export async function runCloudDoctor(options: CloudDoctorOptions): Promise<DoctorReport> {
   const timeoutInMs = options.timeoutInMs ?? DEFAULT_CHECK_TIMEOUT_IN_MS;
   const sampleSize = options.sampleSize ?? DEFAULT_SAMPLE_SIZE;
-  const context = await networkContext(options);
+  const routing = routingOf(options);
+  const { context, proxies } = networkContext(routing, options);
   const checkup = new Checkup(timeoutInMs);
+  // The dispatcher's own default.
   const transport = options.serviceBus.transport ?? 'amqp';
   const sbConnection = parseConnectionString(options.serviceBus.connectionString);
-  const sbEndpoint = serviceBusEndpoint(sbConnection, transport, options.serviceBus.endpointAddress);
-  const rlEndpoint = options.relay === undefined ? undefined : relayEndpoint(options.relay.connectionString);
+  const sbEndpoint = serviceBusEndpoint(sbConnection, transport, options.serviceBus.endpointAddress, proxies);
+  const rlEndpoint = options.relay === undefined ? undefined : relayEndpoint(options.relay.connectionString, proxies);
   const inbox = options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX;
   const sbKey = sbConnection.keyName;
 
@@ -274,7 +317,7 @@ export async function runCloudDoctor(options: CloudDoctorOptions): Promise<Docto
 
   const queues = options.stores.map((store) => store.queue ?? defaultStoreEntityName(store.storeId));
   const tried = sample(queues, sampleSize);
-  await withProbe(options.serviceBus.connectionString, timeoutInMs, async (probe) => {
+  await withProbe({ ...options.serviceBus, transport }, routing, timeoutInMs, async (probe) => {
     await checkup.check({
       id: 'servicebus.listen',
       title: `Service Bus: Listen on ${inbox}`,
@@ -311,7 +354,7 @@ export async function runCloudDoctor(options: CloudDoctorOptions): Promise<Docto
         id: `relay.send.${target.name}`,
         title: `Relay: call ${target.storeId} through ${target.name}${index === 0 ? sampledNote(calls.length, hybridConnections.length, 'hybrid connections') : ''}`,
         needs: ['relay.tcp'],
-        run: (signal) => cloudCall(relayConnectionString, target, timeoutInMs, signal),
+        run: (signal) => cloudCall(relayConnectionString, target, routing, timeoutInMs, signal),
       });
     }
   }
@@ -357,8 +400,8 @@ export async function runCloudDoctor(options: CloudDoctorOptions): Promise<Docto
   return checkup.report('cloud');
 }
 
-async function cloudCall(connectionString: string, target: { storeId: string; name: string }, timeoutInMs: number, signal: AbortSignal): Promise<Verdict> {
-  const sender = createRelaySender({ connectionString, hybridConnection: target.name });
+async function cloudCall(connectionString: string, target: { storeId: string; name: string }, routing: Routing, timeoutInMs: number, signal: AbortSignal): Promise<Verdict> {
+  const sender = createRelaySender({ ...routing, connectionString, hybridConnection: target.name });
   try {
     await sender.checkHealth({ timeoutInMs, abortSignal: signal });
     return pass(`store ${target.storeId} answered its health check through the relay (a round trip with key "${keyNameOf(connectionString)}")`);

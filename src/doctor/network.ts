@@ -1,13 +1,14 @@
 /**
  * The doctor's own look at the network, below the SDKs: name resolution, a TCP connection (direct, or a CONNECT
  * tunnel through the HTTPS proxy the channels would use), the TLS certificate the endpoint shows, and the `Date` its
- * HTTP answers carry. Every function takes an AbortSignal and gives up when it fires.
+ * HTTP answers carry. Which proxy applies, and which CAs are trusted, is decided by src/channels/network, as for the
+ * channels themselves. Every function takes an AbortSignal and gives up when it fires.
  */
 import { lookup } from 'node:dns/promises';
-import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import { proxyAuthorization, type ResolvedProxy } from '../channels/network/proxy.js';
 
 export interface Endpoint {
   /** What the endpoint is for, in row names: `servicebus`, `relay`. */
@@ -18,78 +19,8 @@ export interface Endpoint {
   tls: boolean;
   /** How it is reached, for the table: `AMQP over WebSockets`, `HTTPS`, … */
   protocol: string;
-}
-
-export interface ProxySettings {
-  url: URL;
-  username?: string;
-  password?: string;
-  /** Host names (`example.com`, `.example.com`, `*`) reached directly. */
-  noProxy: readonly string[];
-}
-
-/** The `proxy` and `tls` settings of a store or cloud configuration, as the channels read them. */
-export interface ConnectivitySettings {
-  proxy?: { url: string; username?: string; password?: string; noProxy?: readonly string[] } | false;
-  tls?: { caFile?: string };
-}
-
-function splitList(text: string | undefined): string[] {
-  return (text ?? '')
-    .split(',')
-    .map((entry) => entry.trim())
-    .filter((entry) => entry.length > 0);
-}
-
-/** The proxy from the configuration, else from HTTPS_PROXY / NO_PROXY; undefined for none. */
-export function proxyFrom(settings: ConnectivitySettings, env: NodeJS.ProcessEnv): ProxySettings | undefined {
-  if (settings.proxy === false) return undefined;
-  const configured = settings.proxy;
-  const text = configured?.url ?? env.HTTPS_PROXY ?? env.https_proxy;
-  if (text === undefined || text.trim().length === 0) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text.trim());
-  } catch {
-    throw new TypeError(`the proxy "${text}" is not a URL (expected http://host:port or https://host:port)`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`the proxy "${url.origin}" must be an http:// or https:// URL`);
-  const username = configured?.username ?? (url.username.length > 0 ? decodeURIComponent(url.username) : undefined);
-  const password = configured?.password ?? (url.password.length > 0 ? decodeURIComponent(url.password) : undefined);
-  return {
-    url,
-    ...(username === undefined ? {} : { username }),
-    ...(password === undefined ? {} : { password }),
-    noProxy: configured?.noProxy ?? splitList(env.NO_PROXY ?? env.no_proxy),
-  };
-}
-
-/** Whether a host is reached through the proxy, NO_PROXY considered. */
-export function usesProxy(proxy: ProxySettings | undefined, host: string, port: number): proxy is ProxySettings {
-  if (proxy === undefined) return false;
-  const name = host.toLowerCase().replace(/^\[|\]$/g, '');
-  for (const raw of proxy.noProxy) {
-    const entry = raw.toLowerCase();
-    if (entry === '*') return false;
-    const [entryHost, entryPort] = entry.startsWith('[') ? [entry.slice(1, entry.indexOf(']')), entry.split(']:')[1]] : entry.split(':');
-    if (entryPort !== undefined && Number(entryPort) !== port) continue;
-    const suffix = entryHost.replace(/^\*?\./, '');
-    if (name === suffix || name.endsWith(`.${suffix}`)) return false;
-  }
-  return true;
-}
-
-/** How the proxy appears in the table, without credentials. */
-export function proxyLabel(proxy: ProxySettings): string {
-  return `${proxy.url.protocol}//${proxy.url.host}`;
-}
-
-/** Extra CAs to trust besides Node's own: tls.caFile and NODE_EXTRA_CA_CERTS (which an explicit `ca` would drop). */
-export async function trustedCas(settings: ConnectivitySettings, env: NodeJS.ProcessEnv): Promise<string[] | undefined> {
-  const files = [settings.tls?.caFile, env.NODE_EXTRA_CA_CERTS].filter((file): file is string => file !== undefined && file.length > 0);
-  if (settings.tls?.caFile === undefined) return undefined;
-  const extra = await Promise.all(files.map((file) => readFile(file, 'utf8')));
-  return [...tls.rootCertificates, ...extra];
+  /** The proxy the channel goes through to reach it (decided by src/channels/network, as the channel does); undefined: directly. */
+  via: ResolvedProxy | undefined;
 }
 
 export class NetworkError extends Error {
@@ -150,17 +81,17 @@ function connectTcp(host: string, port: number, signal: AbortSignal): Promise<ne
   });
 }
 
-/** A TCP connection to the endpoint: direct, or a CONNECT tunnel through the proxy. */
-export async function openConnection(endpoint: Pick<Endpoint, 'host' | 'port'>, proxy: ProxySettings | undefined, signal: AbortSignal, ca?: string[]): Promise<net.Socket> {
-  if (!usesProxy(proxy, endpoint.host, endpoint.port)) return connectTcp(endpoint.host, endpoint.port, signal);
+/** A TCP connection to the endpoint: direct, or a CONNECT tunnel through the proxy the channel would use. */
+export async function openConnection(endpoint: Pick<Endpoint, 'host' | 'port' | 'via'>, signal: AbortSignal, ca?: string[]): Promise<net.Socket> {
+  const proxy = endpoint.via;
+  if (proxy === undefined) return connectTcp(endpoint.host, endpoint.port, signal);
   const proxyPort = Number(proxy.url.port || (proxy.url.protocol === 'https:' ? 443 : 80));
   let toProxy: net.Socket = await connectTcp(proxy.url.hostname, proxyPort, signal);
   if (proxy.url.protocol === 'https:') toProxy = await startTls(toProxy, proxy.url.hostname, signal, ca);
   const authority = `${endpoint.host.includes(':') && !endpoint.host.startsWith('[') ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`;
   const headers: Record<string, string> = { host: authority };
-  if (proxy.username !== undefined) {
-    headers['proxy-authorization'] = `Basic ${Buffer.from(`${proxy.username}:${proxy.password ?? ''}`).toString('base64')}`;
-  }
+  const authorization = proxyAuthorization(proxy);
+  if (authorization !== undefined) headers['proxy-authorization'] = authorization;
   return abortable<net.Socket>(signal, ({ resolve, reject }) => {
     const request = http.request({ method: 'CONNECT', path: authority, headers, createConnection: () => toProxy });
     request.once('connect', (response, socket) => {
@@ -171,7 +102,7 @@ export async function openConnection(endpoint: Pick<Endpoint, 'host' | 'port'>, 
       socket.destroy();
       reject(new NetworkError(`the proxy answered ${response.statusCode} ${response.statusMessage ?? ''} to CONNECT ${authority}`.trim(), `PROXY_${response.statusCode}`));
     });
-    request.once('error', (error) => reject(new NetworkError(`the proxy ${proxyLabel(proxy)}: ${error.message}`, errorCodeOf(error))));
+    request.once('error', (error) => reject(new NetworkError(`the proxy ${proxy.display}: ${error.message}`, errorCodeOf(error))));
     request.end();
     return () => {
       request.destroy();
@@ -235,8 +166,8 @@ export function inspectCertificate(socket: net.Socket, host: string, signal: Abo
 }
 
 /** The `Date` header of an answer to `GET /` on the endpoint (any status will do), in ms since the epoch. */
-export async function serverDate(endpoint: Endpoint, proxy: ProxySettings | undefined, signal: AbortSignal, ca?: string[]): Promise<number> {
-  const raw = await openConnection(endpoint, proxy, signal, ca);
+export async function serverDate(endpoint: Endpoint, signal: AbortSignal, ca?: string[]): Promise<number> {
+  const raw = await openConnection(endpoint, signal, ca);
   const socket = endpoint.tls ? await startTls(raw, endpoint.host, signal, ca).catch((error: unknown) => {
     raw.destroy();
     throw error;

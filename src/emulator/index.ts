@@ -1,5 +1,5 @@
 /** `storelink/emulator`: the local stand-ins for Azure Service Bus and Azure Relay Hybrid Connections. */
-export { startEmulators } from './startEmulators.js';
+export { startEmulators, tlsConnectionString } from './startEmulators.js';
 export type { Emulators, EmulatorsOptions, EmulatorsTls } from './startEmulators.js';
 export { ensureDevelopmentCertificates } from './tls/index.js';
 export type { DevelopmentCertificates, DevelopmentCertificatesOptions } from './tls/index.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startTlsPort, type TlsPort } from './tlsPort.js';
 import { ensureDevelopmentCertificates, readCertificateFiles, type KeyAndCertificate } from './tls/index.js';
-import { startRelayEmulator, type HybridConnectionDefinition, type RelayEmulator } from './relay/index.js';
+import { DEVELOPMENT_KEY, DEVELOPMENT_KEY_NAME, startRelayEmulator, type HybridConnectionDefinition, type RelayEmulator } from './relay/index.js';
 import {
   startServiceBusEmulator,
   type NamespaceOptions,
@@ -19,10 +19,13 @@ import {
 export interface EmulatorsOptions {
   /** Interface both emulators bind; default 127.0.0.1. */
   host?: string;
-  /** Default 0: an ephemeral port. */
-  serviceBusPort?: number;
-  /** Default 0: an ephemeral port. */
-  relayPort?: number;
+  /**
+   * The Service Bus emulator's plaintext AMQP port. Default 0: an ephemeral port. `null`: none; with `tlsPort`, Service
+   * Bus is then reached only over TLS (`serviceBusConnectionString()` throws; use `tls.serviceBusConnectionString()`).
+   */
+  serviceBusPort?: number | null;
+  /** The relay emulator's plaintext HTTP/ws port. Default 0: an ephemeral port. `null`: none, as for serviceBusPort. */
+  relayPort?: number | null;
   namespaces?: NamespaceOptions[];
   hybridConnections?: HybridConnectionDefinition[];
   /** Default: the development key `RootManageSharedAccessKey` / `SAS_KEY_VALUE` with Manage, for both. */
@@ -41,6 +44,11 @@ export interface EmulatorsOptions {
   tlsPort?: number;
   /** The TLS port's certificate and key files (PEM); without them a development CA issues one. */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * Called with the remote address and port of each TCP connection the TLS port accepts, before the handshake (tests
+   * match them against a proxy's own connections; an operator can log who connects).
+   */
+  onTlsConnection?: (peer: { address: string; port: number }) => void;
   /** Where listeners reach the relay from outside (a TLS terminator, a port mapping); see RelayEmulatorOptions.publicUrl. */
   relayPublicUrl?: string;
   abortSignal?: AbortSignal;
@@ -69,7 +77,10 @@ export interface Emulators extends AsyncDisposable {
   readonly serviceBus: ServiceBusEmulator;
   readonly relay: RelayEmulator;
   readonly tls?: EmulatorsTls;
-  /** Connection strings for a key name (default: the first Manage policy, else the first policy). */
+  /**
+   * Development-form connection strings on the plaintext ports, for a key name (default: the first Manage policy,
+   * else the first policy). They throw when that port was not opened (`serviceBusPort: null`, `relayPort: null`).
+   */
   serviceBusConnectionString(keyName?: string): string;
   relayConnectionString(keyName?: string): string;
   /** Closes both; idempotent. */
@@ -79,9 +90,12 @@ export interface Emulators extends AsyncDisposable {
 export async function startEmulators(options: EmulatorsOptions = {}): Promise<Emulators> {
   const policies = options.sharedAccessPolicies;
   const host = options.host ?? '127.0.0.1';
+  if (options.tlsPort === undefined && (options.serviceBusPort === null || options.relayPort === null)) {
+    throw new TypeError('startEmulators: a null serviceBusPort or relayPort (no plaintext port) needs a tlsPort, or nothing could reach that emulator');
+  }
   const serviceBus = await startServiceBusEmulator({
     host,
-    port: options.serviceBusPort ?? 0,
+    port: options.serviceBusPort === undefined ? 0 : options.serviceBusPort,
     namespaces: options.namespaces ?? [],
     ...(policies === undefined ? {} : { sharedAccessPolicies: policies }),
     ...(options.autoCreate === undefined ? {} : { autoCreate: options.autoCreate }),
@@ -92,7 +106,7 @@ export async function startEmulators(options: EmulatorsOptions = {}): Promise<Em
   try {
     relay = await startRelayEmulator({
       host,
-      port: options.relayPort ?? 0,
+      port: options.relayPort === undefined ? 0 : options.relayPort,
       hybridConnections: options.hybridConnections ?? [],
       ...(policies === undefined ? {} : { sharedAccessPolicies: policies }),
       ...(options.autoCreate === undefined ? {} : { autoCreate: options.autoCreate }),
@@ -122,7 +136,7 @@ export async function startEmulators(options: EmulatorsOptions = {}): Promise<Em
   const emulators: Emulators = {
     serviceBus,
     relay,
-    ...(tls === undefined ? {} : { tls: describeTls(tls.port.port, tls.caFile, serviceBus, relay, defaultKeyName) }),
+    ...(tls === undefined ? {} : { tls: describeTls(tls.port.port, tls.caFile, policies, defaultKeyName) }),
     serviceBusConnectionString: (keyName = defaultKeyName) => serviceBus.connectionString(keyName),
     relayConnectionString: (keyName = defaultKeyName) => relay.connectionString(keyName),
     close: () => (closing ??= close()),
@@ -168,7 +182,15 @@ async function startTls(
     }
   }
   try {
-    const port = await startTlsPort({ host, port: requested, cert: material.cert, key: material.key, serviceBus, relay });
+    const port = await startTlsPort({
+      host,
+      port: requested,
+      cert: material.cert,
+      key: material.key,
+      serviceBus,
+      relay,
+      ...(options.onTlsConnection === undefined ? {} : { onConnection: options.onTlsConnection }),
+    });
     return { port, caFile, temporaryDir };
   } catch (error) {
     if (temporaryDir !== undefined) await rm(temporaryDir, { recursive: true, force: true });
@@ -179,17 +201,26 @@ async function startTls(
 /**
  * The TLS port's connection strings name `localhost` (the name the certificate is sure to carry, and the one a
  * developer's CA is trusted for), in the production form: the SDKs then use TLS and take the port from the endpoint.
+ * Both emulators share one list of namespace policies (the development key without one), so one lookup serves both,
+ * and works when neither has a plaintext port.
  */
-function describeTls(port: number, caFile: string | undefined, serviceBus: ServiceBusEmulator, relay: RelayEmulator, defaultKeyName: string | undefined): EmulatorsTls {
-  const production = (developmentForm: string): string =>
-    developmentForm
-      .replace(/Endpoint=sb:\/\/[^;]*/i, `Endpoint=sb://localhost:${port}/`)
-      .replace(/;?UseDevelopmentEmulator=true/i, '');
+function describeTls(port: number, caFile: string | undefined, policies: readonly SharedAccessPolicy[] | undefined, defaultKeyName: string | undefined): EmulatorsTls {
+  const known = policies ?? [{ keyName: DEVELOPMENT_KEY_NAME, primaryKey: DEVELOPMENT_KEY }];
+  const production = (keyName = defaultKeyName ?? known[0]!.keyName): string => {
+    const policy = known.find((candidate) => candidate.keyName === keyName);
+    if (policy === undefined) throw new TypeError(`connectionString: no shared access policy named "${keyName}"`);
+    return tlsConnectionString(port, policy);
+  };
   return {
     port,
     caFile,
-    serviceBusConnectionString: (keyName = defaultKeyName) => production(serviceBus.connectionString(keyName)),
+    serviceBusConnectionString: production,
     serviceBusEndpointAddress: `https://localhost:${port}`,
-    relayConnectionString: (keyName = defaultKeyName) => production(relay.connectionString(keyName)),
+    relayConnectionString: production,
   };
+}
+
+/** The production form of a connection string for a TLS port on this machine (both emulators read the same form). */
+export function tlsConnectionString(port: number, policy: { keyName: string; primaryKey: string } = { keyName: DEVELOPMENT_KEY_NAME, primaryKey: DEVELOPMENT_KEY }): string {
+  return `Endpoint=sb://localhost:${port}/;SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.primaryKey}`;
 }

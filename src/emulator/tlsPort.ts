@@ -20,8 +20,11 @@ export interface TlsPortOptions {
   port: number;
   cert: string | Buffer;
   key: string | Buffer;
-  serviceBus: ServiceBusEmulator;
-  relay: RelayEmulator;
+  /** Whatever serves AMQP: an emulator, or a front that hands over to the one running now (the demo restarts it). */
+  serviceBus: Pick<ServiceBusEmulator, 'acceptConnection' | 'handleUpgrade'>;
+  relay: Pick<RelayEmulator, 'acceptConnection'>;
+  /** Told the remote address and port of each TCP connection accepted, before its handshake. */
+  onConnection?: (peer: { address: string; port: number }) => void;
 }
 
 export interface TlsPort {
@@ -36,6 +39,7 @@ export async function startTlsPort(options: TlsPortOptions): Promise<TlsPort> {
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    options.onConnection?.({ address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 });
     // Nagle plus delayed ACK stalls single-message round trips by ~40 ms.
     socket.setNoDelay(true);
   });
@@ -95,7 +99,7 @@ function routeByFirstBytes(socket: TLSSocket, options: TlsPortOptions): void {
   socket.once('end', onEnd);
 }
 
-function serviceBusUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, serviceBus: ServiceBusEmulator): boolean {
+function serviceBusUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, serviceBus: TlsPortOptions['serviceBus']): boolean {
   const path = (req.url ?? '').split('?')[0]!;
   if (path.toLowerCase() !== WEBSOCKET_PATH) return false;
   serviceBus.handleUpgrade(req, socket, head);

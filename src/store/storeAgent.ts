@@ -12,6 +12,7 @@ import {
   DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
   SERVICE_BUS_TRANSPORTS,
   createServiceBusConnection,
+  defaultStoreTransport,
   type ProxyOptions,
   type QueueConsumer,
   type QueueDelivery,
@@ -20,7 +21,6 @@ import {
   type ServiceBusTransport,
   type TlsTrustOptions,
 } from '../channels/servicebus/serviceBusConnection.js';
-import { parseConnectionString } from '../core/connectionString.js';
 import { RetryWindow } from '../core/backoff.js';
 import { StorelinkError, isPermanentFailure, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
@@ -211,11 +211,6 @@ function validateOptions(options: StoreAgentOptions): void {
   if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1) {
     throw new RangeError(`createStoreAgent: serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount), got ${maxDeliveryCount}`);
   }
-}
-
-/** WebSockets (443 only, proxy-friendly), except for a development emulator's plaintext AMQP port. */
-function defaultStoreTransport(connectionString: string): ServiceBusTransport {
-  return parseConnectionString(connectionString).useDevelopmentEmulator ? 'amqp' : 'websockets';
 }
 
 /** Where a queued operation's run ended: its execution, or the failure it gave up on. */

@@ -2,20 +2,20 @@
  * `storelink doctor` against the real emulators, the real SDK and hyco-https: a healthy least-privilege store gives
  * all ✔ and exit 0; each fault gives its ✗ row and exit 1.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
-import { Server as ProxyServer } from 'proxy-chain';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRelayListener } from '../../src/channels/relay/relayListener.js';
 import { runCli } from '../../src/cli/program.js';
 import type { DoctorReport } from '../../src/doctor/checkup.js';
-import { startEmulators, type Emulators } from '../../src/emulator/index.js';
+import { startEmulators, type Emulators, type EmulatorsOptions } from '../../src/emulator/index.js';
+import { startCountingProxy } from '../support/countingProxy.js';
+import { issueTestCertificates } from '../support/testCertificates.js';
 import { withSigningKeys } from '../support/signingKeys.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -37,8 +37,9 @@ const KEYS = {
   cloudRelay: { keyName: 'cloud-send', primaryKey: key(), rights: ['Send'] as ('Listen' | 'Send')[] },
 };
 
-async function leastPrivilegeEmulators(): Promise<Emulators> {
+async function leastPrivilegeEmulators(extra: EmulatorsOptions = {}): Promise<Emulators> {
   const emulators = await startEmulators({
+    ...extra,
     namespaces: [{ name: 'sbemulatorns', queues: [{ name: 'store-paris-1' }, { name: 'cloud-inbox' }] }],
     hybridConnections: [{ name: 'store-paris-1', requiresClientAuthorization: true, policies: [KEYS.storeRelay, KEYS.cloudRelay] }],
     sharedAccessPolicies: [KEYS.store, KEYS.cloud, KEYS.sendOnly, KEYS.listenOnly],
@@ -111,23 +112,6 @@ async function closedPort(): Promise<number> {
   server.close();
   await once(server, 'close');
   return port;
-}
-
-/** A self-signed certificate for localhost, dated by the real clock (TLS verification reads it). */
-function selfSignedCertificate(): { cert: string; key: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const certificate = forge.pki.createCertificate();
-  certificate.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
-  certificate.serialNumber = '01';
-  certificate.validity.notBefore = new Date(Date.now() - 60_000);
-  certificate.validity.notAfter = new Date(Date.now() + 24 * 3600_000);
-  const attributes = [{ name: 'commonName', value: 'localhost' }];
-  certificate.setSubject(attributes);
-  certificate.setIssuer(attributes);
-  certificate.setExtensions([{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }]);
-  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  certificate.sign(forge.pki.privateKeyFromPem(pem), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(certificate), key: pem };
 }
 
 describe('storelink doctor (store)', () => {
@@ -233,7 +217,10 @@ describe('storelink doctor (store)', () => {
 
   it('an untrusted certificate on the relay endpoint: ✗ on TLS, exit 1', async () => {
     const emulators = await leastPrivilegeEmulators();
-    const server = https.createServer(selfSignedCertificate(), (_request, response) => response.end('hello'));
+    // A CA of its own, which nothing here trusts.
+    const certificates = await issueTestCertificates();
+    cleanups.push(() => certificates.remove());
+    const server = https.createServer({ cert: certificates.cert, key: certificates.key }, (_request, response) => response.end('hello'));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));
@@ -245,7 +232,7 @@ describe('storelink doctor (store)', () => {
     expect(row(report, 'relay.tcp').ok).toBe(true);
     const tls = row(report, 'relay.tls');
     expect(tls.ok).toBe(false);
-    expect(tls.detail).toMatch(/^not trusted \((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)\): issued to "localhost" by "localhost"/);
+    expect(tls.detail).toMatch(/^not trusted \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\): issued to "localhost" by "storelink development CA [0-9a-f]+"/);
     expect(tls.advice).toContain('tls.caFile');
   });
 
@@ -280,29 +267,22 @@ describe('storelink doctor (store)', () => {
     expect(row(report, 'clock').advice).toContain('SAS tokens');
   });
 
-  it('goes through the configured HTTPS proxy (CONNECT) for the connections it opens itself', async () => {
+  it('takes HTTPS_PROXY as the channels do: the relay through it, Service Bus over AMQP/TCP directly', async () => {
     const emulators = await leastPrivilegeEmulators();
-    const tunnels: string[] = [];
-    const proxy = new ProxyServer({
-      port: 0,
-      host: '127.0.0.1',
-      prepareRequestFunction: ({ hostname, port }) => {
-        tunnels.push(`${hostname}:${port}`);
-        return {};
-      },
-    });
-    await proxy.listen();
-    cleanups.push(() => proxy.close(true));
+    const proxy = await startCountingProxy();
+    cleanups.push(() => proxy.close());
     const file = await writeConfig(healthyStore(emulators));
-    vi.stubEnv('HTTPS_PROXY', `http://127.0.0.1:${proxy.port}`);
+    vi.stubEnv('HTTPS_PROXY', proxy.url);
     vi.stubEnv('NO_PROXY', '');
     cleanups.push(() => Promise.resolve(vi.unstubAllEnvs()));
     const { code, report } = await doctor(['--config', file, '--json']);
     expect(failedIds(report)).toEqual([]);
     expect(code).toBe(0);
-    expect(row(report, 'relay.tcp').detail).toBe(`connected through the proxy http://127.0.0.1:${proxy.port} (CONNECT 127.0.0.1:${emulators.relay.port} → 200)`);
-    expect(tunnels).toContain(`127.0.0.1:${emulators.relay.port}`);
-    expect(tunnels).toContain(`127.0.0.1:${emulators.serviceBus.port}`);
+    expect(row(report, 'relay.tcp').detail).toBe(`connected through the proxy ${proxy.url} (CONNECT 127.0.0.1:${emulators.relay.port} → 200)`);
+    // A development connection string means the store's transport is AMQP over TCP, which HTTPS_PROXY does not speak for.
+    expect(row(report, 'servicebus.tcp').detail).toBe(`connected to 127.0.0.1:${emulators.serviceBus.port} directly (plaintext AMQP, development emulator)`);
+    expect(proxy.tunnelsTo(emulators.relay.port).length).toBeGreaterThan(0);
+    expect(proxy.tunnelsTo(emulators.serviceBus.port)).toEqual([]);
   });
 
   it('is a usage error (exit 2) without --config or with a missing file', async () => {
@@ -310,6 +290,61 @@ describe('storelink doctor (store)', () => {
     const missing = await doctor(['--config', '/nonexistent/store.json']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('/nonexistent/store.json');
+  });
+});
+
+describe('storelink doctor (store) on the TLS port, the production way', () => {
+  /**
+   * The emulators' TLS port only (plaintext ports closed), with their own development CA, which nothing but the
+   * configuration's tls.caFile trusts; production-form connection strings, Service Bus over WebSockets.
+   */
+  async function tlsOnly(peers: number[] = []) {
+    const emulators = await leastPrivilegeEmulators({ serviceBusPort: null, relayPort: null, tlsPort: 0, onTlsConnection: (peer) => peers.push(peer.port) });
+    const tls = emulators.tls!;
+    const config = storeConfig(connectionString(tls.port, KEYS.store, 'localhost', false), connectionString(tls.port, KEYS.storeRelay, 'localhost', false), {
+      serviceBus: { connectionString: connectionString(tls.port, KEYS.store, 'localhost', false), transport: 'websockets' },
+    });
+    return { emulators, tls, config };
+  }
+
+  it('gives all ✔ and exit 0 through the configured proxy, trusting the CA of tls.caFile, every connection through the proxy', async () => {
+    const peers: number[] = [];
+    const { tls, config } = await tlsOnly(peers);
+    const proxy = await startCountingProxy();
+    cleanups.push(() => proxy.close());
+    const file = await writeConfig({ ...config, proxy: { url: proxy.url }, tls: { caFile: tls.caFile } });
+
+    const { code, report, stderr } = await doctor(['--config', file, '--json']);
+    expect(stderr).toBe('');
+    expect(failedIds(report)).toEqual([]);
+    expect(code).toBe(0);
+    expect(report!.checks).toHaveLength(12);
+    expect(row(report, 'servicebus.tcp').detail).toBe(`connected through the proxy ${proxy.url} (CONNECT localhost:${tls.port} → 200)`);
+    expect(row(report, 'servicebus.tls').detail).toMatch(/^trusted, names localhost: issued to "localhost"/);
+    expect(row(report, 'relay.tls').detail).toMatch(/^trusted, names localhost/);
+    expect(row(report, 'clock').detail).toContain('agrees with the Date of localhost');
+    expect(row(report, 'servicebus.listen').detail).toContain('has Listen on store-paris-1');
+    expect(row(report, 'relay.listen').detail).toContain('registered a listener on store-paris-1');
+    // The probes (Service Bus SDK, relay listener and sender) went the channels' way too: nothing reached the TLS port directly.
+    const proxied = new Set(proxy.tunnels.map((tunnel) => tunnel.localPort));
+    expect(peers.length).toBeGreaterThan(0);
+    expect(peers.filter((port) => !proxied.has(port))).toEqual([]);
+  });
+
+  it('without the CA: the TLS ✗ rows say to trust it with NODE_EXTRA_CA_CERTS or tls.caFile, exit 1', async () => {
+    const { config } = await tlsOnly();
+    const file = await writeConfig({ ...config, proxy: false });
+
+    const { code, report } = await doctor(['--config', file, '--json']);
+    expect(code).toBe(1);
+    for (const id of ['servicebus.tls', 'relay.tls']) {
+      const tls = row(report, id);
+      expect(tls.ok).toBe(false);
+      expect(tls.detail).toMatch(/^not trusted \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\): issued to "localhost"/);
+      expect(tls.advice).toContain('NODE_EXTRA_CA_CERTS');
+      expect(tls.advice).toContain('tls.caFile');
+    }
+    expect(row(report, 'servicebus.tcp').ok).toBe(true);
   });
 });
 

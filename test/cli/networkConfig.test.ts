@@ -58,7 +58,7 @@ describe('store configuration: network fields', () => {
 describe('cloud configuration: network fields and HTTPS', () => {
   it('reads the certificate and key of http.tls relative to the file, and the proxy and CA for the channels', async () => {
     const file = path.join(certificates.dir, 'cloud.json');
-    await writeFile(file, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, serviceBus: { connectionString: 'x', transport: 'websockets' }, proxy: { url: 'http://proxy:3128' }, tls: { caFile: 'ca.pem' }, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'key.pem' } } })));
+    await writeFile(file, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, serviceBus: { connectionString: 'x', transport: 'websockets' }, proxy: { url: 'http://proxy:3128' }, tls: { caFile: 'ca.crt' }, http: { ...CLOUD.http, tls: { certFile: 'server.crt', keyFile: 'server.key' } } })));
     const config = await readCloudConfig(file, {});
     expect(config.http.tls).toEqual({ cert: certificates.cert, key: certificates.key });
     expect(config.serviceBus.transport).toBe('websockets');
@@ -68,10 +68,10 @@ describe('cloud configuration: network fields and HTTPS', () => {
 
   it('refuses a certificate file that holds no certificate, and a missing key file', async () => {
     const swapped = path.join(certificates.dir, 'swapped.json');
-    await writeFile(swapped, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'key.pem', keyFile: 'key.pem' } } })));
-    await expect(readCloudConfig(swapped, {})).rejects.toThrow(/http\.tls\.certFile key\.pem holds no PEM certificate/);
+    await writeFile(swapped, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'server.key', keyFile: 'server.key' } } })));
+    await expect(readCloudConfig(swapped, {})).rejects.toThrow(/http\.tls\.certFile server\.key holds no PEM certificate/);
     const missing = path.join(certificates.dir, 'missing.json');
-    await writeFile(missing, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'cert.pem', keyFile: 'nowhere.pem' } } })));
+    await writeFile(missing, JSON.stringify(await withSigningKeys(certificates.dir, { ...CLOUD, http: { ...CLOUD.http, tls: { certFile: 'server.crt', keyFile: 'nowhere.pem' } } })));
     await expect(readCloudConfig(missing, {})).rejects.toThrow(/nowhere\.pem/);
   });
 });

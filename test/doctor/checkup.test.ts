@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Checkup, fail, pass, renderTable } from '../../src/doctor/checkup.js';
-import { proxyFrom, usesProxy } from '../../src/doctor/network.js';
+import { proxySettingsFrom } from '../../src/channels/network/proxy.js';
+import { parseConnectionString } from '../../src/core/connectionString.js';
+import { relayEndpoint, serviceBusEndpoint } from '../../src/doctor/endpointChecks.js';
 
 describe('Checkup', () => {
   it('records verdicts, skips what needs a failed check, and fails a check that outlives its timeout', async () => {
@@ -49,28 +51,34 @@ describe('Checkup', () => {
   });
 });
 
-describe('proxy settings', () => {
-  it('come from the configuration, else HTTPS_PROXY / NO_PROXY; false means none', () => {
-    const env = { HTTPS_PROXY: 'http://user:p%40ss@proxy.corp:3128', NO_PROXY: 'localhost,.internal.corp,10.0.0.1:8443' };
-    const fromEnv = proxyFrom({}, env)!;
-    expect([fromEnv.url.host, fromEnv.username, fromEnv.password, fromEnv.noProxy]).toEqual(['proxy.corp:3128', 'user', 'p@ss', ['localhost', '.internal.corp', '10.0.0.1:8443']]);
-    expect(proxyFrom({ proxy: false }, env)).toBeUndefined();
-    expect(proxyFrom({}, {})).toBeUndefined();
-    const configured = proxyFrom({ proxy: { url: 'https://gw:443', username: 'a', password: 'b', noProxy: [] } }, env)!;
-    expect([configured.url.host, configured.username, configured.noProxy]).toEqual(['gw', 'a', []]);
-    expect(() => proxyFrom({ proxy: { url: 'socks5://gw:1080' } }, {})).toThrow(/http:\/\/ or https:\/\//);
+describe("the doctor's routes: the channels' proxy rules (src/channels/network)", () => {
+  const sb = (text: string) => parseConnectionString(text);
+  const AZURE = 'Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v';
+  const RELAY = 'Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v';
+  const env = { HTTPS_PROXY: 'http://user:p%40ss@proxy.corp:3128', NO_PROXY: '.internal.corp' };
+
+  it('send Service Bus over WebSockets and the relay through HTTPS_PROXY, never AMQP over TCP', () => {
+    const proxies = proxySettingsFrom(undefined, env);
+    expect(serviceBusEndpoint(sb(AZURE), 'websockets', undefined, proxies).via?.display).toBe('http://user:***@proxy.corp:3128');
+    expect(serviceBusEndpoint(sb(AZURE), 'websockets', undefined, proxies)).toMatchObject({ port: 443, tls: true });
+    // HTTPS_PROXY speaks for HTTPS traffic: AMQP over TCP goes directly, as the Service Bus channel does.
+    expect(serviceBusEndpoint(sb(AZURE), 'amqp', undefined, proxies)).toMatchObject({ port: 5671, via: undefined });
+    expect(relayEndpoint(RELAY, proxies).via?.url.host).toBe('proxy.corp:3128');
   });
 
-  it('skip the hosts NO_PROXY lists', () => {
-    const proxy = proxyFrom({}, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost,.internal.corp,10.0.0.1:8443' });
-    expect(usesProxy(proxy, 'contoso.servicebus.windows.net', 443)).toBe(true);
-    expect(usesProxy(proxy, 'localhost', 443)).toBe(false);
-    expect(usesProxy(proxy, 'sb.internal.corp', 443)).toBe(false);
-    expect(usesProxy(proxy, 'internal.corp', 443)).toBe(false);
-    expect(usesProxy(proxy, 'notinternal.corp', 443)).toBe(true);
-    expect(usesProxy(proxy, '10.0.0.1', 8443)).toBe(false);
-    expect(usesProxy(proxy, '10.0.0.1', 443)).toBe(true);
-    expect(usesProxy(proxyFrom({}, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: '*' }), 'anything', 443)).toBe(false);
-    expect(usesProxy(undefined, 'anything', 443)).toBe(false);
+  it('skip the hosts NO_PROXY lists, and use none with proxy: false', () => {
+    const internal = 'Endpoint=sb://sb.internal.corp/;SharedAccessKeyName=k;SharedAccessKey=v';
+    expect(serviceBusEndpoint(sb(internal), 'websockets', undefined, proxySettingsFrom(undefined, env)).via).toBeUndefined();
+    expect(relayEndpoint(internal, proxySettingsFrom(undefined, env)).via).toBeUndefined();
+    const none = proxySettingsFrom(false, env);
+    expect(serviceBusEndpoint(sb(AZURE), 'websockets', undefined, none).via).toBeUndefined();
+    expect(relayEndpoint(RELAY, none).via).toBeUndefined();
+  });
+
+  it('route to the endpoint address, not the namespace host', () => {
+    const proxies = proxySettingsFrom({ url: 'http://gw:8080', noProxy: ['contoso.servicebus.windows.net'] }, {});
+    const endpoint = serviceBusEndpoint(sb(AZURE), 'websockets', 'https://sb-gateway.example.com:8443', proxies);
+    expect(endpoint).toMatchObject({ host: 'sb-gateway.example.com', port: 8443, tls: true });
+    expect(endpoint.via?.url.host).toBe('gw:8080');
   });
 });

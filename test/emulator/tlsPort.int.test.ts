@@ -12,6 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/core/connectionString.js';
 import { DEVELOPMENT_KEY, DEVELOPMENT_KEY_NAME } from '../../src/emulator/relay/index.js';
 import { startEmulators, type Emulators, type EmulatorsOptions } from '../../src/emulator/startEmulators.js';
+import { startRelayEmulator } from '../../src/emulator/relay/index.js';
+import { startTlsPort } from '../../src/emulator/tlsPort.js';
 import { testTlsFiles } from '../support/testTls.js';
 import { Closeables } from './relay/relayTestKit.js';
 
@@ -100,6 +102,39 @@ describe('the TLS port of the emulators: Service Bus', () => {
     });
     expect(http).not.toMatch(/^HTTP\//);
     await roundTrip(new ServiceBusClient(emulators.tls!.serviceBusConnectionString(), { retryOptions: RETRY }), emulators, 'still up');
+  });
+});
+
+describe('the TLS port of the emulators: no plaintext port', () => {
+  it('refuses a null port without a TLS port (nothing could reach that emulator)', async () => {
+    await expect(startEmulators({ serviceBusPort: null })).rejects.toThrow(/needs a tlsPort/);
+    await expect(startEmulators({ relayPort: null })).rejects.toThrow(/needs a tlsPort/);
+  });
+
+  it('a relay without a plaintext port still cuts a client too slow with its headers (408) on the TLS port', async () => {
+    const relay = await startRelayEmulator({ port: null, headersTimeoutInMs: 300, requestTimeoutInMs: 1_000 });
+    closeables.add(() => relay.close());
+    expect(relay.port).toBe(0);
+    const { certFile, keyFile } = testTlsFiles();
+    const refuse = (socket: { destroy(): void }): void => socket.destroy();
+    const port = await startTlsPort({
+      host: '127.0.0.1',
+      port: 0,
+      cert: await readFile(certFile),
+      key: await readFile(keyFile),
+      serviceBus: { acceptConnection: refuse, handleUpgrade: (_req, socket) => refuse(socket) },
+      relay,
+    });
+    closeables.add(() => port.close());
+    const { connect: tlsConnect } = await import('node:tls');
+    const answer = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: port.port, servername: 'localhost' }, () => socket.write('GET /hc1 HTTP/1.1\r\nHost: localhost\r\n'));
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.once('close', () => resolve(text));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
   });
 });
 

@@ -5,6 +5,10 @@ describe('the embedded demo, shortened', () => {
   it('a morning with a relay cut, a store SIGKILLed and Service Bus restarted reconciles: nothing lost, nothing run twice', async () => {
     const output: string[] = [];
     const report = await runDemo({ stores: 3, durationInSeconds: 6, seed: 7, faults: true, live: false, write: (text) => output.push(text) });
+    // The stores run the production way: the emulators' TLS port, Service Bus over WebSockets, the CA in their config.
+    const tlsLines = output.join('').split('\n').filter((line) => line.startsWith('stores connect over TLS'));
+    expect(tlsLines).toHaveLength(1);
+    expect(tlsLines[0]).toMatch(/^stores connect over TLS on 127\.0\.0\.1:\d+, Service Bus over WebSockets, CA \/.+\/tls\/ca\.crt$/);
     expect(report.faults).toEqual(
       expect.arrayContaining([
         expect.stringContaining('relay of paris-1 cut'),

@@ -1,8 +1,9 @@
 /**
  * A store agent behind an HTTPS proxy: its relay listener works end to end through the proxy, and its Service Bus
  * connection, given a production-form connection string, defaults to AMQP over WebSockets through the same proxy
- * (counted at the proxy as a CONNECT to the Service Bus port; the emulator's TLS WebSocket endpoint comes with
- * another branch, so the queue side stops at the route here).
+ * (counted at the proxy as a CONNECT to the plaintext Service Bus port, where TLS then fails: the queue side stops at
+ * the route here). The whole of it, over the emulators' TLS port with the plaintext ports closed, is
+ * test/scenarios/outbound443.scenario.test.ts.
  */
 import { firstValueFrom, filter } from 'rxjs';
 import { describe, expect, it } from 'vitest';

@@ -26,6 +26,8 @@ export interface ServiceBusAccessProbeOptions extends ServiceBusNetworkOptions {
   connectionString: string;
   /** How long one probe may take. */
   timeoutInMs: number;
+  /** Where the proxy defaults are read from; default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface ServiceBusAccessProbe {
@@ -69,6 +71,7 @@ export function createServiceBusAccessProbe(options: ServiceBusAccessProbeOption
       ...(options.endpointAddress === undefined ? {} : { endpointAddress: options.endpointAddress }),
       ...(options.proxy === undefined ? {} : { proxy: options.proxy }),
       ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.env === undefined ? {} : { env: options.env }),
     }));
 
   return {

@@ -49,6 +49,14 @@ export type ServiceBusTransport = 'websockets' | 'amqp';
 
 export const SERVICE_BUS_TRANSPORTS: readonly ServiceBusTransport[] = Object.freeze(['websockets', 'amqp']);
 
+/**
+ * A store's transport when its configuration names none: WebSockets (443 only, proxy-friendly), except for a
+ * development emulator's plaintext AMQP port. The store agent and `storelink doctor` both decide with this.
+ */
+export function defaultStoreTransport(connectionString: string): ServiceBusTransport {
+  return parseConnectionString(connectionString).useDevelopmentEmulator ? 'amqp' : 'websockets';
+}
+
 /** Where and how the SDK connects; the same for every client storelink builds (connection, dead-letter tooling). */
 export interface ServiceBusNetworkOptions {
   /** Default `amqp` here; the store agent defaults to `websockets`. */

@@ -42,8 +42,11 @@ export interface RelayLogEntry {
 export interface RelayEmulatorOptions {
   /** Interface to bind; default `127.0.0.1`. */
   host?: string;
-  /** TCP port; default 0 (ephemeral). */
-  port?: number;
+  /**
+   * TCP port of the plaintext (HTTP and ws) listener; default 0 (ephemeral). `null`: no plaintext port at all, the
+   * emulator then serves only the connections handed to `acceptConnection` (the TLS port of `startEmulators`).
+   */
+  port?: number | null;
   /** Namespace-level policies; default one development `RootManageSharedAccessKey` with Manage. */
   sharedAccessPolicies?: readonly SharedAccessPolicy[];
   hybridConnections?: readonly HybridConnectionDefinition[];
@@ -137,7 +140,7 @@ const durationSchema = (min: number) => z.number().int().min(min).max(MAX_TIMER_
 const optionsSchema = z
   .object({
     host: z.string().min(1).optional(),
-    port: z.number().int().min(0).max(65535).optional(),
+    port: z.number().int().min(0).max(65535).nullable().optional(),
     sharedAccessPolicies: z.array(policySchema).optional(),
     hybridConnections: z.array(hybridConnectionSchema).optional(),
     autoCreate: z.boolean().optional(),
@@ -176,7 +179,8 @@ export interface ResolvedHybridConnection {
 
 export interface ResolvedRelayEmulatorOptions {
   host: string;
-  port: number;
+  /** null: no plaintext listener. */
+  port: number | null;
   policies: ReadonlyMap<string, ResolvedPolicy>;
   hybridConnections: readonly ResolvedHybridConnection[];
   autoCreate: boolean;
@@ -267,7 +271,7 @@ export function resolveRelayEmulatorOptions(options: RelayEmulatorOptions): Reso
   }
   return {
     host: value.host ?? '127.0.0.1',
-    port: value.port ?? 0,
+    port: value.port === null ? null : (value.port ?? 0),
     policies,
     hybridConnections,
     autoCreate: value.autoCreate ?? false,

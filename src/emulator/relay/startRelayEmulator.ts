@@ -50,10 +50,14 @@ export interface AcceptConnectionOptions {
 
 export interface RelayEmulator extends AsyncDisposable {
   readonly host: string;
+  /** The plaintext port; 0 when the emulator was started without one (`port: null`). */
   readonly port: number;
   /** `sb://<host>:<port>` */
   readonly endpoint: string;
-  /** `Endpoint=sb://…/;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true` for a namespace policy. */
+  /**
+   * `Endpoint=sb://…/;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true` for a namespace policy, on
+   * the plaintext port; throws without one (`port: null`).
+   */
   connectionString(keyName?: string): string;
   /**
    * Serves HTTP senders and WebSocket upgrades on a stream connected elsewhere (the TLS port of `startEmulators`,
@@ -169,17 +173,26 @@ class RelayEmulatorServer implements RelayEmulator {
   async start(): Promise<void> {
     const signal = this.options.abortSignal;
     signal?.throwIfAborted();
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error): void => reject(error);
-      this.server.once('error', onError);
-      this.server.listen({ host: this.options.host, port: this.options.port }, () => {
-        this.server.off('error', onError);
-        resolve();
+    const port = this.options.port;
+    if (port === null) {
+      // No plaintext port: connections arrive only through acceptConnection. Node starts the HTTP server's tracking
+      // of connections (the headers and request timeouts that cut slow clients) on its 'listening' event, which a
+      // server that never listens does not get: emit it, so handed-over connections are cut as the port's would be.
+      this.server.emit('listening');
+      this.log('info', 'emulator.started', 'relay emulator started without a plaintext port (connections are handed over)');
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error): void => reject(error);
+        this.server.once('error', onError);
+        this.server.listen({ host: this.options.host, port }, () => {
+          this.server.off('error', onError);
+          resolve();
+        });
       });
-    });
+      this.port = (this.server.address() as AddressInfo).port;
+      this.log('info', 'emulator.started', `relay emulator listening on ${this.endpoint}`);
+    }
     this.server.on('error', (error) => this.log('error', 'server.error', `server error: ${error.message}`));
-    this.port = (this.server.address() as AddressInfo).port;
-    this.log('info', 'emulator.started', `relay emulator listening on ${this.endpoint}`);
     if (signal !== undefined) {
       if (signal.aborted) {
         await this.close();
@@ -199,6 +212,9 @@ class RelayEmulatorServer implements RelayEmulator {
     const policy = name === undefined ? undefined : this.options.policies.get(name);
     if (policy === undefined) {
       throw new TypeError(`connectionString: no namespace policy named "${keyName ?? ''}"; configure it in sharedAccessPolicies`);
+    }
+    if (this.options.port === null) {
+      throw new TypeError('connectionString: the relay emulator has no plaintext port (started with port: null); use the TLS port\'s connection strings');
     }
     return `Endpoint=${this.endpoint}/;SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.keys[0]!};UseDevelopmentEmulator=true`;
   }
@@ -599,10 +615,7 @@ class RelayEmulatorServer implements RelayEmulator {
     }
     for (const ws of sockets) ws.terminate();
     await new Promise<void>((resolve) => {
-      if (!this.server.listening) {
-        resolve();
-        return;
-      }
+      // Without a plaintext port the server never listened: close() still stops its connection tracking.
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });

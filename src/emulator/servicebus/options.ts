@@ -69,8 +69,11 @@ export interface NamespaceOptions {
 export interface ServiceBusEmulatorOptions {
   /** Default 127.0.0.1. */
   host?: string;
-  /** Default 0: an ephemeral port. */
-  port?: number;
+  /**
+   * The plaintext AMQP port; default 0: an ephemeral port. `null`: no plaintext port at all, the emulator then serves
+   * only the streams handed to `acceptConnection` / `handleUpgrade` (the TLS port of `startEmulators`).
+   */
+  port?: number | null;
   namespaces?: NamespaceOptions[];
   /** Default: `RootManageSharedAccessKey` / `SAS_KEY_VALUE` with Manage, as in the official emulator. */
   sharedAccessPolicies?: SharedAccessPolicy[];

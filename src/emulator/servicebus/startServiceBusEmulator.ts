@@ -8,8 +8,12 @@ import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBus
 
 export interface ServiceBusEmulator extends AsyncDisposable {
   readonly host: string;
+  /** The plaintext AMQP port; 0 when the emulator was started without one (`port: null`). */
   readonly port: number;
-  /** `Endpoint=sb://HOST:PORT;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true`. */
+  /**
+   * `Endpoint=sb://HOST:PORT;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true`, on the plaintext
+   * port; throws without one (`port: null`).
+   */
   connectionString(keyName?: string): string;
   /** Messages held per entity path (`q1`, `q1/$DeadLetterQueue`, `t1/Subscriptions/s1`), in every state. */
   messageCounts(): Record<string, number>;
@@ -42,8 +46,8 @@ function checkPolicies(policies: readonly SharedAccessPolicy[]): void {
 
 export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions = {}): Promise<ServiceBusEmulator> {
   const host = options.host ?? '127.0.0.1';
-  const requestedPort = options.port ?? 0;
-  if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
+  const requestedPort = options.port === null ? null : (options.port ?? 0);
+  if (requestedPort !== null && (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535)) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${requestedPort}`);
   }
   const policies = options.sharedAccessPolicies ?? [{ keyName: DEFAULT_KEY_NAME, primaryKey: DEFAULT_KEY, rights: ['Manage', 'Listen', 'Send'] }];
@@ -63,10 +67,10 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
       ...(compactAfterBytes === undefined ? {} : { compactAfterBytes }),
     });
   }
-  const server = new AmqpServer(broker, { host, port: requestedPort, policies, limits, now: broker.now });
-  let port: number;
+  const server = new AmqpServer(broker, { host, port: requestedPort ?? 0, policies, limits, now: broker.now });
+  let port = 0;
   try {
-    port = await server.listen();
+    if (requestedPort !== null) port = await server.listen();
   } catch (error) {
     broker.dispose();
     await journal?.close();
@@ -95,6 +99,9 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
     connectionString(keyName = policies[0]!.keyName) {
       const policy = policies.find((p) => p.keyName === keyName);
       if (policy === undefined) throw new TypeError(`connectionString: no shared access policy named "${keyName}"`);
+      if (requestedPort === null) {
+        throw new TypeError("connectionString: the Service Bus emulator has no plaintext port (started with port: null); use the TLS port's connection strings");
+      }
       return `Endpoint=sb://${endpointHost}:${port};SharedAccessKeyName=${policy.keyName};SharedAccessKey=${policy.primaryKey};UseDevelopmentEmulator=true`;
     },
     messageCounts: () => broker.counts(),

@@ -92,7 +92,7 @@ describe('extra CA (tls.caFile)', () => {
   afterAll(() => certificates.remove());
 
   it("adds the CA to Node's roots and NODE_EXTRA_CA_CERTS' file, which an explicit ca would otherwise drop", async () => {
-    const other = await issueTestCertificates('another test CA');
+    const other = await issueTestCertificates();
     try {
       const list = trustedCertificates({ caFile: certificates.caFile }, { NODE_EXTRA_CA_CERTS: other.caFile });
       expect(list).toHaveLength(rootCertificates.length + 2);

@@ -1,7 +1,8 @@
 /**
- * The Service Bus SDK over WebSockets through a real CONNECT proxy. The emulator has no TLS WebSocket endpoint on
- * this branch, so what is checked is the route: the SDK's WebSocket reaches the proxy as a CONNECT to the emulator's
- * host and port, with the proxy's credentials (the TLS handshake that follows fails on the plaintext AMQP port).
+ * The Service Bus SDK over WebSockets through a real CONNECT proxy, against the plaintext emulator: what is checked is
+ * the route, the SDK's WebSocket reaching the proxy as a CONNECT to the emulator's host and port with the proxy's
+ * credentials (the TLS handshake that follows fails on the plaintext AMQP port). Over the emulators' TLS port, end to
+ * end: test/scenarios/outbound443.scenario.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeadLetterQueue } from '../../../src/channels/servicebus/deadLetterQueue.js';
@@ -46,7 +47,7 @@ describe('Service Bus over WebSockets through an HTTPS proxy', () => {
       (error: unknown) => error,
     );
     const tunnel = await proxy.tunnelWhere((candidate) => candidate.port === emulator.port);
-    expect(tunnel).toEqual({ hostname: '127.0.0.1', port: emulator.port, connect: true, username: CREDENTIALS.username });
+    expect(tunnel).toMatchObject({ hostname: '127.0.0.1', port: emulator.port, connect: true, username: CREDENTIALS.username });
     // TLS over the plaintext AMQP port cannot succeed; the route is what this test is about.
     const error = await sent;
     expect(isStorelinkError(error)).toBe(true);
