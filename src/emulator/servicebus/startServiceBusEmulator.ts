@@ -5,7 +5,7 @@ import { AmqpServer } from './amqpServer.js';
 import { checkAccessPolicies } from './authorization.js';
 import { Broker } from './broker.js';
 import { openFileJournal, type FileJournal } from './fileJournal.js';
-import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBusEmulatorOptions, type SharedAccessPolicy } from './options.js';
+import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBusEmulatorOptions } from './options.js';
 
 export interface ServiceBusEmulator extends AsyncDisposable {
   readonly host: string;
