@@ -54,7 +54,7 @@ describe('service bus emulator: authorization rules per entity', () => {
     expect((await receiver.peekMessages(2)).map((m): unknown => m.body)).toEqual(['first', 'second']);
     const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(message?.body).toBe('first');
-    await receiver.deadLetterMessage(message!, { deadLetterReason: 'test' });
+    await receiver.deadLetterMessage(message!, { deadLetterReason: 'test', deadLetterErrorDescription: 'moved by the test' });
     const [dead] = await alpha.createReceiver('store-alpha', { subQueueType: 'deadLetter' }).receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(dead?.body).toBe('first');
   });
