@@ -100,6 +100,7 @@ export function addDoctorCommand(program: Command, io: CliIo): void {
             connectionString: config.serviceBus.connectionString,
             ...(config.serviceBus.queue === undefined ? {} : { queue: config.serviceBus.queue }),
             ...(config.serviceBus.cloudInbox === undefined ? {} : { cloudInbox: config.serviceBus.cloudInbox }),
+            ...(config.serviceBus.cloudInboxConnectionString === undefined ? {} : { cloudInboxConnectionString: config.serviceBus.cloudInboxConnectionString }),
             ...serviceBusExtras(settings),
           },
           ...(config.relay === undefined ? {} : { relay: config.relay }),

@@ -37,6 +37,8 @@ const storeConfigSchema = z.strictObject({
     endpointAddress: endpointAddressSchema.optional(),
     queue: entityNameSchema.optional(),
     cloudInbox: entityNameSchema.optional(),
+    /** A credential of its own for Send on the inbox (a SharedAccessSignature string); default connectionString. */
+    cloudInboxConnectionString: secretSchema.optional(),
     concurrency: z.number().int().min(1).max(64).optional(),
     handlerRetry: z
       .strictObject({
@@ -77,7 +79,13 @@ export async function readStoreConfig(file: string, env: NodeJS.ProcessEnv = pro
     ...config,
     module: path.resolve(base, config.module),
     dataDir: path.resolve(base, config.dataDir),
-    serviceBus: { ...config.serviceBus, connectionString: resolveSecret(config.serviceBus.connectionString, 'serviceBus.connectionString', env) },
+    serviceBus: {
+      ...config.serviceBus,
+      connectionString: resolveSecret(config.serviceBus.connectionString, 'serviceBus.connectionString', env),
+      ...(config.serviceBus.cloudInboxConnectionString === undefined
+        ? {}
+        : { cloudInboxConnectionString: resolveSecret(config.serviceBus.cloudInboxConnectionString, 'serviceBus.cloudInboxConnectionString', env) }),
+    },
     ...(config.relay === undefined
       ? {}
       : { relay: { ...config.relay, connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),

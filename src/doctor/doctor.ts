@@ -51,7 +51,8 @@ interface ServiceBusSettings {
 
 export interface StoreDoctorOptions extends CommonOptions {
   storeId: string;
-  serviceBus: ServiceBusSettings & { queue?: string; cloudInbox?: string };
+  /** `cloudInboxConnectionString`: the store's own credential for Send on the inbox; default `connectionString`. */
+  serviceBus: ServiceBusSettings & { queue?: string; cloudInbox?: string; cloudInboxConnectionString?: string };
   relay?: { connectionString: string; hybridConnection?: string };
 }
 
@@ -225,6 +226,8 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
   if (rlEndpoint !== undefined) for (const spec of endpointChecks(rlEndpoint, context)) await checkup.check(spec);
   await checkup.check(clockCheck(clockEndpoint(sbEndpoint, rlEndpoint, transport), context));
 
+  const inboxCredential = options.serviceBus.cloudInboxConnectionString;
+  const separateInbox = inboxCredential !== undefined && inboxCredential !== options.serviceBus.connectionString;
   await withProbe({ ...options.serviceBus, transport }, routing, timeoutInMs, async (probe) => {
     await checkup.check({
       id: 'servicebus.listen',
@@ -232,32 +235,60 @@ export async function runStoreDoctor(options: StoreDoctorOptions): Promise<Docto
       needs: ['servicebus.tcp'],
       run: async (signal) => neededRight(await probe.probe('Listen', queue, signal), 'Listen', queue, sbKey),
     });
-    await checkup.check({
-      id: 'servicebus.send',
-      title: `Service Bus: Send on ${inbox}`,
-      needs: ['servicebus.tcp'],
-      run: async (signal) => neededRight(await probe.probe('Send', inbox, signal), 'Send', inbox, sbKey),
-    });
-    await checkup.check({
-      id: 'servicebus.rights',
-      title: 'Service Bus: no more rights than needed',
-      needs: ['servicebus.listen', 'servicebus.send'],
-      run: async (signal) => {
-        const manage = await probe.probe('Manage', queue, signal);
-        const sendOwn = await probe.probe('Send', queue, signal);
-        const listenInbox = await probe.probe('Listen', inbox, signal);
-        const extras = [
-          ...(sendOwn.outcome === 'allowed' ? [`send to its own queue ${queue}`] : []),
-          ...(listenInbox.outcome === 'allowed' ? [`read ${inbox}`] : []),
-        ];
-        if (manage.outcome === 'allowed') return fail(`key "${sbKey}" holds Manage; ${describeExtras(extras)}`, manageAdvice(sbKey));
-        if (manage.outcome === 'failed') return fail(`Manage could not be tried: ${manage.detail}`, 'see the network checks above');
-        // One connection string serves both the queue (Listen) and the inbox (Send), so the narrowest key a store can
-        // hold today is Listen + Send; what else it can do is reported, not failed (README "storelink doctor").
-        return pass(
-          `key "${sbKey}" has no Manage; ${describeExtras(extras)}${extras.length === 0 ? '' : ' (one Listen + Send key for queue and inbox cannot be narrower)'}`,
-        );
-      },
+    const inboxProbe = (use: (inbox: ServiceBusAccessProbe, key: string) => Promise<void>): Promise<void> =>
+      separateInbox
+        ? withProbe({ ...options.serviceBus, connectionString: inboxCredential, transport }, routing, timeoutInMs, (inbox) => use(inbox, keyNameOf(inboxCredential)))
+        : use(probe, sbKey);
+    await inboxProbe(async (inboxAccess, inboxKey) => {
+      await checkup.check({
+        id: 'servicebus.send',
+        title: `Service Bus: Send on ${inbox}${separateInbox ? ' (serviceBus.cloudInboxConnectionString)' : ''}`,
+        needs: ['servicebus.tcp'],
+        run: async (signal) => neededRight(await inboxAccess.probe('Send', inbox, signal), 'Send', inbox, inboxKey),
+      });
+      await checkup.check({
+        id: 'servicebus.rights',
+        title: 'Service Bus: no more rights than needed',
+        needs: ['servicebus.listen', 'servicebus.send'],
+        run: async (signal) => {
+          const manage = await probe.probe('Manage', queue, signal);
+          const sendOwn = await probe.probe('Send', queue, signal);
+          const listenInbox = await probe.probe('Listen', inbox, signal);
+          const extras = [
+            ...(sendOwn.outcome === 'allowed' ? [`send to its own queue ${queue}`] : []),
+            ...(listenInbox.outcome === 'allowed' ? [`read ${inbox}`] : []),
+          ];
+          if (manage.outcome === 'allowed') return fail(`key "${sbKey}" holds Manage; ${describeExtras(extras)}`, manageAdvice(sbKey));
+          if (manage.outcome === 'failed') return fail(`Manage could not be tried: ${manage.detail}`, 'see the network checks above');
+          if (!separateInbox) {
+            // One connection string serves both the queue (Listen) and the inbox (Send), so the narrowest key it can
+            // hold is Listen + Send; what else it can do is reported, not failed (README "storelink doctor").
+            return pass(
+              `key "${sbKey}" has no Manage; ${describeExtras(extras)}${extras.length === 0 ? '' : ' (one Listen + Send key for queue and inbox cannot be narrower: give the inbox its own serviceBus.cloudInboxConnectionString)'}`,
+            );
+          }
+          // Two credentials: each can hold exactly its one right, so anything more is a finding.
+          const inboxManage = await inboxAccess.probe('Manage', inbox, signal);
+          const inboxListen = await inboxAccess.probe('Listen', inbox, signal);
+          const inboxToQueue = await inboxAccess.probe('Send', queue, signal);
+          const inboxExtras = [
+            ...(inboxManage.outcome === 'allowed' ? ['manage it'] : []),
+            ...(inboxListen.outcome === 'allowed' ? [`read ${inbox}`] : []),
+            ...(inboxToQueue.outcome === 'allowed' ? [`send to the store's queue ${queue}`] : []),
+          ];
+          if (extras.length === 0 && inboxExtras.length === 0) {
+            return pass(`key "${sbKey}" has Listen on ${queue} and no more; the inbox credential "${inboxKey}" has Send on ${inbox} and no more`);
+          }
+          const found = [
+            ...(extras.length === 0 ? [] : [`key "${sbKey}" can also ${extras.join(' and ')}`]),
+            ...(inboxExtras.length === 0 ? [] : [`the inbox credential "${inboxKey}" can also ${inboxExtras.join(' and ')}`]),
+          ];
+          return fail(
+            found.join('; '),
+            `give the queue credential a rule with Listen only on ${queue}, and the inbox credential a token (or rule) with Send only on ${inbox}`,
+          );
+        },
+      });
     });
   });
 

@@ -1,9 +1,11 @@
 /**
  * The configuration file of `storelink emulator`: the official Service Bus emulator's `Config.json`
  * (`UserConfig.Namespaces[].Queues` and `Topics`), so existing files work unchanged, extended per namespace with
- * `HybridConnections: [{ Name, RequiresClientAuthorization }]` and `SharedAccessPolicies: [{ Name, Key,
- * SecondaryKey?, Rights }]`. Policies apply to both emulators; without any, the development key
- * `RootManageSharedAccessKey` / `SAS_KEY_VALUE` (Manage) is the only one.
+ * `HybridConnections: [{ Name, RequiresClientAuthorization, AuthorizationRules? }]` and `SharedAccessPolicies: [{ Name,
+ * Key, SecondaryKey?, Rights }]`. Policies apply to both emulators; without any, the development key
+ * `RootManageSharedAccessKey` / `SAS_KEY_VALUE` (Manage) is the only one. Rules of one entity, valid for it only, are
+ * `AuthorizationRules: [{ KeyName, PrimaryKey, SecondaryKey?, Rights }]` on a hybrid connection, and in the
+ * `Properties` of a queue or topic (read by the Service Bus emulator's own Config.json parser).
  */
 import { z } from 'zod';
 import { describeIssue } from '../core/validation.js';
@@ -26,6 +28,17 @@ const extensionsSchema = z.object({
             z.strictObject({
               Name: z.string().min(1, 'must not be empty').max(260),
               RequiresClientAuthorization: z.boolean().optional(),
+              AuthorizationRules: z
+                .array(
+                  z.strictObject({
+                    KeyName: z.string().min(1, 'must not be empty').max(256),
+                    PrimaryKey: z.string().min(1, 'must not be empty'),
+                    SecondaryKey: z.string().min(1, 'must not be empty').optional(),
+                    Rights: z.array(z.enum(['Listen', 'Send', 'Manage'])).min(1, 'must list at least one right'),
+                  }),
+                )
+                .max(12, 'Azure allows at most 12 rules on one entity')
+                .optional(),
             }),
           )
           .optional(),
@@ -75,7 +88,17 @@ export function parseEmulatorsConfig(config: unknown, source = 'config'): Emulat
         throw new TypeError(`${source}: UserConfig.Namespaces[${index}].HybridConnections: "${connection.Name}" is defined twice`);
       }
       seenConnections.add(key);
-      hybridConnections.push({ name: connection.Name, requiresClientAuthorization: connection.RequiresClientAuthorization ?? true });
+      const rules = (connection.AuthorizationRules ?? []).map((rule) => ({
+        keyName: rule.KeyName,
+        primaryKey: rule.PrimaryKey,
+        ...(rule.SecondaryKey === undefined ? {} : { secondaryKey: rule.SecondaryKey }),
+        rights: [...new Set(rule.Rights)],
+      }));
+      hybridConnections.push({
+        name: connection.Name,
+        requiresClientAuthorization: connection.RequiresClientAuthorization ?? true,
+        ...(rules.length === 0 ? {} : { authorizationRules: rules }),
+      });
     }
     for (const policy of namespace.SharedAccessPolicies ?? []) {
       if (seenPolicies.has(policy.Name)) {

@@ -21,6 +21,7 @@ import {
   type ServiceBusTransport,
   type TlsTrustOptions,
 } from '../channels/servicebus/serviceBusConnection.js';
+import { parseConnectionString } from '../core/connectionString.js';
 import { RetryWindow } from '../core/backoff.js';
 import { StorelinkError, isPermanentFailure, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
@@ -74,6 +75,12 @@ export interface StoreAgentOptions {
     queue?: string;
     /** Default `cloud-inbox`. */
     cloudInbox?: string;
+    /**
+     * The credential for the inbox (Send), when it is not `connectionString`'s: then `connectionString` needs only
+     * Listen on the store's queue, and this one only Send on the inbox, e.g. a SharedAccessSignature string the
+     * provisioner issued for the inbox (README "Running against real Azure"). Default `connectionString`.
+     */
+    cloudInboxConnectionString?: string;
     /** Operations handled at once from the queue; default 1, so a store applies them in order. */
     concurrency?: number;
     retry?: Partial<RetrySettings>;
@@ -245,6 +252,8 @@ class DefaultStoreAgent implements StoreAgent {
   #ledger: Ledger | undefined;
   #outbox: Outbox | undefined;
   #connection: ServiceBusConnection | undefined;
+  /** The inbox's own connection, when the inbox has a credential of its own. */
+  #inboxConnection: ServiceBusConnection | undefined;
   #consumer: QueueConsumer | undefined;
   #listener: RelayListener | undefined;
   #flusher: OutboxFlusher | undefined;
@@ -319,18 +328,23 @@ class DefaultStoreAgent implements StoreAgent {
         },
       },
     });
-    this.#connection = createServiceBusConnection({
-      connectionString: serviceBus.connectionString,
-      transport: serviceBus.transport ?? defaultStoreTransport(serviceBus.connectionString),
-      ...(serviceBus.endpointAddress === undefined ? {} : { endpointAddress: serviceBus.endpointAddress }),
-      ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
-      ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
-      logger: this.#logger,
-      ...(serviceBus.retry === undefined ? {} : { retry: serviceBus.retry }),
-    });
+    const connect = (connectionString: string): ServiceBusConnection =>
+      createServiceBusConnection({
+        connectionString,
+        transport: serviceBus.transport ?? defaultStoreTransport(connectionString),
+        ...(serviceBus.endpointAddress === undefined ? {} : { endpointAddress: serviceBus.endpointAddress }),
+        ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
+        ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
+        logger: this.#logger,
+        ...(serviceBus.retry === undefined ? {} : { retry: serviceBus.retry }),
+      });
+    this.#connection = connect(serviceBus.connectionString);
+    const inboxCredential = serviceBus.cloudInboxConnectionString;
+    if (inboxCredential !== undefined && inboxCredential !== serviceBus.connectionString) this.#inboxConnection = connect(inboxCredential);
+    this.#logPreIssuedTokens();
     this.#flusher = new OutboxFlusher({
       outbox,
-      sender: this.#connection.createSender(serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX),
+      sender: (this.#inboxConnection ?? this.#connection).createSender(serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX),
       logger: this.#logger,
     });
     this.#subscriptions.push(
@@ -390,6 +404,24 @@ class DefaultStoreAgent implements StoreAgent {
     }
     this.#setState({ status: 'running' });
     this.#logger.info({ queue: serviceBus.queue ?? defaultStoreEntityName(storeId), relay: relay !== undefined }, 'store agent running');
+  }
+
+  /** A pre-issued token stops working at its expiry: say when, at start, so nobody is surprised. */
+  #logPreIssuedTokens(): void {
+    const { serviceBus, relay } = this.#options;
+    const credentials = [
+      ['serviceBus.connectionString', serviceBus.connectionString],
+      ['serviceBus.cloudInboxConnectionString', serviceBus.cloudInboxConnectionString],
+      ['relay.connectionString', relay?.connectionString],
+    ] as const;
+    for (const [field, text] of credentials) {
+      if (text === undefined) continue;
+      const { signatureExpiresAtInMs: expiresAt, signatureResource: resource } = parseConnectionString(text);
+      if (expiresAt === undefined) continue;
+      const expiresAtIso = new Date(expiresAt).toISOString();
+      if (expiresAt <= this.#now()) this.#logger.error({ field, resource, expiresAt: expiresAtIso }, `${field} holds a SharedAccessSignature that expired at ${expiresAtIso}: it will be refused`);
+      else this.#logger.info({ field, resource, expiresAt: expiresAtIso }, `${field} holds a SharedAccessSignature valid until ${expiresAtIso}`);
+    }
   }
 
   async #announce(relay: RelayAnnouncement): Promise<void> {
@@ -557,6 +589,7 @@ class DefaultStoreAgent implements StoreAgent {
     this.#closeAbort.abort(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closing'));
     await this.#flusher?.close();
     await this.#connection?.close();
+    await this.#inboxConnection?.close();
     try {
       await this.#ledger?.close();
       await this.#outbox?.close();

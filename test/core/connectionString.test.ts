@@ -5,7 +5,9 @@ import {
   relayHttpUrl,
   relayListenUrl,
   relayTokenAudience,
+  sasTokenFor,
 } from '../../src/core/connectionString.js';
+import { createSasToken, parseSasToken } from '../../src/core/sas.js';
 
 const AZURE = 'Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=cloud-send;SharedAccessKey=c2VjcmV0';
 const LOCAL = 'Endpoint=sb://127.0.0.1:9352;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;';
@@ -17,6 +19,9 @@ describe('parseConnectionString', () => {
       port: undefined,
       keyName: 'cloud-send',
       key: 'c2VjcmV0',
+      sharedAccessSignature: undefined,
+      signatureExpiresAtInMs: undefined,
+      signatureResource: undefined,
       entityPath: undefined,
       useDevelopmentEmulator: false,
     });
@@ -28,6 +33,9 @@ describe('parseConnectionString', () => {
       port: 5672,
       keyName: 'n',
       key: 'k=v==',
+      sharedAccessSignature: undefined,
+      signatureExpiresAtInMs: undefined,
+      signatureResource: undefined,
       entityPath: 'q1',
       useDevelopmentEmulator: true,
     });
@@ -41,7 +49,9 @@ describe('parseConnectionString', () => {
     ['Endpoint=sb://ns/;SharedAccessKey=b', '"SharedAccessKeyName" missing'],
     ['Endpoint=sb://ns/;SharedAccessKeyName=a', '"SharedAccessKey" missing'],
     ['Endpoint=sb://ns/;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=True', 'must be true or false'],
-    ['Endpoint=sb://ns/;SharedAccessSignature=SharedAccessSignature sr=x', 'not supported'],
+    ['Endpoint=sb://ns/;SharedAccessSignature=SharedAccessSignature sr=x', '"SharedAccessSignature": Malformed SAS token: missing "sig", "se", "skn"'],
+    ['Endpoint=sb://ns/;SharedAccessSignature=Bearer abc', 'must start with "SharedAccessSignature "'],
+    [`Endpoint=sb://ns/;SharedAccessSignature=${'SharedAccessSignature sr=a&sig=b&se=1&skn=c'};SharedAccessKeyName=a;SharedAccessKey=b`, 'not both'],
     ['Endpoint=sb://ns/;garbage', 'not a Name=value pair'],
   ])('rejects %j: %s', (text, message) => {
     expect(() => parseConnectionString(text)).toThrow(expect.objectContaining({ code: 'CONNECTION_STRING_INVALID', message: expect.stringContaining(message) }));
@@ -54,6 +64,41 @@ describe('parseConnectionString', () => {
     } catch (error) {
       expect(String(error)).not.toContain('TOPSECRET');
     }
+  });
+});
+
+describe('SharedAccessSignature connection strings', () => {
+  const NOW = Date.UTC(2030, 0, 1);
+  const token = createSasToken({ resource: 'sb://contoso.servicebus.windows.net/cloud-inbox', keyName: 'stores-send', key: 'k', timeToLiveInMs: 3_600_000, nowInMs: NOW });
+  const text = `Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessSignature=${token};EntityPath=cloud-inbox`;
+
+  it('reads a pre-issued token: its key name, resource and expiry, and no key', () => {
+    expect(parseConnectionString(text)).toMatchObject({
+      host: 'contoso.servicebus.windows.net',
+      keyName: 'stores-send',
+      key: undefined,
+      sharedAccessSignature: token,
+      signatureExpiresAtInMs: NOW + 3_600_000,
+      signatureResource: 'sb://contoso.servicebus.windows.net/cloud-inbox',
+      entityPath: 'cloud-inbox',
+    });
+  });
+
+  it('sasTokenFor presents the pre-issued token until it expires, then says when it did', () => {
+    const connection = parseConnectionString(text);
+    expect(sasTokenFor(connection, 'ignored', { nowInMs: NOW + 3_599_000 })).toBe(token);
+    expect(() => sasTokenFor(connection, 'ignored', { nowInMs: NOW + 3_600_000 })).toThrow(
+      expect.objectContaining({ code: 'SAS_TOKEN_EXPIRED', message: expect.stringContaining('expired at 2030-01-01T01:00:00.000Z') }),
+    );
+  });
+
+  it('sasTokenFor signs a fresh token for the audience from a key', () => {
+    const made = sasTokenFor(parseConnectionString(AZURE), 'http://contoso.servicebus.windows.net/hc', { nowInMs: NOW, timeToLiveInMs: 60_000 });
+    expect(parseSasToken(made)).toMatchObject({ resource: 'http://contoso.servicebus.windows.net/hc', keyName: 'cloud-send', expiresOnInSeconds: NOW / 1000 + 60 });
+  });
+
+  it('redacts the token for logs', () => {
+    expect(redactConnectionString(text)).not.toContain('sig=');
   });
 });
 

@@ -107,7 +107,7 @@ async function world(): Promise<World> {
     return { status, error };
   };
   const connection = parseConnectionString(azure.relayConnectionString());
-  const token = createSasToken({ resource: relayTokenAudience(connection, QUEUE), keyName: connection.keyName, key: connection.key, timeToLiveInMs: 60_000 });
+  const token = createSasToken({ resource: relayTokenAudience(connection, QUEUE), keyName: connection.keyName, key: connection.key!, timeToLiveInMs: 60_000 });
   const post = async (type: string, text: string) => {
     const response = await request(`${relayHttpUrl(connection, QUEUE)}${operationPath(type)}`, {
       method: 'POST',

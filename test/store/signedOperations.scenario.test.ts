@@ -159,7 +159,7 @@ describe('a store runs only operations the cloud signed', () => {
     const store = await startStore(azure);
     const connection = parseConnectionString(azure.relayConnectionString());
     const url = relayHttpUrl(connection, QUEUE);
-    const token = createSasToken({ resource: relayTokenAudience(connection, QUEUE), keyName: connection.keyName, key: connection.key, timeToLiveInMs: 60_000 });
+    const token = createSasToken({ resource: relayTokenAudience(connection, QUEUE), keyName: connection.keyName, key: connection.key!, timeToLiveInMs: 60_000 });
     const bad = forgeries();
     for (const { name, body, says } of bad) {
       const response = await request(`${url}${operationPath(body.type)}`, {

@@ -24,13 +24,12 @@ import {
   type ListenerFailureKind,
   type RelayListenerContext,
 } from '../../../machines/relayListener.machine.js';
-import { parseConnectionString, relayListenUrl, relayTokenAudience } from '../../core/connectionString.js';
+import { parseConnectionString, relayListenUrl, relayTokenAudience, sasTokenFor } from '../../core/connectionString.js';
 import { withJitter } from '../../core/backoff.js';
 import { StorelinkError, isStorelinkError, storeHttpStatusOf } from '../../core/errors.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan, type JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { MAX_OPERATION_BYTES, parseOperation, type Operation } from '../../core/operation.js';
-import { createSasToken } from '../../core/sas.js';
 import { proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { webSocketProxyAgent } from '../network/webSocketAgent.js';
@@ -181,7 +180,7 @@ class HycoRelayListener implements RelayListener {
     const controlChannel = controlChannelLogic({
       listenUrl: relayListenUrl(connection, options.hybridConnection),
       sockets: socketSettingsOf(proxySettingsFrom(options.proxy, env), trustedCertificates(options.tls, env)),
-      token: () => createSasToken({ resource: audience, keyName: connection.keyName, key: connection.key, timeToLiveInMs }),
+      token: () => sasTokenFor(connection, audience, { timeToLiveInMs }),
       onRequest: (request, response) => this.#track(this.#handle(request, response)),
       pingIntervalInMs: options.pingIntervalInMs ?? 30_000,
       pongTimeoutInMs: options.pongTimeoutInMs ?? 10_000,

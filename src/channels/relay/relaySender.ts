@@ -11,11 +11,10 @@
  */
 import { createHash } from 'node:crypto';
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
-import { parseConnectionString, relayHttpUrl, relayTokenAudience, type ConnectionString } from '../../core/connectionString.js';
+import { parseConnectionString, relayHttpUrl, relayTokenAudience, sasTokenFor, type ConnectionString } from '../../core/connectionString.js';
 import { StorelinkError, isStoreAnswerCode } from '../../core/errors.js';
 import type { JsonValue } from '../../core/json.js';
 import type { Operation } from '../../core/operation.js';
-import { createSasToken } from '../../core/sas.js';
 import { proxyAuthorization, proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { HEALTH_PATH, STORE_ORIGIN_HEADER, operationPath, type RelayErrorBody } from './relayProtocol.js';
@@ -234,14 +233,10 @@ class HttpRelaySender implements RelaySender {
   #currentToken(): string {
     const now = this.#now();
     if (this.#token === undefined || now >= this.#token.renewAtInMs) {
-      const value = createSasToken({
-        resource: this.#audience,
-        keyName: this.#connection.keyName,
-        key: this.#connection.key,
-        timeToLiveInMs: this.#tokenTimeToLiveInMs,
-        nowInMs: now,
-      });
-      this.#token = { value, renewAtInMs: now + this.#tokenTimeToLiveInMs - TOKEN_RENEWAL_MARGIN_IN_MS };
+      const value = sasTokenFor(this.#connection, this.#audience, { timeToLiveInMs: this.#tokenTimeToLiveInMs, nowInMs: now });
+      // A pre-issued token is presented until it expires, then refused here with the time it expired.
+      const renewAtInMs = this.#connection.signatureExpiresAtInMs ?? now + this.#tokenTimeToLiveInMs - TOKEN_RENEWAL_MARGIN_IN_MS;
+      this.#token = { value, renewAtInMs };
     }
     return this.#token.value;
   }

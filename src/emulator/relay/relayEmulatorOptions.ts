@@ -19,7 +19,12 @@ export interface HybridConnectionDefinition {
   name: string;
   /** When false, senders need no token (listeners always need a Listen token). Default true, as in Azure. */
   requiresClientAuthorization?: boolean;
-  /** Entity-level policies, consulted before the namespace-level ones. */
+  /**
+   * The hybrid connection's own authorization rules (Azure's entity-level rules), consulted before the namespace's
+   * policies: their keys are valid for this hybrid connection only.
+   */
+  authorizationRules?: readonly SharedAccessPolicy[];
+  /** The older name of `authorizationRules`; both may be given, a key name only once across them. */
   policies?: readonly SharedAccessPolicy[];
 }
 
@@ -132,6 +137,7 @@ const hybridConnectionSchema = z
         message: 'must not contain "?", "#", "\\" or whitespace, nor start with "$hc"',
       }),
     requiresClientAuthorization: z.boolean().optional(),
+    authorizationRules: z.array(policySchema).optional(),
     policies: z.array(policySchema).optional(),
   })
   .strict();
@@ -229,7 +235,7 @@ export function resolveHybridConnection(definition: z.infer<typeof hybridConnect
   return {
     name: definition.name,
     requiresClientAuthorization: definition.requiresClientAuthorization ?? true,
-    policies: resolvePolicies(definition.policies ?? [], `hybrid connection "${definition.name}"`),
+    policies: resolvePolicies([...(definition.authorizationRules ?? []), ...(definition.policies ?? [])], `hybrid connection "${definition.name}"`),
   };
 }
 

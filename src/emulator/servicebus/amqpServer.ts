@@ -11,7 +11,8 @@ import type { Duplex } from 'node:stream';
 import rhea from 'rhea';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Connection, Delivery, EventContext, Receiver, Sender, Session } from 'rhea';
-import { audienceCovers, sasFailurePrefixOf, verifySasToken } from '../../core/sas.js';
+import { audienceCovers, parseSasToken, sasFailurePrefixOf, verifySasToken } from '../../core/sas.js';
+import { entityPathOf, scopeCovers, signingKeyFor, type RuleHolder } from './authorization.js';
 import { SECTION, bytesToUuid, readBinary, splitSections, swapGuidBytes, toDotNetTicks, uuidToBytes } from './amqpCodec.js';
 import type { Broker} from './broker.js';
 import { BrokerError, type Consumer, type MessageStore, type SendEntity, type SettleOutcome } from './broker.js';
@@ -63,11 +64,7 @@ export interface AmqpServerOptions {
 }
 
 function entityPath(address: unknown): string {
-  if (typeof address !== 'string') return '';
-  let path = address.trim();
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(path);
-  if (scheme !== null) path = path.slice(scheme[0].length);
-  return path.replace(/^\/+|\/+$/g, '').toLowerCase();
+  return typeof address === 'string' ? entityPathOf(address) : '';
 }
 
 function errorOf(condition: string, description: string): { condition: string; description: string } {
@@ -524,18 +521,20 @@ export class AmqpServer {
       return;
     }
     try {
+      // The key is looked up where the token's resource lies: that entity's rules, then the namespace's policies.
+      const claimed = parseSasToken(token);
+      const find = (path: string): RuleHolder | undefined => this.broker.entities.get(path);
+      const signingKey = signingKeyFor(claimed.keyName, entityPathOf(claimed.resource), this.options.policies, find);
       const parsed = verifySasToken(token, {
-        keysFor: (keyName) => {
-          const policy = this.options.policies.find((p) => p.keyName === keyName);
-          return policy === undefined ? undefined : [policy.primaryKey, ...(policy.secondaryKey === undefined ? [] : [policy.secondaryKey])];
-        },
+        keysFor: () =>
+          signingKey === undefined ? undefined : [signingKey.policy.primaryKey, ...(signingKey.policy.secondaryKey === undefined ? [] : [signingKey.policy.secondaryKey])],
         nowInMs: this.options.now(),
       });
-      if (!audienceCovers(parsed.resource, audience, { compareHost: false })) {
+      if (!audienceCovers(parsed.resource, audience, { compareHost: false }) || !scopeCovers(signingKey!, entityPathOf(audience), find)) {
         respond(401, `InvalidAudience: the token for '${parsed.resource}' does not grant access to '${audience}'.`);
         return;
       }
-      const policy = this.options.policies.find((p) => p.keyName === parsed.keyName)!;
+      const policy = signingKey!.policy;
       const state = this.state(context.connection);
       state.grants = state.grants.filter((grant) => grant.audience !== audience);
       state.grants.push({ audience, expiresAt: parsed.expiresOnInSeconds * 1000, rights: policy.rights });

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { ruleMatches, sqlRule, type Rule } from './filters.js';
 import { withApplicationProperties, type IncomingMessage, type MessageBody, type MessageFacts, type StoredMessage } from './message.js';
-import { resolveClock, resolveProperties, type EntityProperties, type ResolvedEntityProperties, type RuleOptions, type ServiceBusEmulatorOptions } from './options.js';
+import { checkAuthorizationRules } from './authorization.js';
+import { resolveClock, resolveProperties, type AuthorizationRule, type EntityProperties, type ResolvedEntityProperties, type RuleOptions, type ServiceBusEmulatorOptions } from './options.js';
 
 /** Receives messages from a store: a receiver link, with its credit. */
 export interface Consumer {
@@ -587,7 +588,11 @@ export class MessageStore {
 export interface QueueEntity {
   kind: 'queue';
   name: string;
+  /** Lower-case: the key of `Broker.entities`. */
+  path: string;
   props: ResolvedEntityProperties;
+  /** The queue's own rules (mutable: a management API may add, rotate or remove them). */
+  authorizationRules: AuthorizationRule[];
   store: MessageStore;
   dedup: Map<string, number>;
 }
@@ -604,7 +609,11 @@ export interface SubscriptionEntity {
 export interface TopicEntity {
   kind: 'topic';
   name: string;
+  /** Lower-case: the key of `Broker.entities`. */
+  path: string;
   props: ResolvedEntityProperties;
+  /** The topic's own rules, valid for its subscriptions too. */
+  authorizationRules: AuthorizationRule[];
   subscriptions: Map<string, SubscriptionEntity>;
   dedup: Map<string, number>;
   /** Topic-wide sequence numbers: every subscription's copy of a message carries the same one. */
@@ -632,6 +641,10 @@ export function compileRule(rule: RuleOptions): Rule {
 }
 
 const MAX_FORWARD_HOPS = 4;
+
+function copyRule(rule: AuthorizationRule): AuthorizationRule {
+  return { ...rule, rights: [...rule.rights] };
+}
 
 export class Broker {
   readonly entities = new Map<string, SendEntity>();
@@ -692,12 +705,14 @@ export class Broker {
     return key;
   }
 
-  addQueue(name: string, props: EntityProperties = {}, where = 'queue'): QueueEntity {
+  addQueue(name: string, props: EntityProperties & { authorizationRules?: AuthorizationRule[] } = {}, where = 'queue'): QueueEntity {
     const key = this.checkName(name, where);
     const resolved = resolveProperties(where, props);
+    checkAuthorizationRules(`${where}.authorizationRules`, props.authorizationRules);
     const dlq = new MessageStore(this, `${key}/$deadletterqueue`, `${name}/$DeadLetterQueue`, 'deadLetter', { ...resolved, maxDeliveryCount: Infinity }, undefined);
     const store = new MessageStore(this, key, name, 'queue', resolved, dlq);
-    const entity: QueueEntity = { kind: 'queue', name, props: resolved, store, dedup: new Map() };
+    const authorizationRules = (props.authorizationRules ?? []).map(copyRule);
+    const entity: QueueEntity = { kind: 'queue', name, path: key, props: resolved, authorizationRules, store, dedup: new Map() };
     this.entities.set(key, entity);
     this.registerStores(store, dlq);
     return entity;
@@ -711,9 +726,12 @@ export class Broker {
     this.stores.set(transfer.path, transfer);
   }
 
-  addTopic(name: string, props: EntityProperties = {}, where = 'topic'): TopicEntity {
+  addTopic(name: string, props: EntityProperties & { authorizationRules?: AuthorizationRule[] } = {}, where = 'topic'): TopicEntity {
     const key = this.checkName(name, where);
-    const entity: TopicEntity = { kind: 'topic', name, props: resolveProperties(where, props), subscriptions: new Map(), dedup: new Map(), nextSeq: 1 };
+    const resolved = resolveProperties(where, props);
+    checkAuthorizationRules(`${where}.authorizationRules`, props.authorizationRules);
+    const authorizationRules = (props.authorizationRules ?? []).map(copyRule);
+    const entity: TopicEntity = { kind: 'topic', name, path: key, props: resolved, authorizationRules, subscriptions: new Map(), dedup: new Map(), nextSeq: 1 };
     this.entities.set(key, entity);
     return entity;
   }

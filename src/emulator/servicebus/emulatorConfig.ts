@@ -1,10 +1,20 @@
 /**
  * Reads the official Service Bus emulator's `Config.json` (`UserConfig.Namespaces[].Queues[]` / `Topics[]`) into this
- * emulator's options. Durations are ISO-8601 (`PT1M`, `P1DT2H`, `PT0.5S`); empty `ForwardTo` strings mean "none".
+ * emulator's options, with one storelink extension: `AuthorizationRules` in a queue's or topic's `Properties`
+ * (`[{ KeyName, PrimaryKey, SecondaryKey?, Rights }]`, keys valid for that entity only). Durations are ISO-8601 (`PT1M`, `P1DT2H`, `PT0.5S`); empty `ForwardTo` strings mean "none".
  */
 import { z } from 'zod';
 import { describeIssue } from '../../core/validation.js';
-import type { EntityProperties, NamespaceOptions, QueueOptions, RuleOptions, SubscriptionOptions, TopicOptions } from './options.js';
+import {
+  MAX_AUTHORIZATION_RULES_PER_ENTITY,
+  type AuthorizationRule,
+  type EntityProperties,
+  type NamespaceOptions,
+  type QueueOptions,
+  type RuleOptions,
+  type SubscriptionOptions,
+  type TopicOptions,
+} from './options.js';
 
 const DURATION = /^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/i;
 
@@ -48,6 +58,21 @@ const entityProperties = z
   })
   .loose();
 
+/**
+ * A storelink extension (the official emulator has no per-entity rules): `Properties.AuthorizationRules` of a queue or
+ * topic, named as in Azure's entity descriptions (`KeyName`, `PrimaryKey`, `SecondaryKey`, `Rights`).
+ */
+const authorizationRule = z.strictObject({
+  KeyName: z.string().min(1, 'must not be empty').max(256),
+  PrimaryKey: z.string().min(1, 'must not be empty'),
+  SecondaryKey: z.string().min(1, 'must not be empty').optional(),
+  Rights: z.array(z.enum(['Listen', 'Send', 'Manage'])).min(1, 'must list at least one right'),
+});
+
+const ruleHolderProperties = entityProperties.extend({
+  AuthorizationRules: z.array(authorizationRule).max(MAX_AUTHORIZATION_RULES_PER_ENTITY, `Azure allows at most ${MAX_AUTHORIZATION_RULES_PER_ENTITY} rules on one entity`).optional(),
+});
+
 const correlationFilter = z
   .object({
     ContentType: z.string().optional(),
@@ -75,15 +100,16 @@ const rule = z.object({
 
 const subscription = z.object({
   Name: z.string().min(1),
-  Properties: entityProperties.optional(),
+  // Azure has no authorization rules on a subscription: its topic's rules cover it.
+  Properties: entityProperties.extend({ AuthorizationRules: z.undefined({ error: 'a subscription has no rules of its own: put them on its topic' }).optional() }).optional(),
   Rules: z.array(rule).optional(),
 });
 
-const queue = z.object({ Name: z.string().min(1), Properties: entityProperties.optional() });
+const queue = z.object({ Name: z.string().min(1), Properties: ruleHolderProperties.optional() });
 
 const topic = z.object({
   Name: z.string().min(1),
-  Properties: entityProperties.optional(),
+  Properties: ruleHolderProperties.optional(),
   Subscriptions: z.array(subscription).optional(),
 });
 
@@ -104,6 +130,19 @@ const configSchema = z.object({
 });
 
 type EntityPropertiesInput = z.infer<typeof entityProperties>;
+
+function toAuthorizationRules(props: z.infer<typeof ruleHolderProperties> | undefined): { authorizationRules?: AuthorizationRule[] } {
+  const rules = props?.AuthorizationRules;
+  if (rules === undefined) return {};
+  return {
+    authorizationRules: rules.map((rule) => ({
+      keyName: rule.KeyName,
+      primaryKey: rule.PrimaryKey,
+      ...(rule.SecondaryKey === undefined ? {} : { secondaryKey: rule.SecondaryKey }),
+      rights: [...new Set(rule.Rights)],
+    })),
+  };
+}
 
 function toProperties(props: EntityPropertiesInput | undefined): EntityProperties {
   const out: EntityProperties = {};
@@ -161,10 +200,10 @@ export function parseEmulatorConfig(config: unknown): { namespaces: NamespaceOpt
     throw new TypeError(`Invalid Service Bus emulator config: ${details}`);
   }
   const namespaces = result.data.UserConfig.Namespaces.map((ns): NamespaceOptions => {
-    const queues = (ns.Queues ?? []).map((q): QueueOptions => ({ name: q.Name, ...toProperties(q.Properties) }));
+    const queues = (ns.Queues ?? []).map((q): QueueOptions => ({ name: q.Name, ...toProperties(q.Properties), ...toAuthorizationRules(q.Properties) }));
     const topics = (ns.Topics ?? []).map((t): TopicOptions => {
       const props = toProperties(t.Properties);
-      const out: TopicOptions = { name: t.Name, subscriptions: (t.Subscriptions ?? []).map((s): SubscriptionOptions => {
+      const out: TopicOptions = { name: t.Name, ...toAuthorizationRules(t.Properties), subscriptions: (t.Subscriptions ?? []).map((s): SubscriptionOptions => {
         const sub: SubscriptionOptions = { name: s.Name, ...toProperties(s.Properties) };
         if (s.Rules !== undefined && s.Rules.length > 0) sub.rules = s.Rules.map(toRule);
         return sub;

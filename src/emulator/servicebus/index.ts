@@ -2,6 +2,7 @@ export { startServiceBusEmulator, type ServiceBusEmulator } from './startService
 export { WEBSOCKET_PATH, WEBSOCKET_PROTOCOL } from './amqpServer.js';
 export type {
   AccessRight,
+  AuthorizationRule,
   EntityProperties,
   NamespaceOptions,
   QueueOptions,
@@ -12,4 +13,5 @@ export type {
   TopicOptions,
 } from './options.js';
 export type { CorrelationFilter } from './filters.js';
+export { MAX_AUTHORIZATION_RULES_PER_ENTITY } from './options.js';
 export { parseEmulatorConfig, parseIsoDuration } from './emulatorConfig.js';

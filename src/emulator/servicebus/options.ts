@@ -7,8 +7,19 @@ export interface SharedAccessPolicy {
   keyName: string;
   primaryKey: string;
   secondaryKey?: string;
+  /** `Manage` implies `Listen` and `Send`. */
   rights: AccessRight[];
 }
+
+/**
+ * An authorization rule of one queue or topic (Azure's `AuthorizationRules` of an entity): its keys sign tokens for
+ * that entity only (its path or a path under it: its dead-letter queue, a subscription of a topic), never for another
+ * entity nor for the whole namespace. Same shape as a namespace policy.
+ */
+export type AuthorizationRule = SharedAccessPolicy;
+
+/** Azure's limit of authorization rules on one entity (and on a namespace). */
+export const MAX_AUTHORIZATION_RULES_PER_ENTITY = 12;
 
 export interface EntityProperties {
   /** Peek-lock duration; default 60 000 ms. */
@@ -33,6 +44,8 @@ export interface EntityProperties {
 
 export interface QueueOptions extends EntityProperties {
   name: string;
+  /** Rules whose keys are valid for this queue only; at most 12, as on Azure. Namespace policies keep working. */
+  authorizationRules?: AuthorizationRule[];
 }
 
 /** A subscription rule: a correlation filter, a SQL filter expression, or a constant. */
@@ -52,6 +65,8 @@ export interface SubscriptionOptions extends EntityProperties {
 
 export interface TopicOptions {
   name: string;
+  /** Rules whose keys are valid for this topic and its subscriptions only; at most 12, as on Azure. */
+  authorizationRules?: AuthorizationRule[];
   defaultMessageTimeToLiveInMs?: number;
   requiresDuplicateDetection?: boolean;
   duplicateDetectionHistoryTimeWindowInMs?: number;

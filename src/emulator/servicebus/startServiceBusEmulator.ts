@@ -2,9 +2,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AmqpServer } from './amqpServer.js';
+import { checkAccessPolicies } from './authorization.js';
 import { Broker } from './broker.js';
 import { openFileJournal, type FileJournal } from './fileJournal.js';
-import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBusEmulatorOptions, type SharedAccessPolicy } from './options.js';
+import { DEFAULT_KEY, DEFAULT_KEY_NAME, resolveConnectionLimits, type ServiceBusEmulatorOptions } from './options.js';
 
 export interface ServiceBusEmulator extends AsyncDisposable {
   readonly host: string;
@@ -12,9 +13,10 @@ export interface ServiceBusEmulator extends AsyncDisposable {
   readonly port: number;
   /**
    * `Endpoint=sb://HOST:PORT;SharedAccessKeyName=…;SharedAccessKey=…;UseDevelopmentEmulator=true`, on the plaintext
-   * port; throws without one (`port: null`).
+   * port, for a namespace policy, or with `entity` for one of that queue's or topic's authorization rules (its key is
+   * valid there only); throws without a plaintext port (`port: null`).
    */
-  connectionString(keyName?: string): string;
+  connectionString(keyName?: string, options?: { entity?: string }): string;
   /** Messages held per entity path (`q1`, `q1/$DeadLetterQueue`, `t1/Subscriptions/s1`), in every state. */
   messageCounts(): Record<string, number>;
   /** Open AMQP connections. */
@@ -30,20 +32,6 @@ export interface ServiceBusEmulator extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-function checkPolicies(policies: readonly SharedAccessPolicy[]): void {
-  if (policies.length === 0) throw new TypeError('sharedAccessPolicies must hold at least one policy');
-  const names = new Set<string>();
-  policies.forEach((policy, index) => {
-    if (typeof policy.keyName !== 'string' || policy.keyName.length === 0) throw new TypeError(`sharedAccessPolicies[${index}].keyName must be a non-empty string`);
-    if (typeof policy.primaryKey !== 'string' || policy.primaryKey.length === 0) throw new TypeError(`sharedAccessPolicies[${index}].primaryKey must be a non-empty string`);
-    if (!Array.isArray(policy.rights) || policy.rights.some((right) => !['Listen', 'Send', 'Manage'].includes(right))) {
-      throw new TypeError(`sharedAccessPolicies[${index}].rights must list 'Listen', 'Send' and/or 'Manage'`);
-    }
-    if (names.has(policy.keyName)) throw new TypeError(`sharedAccessPolicies[${index}].keyName "${policy.keyName}" is used twice`);
-    names.add(policy.keyName);
-  });
-}
-
 export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions = {}): Promise<ServiceBusEmulator> {
   const host = options.host ?? '127.0.0.1';
   const requestedPort = options.port === null ? null : (options.port ?? 0);
@@ -51,7 +39,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
     throw new RangeError(`port must be an integer from 0 to 65535, got ${requestedPort}`);
   }
   const policies = options.sharedAccessPolicies ?? [{ keyName: DEFAULT_KEY_NAME, primaryKey: DEFAULT_KEY, rights: ['Manage', 'Listen', 'Send'] }];
-  checkPolicies(policies);
+  checkAccessPolicies('sharedAccessPolicies', policies, { allowEmpty: false });
   const limits = resolveConnectionLimits(options);
   options.abortSignal?.throwIfAborted();
 
@@ -96,9 +84,14 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   return {
     host,
     port,
-    connectionString(keyName = policies[0]!.keyName) {
-      const policy = policies.find((p) => p.keyName === keyName);
-      if (policy === undefined) throw new TypeError(`connectionString: no shared access policy named "${keyName}"`);
+    connectionString(keyName = policies[0]!.keyName, connectionOptions = {}) {
+      const entityName = connectionOptions.entity;
+      const entity = entityName === undefined ? undefined : broker.entity(entityName);
+      if (entityName !== undefined && entity === undefined) throw new TypeError(`connectionString: no queue or topic named "${entityName}"`);
+      const policy = (entity?.authorizationRules ?? policies).find((p) => p.keyName === keyName);
+      if (policy === undefined) {
+        throw new TypeError(`connectionString: no ${entity === undefined ? 'shared access policy' : `authorization rule of "${entityName}"`} named "${keyName}"`);
+      }
       if (requestedPort === null) {
         throw new TypeError("connectionString: the Service Bus emulator has no plaintext port (started with port: null); use the TLS port's connection strings");
       }
