@@ -6,12 +6,13 @@ import { Agent } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRelayListener, type ExecuteOperation, type RelayListener, type RelayListenerState } from '../../../src/channels/relay/relayListener.js';
 import { createRelaySender, type RelaySender } from '../../../src/channels/relay/relaySender.js';
-import { StorelinkError, isStorelinkError, type StorelinkErrorCode } from '../../../src/core/errors.js';
+import { StorelinkError, type StorelinkErrorCode } from '../../../src/core/errors.js';
 import { relayFailureReasonOf } from '../../../src/core/linkContract.js';
 import { createOperation, type Operation } from '../../../src/core/operation.js';
 import { createSasToken } from '../../../src/core/sas.js';
 import { startRelayEmulator, type RelayEmulator, type RelayEmulatorOptions } from '../../../src/emulator/relay/index.js';
 import { startTcpProxy } from '../../support/tcpProxy.js';
+import { failureOf } from '../../support/failureOf.js';
 
 const HC = 'store-paris-1';
 const closeables: (() => Promise<void> | void)[] = [];
@@ -98,15 +99,6 @@ function order(type = 'clickAndCollect.order', payload: Operation['payload'] = {
   return createOperation({ storeId: 'paris-1', type, payload, latency: 'realtime', timeToLiveInMs: 60_000 });
 }
 
-async function failureOf(promise: Promise<unknown>): Promise<StorelinkError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isStorelinkError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('relay channel: hyco-https listener and HTTPS sender through the relay emulator', () => {
   it('delivers a real-time operation and returns the store result', async () => {

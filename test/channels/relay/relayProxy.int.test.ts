@@ -7,10 +7,10 @@ import { firstValueFrom, filter } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRelayListener, type ExecuteOperation, type RelayListener, type RelayListenerOptions, type RelayListenerState } from '../../../src/channels/relay/relayListener.js';
 import { createRelaySender, type RelaySender, type RelaySenderOptions } from '../../../src/channels/relay/relaySender.js';
-import { isStorelinkError, type StorelinkError } from '../../../src/core/errors.js';
 import { createOperation, type Operation } from '../../../src/core/operation.js';
 import { startRelayEmulator, type RelayEmulator } from '../../../src/emulator/relay/index.js';
 import { startCountingProxy, type CountingProxy, type ProxyCredentials } from '../../support/countingProxy.js';
+import { failureOf } from '../../support/failureOf.js';
 
 const HC = 'store-lille-1';
 const closeables: (() => Promise<void>)[] = [];
@@ -77,15 +77,6 @@ function query(payload: Operation['payload'] = { sku: 'A-1' }): Operation {
   return createOperation({ storeId: 'lille-1', type: 'stock.query', payload, latency: 'realtime', timeToLiveInMs: 60_000 });
 }
 
-async function failureOf(promise: Promise<unknown>): Promise<StorelinkError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isStorelinkError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 afterEach(() => {
   executed.length = 0;

@@ -10,7 +10,7 @@ import {
   type QueueDelivery,
   type ServiceBusConnection,
 } from '../../../src/channels/servicebus/serviceBusConnection.js';
-import { isStorelinkError, type StorelinkError } from '../../../src/core/errors.js';
+import { failureOf } from '../../support/failureOf.js';
 import { startServiceBusEmulator, type ServiceBusEmulator, type ServiceBusEmulatorOptions } from '../../../src/emulator/servicebus/index.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
@@ -38,15 +38,6 @@ function rawClient(connectionString: string): ServiceBusClient {
   return client;
 }
 
-async function failureOf(promise: Promise<unknown>): Promise<StorelinkError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isStorelinkError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
 
 /** Collects deliveries until `count` have been handled by `settle`. */
 function consume(connection: ServiceBusConnection, queue: string, count: number, settle: (delivery: QueueDelivery, index: number) => Promise<void>, concurrency = 1) {
