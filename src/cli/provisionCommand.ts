@@ -203,7 +203,7 @@ export async function provision(ctx: Context): Promise<string[]> {
   lines.push(
     `${spec.stores.length} store(s), ${bidirectional.length} hybrid connection(s); ${written} file(s) written under ${out}`,
     `relay: apply ${path.join(out, 'relay', 'az-relay.sh')} on Azure, or merge ${relayFile} into the emulators' Config.json namespace`,
-    `cloud: create its API keys with storelink apikeys create --file ${path.join(cloudDir, 'api-keys.json')}`,
+    `cloud: create its API keys with storelink apikeys create --name <who> --scopes publish,read --file ${path.join(cloudDir, 'api-keys.json')}`,
   );
   return lines;
 }
