@@ -8,8 +8,8 @@
  *
  * PUT creates (409 when it exists) or, with `If-Match: *`, updates (404 when it does not). A queue's or topic's
  * `AuthorizationRules` become its rules at once (keys valid for that entity only; a rule without a key gets one).
- * The body is bounded in size and element depth before it is parsed. Entities created here are not journaled:
- * with `dataDir`, declare them in the options or Config.json to keep them across restarts.
+ * The body is bounded in size and element depth before it is parsed. With `dataDir`, a queue created here is
+ * journaled as created (as auto-created queues are); updates, deletes, topics and subscriptions are not.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
