@@ -274,16 +274,26 @@ function shellQuote(value: string): string {
 
 /** The Azure CLI commands that give a relay namespace the same hybrid connections and rules (keys set after creation). */
 function azCommands(relay: RelayRuleFile, ctx: Context): string {
-  const group = ctx.resourceGroup === undefined ? '"$RESOURCE_GROUP"' : shellQuote(ctx.resourceGroup);
-  const namespace = ctx.relayNamespace === undefined ? '"$RELAY_NAMESPACE"' : shellQuote(ctx.relayNamespace);
-  const lines = ['#!/bin/sh', '# Written by storelink provision: the hybrid connections and their rules, on Azure Relay.', 'set -eu'];
+  const group = '"$RESOURCE_GROUP"';
+  const namespace = '"$RELAY_NAMESPACE"';
+  const lines = [
+    '#!/bin/sh',
+    '# Written by storelink provision: the hybrid connections and their rules, on Azure Relay.',
+    '# Needs SUBSCRIPTION_ID (and RESOURCE_GROUP, RELAY_NAMESPACE unless given to storelink provision).',
+    'set -eu',
+    `RESOURCE_GROUP=\${RESOURCE_GROUP:-${ctx.resourceGroup === undefined ? '' : shellQuote(ctx.resourceGroup)}}`,
+    `RELAY_NAMESPACE=\${RELAY_NAMESPACE:-${ctx.relayNamespace === undefined ? '' : shellQuote(ctx.relayNamespace)}}`,
+    ': "${SUBSCRIPTION_ID:?set SUBSCRIPTION_ID}" "${RESOURCE_GROUP:?set RESOURCE_GROUP}" "${RELAY_NAMESPACE:?set RELAY_NAMESPACE}"',
+  ];
   for (const hc of relay.HybridConnections) {
     const name = shellQuote(hc.Name);
     lines.push(`az relay hyco create --resource-group ${group} --namespace-name ${namespace} --name ${name} --requires-client-authorization true`);
     for (const rule of hc.AuthorizationRules) {
       const common = `--resource-group ${group} --namespace-name ${namespace} --hybrid-connection-name ${name} --name ${shellQuote(rule.KeyName)}`;
       lines.push(`az relay hyco authorization-rule create ${common} --rights ${rule.Rights.join(' ')}`);
-      lines.push(`az relay hyco authorization-rule keys renew ${common} --key PrimaryKey --key-value ${shellQuote(rule.PrimaryKey)}`);
+      // The rule's key is set to the one the configs hold through the documented regenerateKeys call, which takes a key value.
+      const url = `https://management.azure.com/subscriptions/\${SUBSCRIPTION_ID}/resourceGroups/\${RESOURCE_GROUP}/providers/Microsoft.Relay/namespaces/\${RELAY_NAMESPACE}/hybridConnections/${hc.Name}/authorizationRules/${rule.KeyName}/regenerateKeys?api-version=2021-11-01`;
+      lines.push(`az rest --method post --url "${url}" --body ${shellQuote(JSON.stringify({ keyType: 'PrimaryKey', key: rule.PrimaryKey }))}`);
     }
   }
   return lines.join('\n') + '\n';

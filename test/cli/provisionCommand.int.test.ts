@@ -3,6 +3,7 @@
  * ServiceBusAdministrationClient), then the written credentials tried with the real SDK: each store's work, and
  * nothing of another store's; a second run changes nothing.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,7 +69,10 @@ describe('storelink provision', () => {
     expect(cloud.stores).toHaveLength(20);
     const relayRules = JSON.parse(await readFile(path.join(dir, 'out', 'relay', 'hybrid-connections.json'), 'utf8')) as { HybridConnections: { Name: string }[] };
     expect(relayRules.HybridConnections.map((hc) => hc.Name)).toEqual(['store-s01', 'store-s02']);
-    expect(await readFile(path.join(dir, 'out', 'relay', 'az-relay.sh'), 'utf8')).toContain("az relay hyco create --resource-group \"$RESOURCE_GROUP\" --namespace-name \"$RELAY_NAMESPACE\" --name 'store-s01'");
+    const azScript = path.join(dir, 'out', 'relay', 'az-relay.sh');
+    expect(await readFile(azScript, 'utf8')).toContain("az relay hyco create --resource-group \"$RESOURCE_GROUP\" --namespace-name \"$RELAY_NAMESPACE\" --name 'store-s01'");
+    expect(await readFile(azScript, 'utf8')).toContain('/hybridConnections/store-s02/authorizationRules/store/regenerateKeys?api-version=2021-11-01');
+    execFileSync('sh', ['-n', azScript]); // parses as a shell script
 
     // The cloud sends to s01's queue (Send there), s01 receives it (Listen there) and answers on the inbox (its token).
     const cloudClient = client(cloud.serviceBus.connectionString);
