@@ -2,7 +2,7 @@
  * `storelink provision --stores stores.json --out <dir>`: every entity and rule of a chain, least privilege per store.
  *
  * Service Bus, through the management API (src/channels/servicebus/provisioning.ts; the same calls on Azure and on
- * the emulators' TLS port): a queue per store with a `store` rule (Listen) of its own key and a `cloud` rule (Send);
+ * the emulators' TLS port): a queue per store (duplicate detection on) with a `store` rule (Listen) of its own key and a `cloud` rule (Send);
  * `cloud-inbox` with duplicate detection, one `stores-send` rule (Send) that signs each store's pre-issued inbox token,
  * and a `cloud` rule (Listen). Every `cloud` rule carries the same key, so the cloud's one connection string holds
  * Send on the store queues and Listen on the inbox, nothing else (no namespace policy).
@@ -132,13 +132,17 @@ export async function provision(ctx: Context): Promise<string[]> {
     connectionString: ctx.connectionString,
     queues: spec.stores.map((store) => ({
       name: defaultStoreEntityName(store.storeId),
+      requiresDuplicateDetection: true,
       rules: [
         { keyName: 'store', rights: ['Listen'] },
         { keyName: 'cloud', rights: ['Send'], primaryKey: cloudKey },
       ],
     })),
   });
-  for (const result of [inbox!, ...queues]) lines.push(`queue ${result.name}: ${result.change}`);
+  for (const result of [inbox!, ...queues]) {
+    lines.push(`queue ${result.name}: ${result.change}`);
+    for (const warning of result.warnings) lines.push(`warning: ${warning}`);
+  }
 
   // 2. Relay rules: kept in the emulator fragment, which a second run reads back.
   const relayFile = path.join(out, 'relay', 'hybrid-connections.json');

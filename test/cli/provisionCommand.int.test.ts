@@ -92,6 +92,9 @@ describe('storelink provision', () => {
     await expect(store.createReceiver('cloud-inbox').peekMessages(1)).rejects.toMatchObject({ code: 'UnauthorizedAccess' });
     await expect(cloudClient.createReceiver('store-s02').peekMessages(1)).rejects.toMatchObject({ code: 'UnauthorizedAccess' });
     expect(emulators.serviceBus.messageCounts()['store-s02']).toBe(1);
+    // Store queues have duplicate detection: the same operation id sent twice is kept once.
+    await cloudClient.createSender('store-s03').sendMessages([{ body: 'op', messageId: 'same' }, { body: 'op', messageId: 'same' }]);
+    expect(emulators.serviceBus.messageCounts()['store-s03']).toBe(1);
 
     // A second run: every queue unchanged, no file rewritten, the same keys.
     const before = await readFile(alphaFile, 'utf8');

@@ -32,6 +32,8 @@ export interface QueueProvisioning {
   /** What was done: created the queue, added or changed rules, or nothing. */
   change: 'created' | 'updated' | 'unchanged';
   rules: ProvisionedRule[];
+  /** What is not as asked and cannot be changed in place (duplicate detection is fixed at creation). */
+  warnings: string[];
 }
 
 export function newRuleKey(): string {
@@ -56,7 +58,7 @@ export async function ensureQueue(admin: ServiceBusAdministrationClient, wanted:
       requiresDuplicateDetection: wanted.requiresDuplicateDetection ?? false,
       authorizationRules: wanted.rules.map((rule) => toSdk(rule, rule.primaryKey ?? newRuleKey())),
     });
-    return { name: wanted.name, change: 'created', rules: pick(created.authorizationRules ?? [], wanted.rules) };
+    return { name: wanted.name, change: 'created', rules: pick(created.authorizationRules ?? [], wanted.rules), warnings: [] };
   }
   const queue = await admin.getQueue(wanted.name);
   const existing = queue.authorizationRules ?? [];
@@ -72,12 +74,13 @@ export async function ensureQueue(admin: ServiceBusAdministrationClient, wanted:
       changed = true;
     }
   }
-  if (wanted.requiresDuplicateDetection === true && !queue.requiresDuplicateDetection) {
-    throw new Error(`queue "${wanted.name}" exists without duplicate detection, which cannot be turned on later: delete and re-create it`);
-  }
-  if (!changed) return { name: wanted.name, change: 'unchanged', rules: pick(existing, wanted.rules) };
+  const warnings =
+    wanted.requiresDuplicateDetection === true && !queue.requiresDuplicateDetection
+      ? [`queue "${wanted.name}" exists without duplicate detection, which cannot be turned on later: delete and re-create it`]
+      : [];
+  if (!changed) return { name: wanted.name, change: 'unchanged', rules: pick(existing, wanted.rules), warnings };
   const updated = await admin.updateQueue({ ...queue, authorizationRules: next });
-  return { name: wanted.name, change: 'updated', rules: pick(updated.authorizationRules ?? next, wanted.rules) };
+  return { name: wanted.name, change: 'updated', rules: pick(updated.authorizationRules ?? next, wanted.rules), warnings };
 }
 
 function pick(rules: readonly AuthorizationRule[], wanted: readonly WantedRule[]): ProvisionedRule[] {
