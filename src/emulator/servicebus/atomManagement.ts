@@ -99,8 +99,9 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks, length).toString('utf8');
 }
 
-/** Element depth of an XML text, counted on its tags before any parsing; throws past the bound. */
+/** Element depth of an XML text, counted on its tags before any parsing; throws past the bound, and on a DTD (no entities to expand). */
 function checkDepth(xml: string): void {
+  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new HttpError(400, 'The request body must not declare a DTD or entities.');
   let depth = 0;
   for (const match of xml.matchAll(/<(\/?)[A-Za-z_][^>]*?(\/?)>/g)) {
     if (match[1] === '/') depth--;

@@ -127,7 +127,7 @@ describe('Service Bus management API (ServiceBusAdministrationClient over the TL
     expect(await admin.topicExists('events')).toBe(false);
   });
 
-  it('bounds a PUT body in size (413) and element depth (400) before parsing it, and creates nothing', async () => {
+  it('bounds a PUT body in size (413) and element depth (400) before parsing it, refuses a DTD (400), and creates nothing', async () => {
     const emulators = await start();
     const port = emulators.tls!.port;
     const url = `https://localhost:${port}/bounded?api-version=2021-05`;
@@ -138,6 +138,8 @@ describe('Service Bus management API (ServiceBusAdministrationClient over the TL
     const deep = await put(`<entry><content>${'<a>'.repeat(MAX_MANAGEMENT_XML_DEPTH)}${'</a>'.repeat(MAX_MANAGEMENT_XML_DEPTH)}</content></entry>`);
     expect(deep.status).toBe(400);
     expect(await deep.text()).toContain('deeper than');
+    const entities = await put(`<!DOCTYPE entry [<!ENTITY a "aaaaaaaaaa">]><entry><content><QueueDescription><UserMetadata>&a;&a;</UserMetadata></QueueDescription></content></entry>`);
+    expect(entities.status).toBe(400);
     const admin = new ServiceBusAdministrationClient(tlsConnectionString(port, { keyName: 'RootManageSharedAccessKey', primaryKey: 'manage-key' }));
     expect(await admin.queueExists('bounded')).toBe(false);
   });
