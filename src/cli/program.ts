@@ -20,6 +20,7 @@ import { addCloudCommand } from './cloudCommand.js';
 import { addEmulatorCommand } from './emulatorCommand.js';
 import { addKeysCommand } from './keysCommand.js';
 import { addOutboxCommand } from './outboxCommand.js';
+import { addProvisionCommand } from './provisionCommand.js';
 import { readPolicyFile } from './readPolicyFile.js';
 import { addStoreCommand } from './storeCommand.js';
 
@@ -105,6 +106,7 @@ function buildProgram(io: CliIo): Command {
   addDoctorCommand(program, io);
   addApikeysCommand(program, io);
   addKeysCommand(program, io);
+  addProvisionCommand(program, io);
   return program;
 }
 

@@ -159,7 +159,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     port: 0,
     cert: certificates.server.cert,
     key: certificates.server.key,
-    serviceBus: { acceptConnection: (socket) => serviceBus.acceptConnection(socket), handleUpgrade: (req, socket, head) => serviceBus.handleUpgrade(req, socket, head) },
+    serviceBus: {
+      acceptConnection: (socket) => serviceBus.acceptConnection(socket),
+      handleUpgrade: (req, socket, head) => serviceBus.handleUpgrade(req, socket, head),
+      handleManagementRequest: (req, res) => serviceBus.handleManagementRequest(req, res),
+    },
     relay,
   });
   const storeConnection = tlsConnectionString(tlsPort.port);

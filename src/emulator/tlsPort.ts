@@ -2,14 +2,15 @@
  * One TLS port for both emulators, as Azure serves everything on 443: each connection is decrypted, then routed by
  * its first bytes. `AMQP` (a protocol header) goes to the Service Bus emulator; anything else is HTTP, served by the
  * relay emulator's HTTP stack, except WebSocket upgrades at `/$servicebus/websocket`, which are AMQP over WebSockets
- * and go to the Service Bus emulator. Neither emulator knows about the other or about TLS.
+ * and go to the Service Bus emulator, and requests whose query names an `api-version` (the management API of
+ * `ServiceBusAdministrationClient`; relay senders never send one), which go to the Service Bus emulator too. Neither emulator knows about the other or about TLS.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { RelayEmulator } from './relay/index.js';
-import { WEBSOCKET_PATH, type ServiceBusEmulator } from './servicebus/index.js';
+import { isManagementRequest, WEBSOCKET_PATH, type ServiceBusEmulator } from './servicebus/index.js';
 
 /** A client that completed the handshake has this long to send its first bytes. */
 const FIRST_BYTES_TIMEOUT_IN_MS = 30_000;
@@ -21,7 +22,7 @@ export interface TlsPortOptions {
   cert: string | Buffer;
   key: string | Buffer;
   /** Whatever serves AMQP: an emulator, or a front that hands over to the one running now (the demo restarts it). */
-  serviceBus: Pick<ServiceBusEmulator, 'acceptConnection' | 'handleUpgrade'>;
+  serviceBus: Pick<ServiceBusEmulator, 'acceptConnection' | 'handleUpgrade' | 'handleManagementRequest'>;
   relay: Pick<RelayEmulator, 'acceptConnection'>;
   /** Told the remote address and port of each TCP connection accepted, before its handshake. */
   onConnection?: (peer: { address: string; port: number }) => void;
@@ -87,7 +88,10 @@ function routeByFirstBytes(socket: TLSSocket, options: TlsPortOptions): void {
     if (head.subarray(0, AMQP_HEADER.length).equals(AMQP_HEADER)) {
       options.serviceBus.acceptConnection(socket);
     } else {
-      options.relay.acceptConnection(socket, { upgrade: (req, upgraded, rest) => serviceBusUpgrade(req, upgraded, rest, options.serviceBus) });
+      options.relay.acceptConnection(socket, {
+        upgrade: (req, upgraded, rest) => serviceBusUpgrade(req, upgraded, rest, options.serviceBus),
+        request: (req, res) => serviceBusManagement(req, res, options.serviceBus),
+      });
     }
     socket.resume();
   };
@@ -103,5 +107,11 @@ function serviceBusUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, s
   const path = (req.url ?? '').split('?')[0]!;
   if (path.toLowerCase() !== WEBSOCKET_PATH) return false;
   serviceBus.handleUpgrade(req, socket, head);
+  return true;
+}
+
+function serviceBusManagement(req: IncomingMessage, res: ServerResponse, serviceBus: TlsPortOptions['serviceBus']): boolean {
+  if (!isManagementRequest(req)) return false;
+  serviceBus.handleManagementRequest(req, res);
   return true;
 }

@@ -122,7 +122,7 @@ describe('the TLS port of the emulators: no plaintext port', () => {
       port: 0,
       cert: await readFile(certFile),
       key: await readFile(keyFile),
-      serviceBus: { acceptConnection: refuse, handleUpgrade: (_req, socket) => refuse(socket) },
+      serviceBus: { acceptConnection: refuse, handleUpgrade: (_req, socket) => refuse(socket), handleManagementRequest: (_req, res) => res.destroy() },
       relay,
     });
     closeables.add(() => port.close());

@@ -43,9 +43,14 @@ export interface DropListenersOptions {
 /** Takes an upgrade that is not the relay's (returns true), or leaves it to the relay (false). */
 export type ForeignUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
+/** Takes a plain HTTP request that is not the relay's (returns true, and answers it), or leaves it to the relay (false). */
+export type ForeignRequest = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 export interface AcceptConnectionOptions {
   /** Looks at each WebSocket upgrade on the connection first: `startEmulators` takes `/$servicebus/websocket` this way. */
   upgrade?: ForeignUpgrade;
+  /** Looks at each HTTP request on the connection first: `startEmulators` takes Service Bus management requests this way. */
+  request?: ForeignRequest;
 }
 
 export interface RelayEmulator extends AsyncDisposable {
@@ -111,6 +116,7 @@ class RelayEmulatorServer implements RelayEmulator {
   private closing: Promise<void> | undefined;
   /** Upgrades that belong to someone else on connections handed over by `acceptConnection`. */
   private readonly foreignUpgrades = new WeakMap<object, ForeignUpgrade>();
+  private readonly foreignRequests = new WeakMap<object, ForeignRequest>();
   private readonly onAbort = (): void => void this.close();
 
   constructor(private readonly options: ResolvedRelayEmulatorOptions) {
@@ -141,7 +147,10 @@ class RelayEmulatorServer implements RelayEmulator {
       maxPayload: options.maxBodySizeInBytes + 64 * 1024,
       maxFragments: options.maxFragmentsPerMessage,
     });
-    this.server.on('request', (req, res) => this.safely('request', () => this.onSenderRequest(req, res), res));
+    this.server.on('request', (req, res) => {
+      if (this.foreignRequests.get(req.socket)?.(req, res) === true) return;
+      this.safely('request', () => this.onSenderRequest(req, res), res);
+    });
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', (error) => this.log('debug', 'socket.error', `upgrade socket error: ${error.message}`));
       if (this.foreignUpgrades.get(req.socket)?.(req, socket, head) === true) return;
@@ -204,6 +213,7 @@ class RelayEmulatorServer implements RelayEmulator {
 
   acceptConnection(socket: Duplex, options: AcceptConnectionOptions = {}): void {
     if (options.upgrade !== undefined) this.foreignUpgrades.set(socket, options.upgrade);
+    if (options.request !== undefined) this.foreignRequests.set(socket, options.request);
     this.server.emit('connection', socket);
   }
 

@@ -757,6 +757,27 @@ export class Broker {
     return entity;
   }
 
+  /** Removes a queue (with its dead-letter queues) or a topic (with its subscriptions): the management API's DELETE. */
+  removeEntity(name: string): void {
+    const entity = this.entity(name);
+    if (entity === undefined) return;
+    this.entities.delete(entity.path);
+    if (entity.kind === 'queue') this.unregisterStores(entity.store.path);
+    else for (const subscription of [...entity.subscriptions.values()]) this.removeSubscription(subscription);
+  }
+
+  removeSubscription(subscription: SubscriptionEntity): void {
+    subscription.topic.subscriptions.delete(subscription.name.toLowerCase());
+    this.unregisterStores(subscription.store.path);
+  }
+
+  private unregisterStores(path: string): void {
+    for (const storePath of [path, `${path}/$deadletterqueue`, `${path}/$transfer/$deadletterqueue`]) {
+      this.stores.get(storePath)?.dispose();
+      this.stores.delete(storePath);
+    }
+  }
+
   entity(name: string): SendEntity | undefined {
     return this.entities.get(name.toLowerCase());
   }

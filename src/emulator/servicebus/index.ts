@@ -15,3 +15,4 @@ export type {
 export type { CorrelationFilter } from './filters.js';
 export { MAX_AUTHORIZATION_RULES_PER_ENTITY } from './options.js';
 export { parseEmulatorConfig, parseIsoDuration } from './emulatorConfig.js';
+export { isManagementRequest, MAX_MANAGEMENT_BODY_BYTES, MAX_MANAGEMENT_XML_DEPTH } from './atomManagement.js';

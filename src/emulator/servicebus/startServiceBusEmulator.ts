@@ -1,7 +1,8 @@
 /** The emulator's one public entry point. */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AmqpServer } from './amqpServer.js';
+import { createAtomManagementHandler } from './atomManagement.js';
 import { checkAccessPolicies } from './authorization.js';
 import { Broker } from './broker.js';
 import { openFileJournal, type FileJournal } from './fileJournal.js';
@@ -28,6 +29,11 @@ export interface ServiceBusEmulator extends AsyncDisposable {
   acceptConnection(socket: Duplex): void;
   /** Takes an HTTP upgrade to AMQP over WebSockets (`/$servicebus/websocket`, subprotocol `AMQPWSB10`). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /**
+   * Serves one HTTP request of the management API (`ServiceBusAdministrationClient`: ATOM XML, a SAS token with
+   * Manage); the TLS port of `startEmulators` hands over the requests whose query names an `api-version`.
+   */
+  handleManagementRequest(req: IncomingMessage, res: ServerResponse): void;
   /** Closes client connections with `amqp:connection:forced`, the listener and the journal. Idempotent. */
   close(): Promise<void>;
 }
@@ -103,6 +109,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
     },
     acceptConnection: (socket) => server.accept(socket),
     handleUpgrade: (req, socket, head) => server.acceptWebSocket(req, socket, head),
+    handleManagementRequest: createAtomManagementHandler({ broker, policies, now: broker.now }),
     close,
     [Symbol.asyncDispose]: close,
   };
