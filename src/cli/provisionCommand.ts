@@ -24,6 +24,7 @@ import { parseConnectionString } from '../core/connectionString.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, storeIdSchema } from '../core/names.js';
 import { createSasToken } from '../core/sas.js';
 import { readJsonConfig } from './configFile.js';
+import { readTextFile } from './readTextFile.js';
 import type { CliIo } from './program.js';
 import { keyPairFiles, writeKeyPair } from './signingKeyFiles.js';
 
@@ -67,7 +68,7 @@ export function addProvisionCommand(program: Command, io: CliIo): void {
     .option('--connection-string <cs>', 'a Service Bus connection string with Manage (default: $STORELINK_PROVISION_CONNECTION_STRING)')
     .option('--relay-endpoint <sb://host/>', "the relay namespace's endpoint (default: the Service Bus endpoint, as on the emulators' TLS port)")
     .option('--token-days <days>', 'lifetime of each store\'s pre-issued inbox token', days, DEFAULT_INBOX_TOKEN_DAYS)
-    .option('--ca-file <file>', 'a CA certificate the written configs trust (tls.caFile), e.g. the emulators\' development CA')
+    .option('--ca-file <file>', 'a CA certificate the written configs trust (tls.caFile), and the management calls too, e.g. the emulators\' development CA')
     .option('--relay-namespace <name>', 'the Azure Relay namespace, for relay/az-relay.sh')
     .option('--resource-group <name>', 'its resource group, for relay/az-relay.sh')
     .action(async (options: ProvisionOptions) => {
@@ -112,9 +113,13 @@ export async function provision(ctx: Context): Promise<string[]> {
     written++;
   };
 
+  // The CA the written configs trust is trusted for the management calls too (the emulators' development CA).
+  const caCertificate = ctx.caFile === undefined ? undefined : await readTextFile(path.resolve(ctx.cwd, ctx.caFile));
+  const trust = caCertificate === undefined ? {} : { caCertificate };
   // 1. The inbox first: its `cloud` rule's key is the key of every other `cloud` rule.
   const [inbox] = await provisionQueues({
     connectionString: ctx.connectionString,
+    ...trust,
     queues: [
       {
         name: DEFAULT_CLOUD_INBOX,
@@ -130,6 +135,7 @@ export async function provision(ctx: Context): Promise<string[]> {
   const cloudKey = ruleNamed(inbox!.rules, 'cloud').primaryKey;
   const queues = await provisionQueues({
     connectionString: ctx.connectionString,
+    ...trust,
     queues: spec.stores.map((store) => ({
       name: defaultStoreEntityName(store.storeId),
       requiresDuplicateDetection: true,

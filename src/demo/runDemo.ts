@@ -7,8 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readCloudConfig } from '../cli/cloudCommand.js';
+import { provision } from '../cli/provisionCommand.js';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
 import { newApiKey } from '../cloud/apiKeys.js';
 import { writeApiKeyFile } from '../cloud/apiKeyFile.js';
@@ -16,9 +19,8 @@ import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
 import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
 import { parsePolicy } from '../core/policy.js';
-import { generateSigningKeyPair, keyPairToPem } from '../core/signing.js';
 import { ensureDevelopmentCertificates, tlsConnectionString } from '../emulator/index.js';
-import { startRelayEmulator, type RelayEmulator } from '../emulator/relay/index.js';
+import { startRelayEmulator, type AcceptConnectionOptions, type RelayEmulator } from '../emulator/relay/index.js';
 import { startServiceBusEmulator, type ServiceBusEmulator } from '../emulator/servicebus/index.js';
 import { startTlsPort } from '../emulator/tlsPort.js';
 import { openLedger } from '../store/ledger.js';
@@ -69,8 +71,6 @@ interface StoreProcess {
   bidirectional: boolean;
   dataDir: string;
   configFile: string;
-  /** The store's public key, for the cloud (its private key file is named in the store's config). */
-  publicKeys: Record<string, string>;
   child: ChildProcess | undefined;
   log: string;
 }
@@ -103,24 +103,6 @@ async function stopStoreProcess(store: StoreProcess, signal: NodeJS.Signals): Pr
   await exited;
 }
 
-interface DemoKeyPair {
-  keyId: string;
-  privateKeyFile: string;
-  publicKeyFile: string;
-  privateKeyPem: string;
-  publicKeyPem: string;
-}
-
-/** A key pair in the files `storelink keys create` would write: the private key readable by its owner only. */
-async function writeDemoKeyPair(directory: string, keyId: string): Promise<DemoKeyPair> {
-  const pem = keyPairToPem(generateSigningKeyPair());
-  const privateKeyFile = path.join(directory, `${keyId}.key.pem`);
-  const publicKeyFile = path.join(directory, `${keyId}.pub.pem`);
-  await writeFile(privateKeyFile, pem.privateKeyPem, { mode: 0o600 });
-  await writeFile(publicKeyFile, pem.publicKeyPem, { mode: 0o644 });
-  return { keyId, privateKeyFile, publicKeyFile, ...pem };
-}
-
 export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const rand = random(options.seed);
   const work = await mkdtemp(path.join(tmpdir(), 'storelink-demo-'));
@@ -129,30 +111,32 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     faults.push(text);
     if (!options.live) options.write(`${text}\n`);
   };
-  const stores: StoreProcess[] = Array.from({ length: options.stores }, (_, index) => ({
-    storeId: `${CITIES[index % CITIES.length]}-${index + 1}`,
-    bidirectional: index % 3 !== 2,
-    dataDir: path.join(work, `store-${index + 1}`),
-    configFile: path.join(work, `store-${index + 1}.json`),
-    publicKeys: {},
-    child: undefined,
-    log: '',
-  }));
-  const queues = [
-    ...stores.map((store) => ({ name: `store-${store.storeId}`, lockDurationInMs: 3_000, maxDeliveryCount: 10 })),
-    { name: 'cloud-inbox', requiresDuplicateDetection: true },
-  ];
-  const busDir = path.join(work, 'servicebus');
-  let serviceBus: ServiceBusEmulator = await startServiceBusEmulator({ namespaces: [{ queues }], dataDir: busDir });
-  const relay: RelayEmulator = await startRelayEmulator({
-    hybridConnections: stores.filter((store) => store.bidirectional).map((store) => ({ name: `store-${store.storeId}` })),
+  // Every store runs from the store.json `storelink provision` writes for it, the cloud from its cloud.json.
+  const provisioned = path.join(work, 'provisioned');
+  const stores: StoreProcess[] = Array.from({ length: options.stores }, (_, index) => {
+    const storeId = `${CITIES[index % CITIES.length]}-${index + 1}`;
+    return {
+      storeId,
+      bidirectional: index % 3 !== 2,
+      dataDir: path.join(provisioned, storeId, 'data'),
+      configFile: path.join(provisioned, storeId, 'store.json'),
+      child: undefined,
+      log: '',
+    };
   });
-  const serviceBusConnection = serviceBus.connectionString();
-  const relayConnection = relay.connectionString();
-  // The stores connect the production way: one TLS port for both emulators (Azure's 443 in miniature), with a
-  // development CA of this run that the stores trust through their config's tls.caFile, production-form connection
-  // strings, Service Bus over WebSockets. The port hands AMQP to whichever Service Bus emulator runs now (a fault
-  // below restarts it); the cloud stays on the plaintext ports.
+  // No queue is declared here: `storelink provision` creates them, with their rules, through the management API. The
+  // emulator journals what it creates, so a restart (a fault below) comes back with the same queues and keys.
+  const busDir = path.join(work, 'servicebus');
+  const busOptions = { dataDir: busDir };
+  let serviceBus: ServiceBusEmulator = await startServiceBusEmulator(busOptions);
+  // The relay takes its rules only at start, from the provisioner's Config.json fragment. Until provisioning wrote it,
+  // a relay with no hybrid connection stands behind the TLS port (its HTTP stack carries the management requests
+  // there); then the TLS port hands new connections to the relay started with the fragment.
+  let relay: RelayEmulator = await startRelayEmulator({ port: null });
+  // The stores and the cloud connect the production way: one TLS port for both emulators (Azure's 443 in miniature),
+  // with a development CA of this run that their configs trust through tls.caFile, production-form connection
+  // strings; the stores use Service Bus over WebSockets. The port hands AMQP and management requests to whichever
+  // Service Bus emulator runs now (a fault below restarts it).
   const certificates = await ensureDevelopmentCertificates({ dir: path.join(work, 'tls') });
   const tlsPort = await startTlsPort({
     host: '127.0.0.1',
@@ -164,7 +148,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       handleUpgrade: (req, socket, head) => serviceBus.handleUpgrade(req, socket, head),
       handleManagementRequest: (req, res) => serviceBus.handleManagementRequest(req, res),
     },
-    relay,
+    relay: {
+      acceptConnection: (socket: Duplex, accept?: AcceptConnectionOptions) => relay.acceptConnection(socket, accept),
+    },
   });
   const storeConnection = tlsConnectionString(tlsPort.port);
   let dispatcher: Dispatcher | undefined;
@@ -173,39 +159,45 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let publishOverHttp: (request: PublishRequest) => Promise<void> = () => Promise.reject(new Error('the cloud HTTP API is not up'));
   const deliveries: Delivery[] = [];
   try {
-    // Signatures on, as in production: a key pair for the cloud and one per store, in the demo's temp directory.
-    const keysDir = path.join(work, 'keys');
-    await mkdir(keysDir, { recursive: true });
-    const cloudKey = await writeDemoKeyPair(keysDir, 'cloud-demo');
+    // `storelink provision`'s own code, against the TLS port's management API with the namespace's Manage key: a
+    // queue per store with its rules, the inbox, the relay rules, signing keys, one store.json per store holding only
+    // its own credentials (Listen on its queue, a pre-issued Send token for the inbox, Listen on its hybrid
+    // connection, its signing key, the cloud's public key) and cloud.json (Send on store queues, Listen on the inbox).
+    const storesFile = path.join(work, 'stores.json');
+    const storeModule = path.join(storelinkPackage().root, 'samples', 'store-click-and-collect', 'store.ts');
+    await writeFile(storesFile, JSON.stringify({ module: storeModule, stores: stores.map(({ storeId, bidirectional }) => ({ storeId, bidirectional })) }));
+    await provision({ stores: storesFile, out: provisioned, connectionString: storeConnection, tokenDays: 1, caFile: certificates.caFile, cwd: work, now: Date.now });
+    const fragment = JSON.parse(await readFile(path.join(provisioned, 'relay', 'hybrid-connections.json'), 'utf8')) as {
+      HybridConnections: { Name: string; AuthorizationRules: { KeyName: string; PrimaryKey: string; Rights: ('Listen' | 'Send')[] }[] }[];
+    };
+    await relay.close();
+    relay = await startRelayEmulator({
+      port: null,
+      hybridConnections: fragment.HybridConnections.map((hc) => ({
+        name: hc.Name,
+        authorizationRules: hc.AuthorizationRules.map((rule) => ({ keyName: rule.KeyName, primaryKey: rule.PrimaryKey, rights: rule.Rights })),
+      })),
+    });
     for (const store of stores) {
+      // Two settings of this machine, not credentials: Service Bus over WebSockets, and no proxy (the emulators are
+      // here, whatever proxy the environment names).
+      const config = JSON.parse(await readFile(store.configFile, 'utf8')) as { serviceBus: Record<string, unknown> };
+      await writeFile(store.configFile, JSON.stringify({ ...config, serviceBus: { ...config.serviceBus, transport: 'websockets' }, proxy: false }, null, 2) + '\n', { mode: 0o600 });
       await mkdir(store.dataDir, { recursive: true });
-      const storeKey = await writeDemoKeyPair(keysDir, `store-${store.storeId}`);
-      store.publicKeys = { [storeKey.keyId]: storeKey.publicKeyPem };
-      await writeFile(
-        store.configFile,
-        JSON.stringify({
-          storeId: store.storeId,
-          module: path.join(storelinkPackage().root, 'samples', 'store-click-and-collect', 'store.ts'),
-          dataDir: store.dataDir,
-          serviceBus: { connectionString: storeConnection, transport: 'websockets' },
-          ...(store.bidirectional ? { relay: { connectionString: storeConnection } } : {}),
-          tls: { caFile: certificates.caFile },
-          // The emulators are on this machine: a proxy the environment names is not on the way.
-          proxy: false,
-          signing: { keyId: storeKey.keyId, privateKeyFile: storeKey.privateKeyFile },
-          trustedCloudKeys: { [cloudKey.keyId]: cloudKey.publicKeyFile },
-        }),
-      );
       startStoreProcess(store);
     }
+    const cloud = await readCloudConfig(path.join(provisioned, 'cloud', 'cloud.json'));
     const policy = parsePolicy(JSON.parse(await readFile(path.join(storelinkPackage().root, 'samples', 'policies', 'policy.json'), 'utf8')));
     policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500, healthyProbeIntervalInMs: 5_000 };
     dispatcher = createDispatcher({
-      serviceBus: { connectionString: serviceBusConnection, retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
-      relay: { connectionString: relayConnection },
+      // The same two settings of this machine as the stores': the CA reaches the SDK over WebSockets only, and no proxy.
+      serviceBus: { ...cloud.serviceBus, transport: 'websockets', retry: { maxRetries: 2, retryDelayInMs: 100, timeoutInMs: 3_000 } },
+      ...(cloud.relay === undefined ? {} : { relay: cloud.relay }),
+      ...(cloud.tls === undefined ? {} : { tls: cloud.tls }),
+      proxy: false,
       policy,
-      stores: stores.map((store) => ({ storeId: store.storeId, bidirectional: store.bidirectional, publicKeys: store.publicKeys })),
-      signing: { keyId: cloudKey.keyId, privateKey: cloudKey.privateKeyPem },
+      stores: cloud.stores,
+      signing: cloud.signing,
       dataDir: path.join(work, 'cloud'),
     });
     await dispatcher.start();
@@ -214,7 +206,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // prints a read-only key to try `GET /stores` or `/events` with while it runs.
     const publisher = newApiKey({ name: 'demo-publisher', scopes: ['publish'], now: Date.now() });
     const viewer = newApiKey({ name: 'viewer', scopes: ['read'], now: Date.now() });
-    const apiKeysFile = path.join(work, 'api-keys.json');
+    const apiKeysFile = cloud.http.apiKeysFile ?? path.join(provisioned, 'cloud', 'api-keys.json');
     await writeApiKeyFile(apiKeysFile, { keys: [publisher.record, viewer.record] });
     api = createCloudHttpApi({ dispatcher, apiKeysFile });
     const { port } = await api.listen();
@@ -232,6 +224,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       }
     };
     options.write(`cloud HTTP API on ${apiUrl}\n`);
+    options.write(`stores provisioned with least-privilege credentials: ${provisioned}\n`);
     options.write(`stores connect over TLS on 127.0.0.1:${tlsPort.port}, Service Bus over WebSockets, CA ${certificates.caFile}\n`);
     if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);
     await waitUntil(() => stores.every((store) => !store.bidirectional || relay.listenerCount(`store-${store.storeId}`) > 0), 60_000, 'the stores did not connect their relay listeners within 60 s');
@@ -270,7 +263,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const port = serviceBus.port;
       await serviceBus.close();
       say('fault: Service Bus emulator stopped');
-      serviceBus = await startServiceBusEmulator({ namespaces: [{ queues }], dataDir: busDir, port });
+      serviceBus = await startServiceBusEmulator({ ...busOptions, port });
       say('fault over: Service Bus emulator restarted with its data');
     }
 

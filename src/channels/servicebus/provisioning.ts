@@ -4,6 +4,7 @@
  * that already exists keeps its keys (so a second run changes nothing), a missing one is added with a fresh key.
  */
 import { randomBytes } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import { ServiceBusAdministrationClient, type AuthorizationRule } from '@azure/service-bus';
 
 export type Right = 'Listen' | 'Send' | 'Manage';
@@ -95,12 +96,17 @@ export interface ProvisionQueuesOptions {
   /** A connection string with Manage on the namespace. */
   connectionString: string;
   queues: WantedQueue[];
+  /** A CA certificate (PEM) to trust for the management endpoint, besides the usual ones (e.g. the emulators' development CA). */
+  caCertificate?: string;
   abortSignal?: AbortSignal;
 }
 
 /** Ensures every queue in turn (the management API is not built for bursts); closes nothing (the client holds no connection). */
 export async function provisionQueues(options: ProvisionQueuesOptions): Promise<QueueProvisioning[]> {
-  const admin = new ServiceBusAdministrationClient(options.connectionString);
+  const admin = new ServiceBusAdministrationClient(
+    options.connectionString,
+    options.caCertificate === undefined ? {} : { tlsOptions: { ca: [...rootCertificates, options.caCertificate] } },
+  );
   const results: QueueProvisioning[] = [];
   for (const queue of options.queues) {
     options.abortSignal?.throwIfAborted();
