@@ -126,8 +126,8 @@ export const PARTS = [
     name: 'demo',
     files: ['src/demo/**'],
     role: '`storelink demo`: emulators, a cloud and store processes, faults, the reconciliation',
-    uses: ['core', 'cloud', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root', 'cli'],
-    why: "a composition root: it provisions with `storelink provision`'s code, runs each side from the configs that wrote, and reads each side's records (ledgers, dead-letter queues) to reconcile",
+    uses: ['core', 'cloud', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root'],
+    why: "a composition root: it starts everything and reads each side's records (ledgers, dead-letter queues) to reconcile",
   },
   {
     name: 'cli',

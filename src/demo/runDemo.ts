@@ -3,15 +3,14 @@
  * sample click-and-collect store, through a scripted retail morning with faults, then a reconciliation of both sides'
  * records. A composition root: it may use every part of storelink.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readCloudConfig } from '../cli/cloudCommand.js';
-import { provision } from '../cli/provisionCommand.js';
+import { promisify } from 'node:util';
 import { createDispatcher, type Delivery, type Dispatcher, type PublishRequest } from '../cloud/dispatcher.js';
 import { newApiKey } from '../cloud/apiKeys.js';
 import { writeApiKeyFile } from '../cloud/apiKeyFile.js';
@@ -80,10 +79,45 @@ const cliEntry = (): string => {
   return path.join(path.dirname(here), '..', 'cli', here.endsWith('.ts') ? 'main.ts' : 'main.js');
 };
 
+// From source (tsx) a child needs the TypeScript loader; from dist/ it runs as plain JavaScript.
+const loader = (): string[] => (cliEntry().endsWith('.ts') ? ['--import', 'tsx'] : []);
+
+/** `storelink provision` itself, as a child process; the Manage connection string goes by environment, not argv. */
+async function runProvision(args: string[], connectionString: string): Promise<void> {
+  await promisify(execFile)(process.execPath, [...loader(), cliEntry(), 'provision', ...args], {
+    env: { ...process.env, STORELINK_PROVISION_CONNECTION_STRING: connectionString },
+  });
+}
+
+/** What the demo's cloud takes from the cloud.json `storelink provision` wrote (key files read, relative to it). */
+async function readProvisionedCloud(file: string) {
+  const base = path.dirname(file);
+  const text = (relative: string) => readFile(path.resolve(base, relative), 'utf8');
+  const config = JSON.parse(await readFile(file, 'utf8')) as {
+    serviceBus: { connectionString: string };
+    relay?: { connectionString: string };
+    stores: { storeId: string; bidirectional: boolean; publicKeys: Record<string, string> }[];
+    signing: { keyId: string; privateKeyFile: string };
+    http: { apiKeysFile: string };
+    tls?: { caFile: string };
+  };
+  return {
+    serviceBus: config.serviceBus,
+    ...(config.relay === undefined ? {} : { relay: config.relay }),
+    ...(config.tls === undefined ? {} : { tls: { caFile: path.resolve(base, config.tls.caFile) } }),
+    stores: await Promise.all(
+      config.stores.map(async (store) => ({
+        ...store,
+        publicKeys: Object.fromEntries(await Promise.all(Object.entries(store.publicKeys).map(async ([keyId, pem]) => [keyId, await text(pem)] as const))),
+      })),
+    ),
+    signing: { keyId: config.signing.keyId, privateKey: await text(config.signing.privateKeyFile) },
+    apiKeysFile: path.resolve(base, config.http.apiKeysFile),
+  };
+}
+
 function startStoreProcess(store: StoreProcess): void {
-  // From source (tsx) the child needs the TypeScript loader; from dist/ it runs as plain JavaScript.
-  const loader = cliEntry().endsWith('.ts') ? ['--import', 'tsx'] : [];
-  const child = spawn(process.execPath, [...loader, cliEntry(), 'store', '--config', store.configFile, '--log-level', 'warn'], {
+  const child = spawn(process.execPath, [...loader(), cliEntry(), 'store', '--config', store.configFile, '--log-level', 'warn'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   // Keep the store's warnings for the report (a store's log is JSON lines on stderr).
@@ -166,7 +200,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const storesFile = path.join(work, 'stores.json');
     const storeModule = path.join(storelinkPackage().root, 'samples', 'store-click-and-collect', 'store.ts');
     await writeFile(storesFile, JSON.stringify({ module: storeModule, stores: stores.map(({ storeId, bidirectional }) => ({ storeId, bidirectional })) }));
-    await provision({ stores: storesFile, out: provisioned, connectionString: storeConnection, tokenDays: 1, caFile: certificates.caFile, cwd: work, now: Date.now });
+    await runProvision(['--stores', storesFile, '--out', provisioned, '--token-days', '1', '--ca-file', certificates.caFile], storeConnection);
     const fragment = JSON.parse(await readFile(path.join(provisioned, 'relay', 'hybrid-connections.json'), 'utf8')) as {
       HybridConnections: { Name: string; AuthorizationRules: { KeyName: string; PrimaryKey: string; Rights: ('Listen' | 'Send')[] }[] }[];
     };
@@ -186,7 +220,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       await mkdir(store.dataDir, { recursive: true });
       startStoreProcess(store);
     }
-    const cloud = await readCloudConfig(path.join(provisioned, 'cloud', 'cloud.json'));
+    const cloud = await readProvisionedCloud(path.join(provisioned, 'cloud', 'cloud.json'));
     const policy = parsePolicy(JSON.parse(await readFile(path.join(storelinkPackage().root, 'samples', 'policies', 'policy.json'), 'utf8')));
     policy.link = { failureThreshold: 2, openCooldownInMs: 2_000, maxCooldownInMs: 8_000, probeIntervalInMs: 1_500, healthyProbeIntervalInMs: 5_000 };
     dispatcher = createDispatcher({
@@ -206,7 +240,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // prints a read-only key to try `GET /stores` or `/events` with while it runs.
     const publisher = newApiKey({ name: 'demo-publisher', scopes: ['publish'], now: Date.now() });
     const viewer = newApiKey({ name: 'viewer', scopes: ['read'], now: Date.now() });
-    const apiKeysFile = cloud.http.apiKeysFile ?? path.join(provisioned, 'cloud', 'api-keys.json');
+    const apiKeysFile = cloud.apiKeysFile;
     await writeApiKeyFile(apiKeysFile, { keys: [publisher.record, viewer.record] });
     api = createCloudHttpApi({ dispatcher, apiKeysFile });
     const { port } = await api.listen();
