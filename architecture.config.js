@@ -60,7 +60,7 @@ export const PARTS = [
   },
   {
     name: 'store-state',
-    files: ['src/store/ledger.ts', 'src/store/outbox.ts', 'src/store/segmentedStore.ts'],
+    files: ['src/store/ledger.ts', 'src/store/outbox.ts', 'src/store/segmentedStore.ts', 'src/store/segmentFile.ts'],
     role: "the store's durable files: ledger, outbox and the lowdb segments under them",
     uses: ['core'],
     why: 'persistence only: lowdb stays behind the ledger and outbox interfaces, and files never talk to the network',

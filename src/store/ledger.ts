@@ -22,8 +22,13 @@ export type { LedgerEntry } from '../core/ledgerEntry.js';
 
 export interface LedgerOptions {
   directory: string;
-  /** Entries per segment file; a write rewrites at most one segment. Default 1000. */
+  /** Entries per segment file: a record appends a line to the open one; pruning drops whole segments. Default 1000. */
   segmentSize?: number;
+  /**
+   * Flush each write to the disk (fdatasync) before `record()` resolves, so that an entry survives a power loss, not
+   * only a crash of the process. One flush serves every entry recorded while the previous write ran. Default false.
+   */
+  fsync?: boolean;
   /** How long an entry is kept after its operation expired. Default 24 h. */
   retentionAfterExpiryInMs?: number;
   /** The clock, in ms since the epoch (tests inject one). Default `Date.now`. */
@@ -41,7 +46,7 @@ export interface Ledger {
   record(entry: LedgerEntry): Promise<LedgerEntry>;
   /** Entries known (recorded and not yet pruned). */
   readonly size: number;
-  /** Segment files written since open: one write serves every entry recorded while the previous one was running. */
+  /** Segment file writes (appends) since open: one write serves every entry recorded while the previous one was running. */
   readonly writes: number;
   /** Waits for pending writes, then releases the files. Idempotent; `record()` rejects afterwards. */
   close(): Promise<void>;
@@ -56,15 +61,19 @@ interface LedgerSettings {
   retentionAfterExpiryInMs: number;
   now: () => number;
   logger: Logger;
+  fsync: boolean;
 }
 
-const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 'retentionAfterExpiryInMs', 'now', 'logger']);
+const OPTION_FIELDS: ReadonlySet<string> = new Set(['directory', 'segmentSize', 'fsync', 'retentionAfterExpiryInMs', 'now', 'logger']);
 
 function ledgerSettings(options: unknown): LedgerSettings {
   const fields = checkOptionFields(options, 'LedgerOptions', OPTION_FIELDS);
   const retention = fields.retentionAfterExpiryInMs ?? DEFAULT_RETENTION_AFTER_EXPIRY_IN_MS;
   if (typeof retention !== 'number' || !Number.isFinite(retention) || retention < 0) {
     throw new RangeError(`LedgerOptions.retentionAfterExpiryInMs must be a finite number of milliseconds, 0 or more, got ${describeValue(retention)}`);
+  }
+  if (fields.fsync !== undefined && typeof fields.fsync !== 'boolean') {
+    throw new TypeError(`LedgerOptions.fsync must be true or false, got ${describeValue(fields.fsync)}`);
   }
   if (fields.now !== undefined && typeof fields.now !== 'function') {
     throw new TypeError(`LedgerOptions.now must be a function returning ms since the epoch, got ${describeValue(fields.now)}`);
@@ -75,6 +84,7 @@ function ledgerSettings(options: unknown): LedgerSettings {
     retentionAfterExpiryInMs: retention,
     now: (fields.now as (() => number) | undefined) ?? Date.now,
     logger: checkLogger(fields.logger, 'LedgerOptions'),
+    fsync: fields.fsync === true,
   };
 }
 
@@ -182,6 +192,9 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
     segmentSize: settings.segmentSize,
     recordSchema: ledgerEntrySchema,
     logger,
+    fsync: settings.fsync,
+    // Entries are appended once and never rewritten (pruning drops whole files): no need to keep their text.
+    keepRecordText: false,
   });
   const ledger = new SegmentedLedger(store, settings, logger);
   try {

@@ -1,27 +1,22 @@
 /**
- * The storage under the ledger and the outbox: records kept in memory and in bounded lowdb JSON files ("segments").
+ * The storage under the ledger and the outbox: records kept in memory and in bounded segment files, each a lowdb
+ * database whose adapter (`segmentFile.ts`) appends.
  *
- * lowdb's `write()` rewrites a whole file, so one file for all history makes every write slower as history grows.
- * Here only a segment that changed is rewritten, and a segment holds at most `segmentSize` records, so the cost of a
- * write is bounded whatever the history. Writes are group commits: every change made while a write is in flight goes
- * into the next write, so one rename serves many callers. Each file write is steno's temp file + rename, so a file
- * is always either its old or its new content, never a mix.
+ * A record added at the end is appended to the open segment as one line: its cost does not depend on the history.
+ * Removing records from a segment rewrites that segment alone (temp file + rename), and a segment holds at most
+ * `segmentSize` records, so that cost is bounded too. Writes are group commits: every change made while a write is in
+ * flight goes into the next write, so one append (and, with `fsync`, one flush to the disk) serves many callers.
  */
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
-import { DataFile } from 'lowdb/node';
 import type { z } from 'zod';
 import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { unknownFieldsPhrase, validate } from '../core/validation.js';
+import { SEGMENT_FILE_VERSION, SegmentFileAdapter, SegmentFileProblem, type SegmentFile } from './segmentFile.js';
 
-/** What one segment file holds. `format` names its owner so a ledger file is never read as an outbox file. */
-export interface SegmentFile {
-  format: string;
-  version: 1;
-  records: unknown[];
-}
+export type { SegmentFile } from './segmentFile.js';
 
 /** One segment as its owner sees it: read-only; changes go through the store so that they get written. */
 export interface Segment<T> {
@@ -38,11 +33,19 @@ export interface SegmentedStoreOptions<T> {
   /** What every record read back from disk must be. */
   recordSchema: z.ZodType<T>;
   logger: Logger;
+  /** Flush every write to the disk before it resolves (survives a power loss, not only a process crash). Default false. */
+  fsync?: boolean;
+  /**
+   * Keep each record's JSON text after it was written, for the rewrites that removing records causes (the outbox's
+   * acknowledgements). An owner that only appends passes false and saves that memory. Default true.
+   */
+  keepRecordText?: boolean;
 }
 
 interface StoredSegment<T extends object> extends Segment<T> {
   records: T[];
   readonly database: Low<SegmentFile>;
+  readonly adapter: SegmentFileAdapter;
 }
 
 interface Deferred {
@@ -99,11 +102,12 @@ function jsonOf(record: object): string {
   return json;
 }
 
-/** One record per line: cheap to build from cached record texts, and readable when someone opens the file. */
-function stringifySegment(file: SegmentFile): string {
-  const records = file.records.map((record) => jsonOf(record as object));
-  const body = records.length === 0 ? '' : `\n${records.join(',\n')}\n`;
-  return `{"format":${JSON.stringify(file.format)},"version":${file.version},"records":[${body}]}\n`;
+/** The JSON text of a record, forgetting the cached copy: for records written once and never again. */
+function takeJsonOf(record: object): string {
+  const json = recordJson.get(record);
+  if (json === undefined) return JSON.stringify(record);
+  recordJson.delete(record);
+  return json;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -205,7 +209,7 @@ export class SegmentedStore<T extends object> {
     return this.#segments;
   }
 
-  /** Segment files written (each one temp-file write + rename) since open. */
+  /** Segment file writes since open (an append, or a rewrite of a whole segment), one per segment per group commit. */
   get writes(): number {
     return this.#writes;
   }
@@ -257,12 +261,13 @@ export class SegmentedStore<T extends object> {
     return this.#nextBatch.promise;
   }
 
-  /** Writes what is pending and releases the directory. Idempotent. */
+  /** Writes what is pending, closes the files and releases the directory. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       try {
         await this.commit();
       } finally {
+        await Promise.all(this.#segments.map((segment) => segment.adapter.release().catch(() => undefined)));
         openDirectories.delete(this.#registration);
       }
     })();
@@ -281,9 +286,10 @@ export class SegmentedStore<T extends object> {
 
   #createSegment(number: number, records: T[]): StoredSegment<T> {
     const file = path.join(this.#options.directory, this.#fileName(number));
-    const adapter = new DataFile<SegmentFile>(file, { parse: (text) => JSON.parse(text) as SegmentFile, stringify: stringifySegment });
-    const database = new Low<SegmentFile>(adapter, { format: this.#format, version: 1, records: [] });
-    return { number, file, records, database };
+    const stringify = this.#options.keepRecordText === false ? takeJsonOf : jsonOf;
+    const adapter = new SegmentFileAdapter(file, { fsync: this.#options.fsync === true, stringify: (record) => stringify(record as object) });
+    const database = new Low<SegmentFile>(adapter, { format: this.#format, version: SEGMENT_FILE_VERSION, records });
+    return { number, file, records, database, adapter };
   }
 
   get #format(): string {
@@ -301,8 +307,8 @@ export class SegmentedStore<T extends object> {
     }
     // Exactly the width this store writes, so a file name always maps back to one segment number and vice versa.
     const segmentName = new RegExp(`^${kind}-(\\d{${SEGMENT_NUMBER_WIDTH}})\\.json$`);
-    // steno writes `.<name>.tmp` and renames it; one left behind is a write that never completed (nobody was told it
-    // had), so it carries nothing that was promised.
+    // A rewrite writes `.<name>.tmp` and renames it (as steno did for version 1 files); one left behind is a write
+    // that never completed (nobody was told it had), so it carries nothing that was promised.
     const tempName = new RegExp(`^\\.${kind}-\\d{${SEGMENT_NUMBER_WIDTH}}\\.json\\.tmp$`);
     const numbers: number[] = [];
     for (const name of names) {
@@ -338,18 +344,31 @@ export class SegmentedStore<T extends object> {
     try {
       await segment.database.read();
     } catch (error) {
-      throw unreadable(`cannot be read as JSON (${(error as Error).message})`, error);
+      if (error instanceof SegmentFileProblem) throw unreadable(error.message, error);
+      throw unreadable(`cannot be read (${(error as Error).message})`, error);
     }
     const content = segment.database.data as unknown;
-    if (!isPlainObject(content) || content.format !== this.#format || content.version !== 1 || !Array.isArray(content.records)) {
-      throw unreadable(`is not a ${this.#format} version 1 file`);
+    const version = isPlainObject(content) ? content.version : undefined;
+    if (!isPlainObject(content) || content.format !== this.#format || (version !== 1 && version !== 2) || !Array.isArray(content.records)) {
+      throw unreadable(`is not a ${this.#format} file (version 1 or ${SEGMENT_FILE_VERSION})`);
     }
     const records = content.records as unknown[];
+    // Version 2 has a header line, so record i is on line i + 2.
+    const where = (index: number): string => (version === 1 ? `records[${index}]` : `records[${index}] (line ${index + 2})`);
     records.forEach((record, index) => {
       const checked = validate(this.#options.recordSchema, record);
-      if (!checked.success) throw unreadable(`has an invalid record at records[${index}]: it${checked.problem}`);
+      if (!checked.success) throw unreadable(`has an invalid record at ${where(index)}: it${checked.problem}`);
       deepFreeze(record);
     });
+    if (segment.adapter.tornBytes > 0) {
+      // A write cut short by a crash: its records were never acknowledged, so they are not missed.
+      this.#options.logger.warn({ file: segment.file, bytes: segment.adapter.tornBytes }, `cutting off the torn last line of a ${kind} segment (a write interrupted by a crash)`);
+      try {
+        await segment.adapter.repair();
+      } catch (error) {
+        throw unreadable(`ends with a torn line that cannot be cut off (${(error as Error).message})`, error);
+      }
+    }
     return records as T[];
   }
 
@@ -369,17 +388,20 @@ export class SegmentedStore<T extends object> {
     // Oldest segment first: a crash part-way leaves older records written and newer ones not, never the reverse,
     // so what survives is always a prefix of what was added.
     const work = [...this.#dirty, ...this.#doomed].sort((a, b) => a.number - b.number);
-    const snapshots = new Map(work.filter((s) => this.#dirty.has(s)).map((s) => [s, [...s.records]]));
+    const kept = new Set(this.#dirty);
     this.#dirty.clear();
     this.#doomed.clear();
     const done = new Set<StoredSegment<T>>();
     const writing = (async () => {
       for (const segment of work) {
-        const snapshot = snapshots.get(segment);
-        if (snapshot === undefined) await this.#delete(segment);
-        else await this.#write(segment, snapshot);
+        // The adapter takes the records as they are when the write starts; later ones go with the next write.
+        if (kept.has(segment)) await this.#write(segment);
+        else await this.#delete(segment);
         done.add(segment);
       }
+      // Only the open segment is appended to: the others need no open file.
+      const tail = this.#segments.at(-1);
+      for (const segment of work) if (segment !== tail && kept.has(segment)) await segment.adapter.release();
     })();
     this.#writing = writing;
     try {
@@ -388,7 +410,7 @@ export class SegmentedStore<T extends object> {
     } catch (error) {
       for (const segment of work) {
         if (done.has(segment)) continue;
-        if (snapshots.has(segment)) {
+        if (kept.has(segment)) {
           if (this.#segments.includes(segment)) this.#dirty.add(segment);
         } else this.#doomed.add(segment);
       }
@@ -400,8 +422,8 @@ export class SegmentedStore<T extends object> {
     }
   }
 
-  async #write(segment: StoredSegment<T>, records: T[]): Promise<void> {
-    segment.database.data = { format: this.#format, version: 1, records };
+  async #write(segment: StoredSegment<T>): Promise<void> {
+    segment.database.data = { format: this.#format, version: SEGMENT_FILE_VERSION, records: segment.records };
     try {
       await segment.database.write();
     } catch (error) {
@@ -412,9 +434,8 @@ export class SegmentedStore<T extends object> {
 
   async #delete(segment: StoredSegment<T>): Promise<void> {
     try {
-      await unlink(segment.file);
+      await segment.adapter.delete();
     } catch (error) {
-      if (isErrnoException(error, 'ENOENT')) return;
       throw new Error(`could not delete ${this.#options.kind} segment ${segment.file}: ${(error as Error).message}`, { cause: error });
     }
   }

@@ -1,9 +1,8 @@
-import { watch } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openLedger, type LedgerEntry, type LedgerOptions } from '../../src/store/ledger.js';
-import { HOUR, T0, closing, ledgerEntry, onCleanup, tempDir } from './harness.js';
+import { HOUR, T0, closing, ledgerEntry, tempDir } from './harness.js';
 
 const DAY = 24 * HOUR;
 
@@ -11,11 +10,25 @@ async function segmentFiles(directory: string): Promise<string[]> {
   return (await readdir(directory)).filter((name) => /^ledger-\d+\.json$/.test(name)).sort();
 }
 
+/** The entries of a segment file in the current format: a header line, then one entry per line. */
 async function readSegment(directory: string, name: string): Promise<LedgerEntry[]> {
-  const file = JSON.parse(await readFile(path.join(directory, name), 'utf8')) as { format: string; records: LedgerEntry[] };
-  expect(file.format).toBe('storelink.ledger');
-  return file.records;
+  const text = await readFile(path.join(directory, name), 'utf8');
+  expect(text.endsWith('\n')).toBe(true);
+  const [header, ...lines] = text.slice(0, -1).split('\n');
+  expect(JSON.parse(header!)).toEqual({ format: 'storelink.ledger', version: 2 });
+  return lines.map((line) => JSON.parse(line) as LedgerEntry);
 }
+
+/** A segment as the previous version wrote it (lowdb's DataFile): one JSON document, one record per line. */
+function version1Segment(records: readonly LedgerEntry[]): string {
+  const body = records.length === 0 ? '' : `\n${records.map((record) => JSON.stringify(record)).join(',\n')}\n`;
+  return `{"format":"storelink.ledger","version":1,"records":[${body}]}\n`;
+}
+
+const silent = (warnings: string[]) => {
+  const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
+  return logger;
+};
 
 describe('ledger', () => {
   it('keeps done and rejected entries across close and reopen', async () => {
@@ -65,35 +78,135 @@ describe('ledger', () => {
     expect((await readSegment(directory, (await segmentFiles(directory))[0]!)).map((entry) => entry.result)).toEqual(['first']);
   });
 
-  it('serves 1,000 concurrent records with a handful of writes, as counted by the ledger and by a directory watcher', async () => {
+  it('serves 1,000 concurrent records with a handful of writes', async () => {
     const directory = await tempDir();
-    // Each write ends with steno renaming its temp file onto the segment file: the watcher sees that rename.
-    const renamedOnto: string[] = [];
-    let sentinelWritten!: () => void;
-    const sentinelSeen = new Promise<void>((resolve) => (sentinelWritten = resolve));
-    const watcher = watch(directory, (type, name) => {
-      if (type !== 'rename' || name === null || !/^ledger-\d+\.json$/.test(name)) return;
-      renamedOnto.push(name);
-      if (name === 'ledger-000000000002.json') sentinelWritten();
-    });
-    onCleanup(() => Promise.resolve(watcher.close()));
     const ledger = closing(await openLedger({ directory }));
     const entries = Array.from({ length: 1000 }, () => ledgerEntry());
 
     await Promise.all(entries.map((entry) => ledger.record(entry)));
-    const writes = ledger.writes;
-    // 1,000 entries fill exactly one segment of the default size; the next record starts segment 2, and its rename
-    // arrives after every rename of the batch (inotify keeps order).
-    await ledger.record(ledgerEntry());
-    await sentinelSeen;
 
-    const batchRenames = renamedOnto.slice(0, renamedOnto.indexOf('ledger-000000000002.json'));
-    expect(batchRenames.length).toBe(writes);
-    expect(writes).toBeGreaterThanOrEqual(1);
-    expect(writes).toBeLessThanOrEqual(3);
+    expect(ledger.writes).toBeGreaterThanOrEqual(1);
+    expect(ledger.writes).toBeLessThanOrEqual(3);
     const files = await segmentFiles(directory);
-    expect(files).toHaveLength(2);
+    expect(files).toHaveLength(1);
     expect((await readSegment(directory, files[0]!)).map((entry) => entry.id)).toEqual(entries.map((entry) => entry.id));
+  });
+
+  it('appends a record to the open segment: the file is never replaced and what it held before stays byte for byte', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory }));
+    await ledger.record(ledgerEntry());
+    const file = path.join(directory, (await segmentFiles(directory))[0]!);
+    const { ino } = await stat(file);
+    let before = await readFile(file, 'utf8');
+
+    for (let i = 0; i < 5; i++) {
+      const entry = ledgerEntry({ type: `step.${i}` });
+      await ledger.record(entry);
+      const after = await readFile(file, 'utf8');
+      // A rewrite (temp file + rename) would give the file a new inode.
+      expect((await stat(file)).ino).toBe(ino);
+      expect(after).toBe(`${before}${JSON.stringify(entry)}\n`);
+      before = after;
+    }
+  });
+
+  it('with fsync, records, groups concurrent records into a few writes and reopens the same', async () => {
+    const directory = await tempDir();
+    const ledger = closing(await openLedger({ directory, fsync: true, segmentSize: 40 }));
+    const entries = Array.from({ length: 100 }, () => ledgerEntry());
+    await Promise.all(entries.map((entry) => ledger.record(entry)));
+    expect(ledger.writes).toBeLessThanOrEqual(9);
+    await ledger.close();
+    expect(await segmentFiles(directory)).toHaveLength(3);
+    const reopened = closing(await openLedger({ directory, fsync: true, segmentSize: 40 }));
+    for (const entry of entries) expect(reopened.get(entry.id)).toEqual(entry);
+  });
+
+  it('ignores a torn last line left by a crash, cuts it off, and appends after the last whole line', async () => {
+    const directory = await tempDir();
+    const first = await openLedger({ directory });
+    const kept = [ledgerEntry(), ledgerEntry()];
+    for (const entry of kept) await first.record(entry);
+    await first.close();
+    const file = path.join(directory, 'ledger-000000000001.json');
+    const whole = await readFile(file, 'utf8');
+    // What a write cut short leaves: the start of a line, without its end of line.
+    const torn = ledgerEntry();
+    await appendFile(file, JSON.stringify(torn).slice(0, 57));
+    const warnings: string[] = [];
+
+    const reopened = closing(await openLedger({ directory, logger: silent(warnings) }));
+
+    expect(reopened.size).toBe(2);
+    for (const entry of kept) expect(reopened.get(entry.id)).toEqual(entry);
+    expect(reopened.get(torn.id)).toBeUndefined();
+    expect(warnings).toEqual([expect.stringContaining('cutting off the torn last line')]);
+    expect(await readFile(file, 'utf8')).toBe(whole);
+    const next = ledgerEntry();
+    await reopened.record(next);
+    expect((await readSegment(directory, 'ledger-000000000001.json')).map((entry) => entry.id)).toEqual([...kept, next].map((entry) => entry.id));
+  });
+
+  it('refuses a segment whose damage is not a torn last line, naming the file and the line', async () => {
+    const directory = await tempDir();
+    const ledger = await openLedger({ directory });
+    const entries = [ledgerEntry(), ledgerEntry(), ledgerEntry()];
+    for (const entry of entries) await ledger.record(entry);
+    await ledger.close();
+    const file = path.join(directory, 'ledger-000000000001.json');
+    const lines = (await readFile(file, 'utf8')).split('\n');
+
+    // A line cut short in the middle of the file: that is no crash of ours.
+    await writeFile(file, [lines[0], lines[1], lines[2]!.slice(0, 40), lines[3], ''].join('\n'));
+    await expect(openLedger({ directory })).rejects.toMatchObject({ code: 'FILE_UNREADABLE', message: expect.stringContaining(`ledger segment ${file} has a line that is not JSON at line 3`) });
+    // A whole line that parses but is no entry.
+    await writeFile(file, [lines[0], lines[1], JSON.stringify({ ...entries[1], outcome: 'maybe' }), lines[3], ''].join('\n'));
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} has an invalid record at records[1] (line 3): it.outcome must be one of`);
+    // A header without its end of line (segment files are created whole, header included).
+    await writeFile(file, lines[0]!);
+    await expect(openLedger({ directory })).rejects.toMatchObject({ code: 'FILE_UNREADABLE', message: expect.stringContaining('version 2 header without its end of line') });
+    // An empty file.
+    await writeFile(file, '');
+    await expect(openLedger({ directory })).rejects.toMatchObject({ code: 'FILE_UNREADABLE', message: expect.stringContaining('cannot be read as JSON') });
+  });
+
+  it('opens a directory written in the previous format and moves its open segment to the current one on the next record', async () => {
+    const directory = await tempDir();
+    const full = Array.from({ length: 3 }, (_, i) => ledgerEntry({ type: `old.${i}` }));
+    const open = [ledgerEntry({ type: 'old.open' })];
+    const fullText = version1Segment(full);
+    await writeFile(path.join(directory, 'ledger-000000000001.json'), fullText);
+    // Also as compact JSON, the way a hand-made or other-tool file looks.
+    await writeFile(path.join(directory, 'ledger-000000000002.json'), JSON.stringify({ format: 'storelink.ledger', version: 1, records: open }));
+
+    const ledger = closing(await openLedger({ directory, segmentSize: 3 }));
+    expect(ledger.size).toBe(4);
+    for (const entry of [...full, ...open]) expect(ledger.get(entry.id)).toEqual(entry);
+    // Opening wrote nothing.
+    expect(ledger.writes).toBe(0);
+    expect(await readFile(path.join(directory, 'ledger-000000000001.json'), 'utf8')).toBe(fullText);
+
+    const added = [ledgerEntry({ type: 'new.0' }), ledgerEntry({ type: 'new.1' }), ledgerEntry({ type: 'new.2' })];
+    for (const entry of added) await ledger.record(entry);
+    await ledger.close();
+
+    // The full old segment is left as it was; the open one was rewritten in the current format, then appended to.
+    expect(await readFile(path.join(directory, 'ledger-000000000001.json'), 'utf8')).toBe(fullText);
+    expect((await readSegment(directory, 'ledger-000000000002.json')).map((entry) => entry.type)).toEqual(['old.open', 'new.0', 'new.1']);
+    expect((await readSegment(directory, 'ledger-000000000003.json')).map((entry) => entry.type)).toEqual(['new.2']);
+    const reopened = closing(await openLedger({ directory, segmentSize: 3 }));
+    expect(reopened.size).toBe(7);
+    for (const entry of [...full, ...open, ...added]) expect(reopened.get(entry.id)).toEqual(entry);
+  });
+
+  it('prunes a segment in the previous format like any other', async () => {
+    const directory = await tempDir();
+    const expired = [ledgerEntry({ expiresAt: new Date(T0 - 3 * DAY).toISOString() })];
+    await writeFile(path.join(directory, 'ledger-000000000001.json'), version1Segment(expired));
+    const ledger = closing(await openLedger({ directory, now: () => T0 }));
+    expect(ledger.size).toBe(0);
+    expect(await segmentFiles(directory)).toEqual([]);
   });
 
   it('writes once per record when records come one after another (each waits for its own write)', async () => {
@@ -203,7 +316,11 @@ describe('ledger', () => {
     await writeFile(file, JSON.stringify({ format: 'storelink.ledger', version: 1, records: [ledgerEntry(), { ...ledgerEntry(), outcome: 'maybe' }] }));
     await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} has an invalid record at records[1]: it.outcome must be one of`);
     await writeFile(file, JSON.stringify({ format: 'storelink.outbox', version: 1, records: [] }));
-    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger version 1 file`);
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger file (version 1 or 2)`);
+    await writeFile(file, `${JSON.stringify({ format: 'storelink.outbox', version: 2 })}\n`);
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger file (version 1 or 2)`);
+    await writeFile(file, JSON.stringify({ format: 'storelink.ledger', version: 3, records: [] }));
+    await expect(openLedger({ directory })).rejects.toThrow(`ledger segment ${file} is not a storelink.ledger file (version 1 or 2)`);
   });
 
   it('opens past a temp file left by an interrupted write (removing it) and past files it did not write', async () => {
@@ -217,9 +334,8 @@ describe('ledger', () => {
     // Not a name the ledger writes: left alone, with a warning.
     await writeFile(path.join(directory, 'ledger-2.json'), 'not json');
     const warnings: string[] = [];
-    const logger = { debug: () => undefined, info: () => undefined, warn: (_: object, message?: string) => void warnings.push(message ?? ''), error: () => undefined, child: () => logger };
 
-    const reopened = closing(await openLedger({ directory, logger }));
+    const reopened = closing(await openLedger({ directory, logger: silent(warnings) }));
 
     expect(reopened.get(entry.id)).toEqual(entry);
     expect(reopened.size).toBe(1);
@@ -293,6 +409,7 @@ describe('ledger', () => {
     ['a fractional segment size', { directory: '/tmp/x', segmentSize: 2.5 }, RangeError, 'segmentSize'],
     ['a negative retention', { directory: '/tmp/x', retentionAfterExpiryInMs: -1 }, RangeError, 'retentionAfterExpiryInMs must be a finite number'],
     ['a clock that is not a function', { directory: '/tmp/x', now: 5 }, TypeError, 'LedgerOptions.now must be a function'],
+    ['an fsync that is not a boolean', { directory: '/tmp/x', fsync: 'yes' }, TypeError, 'LedgerOptions.fsync must be true or false'],
     ['a logger without methods', { directory: '/tmp/x', logger: {} }, TypeError, 'LedgerOptions.logger must be a pino-style logger'],
   ])('rejects %s', async (_name, options, type, message) => {
     const opening = openLedger(options as LedgerOptions);

@@ -5,13 +5,13 @@
  * `acknowledged <id>` once it resolved. It
  * never stops by itself: the test kills it with SIGKILL.
  *
- *   node --import tsx test/store/writeUntilKilled.ts ledger|outbox <directory> <segmentSize>
+ *   node --import tsx test/store/writeUntilKilled.ts ledger|outbox <directory> <segmentSize> [fsync: true|false]
  */
 import { randomUUID } from 'node:crypto';
 import { openLedger } from '../../src/store/ledger.js';
 import { openOutbox } from '../../src/store/outbox.js';
 
-const [mode, directory, segmentSizeText] = process.argv.slice(2);
+const [mode, directory, segmentSizeText, fsyncText] = process.argv.slice(2);
 if ((mode !== 'ledger' && mode !== 'outbox') || directory === undefined) {
   throw new TypeError('usage: writeUntilKilled.ts ledger|outbox <directory> <segmentSize>');
 }
@@ -22,7 +22,7 @@ const farFuture = new Date(Date.now() + 365 * 24 * 60 * 60 * 1000).toISOString()
 let write: (sequence: number) => Promise<string>;
 let acknowledgeOldest: (() => Promise<void>) | undefined;
 if (mode === 'ledger') {
-  const ledger = await openLedger({ directory, segmentSize });
+  const ledger = await openLedger({ directory, segmentSize, fsync: fsyncText === 'true' });
   write = async (sequence) => {
     const entry = await ledger.record({
       id: randomUUID(),
