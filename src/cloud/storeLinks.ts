@@ -85,10 +85,24 @@ interface Shape {
   readonly reading: Reading;
 }
 
+/** A timer an actor asked its clock for; `node` once it runs on Node's timers. */
+interface ChartTimer {
+  fire: () => void;
+  delayInMs: number;
+  node: NodeJS.Timeout | undefined;
+}
+
+function armTimer(timers: Map<ChartTimer, number>, timer: ChartTimer): void {
+  timer.node = setTimeout(() => {
+    timers.delete(timer);
+    timer.fire();
+  }, timer.delayInMs);
+}
+
 interface LiveLink {
   actor: Actor<AnyStateMachine>;
-  /** The timers the chart has armed, by handle: when each is due, on the timer clock. */
-  timers: Map<unknown, number>;
+  /** The timers the chart has armed: when each is due, on the timer clock. */
+  timers: Map<ChartTimer, number>;
   lastUsedAtInMs: number;
   restQueued: boolean;
   unsubscribe: () => void;
@@ -159,6 +173,11 @@ export class StoreLinks {
   readonly #initialReadings = new Map<boolean, Reading>();
   #warnedPinned = false;
   #stopped = false;
+  /**
+   * Links in a step (a wake, an event, a due timer) that tries to rest them when done: a change seen meanwhile queues
+   * no check of its own, and their charts' new timers wait to see whether the link stays live.
+   */
+  readonly #stepping = new Set<LinkRecord>();
 
   constructor(options: StoreLinksOptions) {
     this.#options = options;
@@ -258,22 +277,21 @@ export class StoreLinks {
     const snapshot = record.shape !== undefined || record.raw !== undefined ? record.snapshot : undefined;
     const resume = snapshot !== undefined && record.timed;
     this.#wakes.cancel(record);
-    const timers = new Map<unknown, number>();
+    const timers = new Map<ChartTimer, number>();
     const wakes = this.#wakes;
     // The actor's own timers, through a clock that notes when each is due: the registry learns the chart's delays
-    // without reading its definition, and a timer still works as xstate's would.
+    // without reading its definition, and a timer still works as xstate's would. Inside a step, a timer is armed only
+    // if the link stays live after it (`#armTimers`): a link that rests at once never touches Node's timers.
     const clock = {
-      setTimeout: (fire: (...args: unknown[]) => void, delayInMs: number) => {
-        const handle: unknown = setTimeout(() => {
-          timers.delete(handle);
-          fire();
-        }, delayInMs);
-        timers.set(handle, wakes.now() + delayInMs);
-        return handle;
+      setTimeout: (fire: () => void, delayInMs: number): ChartTimer => {
+        const timer: ChartTimer = { fire, delayInMs, node: undefined };
+        timers.set(timer, wakes.now() + delayInMs);
+        if (!this.#stepping.has(record)) armTimer(timers, timer);
+        return timer;
       },
-      clearTimeout: (handle: unknown) => {
-        timers.delete(handle);
-        clearTimeout(handle as NodeJS.Timeout);
+      clearTimeout: (timer: ChartTimer) => {
+        timers.delete(timer);
+        clearTimeout(timer.node);
       },
     };
     const actor = createActor(this.#chart, {
@@ -309,12 +327,13 @@ export class StoreLinks {
     }
     this.#options.store.set(record.storeId, record);
     const live = record.live;
-    if (live !== undefined && !live.restQueued) {
+    // Inside a step of its own (a wake, an event, a due timer) the registry tries to rest the link right after.
+    if (live !== undefined && !live.restQueued && !this.#stepping.has(record)) {
       // A probe's result or a timer changed the link on its own: it may rest once xstate has finished the step.
       live.restQueued = true;
       queueMicrotask(() => {
         live.restQueued = false;
-        if (record.live === live) this.#rest(record, false);
+        if (record.live === live && !this.#rest(record, false)) this.#armTimers(record);
       });
     }
   }
@@ -351,7 +370,7 @@ export class StoreLinks {
   #due(record: LinkRecord): void {
     if (this.#stopped || record.live !== undefined) return;
     const before = record.reading;
-    const live = this.#wake(record);
+    const live = this.#step(record, () => this.#wake(record));
     if (record.live === live && record.reading === before && this.#nextTimer(live) - this.#wakes.now() >= this.#minRestInMs) {
       // A chart that owns its time re-arms a due timer with nothing left to wait; this one armed it afresh, so it
       // keeps time some other way: its actor stays while it is timed.
@@ -363,9 +382,10 @@ export class StoreLinks {
           'the link chart did not re-arm a due timer from its context on link.resumed: its links keep a live actor while timed',
         );
       }
+      this.#armTimers(record);
       return;
     }
-    this.#rest(record, false);
+    if (!this.#rest(record, false)) this.#armTimers(record);
   }
 
   #nextTimer(live: LiveLink): number {
@@ -386,8 +406,32 @@ export class StoreLinks {
   resume(storeId: string): void {
     const record = this.#record(storeId, true, true)!;
     if (record.live !== undefined) return;
-    this.#wake(record);
-    this.#rest(record, false);
+    this.#step(record, () => this.#wake(record));
+    if (!this.#rest(record, false)) this.#armTimers(record);
+  }
+
+  #step<Result>(record: LinkRecord, work: () => Result): Result {
+    // Steps of one link do not nest: a link's events are sent one at a time, and a step never sends to its own link.
+    this.#stepping.add(record);
+    try {
+      return work();
+    } finally {
+      this.#stepping.delete(record);
+    }
+  }
+
+  /** After a step that left its link live: the timers its chart asked for meanwhile start running. */
+  #armTimers(record: LinkRecord): void {
+    const live = record.live;
+    if (live === undefined || this.#stepping.has(record)) return;
+    for (const timer of live.timers.keys()) {
+      if (timer.node === undefined) {
+        // Late by the step's own duration at most, as xstate's timer would have been started a moment earlier.
+        const due = live.timers.get(timer)!;
+        timer.delayInMs = Math.max(0, due - this.#wakes.now());
+        armTimer(live.timers, timer);
+      }
+    }
   }
 
   /** When the link entered its current state (wall clock). */
@@ -403,10 +447,13 @@ export class StoreLinks {
   send(storeId: string, event: RouterLinkEvent): void {
     if (this.#stopped) return;
     const record = this.#record(storeId, true, true)!;
-    const live = this.#wake(record);
-    live.lastUsedAtInMs = this.#now();
-    live.actor.send({ ...event, at: this.#now() });
-    if (record.live === live) this.#rest(record, false);
+    const live = this.#step(record, () => {
+      const woken = this.#wake(record);
+      woken.lastUsedAtInMs = this.#now();
+      woken.actor.send({ ...event, at: this.#now() });
+      return woken;
+    });
+    if (record.live === live && !this.#rest(record, false)) this.#armTimers(record);
   }
 
   /** Claims the link's single trial call; false when another caller holds it. */
