@@ -41,6 +41,12 @@ export interface LinkReading {
 /** Events the router sends; the registry dates them. */
 export type RouterLinkEvent = LinkEvent extends infer Event ? (Event extends LinkEvent ? Omit<Event, 'at'> : never) : never;
 
+/**
+ * How late a woken link's chart may re-arm the timer it was woken for: one that owns its time re-arms it with nothing
+ * left to wait (its deadline has come); a second of slack covers the wall clock and the timer clock drifting apart.
+ */
+const DUE_TOLERANCE_IN_MS = 1_000;
+
 /** A link's actor rests when the chart's next timer is at least this far off: default 30 seconds. */
 export const DEFAULT_MIN_REST_IN_MS = 30_000;
 
@@ -333,7 +339,7 @@ export class StoreLinks {
       live.restQueued = true;
       queueMicrotask(() => {
         live.restQueued = false;
-        if (record.live === live && !this.#rest(record, false)) this.#armTimers(record);
+        if (record.live === live) this.#settle(record);
       });
     }
   }
@@ -371,7 +377,7 @@ export class StoreLinks {
     if (this.#stopped || record.live !== undefined) return;
     const before = record.reading;
     const live = this.#step(record, () => this.#wake(record));
-    if (record.live === live && record.reading === before && this.#nextTimer(live) - this.#wakes.now() >= this.#minRestInMs) {
+    if (record.live === live && record.reading === before && this.#nextTimer(live) - this.#wakes.now() > DUE_TOLERANCE_IN_MS) {
       // A chart that owns its time re-arms a due timer with nothing left to wait; this one armed it afresh, so it
       // keeps time some other way: its actor stays while it is timed.
       record.pinned = true;
@@ -385,7 +391,7 @@ export class StoreLinks {
       this.#armTimers(record);
       return;
     }
-    if (!this.#rest(record, false)) this.#armTimers(record);
+    this.#settle(record);
   }
 
   #nextTimer(live: LiveLink): number {
@@ -407,7 +413,7 @@ export class StoreLinks {
     const record = this.#record(storeId, true, true)!;
     if (record.live !== undefined) return;
     this.#step(record, () => this.#wake(record));
-    if (!this.#rest(record, false)) this.#armTimers(record);
+    this.#settle(record);
   }
 
   #step<Result>(record: LinkRecord, work: () => Result): Result {
@@ -420,14 +426,37 @@ export class StoreLinks {
     }
   }
 
-  /** After a step that left its link live: the timers its chart asked for meanwhile start running. */
+  /**
+   * After a step of the link, or a change it made on its own: timers its chart re-armed with nothing left to wait (a
+   * deadline that came while the link rested) fire now, as xstate's own would have at that instant; then the link
+   * rests if it can, or its other timers start running.
+   */
+  #settle(record: LinkRecord): void {
+    for (;;) {
+      const live = record.live;
+      if (live === undefined || this.#stepping.has(record)) return;
+      let first: ChartTimer | undefined;
+      let firstDue = Number.POSITIVE_INFINITY;
+      for (const [timer, due] of live.timers) {
+        if (timer.node === undefined && due < firstDue) {
+          first = timer;
+          firstDue = due;
+        }
+      }
+      if (first === undefined || firstDue > this.#wakes.now()) break;
+      live.timers.delete(first);
+      first.fire();
+    }
+    if (!this.#rest(record, false)) this.#armTimers(record);
+  }
+
+  /** The timers a live link's chart asked for during its step start running. */
   #armTimers(record: LinkRecord): void {
     const live = record.live;
     if (live === undefined || this.#stepping.has(record)) return;
-    for (const timer of live.timers.keys()) {
+    for (const [timer, due] of live.timers) {
       if (timer.node === undefined) {
-        // Late by the step's own duration at most, as xstate's timer would have been started a moment earlier.
-        const due = live.timers.get(timer)!;
+        // Late by the step's own duration at most: xstate would have started it a moment earlier.
         timer.delayInMs = Math.max(0, due - this.#wakes.now());
         armTimer(live.timers, timer);
       }
@@ -453,7 +482,7 @@ export class StoreLinks {
       woken.actor.send({ ...event, at: this.#now() });
       return woken;
     });
-    if (record.live === live && !this.#rest(record, false)) this.#armTimers(record);
+    if (record.live === live) this.#settle(record);
   }
 
   /** Claims the link's single trial call; false when another caller holds it. */
