@@ -125,7 +125,7 @@ export function createDeliver(parts: DeliverParts): Deliver {
   return async (operation, options) => {
     const storeId = operation.storeId;
     const typePolicy = operationPolicyFor(policy, operation.type);
-    const decision = route(links.snapshot(storeId), operation, policy, { trialInFlight: links.isTrialInFlight(storeId) });
+    const decision = route(links.read(storeId), operation, policy, { trialInFlight: links.isTrialInFlight(storeId) });
     const sofar: SoFar = { operationId: operation.id, storeId, type: operation.type, latency: operation.latency, attempts: 0 };
     if (decision.fallback) sofar.fallbackReason = decision.reason;
     if (decision.action !== 'relay') return fallBack(operation, decision.action, sofar, options);

@@ -363,7 +363,7 @@ class DefaultDispatcher implements Dispatcher {
       storeId,
       bidirectional: store.bidirectional,
       state: reading.state,
-      tags: reading.tags,
+      tags: [...reading.tags],
       counters: structuredClone(this.#counters.get(storeId) ?? { deliveries: {}, fallbacks: {} }),
     };
   }

@@ -79,7 +79,12 @@ export async function openLinkStore(directory: string | undefined, writeDelayInM
     return pending;
   };
   const changed = (): void => {
-    // A failed write is reported by flush(); the next change writes everything again.
+    if (pending !== undefined) {
+      dirty = true;
+      return;
+    }
+    // A failed write is reported by flush(); the next change writes everything again. One handler per write, not per
+    // change: a burst of changes would otherwise hold a promise each until the write.
     schedule().catch(() => undefined);
   };
   return {

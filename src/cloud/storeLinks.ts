@@ -1,9 +1,19 @@
 /**
- * The link registry: one link actor per store, started from the routing chart on first use, persisted on every
- * change, evicted when idle (its snapshot stays persisted), and restored on next use or after a restart. The chart
- * owns its time (deadlines in its context, from the `at` every event carries), so bringing a link back to life is
- * sending it `link.resumed`; nothing here keeps a timer for a chart. Reading a link that is not live resolves its
- * persisted (or initial) snapshot without starting an actor.
+ * The link registry: each store's link as the routing chart's snapshot, with a live xstate actor only while the chart
+ * has something to run. A link rests — its snapshot kept compactly, no actor — whenever its chart has no invoked actor
+ * (no probe in flight) and no timer due within `minRestInMs`. The router reads a link's state and tags from a table of
+ * readings shared by every link in the same state, so a routing decision is a map look-up, live actor or not.
+ *
+ * An actor is started from the link's snapshot when an event must be processed: the router's (a relay call's result, a
+ * store's announcement), or a timer the chart had armed coming due. The chart owns its time: its deadlines are in its
+ * context, computed from the `at` every event carries, so bringing a link back to life is sending it `link.resumed`,
+ * which re-arms its timers from them (see src/core/linkContract.ts). What the registry keeps for a resting link with a
+ * timer is only when to send it: the instant the chart's own delay named, read through the actor's clock, for all links
+ * in one schedule (wakeSchedule.ts). A link that rested with no timer is restored without `link.resumed`, so its next
+ * event meets exactly the snapshot it left. Nothing here names a state of the chart.
+ *
+ * Every change is persisted (linkStore.ts) and survives a restart: a persisted link is restored on next use, or at
+ * start by `resume()`. Reading a link never starts an actor.
  */
 import { createHash } from 'node:crypto';
 import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
@@ -11,6 +21,7 @@ import { PROBE_ACTOR, type LinkEvent, type LinkInput, type ProbeInput, type Prob
 import type { Logger } from '../core/logger.js';
 import type { LinkPolicy } from '../core/policy.js';
 import type { ChartIdentity, LinkStore, PersistedLink } from './linkStore.js';
+import { WakeSchedule } from './wakeSchedule.js';
 
 export interface LinkChange {
   storeId: string;
@@ -20,25 +31,24 @@ export interface LinkChange {
   previousState: StateValue | undefined;
 }
 
-/** A link as the router reads it: no actor needed. */
+/** A link as the router reads it: no actor needed. Shared by every link in the same state; frozen. */
 export interface LinkReading {
-  state: StateValue;
-  tags: string[];
+  readonly state: StateValue;
+  readonly tags: readonly string[];
   hasTag(tag: string): boolean;
 }
 
 /** Events the router sends; the registry dates them. */
 export type RouterLinkEvent = LinkEvent extends infer Event ? (Event extends LinkEvent ? Omit<Event, 'at'> : never) : never;
 
-interface LiveLink {
-  actor: Actor<AnyStateMachine>;
-  /** The top-level state and tags last reported, so probe sub-steps do not count as link changes. */
-  reportedKey: string;
-  reportedState: StateValue | undefined;
-  enteredAtInMs: number;
-  lastUsedAtInMs: number;
-  trialInFlight: boolean;
-}
+/**
+ * How late a woken link's chart may re-arm the timer it was woken for: one that owns its time re-arms it with nothing
+ * left to wait (its deadline has come); a second of slack covers the wall clock and the timer clock drifting apart.
+ */
+const DUE_TOLERANCE_IN_MS = 1_000;
+
+/** A link's actor rests when the chart's next timer is at least this far off: default 30 seconds. */
+export const DEFAULT_MIN_REST_IN_MS = 30_000;
 
 export interface StoreLinksOptions {
   chart: AnyStateMachine;
@@ -50,6 +60,11 @@ export interface StoreLinksOptions {
   onChange: (change: LinkChange) => void;
   logger: Logger;
   now?: () => number;
+  /**
+   * A link whose chart has no probe in flight rests without an actor when its next timer is at least this far off
+   * (a link that will wake within moments is cheaper kept); default `DEFAULT_MIN_REST_IN_MS`. 0: whenever it can.
+   */
+  minRestInMs?: number;
 }
 
 /** A chart's name and a hash of its structure: a snapshot is restored only under the chart that wrote it. */
@@ -63,32 +78,124 @@ export function topStateOf(value: StateValue): string {
   return typeof value === 'string' ? value : (Object.keys(value)[0] ?? '');
 }
 
-function reportKeyOf(snapshot: AnyMachineSnapshot): string {
-  return `${topStateOf(snapshot.value as StateValue)}|${[...snapshot.tags].sort().join(',')}`;
+/** A state of the chart as the router and the change reports see it, made once per state value. */
+interface Reading extends LinkReading {
+  /** The top-level state and the tags: probe sub-steps of one state are not link changes. */
+  readonly reportKey: string;
 }
 
-function readingOf(snapshot: AnyMachineSnapshot): LinkReading {
-  const tags = [...snapshot.tags].sort();
-  return { state: snapshot.value as StateValue, tags, hasTag: (tag) => tags.includes(tag) };
+/** What a resting snapshot holds besides its context, shared by every resting link in the same state. */
+interface Shape {
+  /** xstate's persisted snapshot without `context`. */
+  readonly base: Readonly<Record<string, unknown>>;
+  readonly reading: Reading;
+}
+
+/** A timer an actor asked its clock for; `node` once it runs on Node's timers. */
+interface ChartTimer {
+  fire: () => void;
+  delayInMs: number;
+  node: NodeJS.Timeout | undefined;
+}
+
+function armTimer(timers: Map<ChartTimer, number>, timer: ChartTimer): void {
+  timer.node = setTimeout(() => {
+    timers.delete(timer);
+    timer.fire();
+  }, timer.delayInMs);
+}
+
+interface LiveLink {
+  actor: Actor<AnyStateMachine>;
+  /** The timers the chart has armed: when each is due, on the timer clock. */
+  timers: Map<ChartTimer, number>;
+  lastUsedAtInMs: number;
+  restQueued: boolean;
+  unsubscribe: () => void;
+}
+
+function deepFreeze<Value>(value: Value): Value {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** One store's link. It is also what the link store keeps for it: `toJSON()` is the persisted form. */
+class LinkRecord implements PersistedLink {
+  readonly storeId: string;
+  readonly chart: ChartIdentity;
+  enteredAtInMs: number;
+  reading: Reading;
+  /** What was last reported as a change (undefined: nothing yet, for a link never seen by this chart). */
+  reported: Reading | undefined;
+  /** Resting: the shape and context of the snapshot. */
+  shape: Shape | undefined;
+  context: unknown;
+  /** A persisted snapshot that could not rest in compact form (it names invoked actors), or not yet resolved. */
+  raw: unknown;
+  live: LiveLink | undefined;
+  /** Whether restoring must send `link.resumed`: the snapshot had timers armed, or came from an earlier run. */
+  timed: boolean;
+  wakeAt = Number.NaN;
+  trialInFlight = false;
+  /** The chart did not re-arm a due timer on `link.resumed`: it keeps time some other way, so its actor stays. */
+  pinned = false;
+
+  constructor(storeId: string, chart: ChartIdentity, reading: Reading, reported: Reading | undefined, enteredAtInMs: number, timed: boolean) {
+    this.storeId = storeId;
+    this.chart = chart;
+    this.reading = reading;
+    this.reported = reported;
+    this.enteredAtInMs = enteredAtInMs;
+    this.timed = timed;
+  }
+
+  get snapshot(): unknown {
+    if (this.live !== undefined) return this.live.actor.getPersistedSnapshot();
+    if (this.shape !== undefined) return { ...this.shape.base, context: this.context };
+    return this.raw;
+  }
+
+  toJSON(): PersistedLink {
+    return { snapshot: this.snapshot, chart: this.chart, enteredAtInMs: this.enteredAtInMs };
+  }
 }
 
 export class StoreLinks {
   readonly #options: StoreLinksOptions;
   readonly #chart: AnyStateMachine;
   readonly #identity: ChartIdentity;
-  readonly #live = new Map<string, LiveLink>();
+  readonly #records = new Map<string, LinkRecord>();
+  readonly #live = new Map<string, LinkRecord>();
   readonly #now: () => number;
+  readonly #minRestInMs: number;
+  readonly #wakes: WakeSchedule<LinkRecord>;
+  /** Readings by state value (JSON), and resting shapes by state and history (JSON): one per state of the chart. */
+  readonly #readings = new Map<string, Reading>();
+  readonly #shapes = new Map<string, Shape>();
   /** Initial readings by bi-directional flag: the same for every store that never had a state. */
-  readonly #initialReadings = new Map<boolean, LinkReading>();
+  readonly #initialReadings = new Map<boolean, Reading>();
+  #warnedPinned = false;
+  #stopped = false;
+  /**
+   * Links in a step (a wake, an event, a due timer) that tries to rest them when done: a change seen meanwhile queues
+   * no check of its own, and their charts' new timers wait to see whether the link stays live.
+   */
+  readonly #stepping = new Set<LinkRecord>();
 
   constructor(options: StoreLinksOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#minRestInMs = options.minRestInMs ?? DEFAULT_MIN_REST_IN_MS;
+    if (!(this.#minRestInMs >= 0)) throw new RangeError('StoreLinks: minRestInMs must be a number of ms, at least 0');
     this.#identity = chartIdentityOf(options.chart);
     const probe = options.probe;
     this.#chart = options.chart.provide({
       actors: { [PROBE_ACTOR]: fromPromise<ProbeResult, ProbeInput>(({ input }) => probe(input.storeId)) },
     });
+    this.#wakes = new WakeSchedule((record) => this.#due(record));
   }
 
   #input(storeId: string): LinkInput {
@@ -99,148 +206,344 @@ export class StoreLinks {
     return persisted.chart?.id === this.#identity.id && persisted.chart.hash === this.#identity.hash;
   }
 
-  /** The persisted snapshot of a store's link, if the current chart wrote it; another chart's is dropped with a warning. */
-  #persisted(storeId: string): unknown {
-    const persisted = this.#options.store.get(storeId);
-    if (persisted === undefined) return undefined;
-    if (this.#wroteIt(persisted)) return persisted.snapshot;
-    this.#options.logger.warn(
-      { storeId, writtenBy: persisted.chart ?? 'an unnamed chart', chart: this.#identity },
-      'the link snapshot was written by another chart; the store starts fresh',
-    );
-    this.#options.store.delete(storeId);
-    return undefined;
-  }
-
-  /** The live link, restored from its persisted snapshot or created. */
-  #link(storeId: string): LiveLink {
-    const existing = this.#live.get(storeId);
-    if (existing !== undefined) {
-      existing.lastUsedAtInMs = this.#now();
-      return existing;
+  #readingOf(snapshot: AnyMachineSnapshot): Reading {
+    const key = JSON.stringify(snapshot.value);
+    let reading = this.#readings.get(key);
+    if (reading === undefined) {
+      const state = deepFreeze(structuredClone(snapshot.value as StateValue));
+      const tags = Object.freeze([...snapshot.tags].sort());
+      const tagSet = new Set(tags);
+      reading = Object.freeze({ state, tags, hasTag: (tag: string) => tagSet.has(tag), reportKey: `${topStateOf(state)}|${tags.join(',')}` });
+      this.#readings.set(key, reading);
     }
-    const snapshot = this.#persisted(storeId);
-    const actor = createActor(this.#chart, {
-      input: this.#input(storeId),
-      ...(snapshot === undefined ? {} : { snapshot: snapshot as AnyMachineSnapshot }),
-    });
-    const restored = snapshot === undefined ? undefined : this.#chart.resolveState(snapshot as never);
-    const live: LiveLink = {
-      actor,
-      reportedKey: restored === undefined ? '' : reportKeyOf(restored),
-      reportedState: restored?.value as StateValue | undefined,
-      enteredAtInMs: this.#options.store.get(storeId)?.enteredAtInMs ?? this.#now(),
-      lastUsedAtInMs: this.#now(),
-      trialInFlight: false,
-    };
-    this.#live.set(storeId, live);
-    actor.subscribe({
-      next: (next) => this.#changed(storeId, live, next),
-      error: (error: unknown) => this.#options.logger.error({ err: error, storeId }, 'link chart failed'),
-    });
-    actor.start();
-    // xstate does not persist `after` timers: the chart re-arms them from the deadlines in its context.
-    if (snapshot !== undefined) actor.send({ type: 'link.resumed', at: this.#now() });
-    return live;
+    return reading;
   }
 
-  #changed(storeId: string, live: LiveLink, snapshot: AnyMachineSnapshot): void {
-    const key = reportKeyOf(snapshot);
-    if (key !== live.reportedKey) {
-      const previous = live.reportedState;
-      live.reportedKey = key;
-      live.reportedState = snapshot.value as StateValue;
-      live.enteredAtInMs = this.#now();
-      this.#options.onChange({ storeId, state: snapshot.value as StateValue, tags: [...snapshot.tags].sort(), previousState: previous });
+  /** The resting form of a persisted snapshot with no invoked actors: its shape (shared) and its context. */
+  #shapeOf(persisted: Record<string, unknown>, reading: () => Reading): Shape | undefined {
+    const children = persisted['children'];
+    if (persisted['status'] !== 'active' || (typeof children === 'object' && children !== null && Object.keys(children).length > 0)) return undefined;
+    const { context: _context, ...base } = persisted;
+    const key = JSON.stringify([base['value'], base['historyValue']]);
+    let shape = this.#shapes.get(key);
+    if (shape === undefined) {
+      shape = Object.freeze({ base: deepFreeze(structuredClone(base)), reading: reading() });
+      this.#shapes.set(key, shape);
     }
-    this.#options.store.set(storeId, {
-      snapshot: live.actor.getPersistedSnapshot(),
-      chart: this.#identity,
-      enteredAtInMs: live.enteredAtInMs,
-    });
+    return shape;
   }
 
-  /** Whether a snapshot of this store's link was persisted (by this dispatcher or an earlier run). */
-  hasPersisted(storeId: string): boolean {
-    return this.#options.store.get(storeId) !== undefined;
-  }
-
-  /** Brings a persisted link back to life, so its chart's timers and probes run again. */
-  resume(storeId: string): void {
-    this.#link(storeId);
-  }
-
-  /** When the link entered its current state (wall clock). */
-  enteredAt(storeId: string): number {
-    return this.#live.get(storeId)?.enteredAtInMs ?? this.#options.store.get(storeId)?.enteredAtInMs ?? Number.NEGATIVE_INFINITY;
-  }
-
-  /** The live snapshot, starting the link if needed: for routing, which may then send it events. */
-  snapshot(storeId: string): AnyMachineSnapshot {
-    return this.#link(storeId).actor.getSnapshot();
-  }
-
-  /** The link's state and tags without starting an actor: the live one, the persisted one, or the initial one. */
-  read(storeId: string): LinkReading {
-    const live = this.#live.get(storeId);
-    if (live !== undefined) return readingOf(live.actor.getSnapshot());
+  /** The link's record: kept, restored from its persisted snapshot, or (with `create`) made for a store never seen. */
+  #record(storeId: string, create: boolean, dropForeign: boolean): LinkRecord | undefined {
+    const existing = this.#records.get(storeId);
+    if (existing !== undefined) return existing;
     const persisted = this.#options.store.get(storeId);
     if (persisted !== undefined && this.#wroteIt(persisted)) {
-      return readingOf(this.#chart.resolveState(persisted.snapshot as never));
+      const snapshot = persisted.snapshot as Record<string, unknown>;
+      const reading = this.#readingOf(this.#chart.resolveState(snapshot as never));
+      const record = new LinkRecord(storeId, this.#identity, reading, reading, persisted.enteredAtInMs, true);
+      const shape = this.#shapeOf(snapshot, () => reading);
+      if (shape === undefined) record.raw = snapshot;
+      else {
+        record.shape = shape;
+        record.context = snapshot['context'];
+      }
+      this.#records.set(storeId, record);
+      // The record is now what the store keeps and writes; the parsed copy from the file can go.
+      this.#options.store.set(storeId, record);
+      return record;
     }
+    if (persisted !== undefined && dropForeign) {
+      this.#options.logger.warn(
+        { storeId, writtenBy: persisted.chart ?? 'an unnamed chart', chart: this.#identity },
+        'the link snapshot was written by another chart; the store starts fresh',
+      );
+      this.#options.store.delete(storeId);
+    }
+    if (!create) return undefined;
+    const record = new LinkRecord(storeId, this.#identity, this.#initialReading(storeId), undefined, this.#now(), false);
+    this.#records.set(storeId, record);
+    return record;
+  }
+
+  #initialReading(storeId: string): Reading {
     const bidirectional = this.#options.isBidirectional(storeId);
     let initial = this.#initialReadings.get(bidirectional);
     if (initial === undefined) {
       // Resolving the initial state runs no actor: the chart's pure definition decides it.
-      initial = readingOf(getInitialSnapshot(this.#chart, this.#input(storeId)));
+      initial = this.#readingOf(getInitialSnapshot(this.#chart, this.#input(storeId)));
       this.#initialReadings.set(bidirectional, initial);
     }
     return initial;
   }
 
+  /** Starts the record's actor from its snapshot (or from the chart's initial state, for a store never seen). */
+  #wake(record: LinkRecord): LiveLink {
+    if (record.live !== undefined) return record.live;
+    const snapshot = record.shape !== undefined || record.raw !== undefined ? record.snapshot : undefined;
+    const resume = snapshot !== undefined && record.timed;
+    this.#wakes.cancel(record);
+    const timers = new Map<ChartTimer, number>();
+    const wakes = this.#wakes;
+    // The actor's own timers, through a clock that notes when each is due: the registry learns the chart's delays
+    // without reading its definition, and a timer still works as xstate's would. Inside a step, a timer is armed only
+    // if the link stays live after it (`#armTimers`): a link that rests at once never touches Node's timers.
+    const clock = {
+      setTimeout: (fire: () => void, delayInMs: number): ChartTimer => {
+        const timer: ChartTimer = { fire, delayInMs, node: undefined };
+        timers.set(timer, wakes.now() + delayInMs);
+        if (!this.#stepping.has(record)) armTimer(timers, timer);
+        return timer;
+      },
+      clearTimeout: (timer: ChartTimer) => {
+        timers.delete(timer);
+        clearTimeout(timer.node);
+      },
+    };
+    const actor = createActor(this.#chart, {
+      input: this.#input(record.storeId),
+      clock,
+      ...(snapshot === undefined ? {} : { snapshot: snapshot as AnyMachineSnapshot }),
+    });
+    const live: LiveLink = { actor, timers, lastUsedAtInMs: this.#now(), restQueued: false, unsubscribe: () => undefined };
+    record.live = live;
+    record.shape = undefined;
+    record.context = undefined;
+    record.raw = undefined;
+    this.#live.set(record.storeId, record);
+    const subscription = actor.subscribe({
+      next: (next) => this.#changed(record, next),
+      error: (error: unknown) => this.#options.logger.error({ err: error, storeId: record.storeId }, 'link chart failed'),
+    });
+    live.unsubscribe = () => subscription.unsubscribe();
+    actor.start();
+    // xstate does not persist `after` timers: the chart re-arms them from the deadlines in its context.
+    if (resume) actor.send({ type: 'link.resumed', at: this.#now() });
+    return live;
+  }
+
+  #changed(record: LinkRecord, snapshot: AnyMachineSnapshot): void {
+    const reading = this.#readingOf(snapshot);
+    record.reading = reading;
+    if (reading.reportKey !== record.reported?.reportKey) {
+      const previous = record.reported?.state;
+      record.reported = reading;
+      record.enteredAtInMs = this.#now();
+      this.#options.onChange({ storeId: record.storeId, state: snapshot.value as StateValue, tags: [...reading.tags], previousState: previous });
+    }
+    this.#options.store.set(record.storeId, record);
+    const live = record.live;
+    // Inside a step of its own (a wake, an event, a due timer) the registry tries to rest the link right after.
+    if (live !== undefined && !live.restQueued && !this.#stepping.has(record)) {
+      // A probe's result or a timer changed the link on its own: it may rest once xstate has finished the step.
+      live.restQueued = true;
+      queueMicrotask(() => {
+        live.restQueued = false;
+        if (record.live === live) this.#settle(record);
+      });
+    }
+  }
+
+  /**
+   * Stops the record's actor and keeps its snapshot compactly, if the chart has nothing to run: no invoked actor, and
+   * no timer due within `minRestInMs` (`force`: whatever its timers). Returns whether it rested.
+   */
+  #rest(record: LinkRecord, force: boolean): boolean {
+    const live = record.live;
+    if (live === undefined) return true;
+    if (record.pinned && !force) return false;
+    const snapshot = live.actor.getSnapshot();
+    if (snapshot.status !== 'active' || Object.keys(snapshot.children as object).length > 0) return false;
+    const next = this.#nextTimer(live);
+    if (!force && next - this.#wakes.now() < this.#minRestInMs) return false;
+    const persisted = live.actor.getPersistedSnapshot() as Record<string, unknown>;
+    const reading = record.reading;
+    const shape = this.#shapeOf(persisted, () => reading);
+    if (shape === undefined) return false;
+    live.unsubscribe();
+    live.actor.stop();
+    record.live = undefined;
+    this.#live.delete(record.storeId);
+    record.shape = shape;
+    record.context = persisted['context'];
+    record.timed = next !== Number.POSITIVE_INFINITY;
+    // A pinned chart keeps its own time: evicted, it waits for its next use, as it would after a restart.
+    if (record.timed && !record.pinned) this.#wakes.wakeAt(record, next);
+    return true;
+  }
+
+  /** A resting link's timer came due: its actor runs the chart's step, then rests again when it can. */
+  #due(record: LinkRecord): void {
+    if (this.#stopped || record.live !== undefined) return;
+    const before = record.reading;
+    const live = this.#step(record, () => this.#wake(record));
+    if (record.live === live && record.reading === before && this.#nextTimer(live) - this.#wakes.now() > DUE_TOLERANCE_IN_MS) {
+      // A chart that owns its time re-arms a due timer with nothing left to wait; this one armed it afresh, so it
+      // keeps time some other way: its actor stays while it is timed.
+      record.pinned = true;
+      if (!this.#warnedPinned) {
+        this.#warnedPinned = true;
+        this.#options.logger.warn(
+          { chart: this.#identity, storeId: record.storeId },
+          'the link chart did not re-arm a due timer from its context on link.resumed: its links keep a live actor while timed',
+        );
+      }
+      this.#armTimers(record);
+      return;
+    }
+    this.#settle(record);
+  }
+
+  #nextTimer(live: LiveLink): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const due of live.timers.values()) next = Math.min(next, due);
+    return next;
+  }
+
+  /** Whether a snapshot of this store's link was persisted (by this dispatcher or an earlier run). */
+  hasPersisted(storeId: string): boolean {
+    return this.#records.has(storeId) || this.#options.store.get(storeId) !== undefined;
+  }
+
+  /**
+   * Brings a link to life (a persisted one, or a new one from the chart's initial state), so its chart's timers run
+   * again; it then rests until its next timer if it can.
+   */
+  resume(storeId: string): void {
+    const record = this.#record(storeId, true, true)!;
+    if (record.live !== undefined) return;
+    this.#step(record, () => this.#wake(record));
+    this.#settle(record);
+  }
+
+  #step<Result>(record: LinkRecord, work: () => Result): Result {
+    // Steps of one link do not nest: a link's events are sent one at a time, and a step never sends to its own link.
+    this.#stepping.add(record);
+    try {
+      return work();
+    } finally {
+      this.#stepping.delete(record);
+    }
+  }
+
+  /**
+   * After a step of the link, or a change it made on its own: timers its chart re-armed with nothing left to wait (a
+   * deadline that came while the link rested) fire now, as xstate's own would have at that instant; then the link
+   * rests if it can, or its other timers start running.
+   */
+  #settle(record: LinkRecord): void {
+    for (;;) {
+      const live = record.live;
+      if (live === undefined || this.#stepping.has(record)) return;
+      let first: ChartTimer | undefined;
+      let firstDue = Number.POSITIVE_INFINITY;
+      for (const [timer, due] of live.timers) {
+        if (timer.node === undefined && due < firstDue) {
+          first = timer;
+          firstDue = due;
+        }
+      }
+      if (first === undefined || firstDue > this.#wakes.now()) break;
+      live.timers.delete(first);
+      first.fire();
+    }
+    if (!this.#rest(record, false)) this.#armTimers(record);
+  }
+
+  /** The timers a live link's chart asked for during its step start running. */
+  #armTimers(record: LinkRecord): void {
+    const live = record.live;
+    if (live === undefined || this.#stepping.has(record)) return;
+    for (const [timer, due] of live.timers) {
+      if (timer.node === undefined) {
+        // Late by the step's own duration at most: xstate would have started it a moment earlier.
+        timer.delayInMs = Math.max(0, due - this.#wakes.now());
+        armTimer(live.timers, timer);
+      }
+    }
+  }
+
+  /** When the link entered its current state (wall clock). */
+  enteredAt(storeId: string): number {
+    return this.#records.get(storeId)?.enteredAtInMs ?? this.#options.store.get(storeId)?.enteredAtInMs ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** The link's state and tags without starting an actor: the live, resting, persisted or initial snapshot's. */
+  read(storeId: string): LinkReading {
+    return this.#record(storeId, false, false)?.reading ?? this.#initialReading(storeId);
+  }
+
   send(storeId: string, event: RouterLinkEvent): void {
-    this.#link(storeId).actor.send({ ...event, at: this.#now() });
+    if (this.#stopped) return;
+    const record = this.#record(storeId, true, true)!;
+    const live = this.#step(record, () => {
+      const woken = this.#wake(record);
+      woken.lastUsedAtInMs = this.#now();
+      woken.actor.send({ ...event, at: this.#now() });
+      return woken;
+    });
+    if (record.live === live) this.#settle(record);
   }
 
   /** Claims the link's single trial call; false when another caller holds it. */
   claimTrial(storeId: string): boolean {
-    const live = this.#link(storeId);
-    if (live.trialInFlight) return false;
-    live.trialInFlight = true;
+    const record = this.#record(storeId, true, true)!;
+    if (record.trialInFlight) return false;
+    record.trialInFlight = true;
     return true;
   }
 
   releaseTrial(storeId: string): void {
-    const live = this.#live.get(storeId);
-    if (live !== undefined) live.trialInFlight = false;
+    const record = this.#records.get(storeId);
+    if (record !== undefined) record.trialInFlight = false;
   }
 
   isTrialInFlight(storeId: string): boolean {
-    return this.#live.get(storeId)?.trialInFlight ?? false;
+    return this.#records.get(storeId)?.trialInFlight ?? false;
+  }
+
+  /** Links with a live actor now: a probe in flight, a timer due soon, or a chart that keeps its own time. */
+  get liveCount(): number {
+    return this.#live.size;
+  }
+
+  /** Resting links waiting for a timer of their chart. */
+  get restingWithTimerCount(): number {
+    return this.#wakes.size;
   }
 
   liveStoreIds(): string[] {
     return [...this.#live.keys()];
   }
 
-  /** Stops links unused for `idleForInMs` (their snapshots stay persisted), except those `keep` says to keep. */
+  /**
+   * Rests links unused for `idleForInMs` whatever their timers (they wake for them), except those `keep` says to keep
+   * and those with a probe in flight, which rest once it ends.
+   */
   evictIdle(idleForInMs: number, keep: (storeId: string, snapshot: AnyMachineSnapshot) => boolean): number {
     let evicted = 0;
     const now = this.#now();
-    for (const [storeId, live] of this.#live) {
-      if (now - live.lastUsedAtInMs < idleForInMs || live.trialInFlight || keep(storeId, live.actor.getSnapshot())) continue;
-      this.#stop(storeId, live);
-      evicted += 1;
+    for (const [storeId, record] of [...this.#live]) {
+      const live = record.live!;
+      if (now - live.lastUsedAtInMs < idleForInMs || keep(storeId, live.actor.getSnapshot())) continue;
+      if (this.#rest(record, true)) evicted += 1;
     }
     return evicted;
   }
 
-  #stop(storeId: string, live: LiveLink): void {
-    live.actor.stop();
-    this.#live.delete(storeId);
-  }
-
+  /** Stops every actor and the wake schedule; snapshots stay (persisted, and readable). */
   stopAll(): void {
-    for (const [storeId, live] of [...this.#live]) this.#stop(storeId, live);
+    this.#stopped = true;
+    this.#wakes.stop();
+    for (const record of [...this.#live.values()]) {
+      const live = record.live!;
+      record.raw = live.actor.getPersistedSnapshot();
+      record.timed = true;
+      live.unsubscribe();
+      live.actor.stop();
+      record.live = undefined;
+      this.#live.delete(record.storeId);
+      this.#options.store.set(record.storeId, record);
+    }
   }
 }

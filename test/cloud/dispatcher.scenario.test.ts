@@ -332,8 +332,10 @@ describe('cloud dispatcher with three stores (two bi-directional, one async-only
     const api = createCloudHttpApi({ dispatcher: cloud, token: API_TOKEN, port: 0 });
     closeables.push(() => api.close());
     const { port } = await api.listen();
-    // Bi-directional stores run their charts from the start (their probes need them); reading must add none.
+    // Bi-directional stores' charts start with the dispatcher, then rest until their first probe is due: no actor
+    // is live at all, and reading must start none.
     const liveAtStart = cloud.liveLinkCount;
+    expect(liveAtStart).toBe(0);
     const headers = { authorization: `Bearer ${API_TOKEN}` };
     const stores = await request(`http://127.0.0.1:${port}/stores`, { headers });
     expect(stores.statusCode).toBe(200);
