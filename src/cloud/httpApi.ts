@@ -10,6 +10,7 @@
  *                                               ids; Last-Event-ID resumes from the last `eventReplayWindow` events, else `reset`)
  *   GET  /metrics                      read     Prometheus text format 0.0.4
  *   GET  /api-keys                     admin    { keys: [{ name, scopes, createdAt, expiresAt? }] } (never a secret or hash)
+ *   GET  /openapi.json                 read     this list as an OpenAPI 3.1 document (http/openapi.ts)
  *
  * Errors are `{ error: { code, message, field?, operationId? } }` with a StorelinkError code. A store's own refusal is not an
  * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
@@ -20,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
+import { storelinkPackage } from '../packageRoot.js';
 import { ApiKeyRing } from './apiKeys.js';
 import { apiKeysFromFile, fixedApiKeys, type ApiKeySource } from './apiKeyFile.js';
 import { createApiKeyCheck, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
@@ -28,6 +30,7 @@ import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
 import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
+import { RouteCatalogue, openApiRoutes } from './http/openapi.js';
 import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
 import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
@@ -218,12 +221,15 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       },
     });
     app.setValidatorCompiler(zodValidatorCompiler);
+    // Every route registered, for the OpenAPI document (GET /openapi.json).
+    const routes = new RouteCatalogue();
     app.setErrorHandler(handleError);
     // Only the operations route reads a body, with its own parser; elsewhere a body is ignored, never parsed.
     app.removeAllContentTypeParsers();
     // Fail closed: a route that does not say which scope it needs is a bug, found when the API is built.
     app.addHook('onRoute', (route) => {
       if (route.config?.scope === undefined) throw new Error(`createCloudHttpApi: route ${String(route.method)} ${route.url} does not say its scope (config.scope)`);
+      routes.add(route);
     });
     app.addHook('onRequest', async (request, reply) => {
       // No matched route (404): any valid key may learn that nothing is there.
@@ -250,6 +256,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
+    void app.register(openApiRoutes, { catalogue: routes, info: () => ({ title: 'storelink cloud HTTP API', version: storelinkPackage().version }) });
     this.#app = app;
   }
 
