@@ -35,7 +35,7 @@ import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
 import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
 import type { Subscription } from 'rxjs';
-import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { createDispatcherMetrics, type DispatcherMetrics, type DispatcherMetricsOptions } from './metrics.js';
 
 export type { StoreLinkView } from './http/linkViews.js';
 export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
@@ -83,6 +83,8 @@ export interface CloudHttpApiOptions {
   /** Serve HTTPS with this certificate (PEM; intermediates after it) and private key; plain HTTP without. */
   tls?: { cert: string | Buffer; key: string | Buffer };
   logger?: Logger;
+  /** What `GET /metrics` labels by store (`perStore`: `off`, `all`, or the `{ top: N }` busiest, default 50) and by type. */
+  metrics?: DispatcherMetricsOptions;
   /** Largest accepted request body; default 300 KiB. */
   maxBodyBytes?: number;
   /** How often an event stream sends a comment to keep proxies from closing it; default 15 s. */
@@ -170,7 +172,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     this.#port = options.port ?? 0;
     this.#logger = (options.logger ?? silentLogger).child({ component: 'http' });
     // Created now, not on listen: the counters must see every delivery the dispatcher makes from here on.
-    this.#metrics = createDispatcherMetrics(dispatcher);
+    this.#metrics = createDispatcherMetrics(dispatcher, { ...(options.now === undefined ? {} : { now: options.now }), ...options.metrics });
     // From now on too: a client resuming with Last-Event-ID gets what happened while it was away.
     this.#eventLog = new EventLog({
       maxEvents: options.eventReplayWindow ?? DEFAULT_EVENT_REPLAY_WINDOW,
