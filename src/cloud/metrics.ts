@@ -197,6 +197,8 @@ export function createDispatcherMetrics(source: MetricsSource, options: Dispatch
       }
       return sums;
     };
+    // A store once shown keeps its series at 0 when its backlog drains (while it keeps its label), so a dashboard sees it drop.
+    const seenBacklogs = new Set<string>();
     new Gauge({
       name: 'storelink_store_backlog',
       help: `Operations put on a store's queue whose outcome this instance has not learnt yet (and not expired), by store (${others}).`,
@@ -204,7 +206,15 @@ export function createDispatcherMetrics(source: MetricsSource, options: Dispatch
       registers,
       collect() {
         this.reset();
-        for (const [store, count] of byLabel(source.backlogs())) this.set({ store }, count);
+        const sums = byLabel(source.backlogs());
+        for (const store of seenBacklogs) {
+          if (!sums.has(store) && (store === OTHER_STORES_LABEL || storeLabels.labelOf(store) === store)) sums.set(store, 0);
+          else if (!sums.has(store)) seenBacklogs.delete(store);
+        }
+        for (const [store, count] of sums) {
+          seenBacklogs.add(store);
+          this.set({ store }, count);
+        }
       },
     });
     new Gauge({
