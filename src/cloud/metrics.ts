@@ -257,10 +257,12 @@ export function createDispatcherMetrics(source: MetricsSource, options: Dispatch
 
   return {
     contentType: registry.contentType,
-    render: () => {
-      // Which stores have a label of their own is decided at each scrape; those that lost theirs take their series along.
+    render: async () => {
+      const text = await registry.metrics();
+      // Which stores have a label of their own is decided again after each scrape: a store that lost its label has had
+      // its last count scraped, and its series go; one that gained a label starts its series from 0 at the next scrape.
       for (const storeId of storeLabels.rerank()) for (const counts of [storeDeliveries, storeFallbacks, storeOutcomes]) counts.drop(storeId);
-      return registry.metrics();
+      return text;
     },
     close() {
       for (const subscription of subscriptions) subscription.unsubscribe();

@@ -1,9 +1,10 @@
 /**
  * Which stores get a `store` label of their own in the metrics, so the number of series stays bounded with any number
  * of stores: all of them, none, or the `top` busiest by recent traffic (deliveries, decayed with a half-life), the
- * rest under one shared label. Membership is decided again at each scrape, with a margin so two stores of about the
- * same traffic do not swap places at every scrape; a store that joins starts its own series from 0 (what it did before
- * stays counted under the shared label, so no series ever goes down), and one that leaves has its series dropped.
+ * rest under one shared label. Membership is decided again after each scrape, with a margin so two stores of about
+ * the same traffic do not swap places at every scrape; a store that joins starts its own series from 0 (what it did
+ * before stays counted under the shared label, so no series ever goes down), and one that leaves has its series
+ * dropped once its last count was scraped (so every increment is seen by some series: rates add up).
  */
 
 export type PerStoreMetrics = 'off' | 'all' | { top: number };
