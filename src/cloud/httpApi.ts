@@ -21,7 +21,6 @@ import type { AddressInfo } from 'node:net';
 import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
-import { storelinkPackage } from '../packageRoot.js';
 import { ApiKeyRing } from './apiKeys.js';
 import { apiKeysFromFile, fixedApiKeys, type ApiKeySource } from './apiKeyFile.js';
 import { createApiKeyCheck, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
@@ -39,6 +38,9 @@ import { createDispatcherMetrics, type DispatcherMetrics, type DispatcherMetrics
 
 export type { StoreLinkView } from './http/linkViews.js';
 export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
+
+/** The HTTP API's version, as the OpenAPI document states it: raised with each change to a route or an answer. */
+export const HTTP_API_VERSION = '0.2.0';
 
 /** Room for a 256 KiB payload plus the rest of the request. */
 export const DEFAULT_MAX_BODY_BYTES = 300 * 1024;
@@ -258,7 +260,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
-    void app.register(openApiRoutes, { catalogue: routes, info: () => ({ title: 'storelink cloud HTTP API', version: storelinkPackage().version }) });
+    void app.register(openApiRoutes, { catalogue: routes, info: () => ({ title: 'storelink cloud HTTP API', version: HTTP_API_VERSION }) });
     this.#app = app;
   }
 

@@ -31,7 +31,7 @@ export interface StoreLabelsOptions {
 export function checkPerStoreMetrics(perStore: unknown): PerStoreMetrics {
   if (perStore === 'off' || perStore === 'all') return perStore;
   if (typeof perStore === 'object' && perStore !== null && 'top' in perStore) {
-    const { top } = perStore as { top: unknown };
+    const { top } = perStore;
     if (typeof top === 'number' && Number.isSafeInteger(top) && top >= 1) return { top };
   }
   throw new RangeError(`metrics perStore must be "off", "all" or { top: N } with N a positive whole number, got ${JSON.stringify(perStore)}`);

@@ -90,7 +90,7 @@ describe('GET /openapi.json', () => {
     const document = (await response.json()) as Document;
 
     const validator = new Validator();
-    const result = await validator.validate(document as unknown as Record<string, unknown>);
+    const result = await validator.validate(document);
     expect(result.errors).toBeUndefined();
     expect(result.valid).toBe(true);
     expect(validator.version).toBe('3.1');
@@ -136,7 +136,7 @@ describe('GET /openapi.json', () => {
     storeListSchema.parse(await (await call('/stores')).json());
     expect(storeLinkViewSchema.strict().parse(await (await call('/stores/paris-1')).json()).storeId).toBe('paris-1');
     apiKeyListSchema.parse(await (await call('/api-keys')).json());
-    const refused = (await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json()) as unknown;
+    const refused: unknown = await (await fetch(`http://127.0.0.1:${port}/openapi.json`)).json();
     const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
     expect(errorSchema.parse(refused).error.code).toBe('API_UNAUTHORIZED');
   });

@@ -59,9 +59,9 @@ export class RouteCatalogue {
 
   add(route: Pick<RouteOptions, 'method' | 'url' | 'config' | 'schema'>): void {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const config = route.config as { scope?: RouteScope; openapi?: RouteDoc | false } | undefined;
+    const config = route.config;
     for (const method of methods) {
-      this.#routes.push({ method: String(method).toUpperCase(), url: route.url, scope: config?.scope, doc: config?.openapi, schema: (route.schema ?? {}) as CataloguedRoute['schema'] });
+      this.#routes.push({ method: String(method).toUpperCase(), url: route.url, scope: config?.scope, doc: config?.openapi, schema: route.schema ?? {} });
     }
   }
 
@@ -224,7 +224,7 @@ export function openApiDocument(catalogue: RouteCatalogue, info: OpenApiInfo): J
 
 export interface OpenApiRoutesOptions {
   catalogue: RouteCatalogue;
-  /** Read on the first request (the package version comes from package.json). */
+  /** Read on the first request. */
   info: () => OpenApiInfo;
 }
 
