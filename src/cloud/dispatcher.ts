@@ -36,6 +36,7 @@ import { openLinkStore, type LinkStore } from './linkStore.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
 import { ReplyCache } from './replyCache.js';
 import { ReplyWaiting } from './replyWaiting.js';
+import { StoreBacklog } from './storeBacklog.js';
 import { StoreLinks, type LinkChange } from './storeLinks.js';
 import { StoreSenders } from './storeSenders.js';
 
@@ -114,6 +115,16 @@ export interface LinkCounters {
   fallbacks: Record<string, number>;
 }
 
+/** A store's outbox as its last report (an announcement) saw it. */
+export interface OutboxReport {
+  /** Entries waiting to be sent, the report itself not included. */
+  pending: number;
+  /** Entries set aside as unsendable (`storelink outbox`). */
+  parked: number;
+  /** When the store wrote the report (ISO 8601, the store's clock). */
+  reportedAt: string;
+}
+
 export interface LinkView {
   storeId: string;
   bidirectional: boolean;
@@ -121,6 +132,10 @@ export interface LinkView {
   state: StateValue;
   tags: string[];
   counters: LinkCounters;
+  /** Operations this instance put on the store's queue whose outcome it has not learnt yet (and not expired). */
+  backlog: number;
+  /** The store's last outbox report; null until one arrives. */
+  outbox: OutboxReport | null;
 }
 
 export interface Dispatcher extends AsyncDisposable {
@@ -145,6 +160,10 @@ export interface Dispatcher extends AsyncDisposable {
   stores(): KnownStore[];
   /** Link actors running now (bi-directional stores, and links used recently). */
   readonly liveLinkCount: number;
+  /** Each store's backlog now (see LinkView.backlog); stores with none are absent. */
+  backlogs(): ReadonlyMap<string, number>;
+  /** Each store's last outbox report; stores that sent none are absent. */
+  outboxReports(): ReadonlyMap<string, OutboxReport>;
   close(): Promise<void>;
 }
 
@@ -169,6 +188,8 @@ class DefaultDispatcher implements Dispatcher {
   readonly #replies = new ReplyWaiting();
   readonly #cache: ReplyCache;
   readonly #counters = new Map<string, LinkCounters>();
+  readonly #backlog: StoreBacklog;
+  readonly #outboxReports = new Map<string, OutboxReport>();
   #links: StoreLinks | undefined;
   #linkStore: LinkStore | undefined;
   #senders: StoreSenders | undefined;
@@ -186,8 +207,12 @@ class DefaultDispatcher implements Dispatcher {
     }
     this.#now = options.now ?? Date.now;
     this.#cache = new ReplyCache(this.#policy, this.#now);
+    this.#backlog = new StoreBacklog({ now: this.#now });
     this.#outcomes = new OutcomeTracker({
-      emit: (outcome) => this.#outcomes$.next(outcome),
+      emit: (outcome) => {
+        this.#backlog.settled(outcome.operationId);
+        this.#outcomes$.next(outcome);
+      },
       now: this.#now,
       ...(options.maxRecentOutcomes === undefined ? {} : { maxRecent: options.maxRecentOutcomes }),
     });
@@ -306,6 +331,7 @@ class DefaultDispatcher implements Dispatcher {
           links,
           onEvent: (event) => this.#events$.next(event),
           onReply: (message, body) => this.#outcomes.replied(message, body),
+          onOutboxDepth: (report) => this.#outboxReported(report.storeId, { ...report.depth, reportedAt: report.createdAt }),
           logger: this.#logger,
         }),
       })
@@ -327,6 +353,21 @@ class DefaultDispatcher implements Dispatcher {
   #linkChanged(change: LinkChange): void {
     this.#logger.info({ storeId: change.storeId, state: change.state, tags: change.tags, previous: change.previousState }, 'link state changed');
     this.#links$.next(change);
+  }
+
+  /** A store's outbox depth: kept unless an earlier-written report arrives after a later one. */
+  #outboxReported(storeId: string, report: OutboxReport): void {
+    const known = this.#outboxReports.get(storeId);
+    if (known !== undefined && Date.parse(known.reportedAt) > Date.parse(report.reportedAt)) return;
+    this.#outboxReports.set(storeId, report);
+  }
+
+  backlogs(): ReadonlyMap<string, number> {
+    return this.#backlog.counts();
+  }
+
+  outboxReports(): ReadonlyMap<string, OutboxReport> {
+    return this.#outboxReports;
   }
 
   /** The health check behind the chart's `probeRelay` actor: never rejects, says what the relay did and when. */
@@ -365,6 +406,8 @@ class DefaultDispatcher implements Dispatcher {
       state: reading.state,
       tags: [...reading.tags],
       counters: structuredClone(this.#counters.get(storeId) ?? { deliveries: {}, fallbacks: {} }),
+      backlog: this.#backlog.countOf(storeId),
+      outbox: this.#outboxReports.get(storeId) ?? null,
     };
   }
 
@@ -409,6 +452,7 @@ class DefaultDispatcher implements Dispatcher {
     }
     const done: Delivery = { ...delivery, durationInMs: performance.now() - started };
     this.#count(operation.storeId, done.channel, done.outcome, done.fallbackReason);
+    if (done.channel === 'queue' && done.outcome === 'queued') this.#backlog.queued(operation.id, operation.storeId, operation.expiresAt);
     this.#deliveries$.next(done);
     // After the delivery, so a stream of both shows the publish's answer before the outcome it carried.
     this.#outcomes.returned(operation.id, done);

@@ -10,6 +10,7 @@
  *                                               ids; Last-Event-ID resumes from the last `eventReplayWindow` events, else `reset`)
  *   GET  /metrics                      read     Prometheus text format 0.0.4
  *   GET  /api-keys                     admin    { keys: [{ name, scopes, createdAt, expiresAt? }] } (never a secret or hash)
+ *   GET  /openapi.json                 read     this list as an OpenAPI 3.1 document (http/openapi.ts)
  *
  * Errors are `{ error: { code, message, field?, operationId? } }` with a StorelinkError code. A store's own refusal is not an
  * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
@@ -28,14 +29,18 @@ import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
 import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
+import { RouteCatalogue, openApiRoutes } from './http/openapi.js';
 import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
 import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
 import type { Subscription } from 'rxjs';
-import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { createDispatcherMetrics, type DispatcherMetrics, type DispatcherMetricsOptions } from './metrics.js';
 
 export type { StoreLinkView } from './http/linkViews.js';
 export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
+
+/** The HTTP API's version, as the OpenAPI document states it: raised with each change to a route or an answer. */
+export const HTTP_API_VERSION = '0.2.0';
 
 /** Room for a 256 KiB payload plus the rest of the request. */
 export const DEFAULT_MAX_BODY_BYTES = 300 * 1024;
@@ -80,6 +85,8 @@ export interface CloudHttpApiOptions {
   /** Serve HTTPS with this certificate (PEM; intermediates after it) and private key; plain HTTP without. */
   tls?: { cert: string | Buffer; key: string | Buffer };
   logger?: Logger;
+  /** What `GET /metrics` labels by store (`perStore`: `off`, `all`, or the `{ top: N }` busiest, default 50) and by type. */
+  metrics?: DispatcherMetricsOptions;
   /** Largest accepted request body; default 300 KiB. */
   maxBodyBytes?: number;
   /** How often an event stream sends a comment to keep proxies from closing it; default 15 s. */
@@ -167,7 +174,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     this.#port = options.port ?? 0;
     this.#logger = (options.logger ?? silentLogger).child({ component: 'http' });
     // Created now, not on listen: the counters must see every delivery the dispatcher makes from here on.
-    this.#metrics = createDispatcherMetrics(dispatcher);
+    this.#metrics = createDispatcherMetrics(dispatcher, { ...(options.now === undefined ? {} : { now: options.now }), ...options.metrics });
     // From now on too: a client resuming with Last-Event-ID gets what happened while it was away.
     this.#eventLog = new EventLog({
       maxEvents: options.eventReplayWindow ?? DEFAULT_EVENT_REPLAY_WINDOW,
@@ -218,12 +225,15 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       },
     });
     app.setValidatorCompiler(zodValidatorCompiler);
+    // Every route registered, for the OpenAPI document (GET /openapi.json).
+    const routes = new RouteCatalogue();
     app.setErrorHandler(handleError);
     // Only the operations route reads a body, with its own parser; elsewhere a body is ignored, never parsed.
     app.removeAllContentTypeParsers();
     // Fail closed: a route that does not say which scope it needs is a bug, found when the API is built.
     app.addHook('onRoute', (route) => {
       if (route.config?.scope === undefined) throw new Error(`createCloudHttpApi: route ${String(route.method)} ${route.url} does not say its scope (config.scope)`);
+      routes.add(route);
     });
     app.addHook('onRequest', async (request, reply) => {
       // No matched route (404): any valid key may learn that nothing is there.
@@ -250,6 +260,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
+    void app.register(openApiRoutes, { catalogue: routes, info: () => ({ title: 'storelink cloud HTTP API', version: HTTP_API_VERSION }) });
     this.#app = app;
   }
 

@@ -11,7 +11,7 @@ import { MAX_JSON_DEPTH, valueNestsDeeperThan, type JsonValue } from '../core/js
 import type { Logger } from '../core/logger.js';
 import { MAX_STORE_MESSAGE_BYTES, announcementBodySchema, parseStoreMessage, replyBodySchema } from '../core/storeMessage.js';
 import type { SignatureCheck, SignatureProblem } from '../core/signing.js';
-import type { InboxMessage, ReplyBody } from '../core/storeMessage.js';
+import type { InboxMessage, OutboxDepth, ReplyBody } from '../core/storeMessage.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -48,6 +48,8 @@ export interface InboxParts {
   cache: ReplyCache;
   links: StoreLinks;
   onEvent: (event: StoreEventMessage) => void;
+  /** A store's outbox depth, from an announcement that carries one (`createdAt`: when the store wrote it). */
+  onOutboxDepth?: (report: { storeId: string; depth: OutboxDepth; createdAt: string }) => void;
   /** Every reply, before the publisher waiting for it (if any) is settled. */
   onReply: (message: { storeId: string; type: string; correlationId: string }, body: ReplyBody) => void;
   logger: Logger;
@@ -118,16 +120,20 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
     } else if (message.kind === 'announcement') {
       const body = announcementBodySchema.safeParse(message.body);
       if (!body.success) {
-        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the announcement body names no relay state' });
+        await delivery.deadLetter({ reason: 'INBOX_MESSAGE_INVALID', description: 'the announcement body names neither a relay state nor an outbox depth' });
         return;
       }
+      const { relay, outbox } = body.data;
+      if (outbox !== undefined) parts.onOutboxDepth?.({ storeId: message.storeId, depth: outbox, createdAt: message.createdAt });
       const madeAt = Date.parse(message.createdAt);
       // An announcement older than the link's current state (queued while the dispatcher was away, say) says
       // nothing newer than what put the link there: a stale "up" must not reopen a breaker that just tripped.
-      if (madeAt < links.enteredAt(message.storeId)) {
-        logger.debug({ storeId: message.storeId, relay: body.data.relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
+      if (relay === undefined) {
+        // An outbox depth report alone: nothing for the chart.
+      } else if (madeAt < links.enteredAt(message.storeId)) {
+        logger.debug({ storeId: message.storeId, relay, createdAt: message.createdAt }, 'stale relay announcement ignored');
       } else {
-        links.send(message.storeId, { type: 'store.announced', relay: body.data.relay });
+        links.send(message.storeId, { type: 'store.announced', relay });
       }
     } else {
       parts.onEvent({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });

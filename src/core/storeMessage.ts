@@ -52,8 +52,23 @@ export const replyBodySchema = z.discriminatedUnion('outcome', [
 
 export type ReplyBody = z.infer<typeof replyBodySchema>;
 
-/** The body of an announcement (kind `announcement`, type `store.announced`): what became of the store's relay listener. */
-export const announcementBodySchema = strictFields({ relay: oneOf(RELAY_ANNOUNCEMENTS) });
+const entryCountSchema = z.number({ error: 'must be a whole number, 0 or more' }).int('must be a whole number, 0 or more').min(0, 'must be a whole number, 0 or more');
+
+/** How many entries a store's outbox holds: waiting to be sent, and parked (set aside as unsendable). */
+export const outboxDepthSchema = strictFields({ pending: entryCountSchema, parked: entryCountSchema }, 'must be { pending, parked }');
+
+export type OutboxDepth = z.infer<typeof outboxDepthSchema>;
+
+/**
+ * The body of an announcement (kind `announcement`, type `store.announced`), the store's newest-wins state report:
+ * what became of its relay listener (`relay`, moves the store's link chart), and how deep its outbox is (`outbox`,
+ * excluding the announcement itself). A store announces its relay when the listener changes, and its outbox depth
+ * with it and whenever the depth has changed since its last report (checked every `outboxReportIntervalInMs`).
+ */
+export const announcementBodySchema = strictFields({ relay: oneOf(RELAY_ANNOUNCEMENTS).optional(), outbox: outboxDepthSchema.optional() }).refine(
+  (body) => body.relay !== undefined || body.outbox !== undefined,
+  'must say relay or outbox',
+);
 
 export type AnnouncementBody = z.infer<typeof announcementBodySchema>;
 

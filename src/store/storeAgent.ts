@@ -29,12 +29,13 @@ import type { RelayAnnouncement } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
 import { Signer, Verifier, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
-import { MAX_STORE_MESSAGE_BYTES, type StoreMessage } from '../core/storeMessage.js';
+import { MAX_STORE_MESSAGE_BYTES, type OutboxDepth, type StoreMessage } from '../core/storeMessage.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { lockDataDir, type DataDirLock } from './dataDirLock.js';
 import { openLedger, type Ledger } from './ledger.js';
 import { openOutbox, type Outbox } from './outbox.js';
 import { OutboxFlusher } from './outboxFlusher.js';
+import { DEFAULT_OUTBOX_REPORT_INTERVAL_IN_MS, depthToReport, outboxDepthOf } from './depthReport.js';
 
 // src/index.ts publishes the inbox name beside createStoreAgent, from here.
 export { DEFAULT_CLOUD_INBOX } from '../core/names.js';
@@ -130,6 +131,8 @@ export interface StoreAgentOptions {
   trustedCloudKeys: TrustedKeys;
   /** The clock the ledger, the executor and store events read, in ms since the epoch (tests inject one). Default `Date.now`. */
   now?: () => number;
+  /** How often the store checks whether its outbox depth changed, and if so reports it to the cloud; default 30 s. */
+  outboxReportIntervalInMs?: number;
   logger?: Logger;
 }
 
@@ -214,6 +217,10 @@ function validateOptions(options: StoreAgentOptions): void {
   if (!Number.isFinite(retry.maxRetryWindowInMs) || retry.maxRetryWindowInMs < 0) {
     throw new RangeError(`createStoreAgent: serviceBus.handlerRetry.maxRetryWindowInMs must be a number of milliseconds, 0 or more, got ${retry.maxRetryWindowInMs}`);
   }
+  const reportInterval = options.outboxReportIntervalInMs;
+  if (reportInterval !== undefined && (!Number.isSafeInteger(reportInterval) || reportInterval <= 0)) {
+    throw new RangeError(`createStoreAgent: outboxReportIntervalInMs must be a positive whole number of milliseconds, got ${reportInterval}`);
+  }
   const maxDeliveryCount = options.serviceBus.maxDeliveryCount ?? DEFAULT_MAX_DELIVERY_COUNT;
   if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1) {
     throw new RangeError(`createStoreAgent: serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount), got ${maxDeliveryCount}`);
@@ -259,6 +266,8 @@ class DefaultStoreAgent implements StoreAgent {
   #flusher: OutboxFlusher | undefined;
   #executor: Executor | undefined;
   #lastAnnouncement: RelayAnnouncement | undefined;
+  #lastDepthReport: OutboxDepth | undefined;
+  #depthReportTimer: NodeJS.Timeout | undefined;
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
@@ -363,6 +372,8 @@ class DefaultStoreAgent implements StoreAgent {
     );
     this.#flusher.start();
     this.#setState({ outboxPending: outbox.size });
+    this.#depthReportTimer = setInterval(() => this.#reportOutboxDepth(), this.#options.outboxReportIntervalInMs ?? DEFAULT_OUTBOX_REPORT_INTERVAL_IN_MS);
+    this.#depthReportTimer.unref();
 
     this.#consumer = this.#connection.createConsumer({
       queue: serviceBus.queue ?? defaultStoreEntityName(storeId),
@@ -427,7 +438,18 @@ class DefaultStoreAgent implements StoreAgent {
   async #announce(relay: RelayAnnouncement): Promise<void> {
     if (this.#lastAnnouncement === relay) return;
     this.#lastAnnouncement = relay;
-    await this.#append({ kind: 'announcement', type: 'store.announced', body: { relay } });
+    this.#lastDepthReport = outboxDepthOf(this.#outbox!);
+    await this.#append({ kind: 'announcement', type: 'store.announced', body: { relay, outbox: this.#lastDepthReport } });
+  }
+
+  /** Tells the cloud the outbox depth when it changed since the last report (see depthReport.ts). */
+  #reportOutboxDepth(): void {
+    const outbox = this.#outbox;
+    if (outbox === undefined || this.#closing !== undefined) return;
+    const depth = depthToReport(outbox, this.#lastDepthReport);
+    if (depth === undefined) return;
+    this.#lastDepthReport = depth;
+    this.#append({ kind: 'announcement', type: 'store.announced', body: { outbox: depth } }).catch((error: unknown) => this.#logger.warn({ err: error }, 'could not record an outbox depth report'));
   }
 
   #message(event: { kind: 'event' | 'announcement'; type: string; body: JsonValue }): StoreMessage {
@@ -582,6 +604,7 @@ class DefaultStoreAgent implements StoreAgent {
 
   async #shutDown(): Promise<void> {
     this.#setState({ status: 'closing' });
+    clearInterval(this.#depthReportTimer);
     this.#retryAbort.abort();
     await this.#starting?.catch(() => undefined);
     await this.#listener?.close();

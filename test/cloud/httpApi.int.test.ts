@@ -259,12 +259,17 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
       storelink_relay_latency_seconds: 'histogram',
       storelink_links: 'gauge',
     });
-    expect(metrics.value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
-    expect(metrics.value('storelink_deliveries_total', { channel: 'queue', outcome: 'queued' })).toBe(2);
-    expect(metrics.value('storelink_fallbacks_total', { reason: 'relay-unavailable' })).toBe(1);
-    expect(metrics.value('storelink_relay_latency_seconds_count', {})).toBe(2);
-    expect(metrics.value('storelink_relay_latency_seconds_bucket', { le: '+Inf' })).toBe(2);
-    expect(metrics.value('storelink_relay_latency_seconds_sum', {})).toBeGreaterThan(0);
+    expect(metrics.value('storelink_deliveries_total', { type: 'clickAndCollect.order', channel: 'relay', outcome: 'delivered' })).toBe(1);
+    expect(metrics.value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'delivered' })).toBe(1);
+    expect(metrics.value('storelink_deliveries_total', { type: 'clickAndCollect.order', channel: 'queue', outcome: 'queued' })).toBe(1);
+    expect(metrics.value('storelink_deliveries_total', { type: 'price.update', channel: 'queue', outcome: 'queued' })).toBe(1);
+    expect(metrics.value('storelink_fallbacks_total', { type: 'clickAndCollect.order', reason: 'relay-unavailable' })).toBe(1);
+    expect(metrics.value('storelink_relay_latency_seconds_count', { type: 'clickAndCollect.order' })).toBe(1);
+    expect(metrics.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '+Inf' })).toBe(1);
+    expect(metrics.value('storelink_relay_latency_seconds_sum', { type: 'stock.query' })).toBeGreaterThan(0);
+    expect(metrics.value('storelink_store_deliveries_total', { store: 'paris-1', channel: 'relay', outcome: 'delivered' })).toBe(2);
+    expect(metrics.value('storelink_store_deliveries_total', { store: 'paris-1', channel: 'queue', outcome: 'queued' })).toBe(1);
+    expect(metrics.value('storelink_store_fallbacks_total', { store: 'nice-3', reason: 'relay-unavailable' })).toBe(1);
     expect(metrics.value('storelink_links', { state: 'healthy' })).toBe(1);
     expect(metrics.value('storelink_links', { state: 'disabled' })).toBe(1);
   });

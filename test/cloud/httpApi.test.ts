@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import type { Delivery, InboxRejection, KnownStore, LinkView, OperationOutcome } from '../../src/cloud/dispatcher.js';
+import type { Delivery, InboxRejection, KnownStore, LinkView, OperationOutcome, OutboxReport } from '../../src/cloud/dispatcher.js';
 import { nestsDeeperThan } from '../../src/core/json.js';
 import { RELAY_LATENCY_BUCKETS_IN_SECONDS, createDispatcherMetrics, type MetricsSource } from '../../src/cloud/metrics.js';
 import type { LinkChange } from '../../src/cloud/storeLinks.js';
@@ -49,6 +49,8 @@ function fakeSource(stores: Omit<KnownStore, 'publicKeys'>[], states: Record<str
   const links$ = new Subject<LinkChange>();
   const outcomes$ = new Subject<OperationOutcome>();
   const cache = { size: 0 };
+  const backlogs = new Map<string, number>();
+  const outboxReports = new Map<string, OutboxReport>();
   let linkCalls = 0;
   const source: MetricsSource = {
     deliveries$: deliveries$.asObservable(),
@@ -59,14 +61,16 @@ function fakeSource(stores: Omit<KnownStore, 'publicKeys'>[], states: Record<str
       return cache.size;
     },
     stores: () => stores.map((store) => ({ ...store, publicKeys: {} })),
+    backlogs: () => backlogs,
+    outboxReports: () => outboxReports,
     link: (storeId): LinkView => {
       linkCalls += 1;
       const state = states[storeId];
       if (state === undefined) throw new StorelinkError('STORE_UNKNOWN', storeId);
-      return { storeId, bidirectional: true, state, tags: [], counters: { deliveries: {}, fallbacks: {} } };
+      return { storeId, bidirectional: true, state, tags: [], counters: { deliveries: {}, fallbacks: {} }, backlog: 0, outbox: null };
     },
   };
-  return { source, deliveries$, links$, outcomes$, inboxRejections$, cache, linkCalls: () => linkCalls };
+  return { source, deliveries$, links$, outcomes$, inboxRejections$, cache, backlogs, outboxReports, linkCalls: () => linkCalls };
 }
 
 function delivery(overrides: Partial<Delivery>): Delivery {
@@ -91,20 +95,20 @@ describe('dispatcher metrics', () => {
     deliveries$.next(delivery({ channel: null, outcome: 'served-cached', fallbackReason: 'relay-unavailable' }));
 
     const first = parsePrometheusText(await metrics.render());
-    expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
-    expect(first.value('storelink_deliveries_total', { channel: 'relay', outcome: 'rejected' })).toBe(1);
-    expect(first.value('storelink_deliveries_total', { channel: 'queue', outcome: 'queued' })).toBe(1);
-    expect(first.value('storelink_deliveries_total', { channel: 'none', outcome: 'served-cached' })).toBe(1);
-    expect(first.value('storelink_fallbacks_total', { reason: 'RELAY_NO_LISTENER' })).toBe(1);
-    expect(first.value('storelink_fallbacks_total', { reason: 'relay-unavailable' })).toBe(1);
+    expect(first.value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'delivered' })).toBe(2);
+    expect(first.value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'rejected' })).toBe(1);
+    expect(first.value('storelink_deliveries_total', { type: 'stock.query', channel: 'queue', outcome: 'queued' })).toBe(1);
+    expect(first.value('storelink_deliveries_total', { type: 'stock.query', channel: 'none', outcome: 'served-cached' })).toBe(1);
+    expect(first.value('storelink_fallbacks_total', { type: 'stock.query', reason: 'RELAY_NO_LISTENER' })).toBe(1);
+    expect(first.value('storelink_fallbacks_total', { type: 'stock.query', reason: 'relay-unavailable' })).toBe(1);
     // Only relay deliveries feed the histogram: 0.4 ms, 30 ms and 9 s.
-    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.001' })).toBe(1);
-    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.025' })).toBe(1);
-    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '0.05' })).toBe(2);
-    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '5' })).toBe(2);
-    expect(first.value('storelink_relay_latency_seconds_bucket', { le: '+Inf' })).toBe(3);
-    expect(first.value('storelink_relay_latency_seconds_count', {})).toBe(3);
-    expect(first.value('storelink_relay_latency_seconds_sum', {})).toBeCloseTo(9.0304, 6);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '0.001' })).toBe(1);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '0.025' })).toBe(1);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '0.05' })).toBe(2);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '5' })).toBe(2);
+    expect(first.value('storelink_relay_latency_seconds_bucket', { type: 'stock.query', le: '+Inf' })).toBe(3);
+    expect(first.value('storelink_relay_latency_seconds_count', { type: 'stock.query' })).toBe(3);
+    expect(first.value('storelink_relay_latency_seconds_sum', { type: 'stock.query' })).toBeCloseTo(9.0304, 6);
     expect(first.samples.filter((sample) => sample.name === 'storelink_relay_latency_seconds_bucket')).toHaveLength(RELAY_LATENCY_BUCKETS_IN_SECONDS.length + 1);
     expect(first.value('storelink_links', { state: 'healthy' })).toBe(2);
     expect(first.value('storelink_links', { state: 'disabled' })).toBe(1);
@@ -120,7 +124,7 @@ describe('dispatcher metrics', () => {
 
     metrics.close();
     deliveries$.next(delivery({}));
-    expect(parsePrometheusText(await metrics.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(2);
+    expect(parsePrometheusText(await metrics.render()).value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'delivered' })).toBe(2);
   });
 
   it('counts outcomes by outcome and lateness, and reads the reply cache size at scrape time', async () => {
@@ -143,11 +147,11 @@ describe('dispatcher metrics', () => {
     deliveries$.next(delivery({ channel: 'queue', outcome: 'failed', failure: { code: 'REPLY_TOO_LARGE', message: 'too large', executed: true } }));
     cache.size = 7;
     const parsed = parsePrometheusText(await metrics.render());
-    expect(parsed.value('storelink_outcomes_total', { outcome: 'done', late: 'false' })).toBe(1);
-    expect(parsed.value('storelink_outcomes_total', { outcome: 'done', late: 'true' })).toBe(2);
-    expect(parsed.value('storelink_outcomes_total', { outcome: 'failed', late: 'true' })).toBe(1);
-    expect(parsed.value('storelink_outcomes_total', { outcome: 'rejected', late: 'false' })).toBeUndefined();
-    expect(parsed.value('storelink_deliveries_total', { channel: 'queue', outcome: 'failed' })).toBe(1);
+    expect(parsed.value('storelink_outcomes_total', { type: 'clickAndCollect.order', outcome: 'done', late: 'false' })).toBe(1);
+    expect(parsed.value('storelink_outcomes_total', { type: 'clickAndCollect.order', outcome: 'done', late: 'true' })).toBe(2);
+    expect(parsed.value('storelink_outcomes_total', { type: 'clickAndCollect.order', outcome: 'failed', late: 'true' })).toBe(1);
+    expect(parsed.value('storelink_outcomes_total', { type: 'clickAndCollect.order', outcome: 'rejected', late: 'false' })).toBeUndefined();
+    expect(parsed.value('storelink_deliveries_total', { type: 'stock.query', channel: 'queue', outcome: 'failed' })).toBe(1);
     expect(parsed.value('storelink_reply_cache_entries', {})).toBe(7);
     cache.size = 2;
     expect(parsePrometheusText(await metrics.render()).value('storelink_reply_cache_entries', {})).toBe(2);
@@ -175,7 +179,7 @@ describe('dispatcher metrics', () => {
     links$.next({ storeId: 'paris-1', state: { maintenance: 'waiting' }, tags: [], previousState: undefined });
     const text = await metrics.render();
     const parsed = parsePrometheusText(text);
-    expect(parsed.value('storelink_fallbacks_total', { reason: 'odd "reason"\\ with\na line feed' })).toBe(1);
+    expect(parsed.value('storelink_fallbacks_total', { type: 'stock.query', reason: 'odd "reason"\\ with\na line feed' })).toBe(1);
     expect(parsed.value('storelink_links', { state: 'maintenance' })).toBe(1);
     metrics.close();
   });
@@ -186,8 +190,8 @@ describe('dispatcher metrics', () => {
     const first = createDispatcherMetrics(one.source);
     const second = createDispatcherMetrics(other.source);
     one.deliveries$.next(delivery({}));
-    expect(parsePrometheusText(await first.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBe(1);
-    expect(parsePrometheusText(await second.render()).value('storelink_deliveries_total', { channel: 'relay', outcome: 'delivered' })).toBeUndefined();
+    expect(parsePrometheusText(await first.render()).value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'delivered' })).toBe(1);
+    expect(parsePrometheusText(await second.render()).value('storelink_deliveries_total', { type: 'stock.query', channel: 'relay', outcome: 'delivered' })).toBeUndefined();
     first.close();
     second.close();
   });
@@ -203,8 +207,14 @@ describe('dispatcher metrics', () => {
       'storelink_inbox_rejected_total',
       'storelink_reply_cache_entries',
       'storelink_links',
+      'storelink_store_deliveries_total',
+      'storelink_store_fallbacks_total',
+      'storelink_store_outcomes_total',
+      'storelink_store_backlog',
+      'storelink_store_outbox_entries',
     ]);
-    expect(parsed.value('storelink_relay_latency_seconds_count', {})).toBe(0);
+    // Labelled by type, the histogram has no series until a type is seen.
+    expect(parsed.samples.filter((sample) => sample.name.startsWith('storelink_relay_latency_seconds'))).toEqual([]);
     expect(parsed.samples.filter((sample) => sample.name === 'storelink_links')).toEqual([]);
   });
 });

@@ -64,6 +64,12 @@ describe('the bodies of replies and announcements', () => {
     [{ relay: 'disabled' }, true],
     [{ relay: true }, false],
     [{ relay: 'up', since: 0 }, false],
+    [{ relay: 'down', outbox: { pending: 3, parked: 0 } }, true],
+    [{ outbox: { pending: 0, parked: 2 } }, true],
+    [{}, false],
+    [{ outbox: { pending: -1, parked: 0 } }, false],
+    [{ outbox: { pending: 1.5, parked: 0 } }, false],
+    [{ outbox: { pending: 1 } }, false],
   ])('announcement body %j is valid: %s', (body, valid) => {
     expect(announcementBodySchema.safeParse(body).success).toBe(valid);
   });

@@ -223,7 +223,7 @@ describe('store agent: one executor for both channels', () => {
     await agent.emit({ type: 'sale.recorded', body: { ticket: 'T-1', total: 12.5 } });
     const inbox = await receive(cloudClient(azure.serviceBusConnectionString()), 'cloud-inbox', 2);
     expect(inbox.map((message) => [message.subject, (message.body as { type: string }).type, (message.body as { body: unknown }).body])).toEqual([
-      ['announcement', 'store.announced', { relay: 'up' }],
+      ['announcement', 'store.announced', { relay: 'up', outbox: { pending: 0, parked: 0 } }],
       ['event', 'sale.recorded', { ticket: 'T-1', total: 12.5 }],
     ]);
     expect(inbox[0]!.applicationProperties).toMatchObject({ storeId: STORE, kind: 'announcement' });

@@ -108,19 +108,25 @@ export function parsePrometheusText(text: string): PrometheusText {
   }
   for (const [family, type] of Object.entries(types)) {
     if (type !== 'histogram') continue;
-    const buckets = samples.filter((sample) => sample.name === `${family}_bucket`);
-    const count = samples.find((sample) => sample.name === `${family}_count`)?.value;
-    let previous = -Infinity;
-    let previousCount = 0;
-    for (const bucket of buckets) {
-      const bound = parseValue(bucket.labels['le'] ?? '', `${family}_bucket`);
-      if (bound <= previous) throw new Error(`${family} buckets are not in increasing order of le`);
-      if (bucket.value < previousCount) throw new Error(`${family} buckets are not cumulative`);
-      previous = bound;
-      previousCount = bucket.value;
+    // Each label set (but `le`) is a histogram of its own; a family with no label set yet has no samples at all.
+    const seriesOf = (labels: Record<string, string>) => JSON.stringify(Object.entries(labels).filter(([name]) => name !== 'le').sort(([a], [b]) => (a < b ? -1 : 1)));
+    const familySamples = samples.filter((sample) => sample.name.startsWith(`${family}_`) && familyOf(sample.name) === family);
+    for (const series of new Set(familySamples.map((sample) => seriesOf(sample.labels)))) {
+      const inSeries = familySamples.filter((sample) => seriesOf(sample.labels) === series);
+      const buckets = inSeries.filter((sample) => sample.name === `${family}_bucket`);
+      const count = inSeries.find((sample) => sample.name === `${family}_count`)?.value;
+      let previous = -Infinity;
+      let previousCount = 0;
+      for (const bucket of buckets) {
+        const bound = parseValue(bucket.labels['le'] ?? '', `${family}_bucket`);
+        if (bound <= previous) throw new Error(`${family} buckets are not in increasing order of le`);
+        if (bucket.value < previousCount) throw new Error(`${family} buckets are not cumulative`);
+        previous = bound;
+        previousCount = bucket.value;
+      }
+      if (previous !== Infinity) throw new Error(`${family}${series} has no le="+Inf" bucket`);
+      if (count !== previousCount) throw new Error(`${family}_count ${count} differs from its +Inf bucket ${previousCount}`);
     }
-    if (previous !== Infinity) throw new Error(`${family} has no le="+Inf" bucket`);
-    if (count !== previousCount) throw new Error(`${family}_count ${count} differs from its +Inf bucket ${previousCount}`);
   }
   return {
     types,

@@ -84,7 +84,7 @@ export function allowOnly(app: FastifyInstance, url: string, allowed: readonly H
     method: app.supportedMethods.filter((method) => !allowed.includes(method)),
     url,
     // Any valid key learns which methods are served: that tells nothing a scope protects.
-    config: { scope: 'authenticated' },
+    config: { scope: 'authenticated', openapi: false },
     onRequest: (request, reply) => {
       const message = `${request.method} is not served on ${pathOf(request)}; use ${allowed.join(' or ')}`;
       sendError(reply.header('allow', allow), 405, new StorelinkError('ROUTE_NOT_FOUND', message));

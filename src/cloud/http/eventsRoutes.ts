@@ -48,7 +48,7 @@ export interface EventsRoutesOptions {
 }
 
 export const eventsRoutes: FastifyPluginCallback<EventsRoutesOptions> = (app, { log, heartbeatIntervalInMs, logger, openStreams, stillAdmitted }, done) => {
-  app.get('/events', { config: { scope: 'read' } }, (request, reply) => {
+  app.get('/events', { config: { scope: 'read', openapi: { summary: 'What happens, as server-sent events (link, delivery, outcome, store-event, reset); Last-Event-ID resumes', response: { description: 'An event stream', contentType: 'text/event-stream' } } } }, (request, reply) => {
     reply.hijack();
     const response = reply.raw;
     const remote = request.raw.socket.remoteAddress;

@@ -10,7 +10,7 @@ export interface MetricsRoutesOptions {
 }
 
 export const metricsRoutes: FastifyPluginCallback<MetricsRoutesOptions> = (app, { dispatcher, metrics }, done) => {
-  app.get('/metrics', { config: { scope: 'read' } }, async (_request, reply) => {
+  app.get('/metrics', { config: { scope: 'read', openapi: { summary: 'Prometheus metrics', response: { description: 'Prometheus text format 0.0.4', contentType: 'text/plain; version=0.0.4' } } } }, async (_request, reply) => {
     await dispatcher.start();
     const text = await metrics.render();
     return reply.type(metrics.contentType).send(text);

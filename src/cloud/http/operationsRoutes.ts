@@ -12,6 +12,7 @@ import { latencySchema } from '../../core/operation.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { allowOnly } from './errors.js';
 import { acceptsAsJson, emptyBody, parseJsonBody } from './jsonBody.js';
+import { deliverySchema } from './responseSchemas.js';
 import { storeParamsSchema, type ZodTypeProvider } from './zodValidation.js';
 
 /** How long a publish may wait for a queued operation's reply: a request should not hang longer than a relay call. */
@@ -74,7 +75,7 @@ export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = 
     const id = requestedIdOf(request.body);
     handleError(id !== undefined && isStorelinkError(error) ? withOperationId(error, id) : error, request, reply);
   };
-  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema }, errorHandler, config: { scope: 'publish' } }, async (request) => {
+  app.post('/stores/:storeId/operations', { schema: { params: storeParamsSchema, body: publishBodySchema }, errorHandler, config: { scope: 'publish', openapi: { summary: 'Publish an operation to a store', response: { description: 'What the publish did (a store\'s refusal is a 200 with outcome `rejected`)', schema: deliverySchema }, errors: ['STORE_UNKNOWN', 'PAYLOAD_TOO_LARGE', 'ABORTED', 'SERVICE_BUS_UNAVAILABLE'] } } }, async (request) => {
     const { awaitReplyInMs, ...rest } = request.body;
     // A call per request, not one shared signal: the dispatcher adds abort listeners it never removes. A client that
     // leaves does not abort its call either: the operation may already be on its way, and its delivery still shows on
