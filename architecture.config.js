@@ -126,7 +126,7 @@ export const PARTS = [
     name: 'demo',
     files: ['src/demo/**'],
     role: '`storelink demo`: emulators, a cloud and store processes, faults, the reconciliation',
-    uses: ['core', 'cloud', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root'],
+    uses: ['core', 'cloud', 'charts', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root'],
     why: "a composition root: it starts everything and reads each side's records (ledgers, dead-letter queues) to reconcile",
   },
   {
