@@ -45,6 +45,8 @@ export class StoreTable {
   #sortKey = 'storeId';
   #sortDirection = 1;
   #frame = 0;
+  /** Set when the rows' data changed: every shown row is bound again at the next frame. */
+  #dirty = true;
   #nowInMs = Date.now();
 
   constructor(private readonly open: (storeId: string) => void) {
@@ -94,6 +96,7 @@ export class StoreTable {
     row.tags = tags;
     if (tags.includes('relay')) row.reason = null;
     else if (row.bidirectional) row.reason ??= 'relay unavailable';
+    this.#dirty = true;
     this.#schedule();
   }
 
@@ -111,6 +114,7 @@ export class StoreTable {
     for (const [key, button] of this.#headers) button.setAttribute('aria-sort', key === this.#sortKey ? (direction === 1 ? 'ascending' : 'descending') : 'none');
     this.#count.textContent = `${this.#view.length} of ${this.#rows.length} stores`;
     this.#spacer.style.height = `${this.#view.length * ROW_HEIGHT}px`;
+    this.#dirty = true;
     this.#schedule();
   }
 
@@ -126,32 +130,54 @@ export class StoreTable {
     const height = this.#body.clientHeight || 448;
     const first = Math.max(0, Math.floor(this.#body.scrollTop / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(this.#view.length, Math.ceil((this.#body.scrollTop + height) / ROW_HEIGHT) + OVERSCAN);
-    const needed = last - first;
-    while (this.#pool.length < needed) {
-      const row = el('div', { class: 'grid-row', role: 'row' });
-      for (const column of COLUMNS) row.append(el('span', { role: 'cell', class: column.numeric === true ? 'num' : '' }));
-      this.#body.append(row);
-      this.#pool.push(row);
+    // Row i always lives in slot i % capacity: scrolling by k rows rebinds k elements, the others stay untouched.
+    const capacity = Math.ceil(height / ROW_HEIGHT) + 2 * OVERSCAN + 1;
+    if (this.#pool.length !== capacity) {
+      while (this.#pool.length < capacity) {
+        const row = el('div', { class: 'grid-row', role: 'row' });
+        for (const column of COLUMNS) row.append(el('span', { role: 'cell', class: column.numeric === true ? 'num' : '' }));
+        this.#body.append(row);
+        this.#pool.push(row);
+      }
+      while (this.#pool.length > capacity) this.#pool.pop()!.remove();
+      this.#dirty = true;
     }
-    while (this.#pool.length > needed) this.#pool.pop()!.remove();
+    const dirty = this.#dirty;
+    this.#dirty = false;
+    for (let slot = 0; slot < capacity; slot += 1) {
+      const element = this.#pool[slot]!;
+      // The row index this slot shows in [first, last), if any.
+      const index = first + ((slot - (first % capacity) + capacity) % capacity);
+      if (index >= last) {
+        if (!element.hidden) {
+          element.hidden = true;
+          delete element.dataset['index'];
+          delete element.dataset['storeId'];
+          delete element.dataset['state'];
+        }
+        continue;
+      }
+      if (element.hidden) element.hidden = false;
+      if (!dirty && element.dataset['index'] === String(index)) continue;
+      this.#bind(element, index);
+    }
+  }
+
+  #bind(element: HTMLElement, index: number): void {
+    const store = this.#view[index]!;
     const now = this.#nowInMs;
-    for (let index = 0; index < needed; index += 1) {
-      const store = this.#view[first + index]!;
-      const element = this.#pool[index]!;
-      element.style.transform = `translateY(${(first + index) * ROW_HEIGHT}px)`;
-      if (element.dataset['storeId'] !== store.storeId) element.dataset['storeId'] = store.storeId;
-      if (element.dataset['state'] !== store.state) {
-        element.dataset['state'] = store.state;
-      }
-      const cells = element.children;
-      for (let column = 0; column < COLUMNS.length; column += 1) {
-        const cell = cells[column] as HTMLElement;
-        const text = COLUMNS[column]!.text(store, now);
-        if (cell.textContent !== text) cell.textContent = text;
-      }
-      const badge = cells[2] as HTMLElement;
-      const wanted = `badge ${stateClass(store.state)}`;
-      if (badge.className !== wanted) badge.className = wanted;
+    element.dataset['index'] = String(index);
+    element.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+    if (element.dataset['storeId'] !== store.storeId) element.dataset['storeId'] = store.storeId;
+    if (element.dataset['state'] !== store.state) element.dataset['state'] = store.state;
+    const cells = element.children;
+    for (let column = 0; column < COLUMNS.length; column += 1) {
+      const cell = cells[column] as HTMLElement;
+      const text = COLUMNS[column]!.text(store, now);
+      if (cell.textContent !== text) cell.textContent = text;
     }
+    const badge = cells[2] as HTMLElement;
+    const wanted = `badge ${stateClass(store.state)}`;
+    if (badge.className !== wanted) badge.className = wanted;
   }
 }
