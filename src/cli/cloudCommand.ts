@@ -209,8 +209,8 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         const { port } = await api.listen();
         const stores = config.stores.length;
         const url = urlOf(config.http.host, port, config.http.tls !== undefined);
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${url} (API key required); Ctrl+C to stop\n`);
-        io.stdout(`console: ${url}/console/ (sign in with an API key that has the read scope)\n`);
+        // One line, as before: the console's address rides on it.
+        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${url} (API key required), console ${url}/console/; Ctrl+C to stop\n`);
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();
