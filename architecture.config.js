@@ -126,7 +126,7 @@ export const PARTS = [
     name: 'demo',
     files: ['src/demo/**'],
     role: '`storelink demo`: emulators, a cloud and store processes, faults, the reconciliation',
-    uses: ['core', 'cloud', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root'],
+    uses: ['core', 'cloud', 'charts', 'store-state', 'channel-servicebus', 'emulator', 'emulator-servicebus', 'emulator-relay', 'package-root'],
     why: "a composition root: it starts everything and reads each side's records (ledgers, dead-letter queues) to reconcile",
   },
   {
@@ -163,6 +163,14 @@ export const PARTS = [
     why: "written as a user's code: public factories and types only, never a channel or an emulator directly",
   },
   {
+    name: 'console',
+    files: ['console/src/**'],
+    role: 'the operations console: browser code bundled by console/build.ts, served at /console',
+    packages: [],
+    nodeBuiltins: false,
+    why: 'it runs in a browser and talks to the cloud only over its HTTP API, so it imports no part and no package',
+  },
+  {
     name: 'test',
     files: ['test/**'],
     role: 'unit, machine, integration and scenario tests',
@@ -178,7 +186,7 @@ export const PARTS = [
   },
   {
     name: 'tooling',
-    files: ['eslint.config.js', 'architecture.config.js', 'vitest.config.ts'],
+    files: ['eslint.config.js', 'architecture.config.js', 'vitest.config.ts', 'console/build.ts'],
     role: 'build and lint configuration',
     unrestricted: true,
   },

@@ -2,8 +2,10 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
+import { chartModelOf } from '../charts/chartModel.js';
 import { checkChart } from '../charts/checkChart.js';
-import { loadChart } from '../charts/loadChart.js';
+import { storelinkPackage } from '../packageRoot.js';
+import { BUILT_IN_CHARTS, loadChart } from '../charts/loadChart.js';
 import { createCloudHttpApi, MIN_TOKEN_LENGTH } from '../cloud/httpApi.js';
 import { createDispatcher } from '../cloud/dispatcher.js';
 import { StorelinkError } from '../core/errors.js';
@@ -43,6 +45,8 @@ const cloudConfigSchema = z
       endpointAddress: endpointAddressSchema.optional(),
     }),
     relay: z.strictObject({ connectionString: secretSchema }).optional(),
+    /** For the console's dead-letter routes: Listen and Send on the store queues; default serviceBus.connectionString. */
+    deadLetters: z.strictObject({ connectionString: secretSchema }).optional(),
     proxy: proxyConfigSchema.optional(),
     tls: tlsTrustConfigSchema.optional(),
     /** A policy JSON file (relative to the configuration file), or the policy itself. */
@@ -94,6 +98,7 @@ const cloudConfigSchema = z
 export interface CloudConfig {
   serviceBus: { connectionString: string; cloudInbox?: string; transport?: 'websockets' | 'amqp'; endpointAddress?: string };
   relay?: { connectionString: string };
+  deadLetters?: { connectionString: string };
   proxy?: false | { url: string; username?: string; password?: string; noProxy?: string[] };
   tls?: { caFile?: string };
   policy?: Policy;
@@ -132,6 +137,7 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
   return {
     serviceBus: { ...config.serviceBus, connectionString: resolveSecret(config.serviceBus.connectionString, 'serviceBus.connectionString', env) },
     ...(config.relay === undefined ? {} : { relay: { connectionString: resolveSecret(config.relay.connectionString, 'relay.connectionString', env) } }),
+    ...(config.deadLetters === undefined ? {} : { deadLetters: { connectionString: resolveSecret(config.deadLetters.connectionString, 'deadLetters.connectionString', env) } }),
     ...(config.proxy === undefined ? {} : { proxy: resolveProxyConfig(config.proxy, env) }),
     ...(config.tls === undefined ? {} : { tls: resolveTlsTrustConfig(config.tls, base) }),
     ...(policy === undefined ? {} : { policy }),
@@ -190,11 +196,21 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         port: config.http.port,
         ...(config.http.tls === undefined ? {} : { tls: config.http.tls }),
         logger,
+        console: { assetsDir: path.join(storelinkPackage().root, 'dist', 'console'), chart: chartModelOf(chart?.machine ?? BUILT_IN_CHARTS['storeLink']!) },
+        deadLetters: {
+          connectionString: config.deadLetters?.connectionString ?? config.serviceBus.connectionString,
+          ...(config.serviceBus.transport === undefined ? {} : { transport: config.serviceBus.transport }),
+          ...(config.serviceBus.endpointAddress === undefined ? {} : { endpointAddress: config.serviceBus.endpointAddress }),
+          ...(config.proxy === undefined ? {} : { proxy: config.proxy }),
+          ...(config.tls === undefined ? {} : { tls: config.tls }),
+        },
       });
       try {
         const { port } = await api.listen();
         const stores = config.stores.length;
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (API key required); Ctrl+C to stop\n`);
+        const url = urlOf(config.http.host, port, config.http.tls !== undefined);
+        // One line, as before: the console's address rides on it.
+        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${url} (API key required), console ${url}/console/; Ctrl+C to stop\n`);
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();

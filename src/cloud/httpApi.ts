@@ -11,6 +11,8 @@
  *   GET  /metrics                      read     Prometheus text format 0.0.4
  *   GET  /api-keys                     admin    { keys: [{ name, scopes, createdAt, expiresAt? }] } (never a secret or hash)
  *   GET  /openapi.json                 read     this list as an OpenAPI 3.1 document (http/openapi.ts)
+ *   GET  /console, /session, /activity, /stores/:storeId/chart   the operations console (http/consoleRoutes.ts)
+ *   GET  /stores/:storeId/dead-letters, POST …/:sequenceNumber/resubmit   read / admin (http/deadLetterRoutes.ts)
  *
  * Errors are `{ error: { code, message, field?, operationId? } }` with a StorelinkError code. A store's own refusal is not an
  * error: it is a 200 delivery whose outcome is `rejected` and whose `rejection` says why. The routes live in
@@ -23,7 +25,9 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import type { Dispatcher } from './dispatcher.js';
 import { ApiKeyRing } from './apiKeys.js';
 import { apiKeysFromFile, fixedApiKeys, type ApiKeySource } from './apiKeyFile.js';
-import { createApiKeyCheck, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
+import { createApiKeyCheck, createIdentify, createStillAdmitted, type ApiKeyCheck, type RouteScope } from './http/apiKeyAuth.js';
+import { consoleRoutes, type ConsoleOptions } from './http/consoleRoutes.js';
+import { deadLetterRoutes, type DeadLetterAccess } from './http/deadLetterRoutes.js';
 import { apiKeysRoutes } from './http/apiKeysRoutes.js';
 import { createClientErrorHandler, createErrorHandler } from './http/errors.js';
 import { DEFAULT_EVENT_REPLAY_MAX_BYTES, DEFAULT_EVENT_REPLAY_WINDOW, EventLog } from './http/eventLog.js';
@@ -35,8 +39,11 @@ import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
 import type { Subscription } from 'rxjs';
 import { createDispatcherMetrics, type DispatcherMetrics, type DispatcherMetricsOptions } from './metrics.js';
+import { StoreActivity } from './storeActivity.js';
 
 export type { StoreLinkView } from './http/linkViews.js';
+export type { ConsoleChart, ConsoleOptions } from './http/consoleRoutes.js';
+export type { DeadLetterAccess } from './http/deadLetterRoutes.js';
 export { MAX_AWAIT_REPLY_IN_MS } from './http/operationsRoutes.js';
 
 /** The HTTP API's version, as the OpenAPI document states it: raised with each change to a route or an answer. */
@@ -103,6 +110,10 @@ export interface CloudHttpApiOptions {
   keepAliveTimeoutInMs?: number;
   /** How long a connection may stay silent (nothing received or sent) before it is closed; default 300 s, at least twice the heartbeat. */
   connectionTimeoutInMs?: number;
+  /** Serve the operations console at /console from these built files, with this chart structure; not served without. */
+  console?: ConsoleOptions;
+  /** A connection string (Listen and Send on the store queues) for the dead-letter routes; they answer 404 without. */
+  deadLetters?: DeadLetterAccess;
 }
 
 function positiveDuration(name: string, value: number | undefined, fallback: number): number {
@@ -134,6 +145,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
   readonly #metrics: DispatcherMetrics;
   readonly #eventLog: EventLog;
   readonly #eventSubscription: Subscription;
+  readonly #activity: StoreActivity;
   readonly #app: FastifyInstance;
   readonly #apiKeys: ApiKeySource;
   /** Ends every open event stream. */
@@ -185,6 +197,9 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       next: ([event, data]) => eventLog.append(event, data),
       complete: () => eventLog.close(),
     });
+
+    // From now on too, for the console's last hour and backlogs.
+    this.#activity = new StoreActivity(dispatcher, options.now === undefined ? {} : { now: options.now });
 
     this.#apiKeys =
       options.apiKeysFile === undefined
@@ -261,6 +276,11 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     void app.register(metricsRoutes, { dispatcher, metrics: this.#metrics });
     void app.register(apiKeysRoutes, { apiKeys: this.#apiKeys });
     void app.register(openApiRoutes, { catalogue: routes, info: () => ({ title: 'storelink cloud HTTP API', version: HTTP_API_VERSION }) });
+    if (options.console !== undefined) {
+      const identify = createIdentify(this.#apiKeys, options.now ?? Date.now);
+      void app.register(consoleRoutes, { ...options.console, dispatcher, activity: this.#activity, identify, logger: this.#logger });
+    }
+    void app.register(deadLetterRoutes, { dispatcher, ...(options.deadLetters === undefined ? {} : { access: options.deadLetters }) });
     this.#app = app;
   }
 
@@ -326,6 +346,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
       this.#eventSubscription.unsubscribe();
       this.#eventLog.close();
       this.#metrics.close();
+      this.#activity.close();
       const closed = this.#app.close();
       // Wait for the requests being handled to answer, then drop the connections left: idle keep-alive ones, and
       // uploads still under way (Node stops enforcing requestTimeout once the server closes, so they could hold close() forever).

@@ -134,6 +134,8 @@ export const STORELINK_ERROR_CODES = {
   API_FORBIDDEN: { retryable: false, cloudHttpStatus: 403 },
   /** The cloud HTTP API cannot read its API key file (gone, half-written, invalid): every request is refused until it can. */
   API_KEYS_UNAVAILABLE: { retryable: true, cloudHttpStatus: 503 },
+  /** The console asked to resubmit a dead-lettered message that is not (or no longer) in the store queue's dead-letter queue. */
+  DEAD_LETTER_NOT_FOUND: { retryable: false, cloudHttpStatus: 404 },
   /** A client took longer than the cloud HTTP API's headers or request timeout to send its request (408; the connection is closed). */
   REQUEST_TIMEOUT: { retryable: true, cloudHttpStatus: 408 },
   /** Something failed that storelink does not anticipate (a bug); the message says what, the log says more. */

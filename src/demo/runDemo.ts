@@ -17,6 +17,8 @@ import { writeApiKeyFile } from '../cloud/apiKeyFile.js';
 import { createCloudHttpApi, type CloudHttpApi } from '../cloud/httpApi.js';
 import { topStateOf } from '../cloud/storeLinks.js';
 import { createDeadLetterQueue } from '../channels/servicebus/deadLetterQueue.js';
+import { chartModelOf } from '../charts/chartModel.js';
+import { BUILT_IN_CHARTS } from '../charts/loadChart.js';
 import { parsePolicy } from '../core/policy.js';
 import { ensureDevelopmentCertificates, tlsConnectionString } from '../emulator/index.js';
 import { startRelayEmulator, type AcceptConnectionOptions, type RelayEmulator } from '../emulator/relay/index.js';
@@ -240,12 +242,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // prints a read-only key to try `GET /stores` or `/events` with while it runs.
     const publisher = newApiKey({ name: 'demo-publisher', scopes: ['publish'], now: Date.now() });
     const viewer = newApiKey({ name: 'viewer', scopes: ['read'], now: Date.now() });
+    // A development key for the console: read, and admin so its resubmit buttons show.
+    const operator = newApiKey({ name: 'console-operator', scopes: ['read', 'admin'], now: Date.now() });
     const apiKeysFile = cloud.apiKeysFile;
-    await writeApiKeyFile(apiKeysFile, { keys: [publisher.record, viewer.record] });
-    api = createCloudHttpApi({ dispatcher, apiKeysFile });
+    await writeApiKeyFile(apiKeysFile, { keys: [publisher.record, viewer.record, operator.record] });
+    api = createCloudHttpApi({
+      dispatcher,
+      apiKeysFile,
+      console: { assetsDir: path.join(storelinkPackage().root, 'dist', 'console'), chart: chartModelOf(BUILT_IN_CHARTS['storeLink']!) },
+      // The emulator's development key (Manage): this machine's own emulator, for the console's dead-letter pages.
+      deadLetters: { connectionString: serviceBus.connectionString(), retry: { maxRetries: 1, retryDelayInMs: 100, timeoutInMs: 3_000 } },
+    });
     const { port } = await api.listen();
     const baseUrl = `http://127.0.0.1:${port}`;
     apiUrl = `${baseUrl} (read-only: Authorization: Bearer ${viewer.presented})`;
+    const consoleLine = `console: ${baseUrl}/console/ (sign in with the development key ${operator.presented}: read, admin)`;
     publishOverHttp = async ({ storeId, ...body }) => {
       const response = await fetch(`${baseUrl}/stores/${encodeURIComponent(storeId)}/operations`, {
         method: 'POST',
@@ -258,6 +269,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       }
     };
     options.write(`cloud HTTP API on ${apiUrl}\n`);
+    options.write(`${consoleLine}\n`);
+    apiUrl = `${apiUrl}\n${consoleLine}`;
     options.write(`stores provisioned with least-privilege credentials: ${provisioned}\n`);
     options.write(`stores connect over TLS on 127.0.0.1:${tlsPort.port}, Service Bus over WebSockets, CA ${certificates.caFile}\n`);
     if (!options.live) options.write(`starting ${stores.length} stores (${stores.filter((store) => store.bidirectional).length} bi-directional)\n`);

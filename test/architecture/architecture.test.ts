@@ -96,6 +96,9 @@ describe('arrows between parts', () => {
     ['samples', 'samples/virtual.ts', '../src/channels/relay/relaySender.js'],
     ['samples', 'samples/virtual.ts', '../src/emulator/index.js'],
     ['cli', 'src/cli/virtual.ts', '../emulator/relay/index.js'],
+    // The console runs in a browser: it reaches the cloud over HTTP only.
+    ['console', 'console/src/virtual.ts', '../../src/cloud/httpApi.js'],
+    ['console', 'console/src/virtual.ts', '../../src/core/errors.js'],
   ];
 
   it.each(forbidden)('%s: %s may not import %s', async (part, filePath, source) => {

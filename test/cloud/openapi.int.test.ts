@@ -6,6 +6,8 @@ import path from 'node:path';
 import { filter, firstValueFrom } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { storeLinkMachine } from '../../machines/storeLink.machine.js';
+import { chartModelOf } from '../../src/charts/chartModel.js';
 import { createDispatcher } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi } from '../../src/cloud/httpApi.js';
 import { RouteCatalogue, openApiDocument } from '../../src/cloud/http/openapi.js';
@@ -15,6 +17,7 @@ import { parsePolicy } from '../../src/core/policy.js';
 import { startEmulators } from '../../src/emulator/startEmulators.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { createStore } from '../../samples/store-click-and-collect/store.js';
+import { builtConsole } from '../support/browser.js';
 import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
@@ -35,11 +38,11 @@ function operationsOf(document: Document): string[] {
   return Object.entries(document.paths).flatMap(([pathName, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${pathName}`));
 }
 
-/** The operations of the document that lack their entry (summary and a success answer written next to the route). */
+/** The operations of the document that lack their entry (summary and a success or redirect answer written next to the route). */
 function undocumented(document: Document): string[] {
   return Object.entries(document.paths).flatMap(([pathName, methods]) =>
     Object.entries(methods)
-      .filter(([, operation]) => operation['x-storelink-undocumented'] === true || !Object.keys(operation.responses).some((status) => status.startsWith('2')))
+      .filter(([, operation]) => operation['x-storelink-undocumented'] === true || !Object.keys(operation.responses).some((status) => status.startsWith('2') || status.startsWith('3')))
       .map(([method]) => `${method.toUpperCase()} ${pathName}`),
   );
 }
@@ -73,7 +76,10 @@ async function world() {
     ...dispatcherSigningOptions(),
   });
   closeables.push(() => dispatcher.close());
-  const api = createCloudHttpApi({ dispatcher, token: TOKEN });
+  // With the console, so that its routes are served and must be in the document too.
+  const built = await builtConsole();
+  closeables.push(built.remove);
+  const api = createCloudHttpApi({ dispatcher, token: TOKEN, console: { assetsDir: built.assetsDir, chart: chartModelOf(storeLinkMachine) } });
   closeables.push(() => api.close());
   const { port } = await api.listen();
   const call = (pathname: string, init: RequestInit = {}) =>
@@ -96,7 +102,23 @@ describe('GET /openapi.json', () => {
     expect(validator.version).toBe('3.1');
 
     expect(operationsOf(document).sort()).toEqual(
-      ['GET /api-keys', 'GET /events', 'GET /metrics', 'GET /openapi.json', 'GET /stores', 'GET /stores/{storeId}', 'POST /stores/{storeId}/operations'].sort(),
+      [
+        'GET /activity',
+        'GET /api-keys',
+        'GET /console',
+        'GET /console/',
+        'GET /console/{file}',
+        'GET /events',
+        'GET /metrics',
+        'GET /openapi.json',
+        'GET /session',
+        'GET /stores',
+        'GET /stores/{storeId}',
+        'GET /stores/{storeId}/chart',
+        'GET /stores/{storeId}/dead-letters',
+        'POST /stores/{storeId}/dead-letters/{sequenceNumber}/resubmit',
+        'POST /stores/{storeId}/operations',
+      ].sort(),
     );
     expect(undocumented(document)).toEqual([]);
     const scopes = Object.fromEntries(operationsOf(document).map((name) => {
@@ -104,6 +126,14 @@ describe('GET /openapi.json', () => {
       return [name, document.paths[pathName]![method.toLowerCase()]!['x-storelink-scope']];
     }));
     expect(scopes).toEqual({
+      'GET /activity': 'read',
+      'GET /console': 'public',
+      'GET /console/': 'public',
+      'GET /console/{file}': 'public',
+      'GET /session': 'authenticated',
+      'GET /stores/{storeId}/chart': 'read',
+      'GET /stores/{storeId}/dead-letters': 'read',
+      'POST /stores/{storeId}/dead-letters/{sequenceNumber}/resubmit': 'admin',
       'GET /api-keys': 'admin',
       'GET /events': 'read',
       'GET /metrics': 'read',
@@ -119,6 +149,8 @@ describe('GET /openapi.json', () => {
       responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
     };
     expect(publish.security).toEqual([{ apiKey: ['publish'] }]);
+    // The console's static files need no key at all.
+    expect((document.paths['/console/']!.get! as unknown as { security: unknown }).security).toEqual([]);
     // The request body is the zod schema that validates it: its fields, the required ones, no others.
     const body = publish.requestBody.content['application/json'].schema;
     expect(Object.keys(body.properties).sort()).toEqual(['awaitReplyInMs', 'id', 'latency', 'payload', 'timeToLiveInMs', 'type']);

@@ -119,6 +119,7 @@ const EXPECTED: Row[] = [
   ['API_UNAUTHORIZED',           false, U,             U,    false, false, 401,  false],
   ['API_FORBIDDEN',              false, U,             U,    false, false, 403,  false],
   ['API_KEYS_UNAVAILABLE',       true,  U,             U,    false, false, 503,  false],
+  ['DEAD_LETTER_NOT_FOUND',      false, U,             U,    false, false, 404,  false],
   ['REQUEST_TIMEOUT',            true,  U,             U,    false, false, 408,  false],
   ['UNEXPECTED_FAILURE',         true,  U,             U,    false, false, 500,  false],
 ];

@@ -9,8 +9,11 @@ import { StorelinkError, isStorelinkError } from '../../core/errors.js';
 import type { ApiClient, ApiScope } from '../apiKeys.js';
 import type { ApiKeySource } from '../apiKeyFile.js';
 
-/** A route's scope; `authenticated`: any valid key (the 404 and 405 answers, which tell nothing). */
-export type RouteScope = ApiScope | 'authenticated';
+/**
+ * A route's scope; `authenticated`: any valid key (the 404 and 405 answers, which tell nothing); `public`: no key at
+ * all, only for the console's static files (its sign-in page), which hold no data.
+ */
+export type RouteScope = ApiScope | 'authenticated' | 'public';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -21,7 +24,7 @@ declare module 'fastify' {
 /** Longest Authorization header value looked at: a key is about 110 characters. */
 const MAX_AUTHORIZATION_LENGTH = 512;
 
-export type Admission = { client: ApiClient; refused?: undefined } | { client?: ApiClient; refused: StorelinkError };
+export type Admission = { client?: ApiClient; refused?: undefined } | { client?: ApiClient; refused: StorelinkError };
 
 /**
  * Admits a request or says why not, setting `WWW-Authenticate` on a refusal. `scope` is the route's, or undefined
@@ -36,6 +39,7 @@ function bearerOf(request: FastifyRequest): string | undefined {
 
 export function createApiKeyCheck(source: ApiKeySource, now: () => number): ApiKeyCheck {
   return async (request, reply, scope) => {
+    if (scope === 'public') return {};
     const presented = bearerOf(request);
     let client: ApiClient | undefined;
     try {
@@ -72,5 +76,14 @@ export function createStillAdmitted(source: ApiKeySource, now: () => number): (r
     } catch {
       return false;
     }
+  };
+}
+
+/** The key a request presents, if it is valid now: who is calling and with which scopes (the console's `GET /session`). */
+export function createIdentify(source: ApiKeySource, now: () => number): (request: FastifyRequest) => Promise<ApiClient | undefined> {
+  return async (request) => {
+    const presented = bearerOf(request);
+    if (presented === undefined) return undefined;
+    return (await source.current()).authenticate(presented, now());
   };
 }

@@ -180,7 +180,8 @@ function operationOf(route: CataloguedRoute, names: readonly string[]): JsonObje
     ...(doc === undefined ? { summary: `${route.method} ${route.url}`, 'x-storelink-undocumented': true } : { summary: doc.summary }),
     ...(doc?.description === undefined ? {} : { description: doc.description }),
     // OpenAPI 3.1 lets a non-OAuth scheme name the roles a call needs: here, the API key's scope.
-    security: [{ apiKey: scope === undefined || scope === 'authenticated' ? [] : [scope] }],
+    // A public route (the console's static files) needs no key at all: an empty security list says so.
+    security: scope === 'public' ? [] : [{ apiKey: scope === undefined || scope === 'authenticated' ? [] : [scope] }],
     ...(scope === undefined ? {} : { 'x-storelink-scope': scope }),
     parameters: parametersOf(route, names),
     responses: { ...success, ...errorResponses(codes) },
