@@ -35,9 +35,9 @@ type PathName = MeasureRequest['path'];
 const COUNTS: Record<PathName, { sequential: number; concurrent: number; warmUp: number }> = smoke
   ? { realtime: { sequential: 6, concurrent: 12, warmUp: 2 }, oneway: { sequential: 4, concurrent: 8, warmUp: 2 }, requestreply: { sequential: 4, concurrent: 8, warmUp: 2 } }
   : {
-      realtime: { sequential: 1_000, concurrent: 4_000, warmUp: 200 },
-      oneway: { sequential: 300, concurrent: 1_500, warmUp: 100 },
-      requestreply: { sequential: 300, concurrent: 1_000, warmUp: 100 },
+      realtime: { sequential: 500, concurrent: 1_500, warmUp: 100 },
+      oneway: { sequential: 150, concurrent: 500, warmUp: 50 },
+      requestreply: { sequential: 150, concurrent: 500, warmUp: 50 },
     };
 
 interface Row {
@@ -117,7 +117,7 @@ try {
         const raw = await measure({ ...request, side: 'raw' });
         const storelink = await measure({ ...request, side: 'storelink' });
         rows.push({ path: pathName, stores: storeCount, inFlight, raw, storelink });
-        process.stderr.write(`measured ${pathName} stores=${storeCount} inFlight=${inFlight}\n`);
+        process.stderr.write(`measured ${JSON.stringify(rows.at(-1))}\n`);
       }
     }
   }
@@ -155,7 +155,10 @@ for (const row of rows) {
     p50Ratio: storelink.p50Ms / raw.p50Ms,
     p99Ratio: storelink.p99Ms / raw.p99Ms,
     rateRatio: storelink.perSecond / raw.perSecond,
+    rawFailures: raw.failures,
+    storelinkFailures: storelink.failures,
   });
+  if (raw.failures + storelink.failures > 0) console.log(`  (failed calls, not timed: raw ${raw.failures}, storelink ${storelink.failures}; last: ${storelink.lastFailure ?? raw.lastFailure ?? ''})`);
 }
 for (const stores of [...new Set(rows.map((row) => row.stores))]) {
   const sequential = rows.find((row) => row.path === 'requestreply' && row.stores === stores && row.inFlight === 1);

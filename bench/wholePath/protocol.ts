@@ -59,7 +59,11 @@ export interface Measurement {
   p50Ms: number;
   p99Ms: number;
   perSecond: number;
+  /** Calls that succeeded (and were timed). */
   count: number;
+  /** Calls that failed (a real-time call that fell back, a reply that never came): not timed, reported. */
+  failures: number;
+  lastFailure?: string;
 }
 
 export type ParentToChild =
