@@ -15,7 +15,7 @@
  *
  *   node --import tsx bench/wholePath.bench.ts
  *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
- *        BENCH_PROFILE=<dir> (CPU profiles of the cloud and store processes), BENCH_ONLY=realtime,oneway,requestreply
+ *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -58,7 +58,7 @@ const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-p
 const rows: Row[] = [];
 try {
   const storeIds = Array.from({ length: storeTotal }, (_, i) => `bench-${i + 1}`);
-  const emulator = forkChild('emulatorProcess.ts', { env: { BENCH_STORE_IDS: storeIds.join(','), BENCH_TRANSPORT: transport } });
+  const emulator = forkChild('emulatorProcess.ts', { env: { BENCH_STORE_IDS: storeIds.join(','), BENCH_TRANSPORT: transport }, execArgv: profileArgs('emulators') });
   children.push(emulator);
   const { endpoints } = await nextMessage(emulator, 'endpoints');
   process.stderr.write(`emulators up (${transport})\n`);
