@@ -3,7 +3,11 @@
  * the cloud's signature → envelope check → addressed to this store → ledger look-up (a known id returns its first outcome, never runs
  * twice) → in-flight look-up (the same id arriving on both channels at once shares one run) → expiry → handler with
  * its payload schema → ledger record, durable before the caller acknowledges anything → reply through the outbox, for
- * every operation whichever channel carried it: the cloud learns each final outcome, late ones too.
+ * every operation whichever channel carried it: the cloud learns each final outcome, late ones too. From the queue the
+ * reply is durable before `execute` resolves (the caller then completes the message); on the relay the HTTP answer
+ * carries the outcome, and the outbox reply follows off the hot path (appended once the answer is on its way, not
+ * awaited): the store cannot know that the relay delivered its answer, so the reply still goes, for a cloud whose
+ * call timed out or whose fallback was not the queue.
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
@@ -78,6 +82,8 @@ export interface ReplyOutbox {
 
 export interface ExecutorOptions {
   storeId: string;
+  /** Told when the outbox refused a relay operation's reply (appended off the hot path, so nobody else awaits it). */
+  onReplyFailed?: (failure: { operationId: string; error: unknown }) => void;
   handlers: OperationHandlers;
   ledger: ExecutionLedger;
   outbox: ReplyOutbox;
@@ -111,6 +117,11 @@ export interface Execution {
   record: ExecutionRecord;
   /** True when the ledger already had the outcome: the handler did not run this time. */
   replayed: boolean;
+  /**
+   * Resolves once the reply is durable in the outbox. Already resolved from the queue; on the relay it settles after
+   * the answer (rejections are reported through `onReplyFailed` too).
+   */
+  replyWritten: Promise<void>;
 }
 
 export function replyBodyOf(record: ExecutionRecord): ReplyBody {
@@ -166,10 +177,12 @@ export class Executor {
     const running = this.#inFlight.get(operation.id);
     if (running !== undefined) {
       const shared = await running;
+      // A queued delivery is completed only once the cloud's reply is durable, whichever channel ran the operation.
+      if (channel === 'queue') await shared.replyWritten;
       return { ...shared, replayed: true };
     }
     const known = this.#options.ledger.get(operation.id);
-    if (known !== undefined) return this.#replied(operation, known, true);
+    if (known !== undefined) return this.#replied(operation, known, true, channel);
     const execution = this.#run(operation, channel, abortSignal);
     this.#inFlight.set(operation.id, execution);
     try {
@@ -232,7 +245,7 @@ export class Executor {
       }
     }
     const recorded = await this.#options.ledger.record(entry);
-    return this.#replied(operation, recorded, false);
+    return this.#replied(operation, recorded, false, channel);
   }
 
   /**
@@ -240,7 +253,7 @@ export class Executor {
    * stable id makes the resend harmless). A result too large for a store message is replaced by a `failed` reply
    * that says so; the ledger keeps the result, so a relay caller still gets it.
    */
-  async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean): Promise<Execution> {
+  async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean, channel: Channel): Promise<Execution> {
     const reply = this.#replyFor(operation.id, operation.type, replyBodyOf(record));
     const bytes = Buffer.byteLength(JSON.stringify(reply), 'utf8');
     if (bytes > MAX_STORE_MESSAGE_BYTES) {
@@ -254,8 +267,15 @@ export class Executor {
         },
       };
     }
-    await this.#options.outbox.append(reply);
-    return { operation, record, replayed };
+    if (channel === 'queue') {
+      await this.#options.outbox.append(reply);
+      return { operation, record, replayed, replyWritten: Promise.resolve() };
+    }
+    // After the relay answer is written: setImmediate runs once the promise chain that carries the result to the
+    // listener (microtasks) has sent it; the reply's signature and write then cost the answer nothing.
+    const replyWritten = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#options.outbox.append(reply));
+    replyWritten.catch((error: unknown) => this.#options.onReplyFailed?.({ operationId: operation.id, error }));
+    return { operation, record, replayed, replyWritten };
   }
 
   #replyFor(operationId: string, type: string, body: ReplyBody): ReplyEvent {

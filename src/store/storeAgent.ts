@@ -255,6 +255,8 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #signer: Signer;
   readonly #cloudKeys: Verifier;
   readonly #subscriptions: Subscription[] = [];
+  /** Relay replies on their way to the outbox (off the hot path): close() waits for them before closing the outbox. */
+  readonly #pendingReplies = new Set<Promise<void>>();
   #lock: DataDirLock | undefined;
   #ledger: Ledger | undefined;
   #outbox: Outbox | undefined;
@@ -326,6 +328,10 @@ class DefaultStoreAgent implements StoreAgent {
       ledger: this.#ledger,
       cloudKeys: this.#cloudKeys,
       now: this.#now,
+      onReplyFailed: ({ operationId, error }) => {
+        // The relay answer carried the outcome; a redelivery through the queue would report it again from the ledger.
+        this.#logger.error({ err: error, operationId }, 'could not queue the reply of a relay operation for the cloud');
+      },
       onReplyTooLarge: (tooLarge) => {
         this.#logger.warn({ operationId: tooLarge.operationId, bytes: tooLarge.bytes, limitBytes: tooLarge.limitBytes }, 'result too large for a reply; the cloud is told REPLY_TOO_LARGE');
         this.#events.next({ type: 'reply.too-large', ...tooLarge });
@@ -513,6 +519,10 @@ class DefaultStoreAgent implements StoreAgent {
     const executor = this.#executor!;
     try {
       const execution = await executor.execute(operation, 'relay', AbortSignal.any([abortSignal, this.#closeAbort.signal]));
+      // Failures are reported by the executor's onReplyFailed; this only keeps close() from cutting the write short.
+      const written = execution.replyWritten.catch(() => undefined);
+      this.#pendingReplies.add(written);
+      void written.finally(() => this.#pendingReplies.delete(written));
       this.#executed(execution, 'relay');
       return resultOf(execution);
     } catch (error) {
@@ -610,6 +620,7 @@ class DefaultStoreAgent implements StoreAgent {
     await this.#listener?.close();
     await this.#consumer?.close();
     this.#closeAbort.abort(new StorelinkError('STORE_UNAVAILABLE', 'the store agent is closing'));
+    await Promise.all([...this.#pendingReplies]);
     await this.#flusher?.close();
     await this.#connection?.close();
     await this.#inboxConnection?.close();

@@ -76,6 +76,23 @@ async function failure(promise: Promise<unknown>): Promise<StorelinkError> {
   throw new Error('expected a failure');
 }
 
+/** An outbox whose appends stay pending until released, recording what was appended. */
+function heldOutbox() {
+  const appended: ReplyEvent[] = [];
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  return {
+    appended,
+    release: () => release(),
+    outbox: {
+      append: async (event: ReplyEvent) => {
+        appended.push(event);
+        await gate;
+      },
+    },
+  };
+}
+
 /** Options of an executor that doubles, for tests that make their own. */
 function executorOptions() {
   return {
@@ -172,7 +189,8 @@ describe('Executor', () => {
   it('replies through the outbox with a stable id for every operation, asked or not, again on every replay', async () => {
     const { executor, replies } = setup();
     const op = operation();
-    await executor.execute(op, 'relay', signal);
+    // The relay's reply follows the answer, off the hot path: wait for it before the queue's.
+    await (await executor.execute(op, 'relay', signal)).replyWritten;
     await executor.execute(op, 'queue', signal);
     expect(replies).toHaveLength(2);
     expect(replies[0]).toEqual({
@@ -198,8 +216,56 @@ describe('Executor', () => {
     const { executor, replies } = setup(() => {
       throw rejectOperation('no stock');
     });
-    await executor.execute(operation(), 'relay', signal);
+    await (await executor.execute(operation(), 'relay', signal)).replyWritten;
     expect(replies[0]!.body).toEqual({ outcome: 'rejected', error: { code: 'OPERATION_REJECTED', message: 'no stock' } });
+  });
+
+  it('answers a relay call without waiting for its outbox reply, which still goes after the answer', async () => {
+    const held = heldOutbox();
+    const executor = new Executor({ ...executorOptions(), outbox: held.outbox });
+    const op = operation();
+    const execution = await executor.execute(op, 'relay', signal);
+    expect(resultOf(execution)).toBe(42);
+    // Not appended while the answer is being written: the append comes on a later turn of the event loop.
+    expect(held.appended).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(held.appended.map((reply) => reply.correlationId)).toEqual([op.id]);
+    let written = false;
+    void execution.replyWritten.then(() => (written = true));
+    await Promise.resolve();
+    expect(written).toBe(false);
+    held.release();
+    await execution.replyWritten;
+    expect(written).toBe(true);
+  });
+
+  it('holds a queued delivery until the reply is durable, also when it shares the run of a relay call of the same id', async () => {
+    const held = heldOutbox();
+    const executor = new Executor({ ...executorOptions(), outbox: held.outbox });
+    const op = operation();
+    const relay = executor.execute(op, 'relay', signal);
+    const queued = executor.execute(op, 'queue', signal);
+    let queuedDone = false;
+    void queued.then(() => (queuedDone = true));
+    await relay;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(held.appended).toHaveLength(1);
+    expect(queuedDone).toBe(false);
+    held.release();
+    expect((await queued).replayed).toBe(true);
+  });
+
+  it('reports a relay reply the outbox refused through onReplyFailed', async () => {
+    const failures: { operationId: string; error: unknown }[] = [];
+    const executor = new Executor({
+      ...executorOptions(),
+      outbox: { append: () => Promise.reject(new StorelinkError('STORE_UNAVAILABLE', 'the outbox is closed')) },
+      onReplyFailed: (failure) => failures.push(failure),
+    });
+    const op = operation();
+    const execution = await executor.execute(op, 'relay', signal);
+    await expect(execution.replyWritten).rejects.toThrow('the outbox is closed');
+    expect(failures.map((failure) => failure.operationId)).toEqual([op.id]);
   });
 
   it('replaces a result too large for a store message by a failed REPLY_TOO_LARGE reply, keeping the result in the ledger', async () => {

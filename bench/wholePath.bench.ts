@@ -1,0 +1,179 @@
+/**
+ * Whole-path benchmarks: storelink end to end as a cloud application sees it, against the best hand-written
+ * equivalent through the same emulators in the same run, with the emulators, the stores and the cloud each in their
+ * own processes (100 stores share two store processes), over the demo's transport: one TLS port, Service Bus over
+ * WebSockets, the relay over https/wss, signatures on.
+ *
+ * - real time: dispatcher.publish of a real-time operation → relay → store agent (executor, ledger, handler) → back;
+ *   raw: an undici Pool with a SAS token made once, calling a bare hyco-https listener that answers the same result;
+ * - queue one-way: publish → run at the store (the handler stamps the wall clock, the same machine's in every
+ *   process); raw: the SDK's sendMessages → a subscribe() receiver at the store completing each message;
+ * - queue request/reply: publish with awaitReplyInMs → the store's reply at the cloud; raw: send, receive, complete,
+ *   reply send to an inbox queue, reply receive correlated by id.
+ * Each sequentially (p50/p99) and with 32 in flight (per second), for 1 store and for all stores. A store's queue is
+ * handled one message at a time on both sides (storelink's default, for ordering).
+ *
+ *   node --import tsx bench/wholePath.bench.ts
+ *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
+ *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { generateSigningKeyPair, keyPairToPem } from '../src/core/signing.js';
+import { forkChild, nextMessage, stopChild, type ChildToParent, type KeyPem, type MeasureRequest, type Measurement, type ParentToChild, type Transport } from './wholePath/protocol.js';
+
+const smoke = process.env['BENCH_SMOKE'] === '1';
+const storeTotal = Number(process.env['BENCH_STORES'] ?? (smoke ? 2 : 100));
+const transport = (process.env['BENCH_TRANSPORT'] ?? 'tls-websockets') as Transport;
+const profileDir = process.env['BENCH_PROFILE'];
+const only = new Set((process.env['BENCH_ONLY'] ?? 'realtime,oneway,requestreply').split(','));
+const IN_FLIGHT = 32;
+
+type PathName = MeasureRequest['path'];
+const COUNTS: Record<PathName, { sequential: number; concurrent: number; warmUp: number }> = smoke
+  ? { realtime: { sequential: 6, concurrent: 12, warmUp: 2 }, oneway: { sequential: 4, concurrent: 8, warmUp: 2 }, requestreply: { sequential: 4, concurrent: 8, warmUp: 2 } }
+  : {
+      realtime: { sequential: 500, concurrent: 1_500, warmUp: 100 },
+      oneway: { sequential: 150, concurrent: 500, warmUp: 50 },
+      requestreply: { sequential: 150, concurrent: 500, warmUp: 50 },
+    };
+
+interface Row {
+  path: PathName;
+  stores: number;
+  inFlight: number;
+  raw: Measurement;
+  storelink: Measurement;
+}
+
+function keyPem(keyId: string): KeyPem {
+  return { keyId, ...keyPairToPem(generateSigningKeyPair()) };
+}
+
+const work = await mkdtemp(path.join(tmpdir(), 'storelink-wholepath-'));
+const children: ChildProcess[] = [];
+const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}.cpuprofile`]);
+const rows: Row[] = [];
+try {
+  const storeIds = Array.from({ length: storeTotal }, (_, i) => `bench-${i + 1}`);
+  const emulator = forkChild('emulatorProcess.ts', { env: { BENCH_STORE_IDS: storeIds.join(','), BENCH_TRANSPORT: transport }, execArgv: profileArgs('emulators') });
+  children.push(emulator);
+  const { endpoints } = await nextMessage(emulator, 'endpoints');
+  process.stderr.write(`emulators up (${transport})\n`);
+  const env = endpoints.caFile === undefined ? {} : { NODE_EXTRA_CA_CERTS: endpoints.caFile };
+  const cloudKey = keyPem('cloud-bench');
+  const storeKeys = Object.fromEntries(storeIds.map((storeId) => [storeId, keyPem(`store-${storeId}`)]));
+  const setup = { endpoints, cloudKey, storeKeys, dataDir: work };
+
+  const cloud = forkChild('cloudProcess.ts', { env, execArgv: profileArgs('cloud') });
+  children.push(cloud);
+  const processes = storeTotal === 1 ? 1 : 2;
+  const stores = Array.from({ length: processes }, (_, i) => forkChild('storeProcess.ts', { env, execArgv: profileArgs(`store-${i + 1}`) }));
+  children.push(...stores);
+  for (const store of stores) {
+    store.on('message', (message: ChildToParent) => {
+      if (message.type === 'executed') cloud.send(message satisfies ParentToChild);
+    });
+  }
+  await Promise.all(
+    stores.map((store, i) => {
+      const ready = nextMessage(store, 'ready');
+      // Store 1 (the one-store runs' store) lives in the first process; the others alternate.
+      store.send({ type: 'setup-stores', setup: { ...setup, storeIds: storeIds.filter((_, n) => n % processes === i) } } satisfies ParentToChild);
+      return ready;
+    }),
+  );
+  process.stderr.write(`${storeTotal} store agents and raw listeners up\n`);
+  const cloudReady = nextMessage(cloud, 'ready');
+  cloud.send({ type: 'setup-cloud', setup: { ...setup, storeIds } } satisfies ParentToChild);
+  await cloudReady;
+
+  let nextId = 0;
+  const measure = async (request: MeasureRequest): Promise<Measurement> => {
+    const id = nextId++;
+    const answer = new Promise<Measurement>((resolve, reject) => {
+      const onMessage = (message: ChildToParent) => {
+        if (message.type === 'measured' && message.id === id) {
+          cloud.off('message', onMessage);
+          resolve(message.measurement);
+        } else if (message.type === 'failed') {
+          cloud.off('message', onMessage);
+          reject(new Error(message.message));
+        }
+      };
+      cloud.on('message', onMessage);
+    });
+    cloud.send({ type: 'measure', id, request } satisfies ParentToChild);
+    return answer;
+  };
+  for (const storeCount of [...new Set([1, storeTotal])]) {
+    for (const pathName of ['realtime', 'oneway', 'requestreply'] as const) {
+      if (!only.has(pathName)) continue;
+      for (const inFlight of [1, IN_FLIGHT]) {
+        const counts = COUNTS[pathName];
+        const request = { path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, storeCount };
+        const raw = await measure({ ...request, side: 'raw' });
+        const storelink = await measure({ ...request, side: 'storelink' });
+        rows.push({ path: pathName, stores: storeCount, inFlight, raw, storelink });
+        process.stderr.write(`measured ${JSON.stringify(rows.at(-1))}\n`);
+      }
+    }
+  }
+} finally {
+  await Promise.all(children.slice(1).map((child) => stopChild(child)));
+  if (children[0] !== undefined) await stopChild(children[0]);
+  await rm(work, { recursive: true, force: true });
+}
+
+const LABEL: Record<PathName, string> = { realtime: 'real time', oneway: 'queue one-way', requestreply: 'queue request/reply' };
+const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+console.log(`whole path over ${transport}${smoke ? ' (smoke: counts too small to mean anything)' : ''}; ${storeTotal} stores in ${storeTotal === 1 ? 1 : 2} store processes`);
+console.log('| path | stores | in flight | figure | raw | storelink | storelink / raw | target |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+const summary: Record<string, number>[] = [];
+for (const row of rows) {
+  const { raw, storelink } = row;
+  const head = `| ${LABEL[row.path]} | ${row.stores} | ${row.inFlight}`;
+  if (row.inFlight === 1) {
+    const latencyTarget = row.path === 'realtime' ? ['≤ 1.3×', '≤ 1.5×'] : ['', ''];
+    console.log(`${head} | p50 | ${raw.p50Ms.toFixed(2)} ms | ${storelink.p50Ms.toFixed(2)} ms | ${ratio(storelink.p50Ms, raw.p50Ms)} | ${latencyTarget[0]} |`);
+    console.log(`${head} | p99 | ${raw.p99Ms.toFixed(2)} ms | ${storelink.p99Ms.toFixed(2)} ms | ${ratio(storelink.p99Ms, raw.p99Ms)} | ${latencyTarget[1]} |`);
+  }
+  const rateTarget = row.path === 'realtime' ? (row.inFlight === 1 ? '' : '≥ 0.75×') : row.path === 'oneway' ? '≥ 0.9×' : '≥ 0.8×';
+  console.log(`${head} | per second | ${raw.perSecond.toFixed(0)} | ${storelink.perSecond.toFixed(0)} | ${ratio(storelink.perSecond, raw.perSecond)} | ${rateTarget} |`);
+  summary.push({
+    stores: row.stores,
+    inFlight: row.inFlight,
+    rawP50Ms: raw.p50Ms,
+    rawP99Ms: raw.p99Ms,
+    rawPerSecond: raw.perSecond,
+    storelinkP50Ms: storelink.p50Ms,
+    storelinkP99Ms: storelink.p99Ms,
+    storelinkPerSecond: storelink.perSecond,
+    p50Ratio: storelink.p50Ms / raw.p50Ms,
+    p99Ratio: storelink.p99Ms / raw.p99Ms,
+    rateRatio: storelink.perSecond / raw.perSecond,
+    rawFailures: raw.failures,
+    storelinkFailures: storelink.failures,
+  });
+  if (raw.failures + storelink.failures > 0) console.log(`  (failed calls, not timed: raw ${raw.failures}, storelink ${storelink.failures}; last: ${storelink.lastFailure ?? raw.lastFailure ?? ''})`);
+}
+for (const stores of [...new Set(rows.map((row) => row.stores))]) {
+  const sequential = rows.find((row) => row.path === 'requestreply' && row.stores === stores && row.inFlight === 1);
+  const concurrent = rows.find((row) => row.path === 'requestreply' && row.stores === stores && row.inFlight === IN_FLIGHT);
+  if (sequential !== undefined && concurrent !== undefined) {
+    console.log(`queue request/reply, ${stores} store(s): ${IN_FLIGHT} in flight is ${ratio(concurrent.storelink.perSecond, sequential.storelink.perSecond)} the sequential rate (target: > 1×)`);
+  }
+}
+console.log(
+  `BENCH_JSON ${JSON.stringify({
+    bench: 'wholePath',
+    transport,
+    smoke,
+    stores: storeTotal,
+    node: process.version,
+    rows: rows.map((row, i) => ({ path: row.path, ...summary[i] })),
+  })}`,
+);

@@ -1,0 +1,54 @@
+/**
+ * The whole-path benchmark in its smoke mode (tiny counts, 2 stores), so it never rots: every row is there with
+ * finite, positive figures. No timing threshold: the figures of a smoke run mean nothing.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+interface Row {
+  path: string;
+  stores: number;
+  inFlight: number;
+  [figure: string]: number | string;
+}
+
+async function runSmoke(): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench', 'wholePath.bench.ts')], {
+    cwd: root,
+    env: { ...process.env, BENCH_SMOKE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { exitCode, stdout, stderr };
+}
+
+describe('the whole-path benchmark, smoke mode', () => {
+  it('measures every path, raw and storelink, for 1 and 2 stores, sequentially and 32 in flight', async () => {
+    const { exitCode, stdout, stderr } = await runSmoke();
+    expect(exitCode, stderr).toBe(0);
+    const line = stdout.split('\n').find((candidate) => candidate.startsWith('BENCH_JSON '));
+    expect(line, stdout).toBeDefined();
+    const report = JSON.parse(line!.slice('BENCH_JSON '.length)) as { bench: string; smoke: boolean; rows: Row[] };
+    expect(report.bench).toBe('wholePath');
+    expect(report.smoke).toBe(true);
+    const keys = report.rows.map((row) => `${row.path}/${row.stores}/${row.inFlight}`).sort();
+    const expected = ['realtime', 'oneway', 'requestreply'].flatMap((name) => [1, 2].flatMap((stores) => [1, 32].map((inFlight) => `${name}/${stores}/${inFlight}`))).sort();
+    expect(keys).toEqual(expected);
+    for (const row of report.rows) {
+      for (const figure of ['rawP50Ms', 'rawP99Ms', 'rawPerSecond', 'storelinkP50Ms', 'storelinkP99Ms', 'storelinkPerSecond', 'p50Ratio', 'p99Ratio', 'rateRatio']) {
+        const value = row[figure];
+        expect(typeof value === 'number' && Number.isFinite(value) && value > 0, `${row.path}/${row.stores}/${row.inFlight} ${figure} = ${String(value)}`).toBe(true);
+      }
+    }
+    // The summary table names every path.
+    for (const label of ['| real time |', '| queue one-way |', '| queue request/reply |']) expect(stdout).toContain(label);
+  }, 240_000);
+});
