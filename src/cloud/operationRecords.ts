@@ -126,7 +126,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 }
 
 function isOpenDatabase(value: Database | DatabaseOptions): value is Database {
-  return 'db' in value && typeof (value as Database).close === 'function';
+  return 'db' in value && typeof value.close === 'function';
 }
 
 /** The status a delivery leaves when no outcome is known. */
@@ -159,6 +159,8 @@ export class OperationRecords implements AsyncDisposable {
   #draining: Promise<void> | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  /** Set once close() has written the queue out: nothing is taken after that. */
+  #closed = false;
 
   constructor(options: OperationRecordsOptions) {
     this.#source = options.database;
@@ -335,6 +337,7 @@ export class OperationRecords implements AsyncDisposable {
         if (this.#queue.length > 0) this.#drain();
         await this.flush();
       }
+      this.#closed = true;
       for (const queued of this.#queue.splice(0)) queued.durable?.reject(new StorelinkError('DATABASE_UNAVAILABLE', 'the operation records closed before this outcome was written'));
       if (this.#database !== undefined && !isOpenDatabase(this.#source)) await this.#database.close();
     })();
@@ -360,8 +363,9 @@ export class OperationRecords implements AsyncDisposable {
   }
 
   #enqueue(write: OperationWrite, durable?: Queued['durable']): void {
-    if (this.#closing !== undefined && this.#draining === undefined && this.#database === undefined) {
+    if (this.#closed) {
       durable?.reject(new StorelinkError('DATABASE_UNAVAILABLE', 'the operation records are closed'));
+      this.#logger.error({ operationId: write.id, kind: write.kind }, 'operation record not written: the records are closed');
       return;
     }
     this.#queue.push(durable === undefined ? { write } : { write, durable });
@@ -370,9 +374,16 @@ export class OperationRecords implements AsyncDisposable {
   }
 
   #drain(): void {
-    this.#draining ??= this.#writeQueued().finally(() => {
-      this.#draining = undefined;
-    });
+    if (this.#draining !== undefined) return;
+    this.#draining = (async () => {
+      try {
+        await this.#writeQueued();
+      } finally {
+        this.#draining = undefined;
+        // A write queued between the last batch and here found the drain still running: write it now.
+        if (this.#queue.length > 0 && this.#database !== undefined) this.#drain();
+      }
+    })();
   }
 
   #settle(written: Queued[], error?: unknown): void {

@@ -96,6 +96,9 @@ describe('arrows between parts', () => {
     ['samples', 'samples/virtual.ts', '../src/channels/relay/relaySender.js'],
     ['samples', 'samples/virtual.ts', '../src/emulator/index.js'],
     ['cli', 'src/cli/virtual.ts', '../emulator/relay/index.js'],
+    // The database layer knows SQL and drivers, not the cloud's other parts nor the channels.
+    ['cloud-database', 'src/cloud/database/virtual.ts', '../dispatcher.js'],
+    ['cloud-database', 'src/cloud/database/virtual.ts', '../../channels/servicebus/serviceBusConnection.js'],
   ];
 
   it.each(forbidden)('%s: %s may not import %s', async (part, filePath, source) => {
@@ -172,6 +175,10 @@ describe('packages only some parts may import', () => {
     ['src/core/virtual.ts', 'xstate'],
     ['src/doctor/virtual.ts', '@azure/service-bus'],
     ['src/doctor/virtual.ts', 'hyco-https'],
+    ['src/cloud/virtual.ts', 'pg'],
+    ['src/cloud/virtual.ts', '@electric-sql/pglite'],
+    ['src/cloud/virtual.ts', 'kysely'],
+    ['src/cli/virtual.ts', 'pg'],
   ];
 
   it.each(forbidden)('%s may not import %s', async (filePath, source) => {
@@ -224,6 +231,9 @@ describe('packages only some parts may import', () => {
     ['src/emulator/relay/virtual.ts', 'ws'],
     ['test/virtual.test.ts', '@azure/service-bus'],
     ['bench/virtual.bench.ts', 'lowdb'],
+    ['src/cloud/database/virtual.ts', 'pg'],
+    ['src/cloud/database/virtual.ts', '@electric-sql/pglite'],
+    ['src/cloud/database/virtual.ts', 'kysely'],
   ];
 
   it.each(allowed)('%s may import %s', async (filePath, source) => {

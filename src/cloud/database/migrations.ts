@@ -52,7 +52,7 @@ export class CodeMigrations implements MigrationProvider {
     this.#migrations = migrations;
   }
 
-  async getMigrations(): Promise<Record<string, Migration>> {
-    return this.#migrations;
+  getMigrations(): Promise<Record<string, Migration>> {
+    return Promise.resolve(this.#migrations);
   }
 }

@@ -62,8 +62,8 @@ class PGliteConnection implements DatabaseConnection {
     return { rows: result.rows, ...(writes && changed !== undefined ? { numAffectedRows: BigInt(changed) } : {}) };
   }
 
-  // eslint-disable-next-line require-yield -- the interface asks for a generator; PGlite has no cursors to stream from
-  async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
+  /** The interface asks for an iterator; PGlite has no cursors to stream from. */
+  streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
     throw new Error('PGliteDialect: streaming queries are not supported');
   }
 }
@@ -107,10 +107,11 @@ class PGliteDriver implements Driver {
     await connection.executeQuery(CompiledQuery.raw('rollback'));
   }
 
-  async releaseConnection(): Promise<void> {
+  releaseConnection(): Promise<void> {
     const release = this.#release;
     this.#release = undefined;
     release?.();
+    return Promise.resolve();
   }
 
   async destroy(): Promise<void> {}
