@@ -73,10 +73,17 @@ export const PARTS = [
     why: 'sees the channels through small interfaces; knows nothing of the cloud or the emulators',
   },
   {
+    name: 'cloud-database',
+    files: ['src/cloud/database/**'],
+    role: "the cloud's PostgreSQL database: connection (pg or the embedded PGlite), migrations, the records' SQL",
+    uses: ['core'],
+    why: 'the one place that knows the database drivers and the query builder; the rest of the cloud calls its functions',
+  },
+  {
     name: 'cloud',
     files: ['src/cloud/**'],
     role: 'dispatcher and its parts, link registry, HTTP API, metrics',
-    uses: ['core', 'machines', 'channel-servicebus', 'channel-relay'],
+    uses: ['core', 'machines', 'channel-servicebus', 'channel-relay', 'cloud-database'],
     why: 'routes through the link chart and sees the channels through small interfaces; knows nothing of the store or the emulators',
   },
   {
@@ -214,6 +221,21 @@ export const OWNED_PACKAGES = [
     // The sample store keeps its stock in lowdb, as a real store would keep its own database.
     files: ['samples/store-click-and-collect/inventory.ts'],
     why: 'lowdb files are the store-side persistence behind the ledger and outbox',
+  },
+  {
+    name: 'pg',
+    owners: ['cloud-database'],
+    why: 'the PostgreSQL driver stays behind src/cloud/database',
+  },
+  {
+    name: '@electric-sql/pglite',
+    owners: ['cloud-database'],
+    why: 'the embedded database stays behind src/cloud/database',
+  },
+  {
+    name: 'kysely',
+    owners: ['cloud-database'],
+    why: 'SQL is written in src/cloud/database only; the rest of the cloud calls its functions',
   },
   {
     name: 'rhea',

@@ -66,6 +66,13 @@ const cloudConfigSchema = z
       )
       .min(1, 'must list at least one store'),
     dataDir: z.string().min(1, 'must not be empty').optional(),
+    /** The operation records: a PostgreSQL connection string (or env:NAME), else PGlite in dataDir/database (in memory without a dataDir). */
+    database: z
+      .strictObject({
+        connectionString: secretSchema.optional(),
+        retentionInMs: z.number().int('expected a whole number of milliseconds').min(60_000, 'expected at least 60000 ms (a minute)').optional(),
+      })
+      .optional(),
     /** The cloud's private key (PEM file, relative to the configuration file): it signs every operation. */
     signing: signingKeyConfigSchema,
     http: z.strictObject({
@@ -107,6 +114,7 @@ export interface CloudConfig {
   chartBaseDir: string;
   stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string; publicKeys: Record<string, string> }[];
   dataDir?: string;
+  database: { connectionString?: string; retentionInMs?: number };
   signing: SigningKey;
   /** `apiKeysFile` resolved against the configuration file's folder; or the deprecated `token`. */
   http: { host: string; port: number; tls?: { cert: string; key: string } } & ({ apiKeysFile: string; token?: undefined } | { token: string; apiKeysFile?: undefined });
@@ -145,6 +153,10 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     chartBaseDir: base,
     stores: await Promise.all(config.stores.map(async (store) => ({ ...store, publicKeys: await readTrustedKeys(store.publicKeys, base) }))),
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
+    database: {
+      ...(config.database?.connectionString === undefined ? {} : { connectionString: resolveSecret(config.database.connectionString, 'database.connectionString', env) }),
+      ...(config.database?.retentionInMs === undefined ? {} : { retentionInMs: config.database.retentionInMs }),
+    },
     signing: await readSigningKey(config.signing, base),
     http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, ...auth, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
@@ -158,7 +170,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
   program
     .command('cloud')
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
-    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, signing, http (apiKeysFile)')
+    .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, database, signing, http (apiKeysFile)')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (options: { config: string; logLevel: LogLevel }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
@@ -183,6 +195,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         stores: config.stores,
         signing: config.signing,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+        database: config.database,
         logger,
       });
       if (config.http.token !== undefined) {

@@ -10,6 +10,7 @@
  * close, and the streams.
  */
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { Subject, type Observable } from 'rxjs';
 import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
@@ -33,6 +34,7 @@ import { Signer, Verifier, operationSignedFields, storeMessageSignedFields, type
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
+import { OperationRecords, type OperationPage, type OperationStatus, type StoreOperationsOptions } from './operationRecords.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
 import { ReplyCache } from './replyCache.js';
 import { ReplyWaiting } from './replyWaiting.js';
@@ -43,6 +45,17 @@ import { StoreSenders } from './storeSenders.js';
 export type { Delivery, DeliveryOutcome } from './deliver.js';
 export type { InboxRejection, InboxRejectionReason, StoreEventMessage } from './inbox.js';
 export type { OperationOutcome, OutcomeFailure, OutcomeKind } from './outcomes.js';
+export type { OperationPage, OperationStatus, OperationStatusName, StoreOperationsOptions } from './operationRecords.js';
+
+/** Where the dispatcher keeps its operation records (see operationRecords.ts). */
+export interface DispatcherDatabaseOptions {
+  /** A PostgreSQL connection string; without one, PGlite in `dataDir/database` (in memory without a dataDir). */
+  connectionString?: string;
+  /** How long records are kept after their publish; default 7 days. */
+  retentionInMs?: number;
+  /** How often the records past retention are deleted; default 10 minutes. */
+  pruneIntervalInMs?: number;
+}
 
 export interface KnownStore {
   storeId: string;
@@ -92,6 +105,14 @@ export interface DispatcherOptions {
   now?: () => number;
   /** How many reported operation ids `outcomes$` remembers, so a second report of one outcome is dropped; default 10,000. */
   maxRecentOutcomes?: number;
+  /**
+   * Record every operation (publish, delivery, outcome) in a database, so `operation()` and `storeOperations()`
+   * answer, from any instance sharing it, and a publish repeating a recorded id returns its recorded outcome. Without
+   * it the dispatcher keeps no records.
+   */
+  database?: DispatcherDatabaseOptions;
+  /** Stable per instance: the publisher named in the operation records; default a random id. */
+  instanceId?: string;
   logger?: Logger;
 }
 
@@ -155,6 +176,10 @@ export interface Dispatcher extends AsyncDisposable {
   readonly outcomes$: Observable<OperationOutcome>;
   /** Replies held by the reply cache now (bounded per type by the policy). */
   readonly cachedReplyCount: number;
+  /** The operation's record (ROUTE_NOT_FOUND without a database, OPERATION_NOT_FOUND for an id not recorded). */
+  operation(id: string): Promise<OperationStatus>;
+  /** A store's recorded operations, newest first, a page at a time (ROUTE_NOT_FOUND without a database). */
+  storeOperations(storeId: string, options?: StoreOperationsOptions): Promise<OperationPage>;
   /** Reads a store's link from its live, persisted or initial snapshot: reading never starts a link actor. */
   link(storeId: string): LinkView;
   stores(): KnownStore[];
@@ -190,6 +215,7 @@ class DefaultDispatcher implements Dispatcher {
   readonly #counters = new Map<string, LinkCounters>();
   readonly #backlog: StoreBacklog;
   readonly #outboxReports = new Map<string, OutboxReport>();
+  readonly #records: OperationRecords | undefined;
   #links: StoreLinks | undefined;
   #linkStore: LinkStore | undefined;
   #senders: StoreSenders | undefined;
@@ -212,11 +238,24 @@ class DefaultDispatcher implements Dispatcher {
       emit: (outcome) => {
         this.#backlog.settled(outcome.operationId);
         this.#outcomes$.next(outcome);
+        this.#recordOutcome(outcome).catch((error: unknown) => this.#logger.error({ err: error, operationId: outcome.operationId }, 'could not record the outcome'));
       },
       now: this.#now,
       ...(options.maxRecentOutcomes === undefined ? {} : { maxRecent: options.maxRecentOutcomes }),
     });
     this.#logger = (options.logger ?? silentLogger).child({ component: 'dispatcher' });
+    if (options.database !== undefined) {
+      const { connectionString, retentionInMs, pruneIntervalInMs } = options.database;
+      const dataDir = options.dataDir === undefined ? undefined : path.join(options.dataDir, 'database');
+      this.#records = new OperationRecords({
+        database: connectionString === undefined ? (dataDir === undefined ? {} : { dataDir }) : { connectionString },
+        ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),
+        now: this.#now,
+        ...(retentionInMs === undefined ? {} : { retentionInMs }),
+        ...(pruneIntervalInMs === undefined ? {} : { pruneIntervalInMs }),
+        logger: this.#logger,
+      });
+    }
     for (const store of options.stores) {
       const valid = storeIdSchema.safeParse(store.storeId);
       if (!valid.success) throw new TypeError(`createDispatcher: store id "${store.storeId}" ${valid.error.issues[0]!.message}`);
@@ -276,6 +315,8 @@ class DefaultDispatcher implements Dispatcher {
   }
 
   async #start(): Promise<void> {
+    // Before the inbox: the outcomes it brings are recorded.
+    await this.#records?.open();
     const linkStore = await openLinkStore(this.#options.dataDir);
     this.#linkStore = linkStore;
     const { transport, endpointAddress } = this.#options.serviceBus;
@@ -411,21 +452,44 @@ class DefaultDispatcher implements Dispatcher {
     };
   }
 
+  /** Records the outcome; resolves once it is durable (at once without a database). */
+  #recordOutcome(outcome: OperationOutcome): Promise<void> {
+    return this.#records?.recordOutcome(outcome) ?? Promise.resolve();
+  }
+
+  #recordsOrRefuse(): OperationRecords {
+    if (this.#records === undefined) throw new StorelinkError('ROUTE_NOT_FOUND', 'this cloud keeps no operation records (give the dispatcher database options)');
+    return this.#records;
+  }
+
+  async operation(id: string): Promise<OperationStatus> {
+    return this.#recordsOrRefuse().get(id);
+  }
+
+  async storeOperations(storeId: string, options: StoreOperationsOptions = {}): Promise<OperationPage> {
+    return this.#recordsOrRefuse().forStore(storeId, options);
+  }
+
   /** Every failure names the operation: the request's id, or the one made for it before anything could fail. */
   async publish(request: PublishRequest, options: PublishOptions = {}): Promise<Delivery> {
-    const operationId = typeof request.id === 'string' ? request.id : randomUUID();
+    const repeat = typeof request.id === 'string';
+    const operationId = repeat ? request.id! : randomUUID();
     try {
-      return await this.#publish({ ...request, id: operationId }, options);
+      return await this.#publish({ ...request, id: operationId }, options, repeat);
     } catch (error) {
       throw isStorelinkError(error) ? withOperationId(error, operationId) : error;
     }
   }
 
-  async #publish(request: PublishRequest & { id: string }, options: PublishOptions): Promise<Delivery> {
+  async #publish(request: PublishRequest & { id: string }, options: PublishOptions, repeat: boolean): Promise<Delivery> {
     if (this.#closing !== undefined) throw new StorelinkError('STORE_UNAVAILABLE', 'the dispatcher is closed');
     await this.start();
     const store = this.#stores.get(request.storeId);
     if (store === undefined) throw new StorelinkError('STORE_UNKNOWN', `unknown store "${request.storeId}"`, { field: 'storeId' });
+    // A caller's own id may be a retry: an operation whose outcome is recorded is answered from the record, not sent
+    // again; one still open (in flight or queued) is sent again, and the store's ledger runs it once.
+    const recorded = repeat ? await this.#records?.repeatOf(request.storeId, request.id) : undefined;
+    if (recorded !== undefined) return recorded;
     const typePolicy = operationPolicyFor(this.#policy, request.type);
     const latency = request.latency ?? typePolicy.latency;
     const created = createOperation(
@@ -443,6 +507,7 @@ class DefaultDispatcher implements Dispatcher {
     const operation = { ...created, signature: this.#signer.sign(operationSignedFields(created)) };
     const started = performance.now();
     this.#outcomes.began(operation.id, operation.storeId);
+    this.#records?.published(operation);
     let delivery: Omit<Delivery, 'durationInMs'>;
     try {
       delivery = await this.#deliver!(operation, options);
@@ -451,6 +516,7 @@ class DefaultDispatcher implements Dispatcher {
       throw error;
     }
     const done: Delivery = { ...delivery, durationInMs: performance.now() - started };
+    this.#records?.delivered(done);
     this.#count(operation.storeId, done.channel, done.outcome, done.fallbackReason);
     if (done.channel === 'queue' && done.outcome === 'queued') this.#backlog.queued(operation.id, operation.storeId, operation.expiresAt);
     this.#deliveries$.next(done);
@@ -469,6 +535,8 @@ class DefaultDispatcher implements Dispatcher {
       await this.#senders?.close();
       // The last link changes are on disk before close() resolves.
       await this.#linkStore?.flush().catch((error: unknown) => this.#logger.error({ err: error }, 'could not write the link snapshots'));
+      // After the inbox closed: its last outcomes are written before the database closes.
+      await this.#records?.close().catch((error: unknown) => this.#logger.error({ err: error }, 'could not close the operation records'));
       this.#links$.complete();
       this.#deliveries$.complete();
       this.#events$.complete();

@@ -4,6 +4,8 @@
  * <name>.<secret>`, whose scopes include the route's (see apiKeys.ts, http/apiKeyAuth.ts):
  *
  *   POST /stores/:storeId/operations   publish  { type, payload, latency?, awaitReplyInMs?, timeToLiveInMs?, id? } → Delivery
+ *   GET  /operations/:id               read     OperationStatus (from the operation records; 404 OPERATION_NOT_FOUND)
+ *   GET  /stores/:storeId/operations   read     { operations: OperationStatus[] newest first, nextCursor } (?since=&limit=&cursor=)
  *   GET  /stores                       read     { stores: StoreLinkView[] }
  *   GET  /stores/:storeId              read     StoreLinkView
  *   GET  /events                       read     text/event-stream: `link`, `delivery`, `outcome`, `store-event` (with
@@ -35,6 +37,7 @@ import { eventsRoutes, streamEventsOf } from './http/eventsRoutes.js';
 import { metricsRoutes } from './http/metricsRoutes.js';
 import { RouteCatalogue, openApiRoutes } from './http/openapi.js';
 import { operationsRoutes, type PublishCall } from './http/operationsRoutes.js';
+import { operationStatusRoutes } from './http/operationStatusRoutes.js';
 import { storesRoutes } from './http/storesRoutes.js';
 import { zodValidatorCompiler } from './http/zodValidation.js';
 import type { Subscription } from 'rxjs';
@@ -266,6 +269,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     });
     void app.register(operationsRoutes, { dispatcher, handleError, startPublish: () => this.#startPublish() });
     void app.register(storesRoutes, { dispatcher });
+    void app.register(operationStatusRoutes, { dispatcher });
     void app.register(eventsRoutes, {
       log: this.#eventLog,
       heartbeatIntervalInMs,

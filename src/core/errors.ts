@@ -127,6 +127,17 @@ export const STORELINK_ERROR_CODES = {
   NO_CACHED_REPLY: { retryable: true },
   /** The caller aborted the call with its AbortSignal. Not the caller's mistake, so not a 4xx. */
   ABORTED: { retryable: false, cloudHttpStatus: 503 },
+  /** An operation id looked up in the cloud's records is not there (never published, or pruned by retention). */
+  OPERATION_NOT_FOUND: { retryable: false, cloudHttpStatus: 404 },
+  /** A publish repeats an operation id already recorded for another store: an id names one operation of one store. */
+  OPERATION_ID_CONFLICT: { retryable: false, cloudHttpStatus: 409 },
+  // The cloud's database (PostgreSQL or the embedded PGlite).
+  /** The database cannot be reached, refused the connection, or went away mid-query; the call may succeed later. */
+  DATABASE_UNAVAILABLE: { retryable: true, cloudHttpStatus: 503 },
+  /** The database answered a query with an error that is not about its availability (a bug, or a schema not ours). */
+  DATABASE_QUERY_FAILED: { retryable: false, cloudHttpStatus: 500 },
+  /** The database schema could not be brought up to date at start (a failed migration); the message names it. */
+  DATABASE_MIGRATION_FAILED: { retryable: false },
   // The cloud HTTP API's own answers.
   /** A request to the cloud HTTP API carried no API key, or one that is unknown, revoked, expired or has the wrong secret. */
   API_UNAUTHORIZED: { retryable: false, cloudHttpStatus: 401 },

@@ -235,6 +235,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       stores: cloud.stores,
       signing: cloud.signing,
       dataDir: path.join(work, 'cloud'),
+      // Operation records in the embedded PGlite under the cloud's data dir: GET /operations/:id answers from them.
+      database: {},
     });
     await dispatcher.start();
     dispatcher.deliveries$.subscribe((delivery) => deliveries.push(delivery));

@@ -99,6 +99,9 @@ describe('arrows between parts', () => {
     // The console runs in a browser: it reaches the cloud over HTTP only.
     ['console', 'console/src/virtual.ts', '../../src/cloud/httpApi.js'],
     ['console', 'console/src/virtual.ts', '../../src/core/errors.js'],
+    // The database layer knows SQL and drivers, not the cloud's other parts nor the channels.
+    ['cloud-database', 'src/cloud/database/virtual.ts', '../dispatcher.js'],
+    ['cloud-database', 'src/cloud/database/virtual.ts', '../../channels/servicebus/serviceBusConnection.js'],
   ];
 
   it.each(forbidden)('%s: %s may not import %s', async (part, filePath, source) => {
@@ -175,6 +178,10 @@ describe('packages only some parts may import', () => {
     ['src/core/virtual.ts', 'xstate'],
     ['src/doctor/virtual.ts', '@azure/service-bus'],
     ['src/doctor/virtual.ts', 'hyco-https'],
+    ['src/cloud/virtual.ts', 'pg'],
+    ['src/cloud/virtual.ts', '@electric-sql/pglite'],
+    ['src/cloud/virtual.ts', 'kysely'],
+    ['src/cli/virtual.ts', 'pg'],
   ];
 
   it.each(forbidden)('%s may not import %s', async (filePath, source) => {
@@ -227,6 +234,9 @@ describe('packages only some parts may import', () => {
     ['src/emulator/relay/virtual.ts', 'ws'],
     ['test/virtual.test.ts', '@azure/service-bus'],
     ['bench/virtual.bench.ts', 'lowdb'],
+    ['src/cloud/database/virtual.ts', 'pg'],
+    ['src/cloud/database/virtual.ts', '@electric-sql/pglite'],
+    ['src/cloud/database/virtual.ts', 'kysely'],
   ];
 
   it.each(allowed)('%s may import %s', async (filePath, source) => {

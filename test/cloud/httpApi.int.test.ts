@@ -223,8 +223,8 @@ describe('the cloud HTTP API over a real dispatcher, store and emulators', () =>
     const nowhere = await call('/operations');
     expect(nowhere.status).toBe(404);
     expect(((await nowhere.json()) as ErrorBody).error.code).toBe('ROUTE_NOT_FOUND');
-    const getOperations = await call('/stores/paris-1/operations');
-    expect([getOperations.status, getOperations.headers.get('allow')]).toEqual([405, 'POST']);
+    const putOperations = await call('/stores/paris-1/operations', { method: 'PUT' });
+    expect([putOperations.status, putOperations.headers.get('allow')]).toEqual([405, 'POST, GET']);
     const deleteStore = await call('/stores/paris-1', { method: 'DELETE' });
     expect([deleteStore.status, deleteStore.headers.get('allow')]).toEqual([405, 'GET']);
     const postMetrics = await call('/metrics', { method: 'POST' });

@@ -162,7 +162,7 @@ describe('cloud HTTP API keys and scopes', () => {
     expect(text).not.toContain('sha256');
     // Any valid key learns only that there is nothing at a path, or which methods a path serves.
     expect((await refusal(await call(reader, '/nowhere'))).slice(0, 2)).toEqual([404, 'ROUTE_NOT_FOUND']);
-    expect((await call(reader, '/stores/nice-3/operations')).status).toBe(405);
+    expect((await call(reader, '/stores/nice-3/operations', { method: 'PUT' })).status).toBe(405);
   });
 
   it('takes a key added to the file while running at once, refuses a removed one at once, and refuses all while the file is unusable', async () => {

@@ -90,7 +90,8 @@ export const operationsRoutes: FastifyPluginCallback<OperationsRoutesOptions> = 
       call.release();
     }
   });
-  allowOnly(fastify, '/stores/:storeId/operations', ['POST']);
+  // GET is the store's operation history (operationStatusRoutes.ts).
+  allowOnly(fastify, '/stores/:storeId/operations', ['POST', 'GET']);
   done();
 };
 
