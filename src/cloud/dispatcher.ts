@@ -26,12 +26,13 @@ import { StorelinkError, isStorelinkError, withOperationId } from '../core/error
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf, type ProbeResult } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { DEFAULT_CLOUD_INBOX, storeIdSchema } from '../core/names.js';
+import { DEFAULT_CLOUD_INBOX, EVENTS_SUBSCRIPTION, REPLIES_SUBSCRIPTION, announcementsSubscription, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
 import { Signer, Verifier, operationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
+import { checkInstanceId, claimInstanceDir } from './instanceDir.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
 import { ReplyCache } from './replyCache.js';
@@ -67,7 +68,32 @@ export interface DispatcherOptions {
     transport?: ServiceBusTransport;
     /** Connect here instead of the connection string's host (the SDK's customEndpointAddress). */
     endpointAddress?: string;
+    /**
+     * `queue` (default): `cloudInbox` is a queue this one instance reads. `topic`: several instances share the stores,
+     * `cloudInbox` is a topic with the subscriptions of src/cloud/inboxTopology.ts (`storelink provision --instances`
+     * makes them): replies come back in this instance's session, every instance sees every announcement, events are
+     * shared out (README "Several cloud instances").
+     */
+    inbox?: 'queue' | 'topic';
+    /**
+     * With `inbox: 'topic'`: the replies of an instance that is gone (its session unheld, its oldest reply waiting
+     * this long) are taken in by this one and recorded as outcomes. Default 30 s; 0: never.
+     */
+    adoptRepliesAfterInMs?: number;
   };
+  /**
+   * This instance's id, stable across restarts: its replies' session, its announcement subscription
+   * (`announcements-<id>`) and its folder in a shared dataDir (`instances/<id>/`). Default: kept in
+   * `<dataDir>/instance-id`, or a random one without a dataDir.
+   */
+  instanceId?: string;
+  /**
+   * The cloud application's durable handoff of what arrives through the inbox: an inbox message is completed only
+   * after its handoff resolved, and left to be delivered again (to this or another instance) when it rejects. So each
+   * outcome and event reaches the application at least once (an outcome also when this instance already reported it
+   * on `outcomes$`, as the inbox reply may be its only durable copy).
+   */
+  handoff?: DispatcherHandoff;
   /** Needed when any store is bi-directional: a key with Send on the stores' hybrid connections. */
   relay?: { connectionString: string; fetch?: FetchFunction };
   /**
@@ -92,6 +118,11 @@ export interface DispatcherOptions {
   /** How many reported operation ids `outcomes$` remembers, so a second report of one outcome is dropped; default 10,000. */
   maxRecentOutcomes?: number;
   logger?: Logger;
+}
+
+export interface DispatcherHandoff {
+  outcome?(outcome: OperationOutcome): Promise<void>;
+  event?(event: StoreEventMessage): Promise<void>;
 }
 
 export interface PublishRequest {
@@ -124,6 +155,8 @@ export interface LinkView {
 }
 
 export interface Dispatcher extends AsyncDisposable {
+  /** The configured instance id, or once started the one kept in the data dir (or made up). */
+  readonly instanceId: string | undefined;
   start(options?: { abortSignal?: AbortSignal }): Promise<void>;
   publish(request: PublishRequest, options?: PublishOptions): Promise<Delivery>;
   /** Each store's link state changes. Hot; completes on close. */
@@ -148,6 +181,9 @@ export interface Dispatcher extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** How long an unheld session's oldest reply waits before another instance takes its replies in. */
+export const DEFAULT_ADOPT_REPLIES_AFTER_IN_MS = 30_000;
+
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return new DefaultDispatcher(options);
 }
@@ -171,6 +207,8 @@ class DefaultDispatcher implements Dispatcher {
   readonly #counters = new Map<string, LinkCounters>();
   #links: StoreLinks | undefined;
   #linkStore: LinkStore | undefined;
+  #instanceId: string | undefined;
+  #releaseInstanceDir: (() => Promise<void>) | undefined;
   #senders: StoreSenders | undefined;
   #deliver: Deliver | undefined;
   #connection: ServiceBusConnection | undefined;
@@ -206,9 +244,21 @@ class DefaultDispatcher implements Dispatcher {
       throw new TypeError('createDispatcher: signing ({ keyId, privateKey }) is required: stores run only operations the cloud signed (`storelink keys create` makes a key pair)');
     }
     this.#signer = new Signer(options.signing, 'operation', 'createDispatcher: signing');
+    if (options.instanceId !== undefined) this.#instanceId = checkInstanceId(options.instanceId, 'createDispatcher: instanceId');
+    const { inbox: inboxKind, adoptRepliesAfterInMs } = options.serviceBus;
+    if (inboxKind !== undefined && inboxKind !== 'queue' && inboxKind !== 'topic') {
+      throw new TypeError(`createDispatcher: serviceBus.inbox must be 'queue' or 'topic', got ${JSON.stringify(inboxKind)}`);
+    }
+    if (adoptRepliesAfterInMs !== undefined && (!Number.isFinite(adoptRepliesAfterInMs) || adoptRepliesAfterInMs < 0)) {
+      throw new RangeError(`createDispatcher: serviceBus.adoptRepliesAfterInMs must be a number of milliseconds, 0 or more, got ${adoptRepliesAfterInMs}`);
+    }
     if (options.relay === undefined && options.stores.some((store) => store.bidirectional)) {
       throw new TypeError('createDispatcher: bi-directional stores need relay options (a connection string with Send)');
     }
+  }
+
+  get instanceId(): string | undefined {
+    return this.#instanceId;
   }
 
   get links$(): Observable<LinkChange> {
@@ -251,7 +301,13 @@ class DefaultDispatcher implements Dispatcher {
   }
 
   async #start(): Promise<void> {
-    const linkStore = await openLinkStore(this.#options.dataDir);
+    const claimed = await claimInstanceDir({
+      ...(this.#options.dataDir === undefined ? {} : { dataDir: this.#options.dataDir }),
+      ...(this.#instanceId === undefined ? {} : { instanceId: this.#instanceId }),
+    });
+    this.#instanceId = claimed.instanceId;
+    this.#releaseInstanceDir = claimed.release;
+    const linkStore = await openLinkStore(claimed.linkDir);
     this.#linkStore = linkStore;
     const { transport, endpointAddress } = this.#options.serviceBus;
     const connection = createServiceBusConnection({
@@ -292,24 +348,41 @@ class DefaultDispatcher implements Dispatcher {
     this.#links = links;
     const inbox = this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX;
     this.#deliver = createDeliver({ policy: this.#policy, links, senders, cache: this.#cache, replies: this.#replies, inbox, now: this.#now, logger: this.#logger });
-    connection
-      .createConsumer({
-        queue: inbox,
-        concurrency: 16,
-        handler: createInboxHandler({
-          isKnownStore: (storeId) => this.#stores.has(storeId),
-          verify: (message) => this.#storeKeys.get(message.storeId)!.verify(storeMessageSignedFields(message), message.signature),
-          storeOfOperation: (operationId) => this.#replies.storeOf(operationId) ?? this.#outcomes.storeOf(operationId),
-          onRejected: (rejection) => this.#inboxRejections$.next(rejection),
-          replies: this.#replies,
-          cache: this.#cache,
-          links,
-          onEvent: (event) => this.#events$.next(event),
-          onReply: (message, body) => this.#outcomes.replied(message, body),
-          logger: this.#logger,
-        }),
-      })
-      .start();
+    const handoff = this.#options.handoff;
+    const handler = createInboxHandler({
+      isKnownStore: (storeId) => this.#stores.has(storeId),
+      verify: (message) => this.#storeKeys.get(message.storeId)!.verify(storeMessageSignedFields(message), message.signature),
+      storeOfOperation: (operationId) => this.#replies.storeOf(operationId) ?? this.#outcomes.storeOf(operationId),
+      onRejected: (rejection) => this.#inboxRejections$.next(rejection),
+      replies: this.#replies,
+      cache: this.#cache,
+      links,
+      onEvent: async (event) => {
+        await handoff?.event?.(event);
+        this.#events$.next(event);
+      },
+      onReply: async (message, body) => {
+        const outcome = this.#outcomes.replied(message, body);
+        await handoff?.outcome?.(outcome);
+      },
+      logger: this.#logger,
+    });
+    if (this.#options.serviceBus.inbox === 'topic') {
+      // Each consumer takes what its subscription's filter lets through, and one handler deals with any kind.
+      connection
+        .createSessionConsumer({
+          topic: inbox,
+          subscription: REPLIES_SUBSCRIPTION,
+          sessionId: claimed.instanceId,
+          handler,
+          adoptAfterInMs: this.#options.serviceBus.adoptRepliesAfterInMs ?? DEFAULT_ADOPT_REPLIES_AFTER_IN_MS,
+        })
+        .start();
+      connection.createConsumer({ queue: inbox, subscription: EVENTS_SUBSCRIPTION, concurrency: 16, handler }).start();
+      connection.createConsumer({ queue: inbox, subscription: announcementsSubscription(claimed.instanceId), concurrency: 4, handler }).start();
+    } else {
+      connection.createConsumer({ queue: inbox, concurrency: 16, handler }).start();
+    }
     // Bring the links of bi-directional stores to life, so their charts' health probes and cool-downs run without
     // traffic, and restore every link an earlier run persisted. Async-only stores that never had a state start on
     // first use, which keeps start-up proportional to the stores that need a chart running.
@@ -393,6 +466,8 @@ class DefaultDispatcher implements Dispatcher {
         latency,
         timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
         id: request.id,
+        // Every reply, for whichever channel, comes back to this instance's session (README "Several cloud instances").
+        ...(this.#options.serviceBus.inbox === 'topic' ? { replyToSessionId: this.#instanceId! } : {}),
       },
       { nowInMs: this.#now() },
     );
@@ -425,6 +500,7 @@ class DefaultDispatcher implements Dispatcher {
       await this.#senders?.close();
       // The last link changes are on disk before close() resolves.
       await this.#linkStore?.flush().catch((error: unknown) => this.#logger.error({ err: error }, 'could not write the link snapshots'));
+      await this.#releaseInstanceDir?.();
       this.#links$.complete();
       this.#deliveries$.complete();
       this.#events$.complete();
