@@ -306,7 +306,7 @@ class DefaultDispatcher implements Dispatcher {
       ...(this.#instanceId === undefined ? {} : { instanceId: this.#instanceId }),
     });
     this.#instanceId = claimed.instanceId;
-    this.#releaseInstanceDir = claimed.release;
+    this.#releaseInstanceDir = () => claimed.release();
     const linkStore = await openLinkStore(claimed.linkDir);
     this.#linkStore = linkStore;
     const { transport, endpointAddress } = this.#options.serviceBus;

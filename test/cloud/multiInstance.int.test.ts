@@ -172,11 +172,12 @@ describe('several cloud instances on one namespace', () => {
     const accepted: string[] = [];
     const flaky = await instance(azure, 'cloud-a', {
       handoff: {
-        event: async (event) => {
+        event: (event) => {
           const attempt = (attempts.get(event.id) ?? 0) + 1;
           attempts.set(event.id, attempt);
-          if (attempt === 1) throw new Error('the application is not ready');
+          if (attempt === 1) return Promise.reject(new Error('the application is not ready'));
           accepted.push(event.id);
+          return Promise.resolve();
         },
       },
     });
@@ -194,7 +195,7 @@ describe('several cloud instances on one namespace', () => {
     const executions = new Map<string, number>();
     const agent = await store(azure, 'lyon-2', executions, false);
     const recorded: OperationOutcome[] = [];
-    const survivor = await instance(azure, 'cloud-a', { handoff: { outcome: (outcome) => Promise.resolve(void recorded.push(outcome)) } }, 300);
+    await instance(azure, 'cloud-a', { handoff: { outcome: (outcome) => Promise.resolve(void recorded.push(outcome)) } }, 3_000);
     let gone = await instance(azure, 'cloud-c');
     // The store is away: the caller stops waiting, the operation stays queued.
     const first = await gone.publish(note('lyon-2', 'while away'), { awaitReplyInMs: 200 });

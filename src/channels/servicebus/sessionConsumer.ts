@@ -10,6 +10,7 @@
  */
 import { isServiceBusError, type ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusSessionReceiver } from '@azure/service-bus';
 import { setTimeout as wait } from 'node:timers/promises';
+import Long from 'long';
 import { Subject, type Observable } from 'rxjs';
 import { Backoff } from '../../core/backoff.js';
 import { StorelinkError } from '../../core/errors.js';
@@ -25,7 +26,7 @@ export interface SessionConsumerOptions {
   handler: (delivery: QueueDelivery) => Promise<void>;
   /** Messages of the held session handled at once; default 16. */
   concurrency?: number;
-  /** First wait before asking again for a session another holder has or that was lost; doubles up to 10 s. Default 250 ms. */
+  /** First wait before asking again for a session another holder has or that was lost; doubles up to 1 s. Default 250 ms. */
   retryDelayInMs?: number;
   /**
    * Adopt a session nobody holds once its oldest message has waited this long (its holder is gone); default 0: never.
@@ -37,7 +38,8 @@ export interface SessionConsumerOptions {
   adoptSweepInMs?: number;
 }
 
-const MAX_RETRY_DELAY_IN_MS = 10_000;
+/** Short: an owner back from a restart waits at most this long after an adopter let its session go. */
+const MAX_RETRY_DELAY_IN_MS = 1_000;
 /** The owner's session is renewed for this long at a time; a lost lock is simply asked for again. */
 const SESSION_RENEWAL_IN_MS = 24 * 60 * 60_000;
 /** How long an adopter waits for more messages in a session before letting it go. */
@@ -140,10 +142,11 @@ export class SdkSessionConsumer implements QueueConsumer {
     while (!this.#stop.signal.aborted) {
       let receiver: ServiceBusSessionReceiver;
       try {
+        // No abortSignal: an acceptSession aborted part-way leaves the SDK's connection unable to close its other
+        // receivers (seen with @azure/service-bus 7.9.5); close() waits for the answer instead, which comes quickly.
         receiver = await this.#client.acceptSession(topic, subscription, sessionId, {
           receiveMode: 'peekLock',
           maxAutoLockRenewalDurationInMs: SESSION_RENEWAL_IN_MS,
-          abortSignal: this.#stop.signal,
         });
       } catch (error) {
         if (this.#stop.signal.aborted) return;
@@ -153,6 +156,10 @@ export class SdkSessionConsumer implements QueueConsumer {
         this.#events.next({ type: 'restarting', reason: `${failure.code}: ${failure.message}`, delayInMs });
         await this.#pause(delayInMs);
         continue;
+      }
+      if (this.#stop.signal.aborted) {
+        await receiver.close().catch(() => undefined);
+        return;
       }
       this.#backoff.reset();
       this.#logger.info({ sessionId }, 'holding the session');
@@ -194,7 +201,8 @@ export class SdkSessionConsumer implements QueueConsumer {
     while (!this.#stop.signal.aborted) {
       let receiver: ServiceBusSessionReceiver;
       try {
-        receiver = await this.#client.acceptNextSession(topic, subscription, { receiveMode: 'peekLock', abortSignal: this.#stop.signal });
+        // No abortSignal either (see #holdLoop): close() waits for this long poll to end, at most the retry timeout.
+        receiver = await this.#client.acceptNextSession(topic, subscription, { receiveMode: 'peekLock' });
       } catch (error) {
         if (this.#stop.signal.aborted) return;
         // No unlocked session within the SDK's timeout is the common answer; anything else is reported, and waits longer.
@@ -205,16 +213,29 @@ export class SdkSessionConsumer implements QueueConsumer {
       }
       let adopted = 0;
       let old = false;
+      if (this.#stop.signal.aborted) {
+        await receiver.close().catch(() => undefined);
+        return;
+      }
       try {
         if (receiver.sessionId !== sessionId) {
-          const [oldest] = await receiver.peekMessages(1);
+          // From the start: the SDK otherwise peeks on from the last message it peeked on this entity, whichever receiver.
+          const [oldest] = await receiver.peekMessages(1, { fromSequenceNumber: Long.ZERO });
           const enqueuedAt = oldest?.enqueuedTimeUtc?.getTime();
           old = enqueuedAt !== undefined && enqueuedAt <= Date.now() - adoptAfterInMs;
-          while (old && !this.#stop.signal.aborted) {
+          // Only what was sent before the adoption: a message sent after it means the owner may be back (or about to
+          // be), so it is given back and the session let go at once.
+          const cutoff = Date.now();
+          let newer = false;
+          while (old && !newer && !this.#stop.signal.aborted) {
             const messages = await receiver.receiveMessages(32, { maxWaitTimeInMs: ADOPT_IDLE_IN_MS });
             if (messages.length === 0) break;
-            await Promise.all(messages.map((message) => this.#handle(receiver, message)));
-            adopted += messages.length;
+            const before = messages.filter((message) => (message.enqueuedTimeUtc?.getTime() ?? 0) <= cutoff);
+            const after = messages.filter((message) => !before.includes(message));
+            await Promise.all(before.map((message) => this.#handle(receiver, message)));
+            await Promise.all(after.map((message) => receiver.abandonMessage(message).catch((error: unknown) => this.#error(error, 'abandon'))));
+            adopted += before.length;
+            newer = after.length > 0;
           }
         }
         backoff.reset();
@@ -224,8 +245,8 @@ export class SdkSessionConsumer implements QueueConsumer {
         await receiver.close().catch(() => undefined);
       }
       if (adopted > 0) this.#logger.info({ sessionId: receiver.sessionId, adopted }, "adopted the messages of a session nobody held");
-      // A session found young (or ours) is looked at again after a pause, not at once.
-      if (!old) await this.#pause(sweepInMs);
+      // A pause after every look, an adoption too: the owner, if it is back, gets the session first.
+      await this.#pause(sweepInMs);
     }
   }
 
