@@ -1,13 +1,13 @@
 /** `storelink cloud --config FILE`: runs the cloud dispatcher and its HTTP API until SIGINT or SIGTERM. */
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import { checkChart } from '../charts/checkChart.js';
 import { loadChart } from '../charts/loadChart.js';
 import { createCloudHttpApi, MIN_TOKEN_LENGTH } from '../cloud/httpApi.js';
 import { createDispatcher } from '../cloud/dispatcher.js';
 import { StorelinkError } from '../core/errors.js';
-import { entityNameSchema, storeIdSchema } from '../core/names.js';
+import { entityNameSchema, instanceIdSchema, storeIdSchema } from '../core/names.js';
 import { defaultPolicy, parsePolicy, type Policy } from '../core/policy.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
@@ -41,7 +41,12 @@ const cloudConfigSchema = z
       /** Default amqp (TCP 5671); websockets for port 443 or a proxy. */
       transport: transportSchema.optional(),
       endpointAddress: endpointAddressSchema.optional(),
+      /** `topic`: several instances share the stores (README "Several cloud instances"); default `queue`. */
+      inbox: z.enum(['queue', 'topic'], { message: "expected 'queue' (one instance) or 'topic' (several)" }).optional(),
+      adoptRepliesAfterInMs: z.number().int('expected whole milliseconds').min(0, 'expected 0 or more milliseconds').optional(),
     }),
+    /** This instance's id (overridden by --instance-id); default kept in dataDir. */
+    instanceId: instanceIdSchema.optional(),
     relay: z.strictObject({ connectionString: secretSchema }).optional(),
     proxy: proxyConfigSchema.optional(),
     tls: tlsTrustConfigSchema.optional(),
@@ -92,7 +97,15 @@ const cloudConfigSchema = z
   });
 
 export interface CloudConfig {
-  serviceBus: { connectionString: string; cloudInbox?: string; transport?: 'websockets' | 'amqp'; endpointAddress?: string };
+  serviceBus: {
+    connectionString: string;
+    cloudInbox?: string;
+    transport?: 'websockets' | 'amqp';
+    endpointAddress?: string;
+    inbox?: 'queue' | 'topic';
+    adoptRepliesAfterInMs?: number;
+  };
+  instanceId?: string;
   relay?: { connectionString: string };
   proxy?: false | { url: string; username?: string; password?: string; noProxy?: string[] };
   tls?: { caFile?: string };
@@ -139,9 +152,16 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     chartBaseDir: base,
     stores: await Promise.all(config.stores.map(async (store) => ({ ...store, publicKeys: await readTrustedKeys(store.publicKeys, base) }))),
     ...(config.dataDir === undefined ? {} : { dataDir: path.resolve(base, config.dataDir) }),
+    ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
     signing: await readSigningKey(config.signing, base),
     http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, ...auth, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
+}
+
+function httpPort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return port;
 }
 
 function urlOf(host: string, port: number, secure: boolean): string {
@@ -154,8 +174,12 @@ export function addCloudCommand(program: Command, io: CliIo): void {
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
     .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, signing, http (apiKeysFile)')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
-    .action(async (options: { config: string; logLevel: LogLevel }) => {
+    .option('--instance-id <id>', "this instance's id, when several share one configuration (default: the configuration's instanceId, else kept in dataDir)")
+    .option('--port <port>', 'the HTTP port, instead of the configuration\'s http.port (0: any free port)', httpPort)
+    .action(async (options: { config: string; logLevel: LogLevel; instanceId?: string; port?: number }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
+      if (options.instanceId !== undefined) config.instanceId = options.instanceId;
+      if (options.port !== undefined) config.http.port = options.port;
       const logger = createCliLogger(options.logLevel, 'storelink-cloud');
       const chart = config.chart === undefined ? undefined : await loadChart(config.chart, config.chartBaseDir);
       if (chart !== undefined) {
@@ -177,6 +201,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         stores: config.stores,
         signing: config.signing,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+        ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
         logger,
       });
       if (config.http.token !== undefined) {
@@ -194,7 +219,12 @@ export function addCloudCommand(program: Command, io: CliIo): void {
       try {
         const { port } = await api.listen();
         const stores = config.stores.length;
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (API key required); Ctrl+C to stop\n`);
+        // Started here, so the instance id (kept in dataDir unless given) is known, and a data dir in use is refused now.
+        await dispatcher.start();
+        const instance = config.serviceBus.inbox === 'topic' ? ` as instance ${dispatcher.instanceId!}` : '';
+        io.stdout(
+          `cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'}${instance} serving ${urlOf(config.http.host, port, config.http.tls !== undefined)} (API key required); Ctrl+C to stop\n`,
+        );
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();
