@@ -1,6 +1,6 @@
 /** `storelink cloud --config FILE`: runs the cloud dispatcher and its HTTP API until SIGINT or SIGTERM. */
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { z } from 'zod';
 import { chartModelOf } from '../charts/chartModel.js';
 import { checkChart } from '../charts/checkChart.js';
@@ -9,7 +9,7 @@ import { BUILT_IN_CHARTS, loadChart } from '../charts/loadChart.js';
 import { createCloudHttpApi, MIN_TOKEN_LENGTH } from '../cloud/httpApi.js';
 import { createDispatcher } from '../cloud/dispatcher.js';
 import { StorelinkError } from '../core/errors.js';
-import { entityNameSchema, storeIdSchema } from '../core/names.js';
+import { entityNameSchema, instanceIdSchema, storeIdSchema } from '../core/names.js';
 import { defaultPolicy, parsePolicy, type Policy } from '../core/policy.js';
 import { createCliLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 import { CliExit, EXIT_FAILED, type CliIo } from './program.js';
@@ -43,7 +43,12 @@ const cloudConfigSchema = z
       /** Default amqp (TCP 5671); websockets for port 443 or a proxy. */
       transport: transportSchema.optional(),
       endpointAddress: endpointAddressSchema.optional(),
+      /** `topic`: several instances share the stores (README "Several cloud instances"); default `queue`. */
+      inbox: z.enum(['queue', 'topic'], { message: "expected 'queue' (one instance) or 'topic' (several)" }).optional(),
+      adoptRepliesAfterInMs: z.number().int('expected whole milliseconds').min(0, 'expected 0 or more milliseconds').optional(),
     }),
+    /** This instance's id (overridden by --instance-id); default kept in dataDir. */
+    instanceId: instanceIdSchema.optional(),
     relay: z.strictObject({ connectionString: secretSchema }).optional(),
     /** For the console's dead-letter routes: Listen and Send on the store queues; default serviceBus.connectionString. */
     deadLetters: z.strictObject({ connectionString: secretSchema }).optional(),
@@ -103,7 +108,15 @@ const cloudConfigSchema = z
   });
 
 export interface CloudConfig {
-  serviceBus: { connectionString: string; cloudInbox?: string; transport?: 'websockets' | 'amqp'; endpointAddress?: string };
+  serviceBus: {
+    connectionString: string;
+    cloudInbox?: string;
+    transport?: 'websockets' | 'amqp';
+    endpointAddress?: string;
+    inbox?: 'queue' | 'topic';
+    adoptRepliesAfterInMs?: number;
+  };
+  instanceId?: string;
   relay?: { connectionString: string };
   deadLetters?: { connectionString: string };
   proxy?: false | { url: string; username?: string; password?: string; noProxy?: string[] };
@@ -157,9 +170,16 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
       ...(config.database?.connectionString === undefined ? {} : { connectionString: resolveSecret(config.database.connectionString, 'database.connectionString', env) }),
       ...(config.database?.retentionInMs === undefined ? {} : { retentionInMs: config.database.retentionInMs }),
     },
+    ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
     signing: await readSigningKey(config.signing, base),
     http: { host: config.http.host ?? '127.0.0.1', port: config.http.port ?? DEFAULT_CLOUD_HTTP_PORT, ...auth, ...(serverTls === undefined ? {} : { tls: serverTls }) },
   };
+}
+
+function httpPort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return port;
 }
 
 function urlOf(host: string, port: number, secure: boolean): string {
@@ -172,8 +192,12 @@ export function addCloudCommand(program: Command, io: CliIo): void {
     .description('run the cloud dispatcher and its HTTP API (publish, stores, events, metrics)')
     .requiredOption('--config <file>', 'cloud configuration (JSON): serviceBus, relay, policy, chart, stores (with their publicKeys), dataDir, database, signing, http (apiKeysFile)')
     .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(LOG_LEVELS).default('info'))
-    .action(async (options: { config: string; logLevel: LogLevel }) => {
+    .option('--instance-id <id>', "this instance's id, when several share one configuration (default: the configuration's instanceId, else kept in dataDir)")
+    .option('--port <port>', 'the HTTP port, instead of the configuration\'s http.port (0: any free port)', httpPort)
+    .action(async (options: { config: string; logLevel: LogLevel; instanceId?: string; port?: number }) => {
       const config = await readCloudConfig(path.resolve(io.cwd, options.config));
+      if (options.instanceId !== undefined) config.instanceId = options.instanceId;
+      if (options.port !== undefined) config.http.port = options.port;
       const logger = createCliLogger(options.logLevel, 'storelink-cloud');
       const chart = config.chart === undefined ? undefined : await loadChart(config.chart, config.chartBaseDir);
       if (chart !== undefined) {
@@ -196,6 +220,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         signing: config.signing,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         database: config.database,
+        ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
         logger,
       });
       if (config.http.token !== undefined) {
@@ -221,9 +246,12 @@ export function addCloudCommand(program: Command, io: CliIo): void {
       try {
         const { port } = await api.listen();
         const stores = config.stores.length;
+        // Started here, so the instance id (kept in dataDir unless given) is known, and a data dir in use is refused now.
+        await dispatcher.start();
+        const instance = config.serviceBus.inbox === 'topic' ? ` as instance ${dispatcher.instanceId!}` : '';
         const url = urlOf(config.http.host, port, config.http.tls !== undefined);
         // One line, as before: the console's address rides on it.
-        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'} serving ${url} (API key required), console ${url}/console/; Ctrl+C to stop\n`);
+        io.stdout(`cloud dispatcher for ${stores} store${stores === 1 ? '' : 's'}${instance} serving ${url} (API key required), console ${url}/console/; Ctrl+C to stop\n`);
         await untilStopped(io.stopSignal);
       } finally {
         await api.close();

@@ -19,9 +19,10 @@ import { access, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { z } from 'zod';
-import { provisionQueues, newRuleKey, type ProvisionedRule } from '../channels/servicebus/provisioning.js';
+import { provisionQueues, provisionTopic, newRuleKey, type ProvisionedRule, type QueueProvisioning, type TopicProvisioning } from '../channels/servicebus/provisioning.js';
+import { inboxSubscriptions } from '../cloud/inboxTopology.js';
 import { parseConnectionString } from '../core/connectionString.js';
-import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, storeIdSchema } from '../core/names.js';
+import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, instanceIdSchema, storeIdSchema } from '../core/names.js';
 import { createSasToken } from '../core/sas.js';
 import { readJsonConfig } from './configFile.js';
 import { readTextFile } from './readTextFile.js';
@@ -51,6 +52,19 @@ interface ProvisionOptions {
   caFile?: string;
   relayNamespace?: string;
   resourceGroup?: string;
+  /** Several cloud instances: the inbox is a topic with their subscriptions (README "Several cloud instances"). */
+  instances?: string[];
+}
+
+function instanceIds(value: string): string[] {
+  const ids = value.split(',').map((id) => id.trim()).filter((id) => id.length > 0);
+  if (ids.length === 0) throw new InvalidArgumentError('expected instance ids separated by commas, e.g. cloud-a,cloud-b,cloud-c');
+  for (const id of ids) {
+    const valid = instanceIdSchema.safeParse(id);
+    if (!valid.success) throw new InvalidArgumentError(`instance id "${id}" ${valid.error.issues[0]!.message}`);
+  }
+  if (new Set(ids).size !== ids.length) throw new InvalidArgumentError('an instance id is listed twice');
+  return ids;
 }
 
 function days(value: string): number {
@@ -71,6 +85,7 @@ export function addProvisionCommand(program: Command, io: CliIo): void {
     .option('--ca-file <file>', 'a CA certificate the written configs trust (tls.caFile), and the management calls too, e.g. the emulators\' development CA')
     .option('--relay-namespace <name>', 'the Azure Relay namespace, for relay/az-relay.sh')
     .option('--resource-group <name>', 'its resource group, for relay/az-relay.sh')
+    .option('--instances <ids>', 'several cloud instances (ids separated by commas): the inbox becomes a topic with a replies, an events and one announcements subscription per instance', instanceIds)
     .action(async (options: ProvisionOptions) => {
       const connectionString = options.connectionString ?? process.env.STORELINK_PROVISION_CONNECTION_STRING;
       if (connectionString === undefined || connectionString.length === 0) {
@@ -116,21 +131,20 @@ export async function provision(ctx: Context): Promise<string[]> {
   // The CA the written configs trust is trusted for the management calls too (the emulators' development CA).
   const caCertificate = ctx.caFile === undefined ? undefined : await readTextFile(path.resolve(ctx.cwd, ctx.caFile));
   const trust = caCertificate === undefined ? {} : { caCertificate };
-  // 1. The inbox first: its `cloud` rule's key is the key of every other `cloud` rule.
-  const [inbox] = await provisionQueues({
-    connectionString: ctx.connectionString,
-    ...trust,
-    queues: [
-      {
-        name: DEFAULT_CLOUD_INBOX,
-        requiresDuplicateDetection: true,
-        rules: [
-          { keyName: 'stores-send', rights: ['Send'] },
-          { keyName: 'cloud', rights: ['Listen'] },
-        ],
-      },
-    ],
-  });
+  // 1. The inbox first: its `cloud` rule's key is the key of every other `cloud` rule. A queue for one cloud
+  // instance; for several, a topic of the same name (the stores send to it just the same) with their subscriptions.
+  const inboxRules = [
+    { keyName: 'stores-send', rights: ['Send' as const] },
+    { keyName: 'cloud', rights: ['Listen' as const] },
+  ];
+  const inbox: QueueProvisioning | TopicProvisioning | undefined =
+    ctx.instances === undefined
+      ? (await provisionQueues({ connectionString: ctx.connectionString, ...trust, queues: [{ name: DEFAULT_CLOUD_INBOX, requiresDuplicateDetection: true, rules: inboxRules }] }))[0]
+      : await provisionTopic({
+          connectionString: ctx.connectionString,
+          ...trust,
+          topic: { name: DEFAULT_CLOUD_INBOX, requiresDuplicateDetection: true, rules: inboxRules, subscriptions: inboxSubscriptions(ctx.instances) },
+        });
   const storesSend = ruleNamed(inbox!.rules, 'stores-send');
   const cloudKey = ruleNamed(inbox!.rules, 'cloud').primaryKey;
   const queues = await provisionQueues({
@@ -146,8 +160,12 @@ export async function provision(ctx: Context): Promise<string[]> {
     })),
   });
   for (const result of [inbox!, ...queues]) {
-    lines.push(`queue ${result.name}: ${result.change}`);
+    lines.push(`${result === inbox && ctx.instances !== undefined ? 'topic' : 'queue'} ${result.name}: ${result.change}`);
     for (const warning of result.warnings) lines.push(`warning: ${warning}`);
+  }
+  const subscriptions = inbox !== undefined && 'subscriptions' in inbox ? (inbox as TopicProvisioning).subscriptions : [];
+  if (inbox !== undefined) {
+    for (const subscription of subscriptions) lines.push(`subscription ${inbox.name}/${subscription.name}: ${subscription.change}`);
   }
 
   // 2. Relay rules: kept in the emulator fragment, which a second run reads back.
@@ -202,7 +220,11 @@ export async function provision(ctx: Context): Promise<string[]> {
     cloudStores.push({ storeId: store.storeId, bidirectional: hc !== undefined, publicKeys: { [keyId]: `keys/stores/${keyId}.pub.pem` } });
   }
   const cloudConfig = {
-    serviceBus: { connectionString: `Endpoint=${endpoint};SharedAccessKeyName=cloud;SharedAccessKey=${cloudKey}` },
+    serviceBus: {
+      connectionString: `Endpoint=${endpoint};SharedAccessKeyName=cloud;SharedAccessKey=${cloudKey}`,
+      // Each instance runs with this file and its own --instance-id (one of --instances).
+      ...(ctx.instances === undefined ? {} : { inbox: 'topic' }),
+    },
     ...(bidirectional.length === 0 ? {} : { relay: { connectionString: `Endpoint=${relayEndpoint};SharedAccessKeyName=cloud;SharedAccessKey=${cloudKey}` } }),
     stores: cloudStores,
     signing: { keyId: CLOUD_KEY_ID, privateKeyFile: `keys/${CLOUD_KEY_ID}.key.pem` },

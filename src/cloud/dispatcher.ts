@@ -27,12 +27,13 @@ import { StorelinkError, isStorelinkError, withOperationId } from '../core/error
 import type { JsonValue } from '../core/json.js';
 import { relayFailureReasonOf, type ProbeResult } from '../core/linkContract.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { DEFAULT_CLOUD_INBOX, storeIdSchema } from '../core/names.js';
+import { DEFAULT_CLOUD_INBOX, EVENTS_SUBSCRIPTION, REPLIES_SUBSCRIPTION, announcementsSubscription, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
 import { Signer, Verifier, operationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
+import { checkInstanceId, claimInstanceDir } from './instanceDir.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
 import { OperationRecords, type OperationPage, type OperationStatus, type StoreOperationsOptions } from './operationRecords.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
@@ -81,7 +82,32 @@ export interface DispatcherOptions {
     transport?: ServiceBusTransport;
     /** Connect here instead of the connection string's host (the SDK's customEndpointAddress). */
     endpointAddress?: string;
+    /**
+     * `queue` (default): `cloudInbox` is a queue this one instance reads. `topic`: several instances share the stores,
+     * `cloudInbox` is a topic with the subscriptions of src/cloud/inboxTopology.ts (`storelink provision --instances`
+     * makes them): replies come back in this instance's session, every instance sees every announcement, events are
+     * shared out (README "Several cloud instances").
+     */
+    inbox?: 'queue' | 'topic';
+    /**
+     * With `inbox: 'topic'`: the replies of an instance that is gone (its session unheld, its oldest reply waiting
+     * this long) are taken in by this one and recorded as outcomes. Default 30 s; 0: never.
+     */
+    adoptRepliesAfterInMs?: number;
   };
+  /**
+   * This instance's id, stable across restarts: its replies' session, its announcement subscription
+   * (`announcements-<id>`) and its folder in a shared dataDir (`instances/<id>/`). Default: kept in
+   * `<dataDir>/instance-id`, or a random one without a dataDir. The operation records name it as the publisher.
+   */
+  instanceId?: string;
+  /**
+   * The cloud application's durable handoff of what arrives through the inbox: an inbox message is completed only
+   * after its handoff resolved, and left to be delivered again (to this or another instance) when it rejects. So each
+   * outcome and event reaches the application at least once (an outcome also when this instance already reported it
+   * on `outcomes$`, as the inbox reply may be its only durable copy).
+   */
+  handoff?: DispatcherHandoff;
   /** Needed when any store is bi-directional: a key with Send on the stores' hybrid connections. */
   relay?: { connectionString: string; fetch?: FetchFunction };
   /**
@@ -111,9 +137,12 @@ export interface DispatcherOptions {
    * it the dispatcher keeps no records.
    */
   database?: DispatcherDatabaseOptions;
-  /** Stable per instance: the publisher named in the operation records; default a random id. */
-  instanceId?: string;
   logger?: Logger;
+}
+
+export interface DispatcherHandoff {
+  outcome?(outcome: OperationOutcome): Promise<void>;
+  event?(event: StoreEventMessage): Promise<void>;
 }
 
 export interface PublishRequest {
@@ -160,6 +189,8 @@ export interface LinkView {
 }
 
 export interface Dispatcher extends AsyncDisposable {
+  /** The configured instance id, or once started the one kept in the data dir (or made up). */
+  readonly instanceId: string | undefined;
   start(options?: { abortSignal?: AbortSignal }): Promise<void>;
   publish(request: PublishRequest, options?: PublishOptions): Promise<Delivery>;
   /** Each store's link state changes. Hot; completes on close. */
@@ -192,6 +223,9 @@ export interface Dispatcher extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** How long an unheld session's oldest reply waits before another instance takes its replies in. */
+export const DEFAULT_ADOPT_REPLIES_AFTER_IN_MS = 30_000;
+
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return new DefaultDispatcher(options);
 }
@@ -216,8 +250,12 @@ class DefaultDispatcher implements Dispatcher {
   readonly #backlog: StoreBacklog;
   readonly #outboxReports = new Map<string, OutboxReport>();
   readonly #records: OperationRecords | undefined;
+  /** Outcome records being written, by operation id: the inbox completes the message that carried one after it. */
+  readonly #recordings = new Map<string, Promise<void>>();
   #links: StoreLinks | undefined;
   #linkStore: LinkStore | undefined;
+  #instanceId: string | undefined;
+  #releaseInstanceDir: (() => Promise<void>) | undefined;
   #senders: StoreSenders | undefined;
   #deliver: Deliver | undefined;
   #connection: ServiceBusConnection | undefined;
@@ -238,7 +276,13 @@ class DefaultDispatcher implements Dispatcher {
       emit: (outcome) => {
         this.#backlog.settled(outcome.operationId);
         this.#outcomes$.next(outcome);
-        this.#recordOutcome(outcome).catch((error: unknown) => this.#logger.error({ err: error, operationId: outcome.operationId }, 'could not record the outcome'));
+        const recording = this.#recordOutcome(outcome);
+        this.#recordings.set(outcome.operationId, recording);
+        recording
+          .catch((error: unknown) => this.#logger.error({ err: error, operationId: outcome.operationId }, 'could not record the outcome'))
+          .finally(() => {
+            if (this.#recordings.get(outcome.operationId) === recording) this.#recordings.delete(outcome.operationId);
+          });
       },
       now: this.#now,
       ...(options.maxRecentOutcomes === undefined ? {} : { maxRecent: options.maxRecentOutcomes }),
@@ -270,9 +314,21 @@ class DefaultDispatcher implements Dispatcher {
       throw new TypeError('createDispatcher: signing ({ keyId, privateKey }) is required: stores run only operations the cloud signed (`storelink keys create` makes a key pair)');
     }
     this.#signer = new Signer(options.signing, 'operation', 'createDispatcher: signing');
+    if (options.instanceId !== undefined) this.#instanceId = checkInstanceId(options.instanceId, 'createDispatcher: instanceId');
+    const { inbox: inboxKind, adoptRepliesAfterInMs } = options.serviceBus;
+    if (inboxKind !== undefined && inboxKind !== 'queue' && inboxKind !== 'topic') {
+      throw new TypeError(`createDispatcher: serviceBus.inbox must be 'queue' or 'topic', got ${JSON.stringify(inboxKind)}`);
+    }
+    if (adoptRepliesAfterInMs !== undefined && (!Number.isFinite(adoptRepliesAfterInMs) || adoptRepliesAfterInMs < 0)) {
+      throw new RangeError(`createDispatcher: serviceBus.adoptRepliesAfterInMs must be a number of milliseconds, 0 or more, got ${adoptRepliesAfterInMs}`);
+    }
     if (options.relay === undefined && options.stores.some((store) => store.bidirectional)) {
       throw new TypeError('createDispatcher: bi-directional stores need relay options (a connection string with Send)');
     }
+  }
+
+  get instanceId(): string | undefined {
+    return this.#instanceId;
   }
 
   get links$(): Observable<LinkChange> {
@@ -317,7 +373,15 @@ class DefaultDispatcher implements Dispatcher {
   async #start(): Promise<void> {
     // Before the inbox: the outcomes it brings are recorded.
     await this.#records?.open();
-    const linkStore = await openLinkStore(this.#options.dataDir);
+    const claimed = await claimInstanceDir({
+      ...(this.#options.dataDir === undefined ? {} : { dataDir: this.#options.dataDir }),
+      ...(this.#instanceId === undefined ? {} : { instanceId: this.#instanceId }),
+    });
+    this.#instanceId = claimed.instanceId;
+    // The publisher the operation records name: this instance, once its id is known.
+    if (this.#records !== undefined) this.#records.instanceId = claimed.instanceId;
+    this.#releaseInstanceDir = () => claimed.release();
+    const linkStore = await openLinkStore(claimed.linkDir);
     this.#linkStore = linkStore;
     const { transport, endpointAddress } = this.#options.serviceBus;
     const connection = createServiceBusConnection({
@@ -358,25 +422,44 @@ class DefaultDispatcher implements Dispatcher {
     this.#links = links;
     const inbox = this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX;
     this.#deliver = createDeliver({ policy: this.#policy, links, senders, cache: this.#cache, replies: this.#replies, inbox, now: this.#now, logger: this.#logger });
-    connection
-      .createConsumer({
-        queue: inbox,
-        concurrency: 16,
-        handler: createInboxHandler({
-          isKnownStore: (storeId) => this.#stores.has(storeId),
-          verify: (message) => this.#storeKeys.get(message.storeId)!.verify(storeMessageSignedFields(message), message.signature),
-          storeOfOperation: (operationId) => this.#replies.storeOf(operationId) ?? this.#outcomes.storeOf(operationId),
-          onRejected: (rejection) => this.#inboxRejections$.next(rejection),
-          replies: this.#replies,
-          cache: this.#cache,
-          links,
-          onEvent: (event) => this.#events$.next(event),
-          onReply: (message, body) => this.#outcomes.replied(message, body),
-          onOutboxDepth: (report) => this.#outboxReported(report.storeId, { ...report.depth, reportedAt: report.createdAt }),
-          logger: this.#logger,
-        }),
-      })
-      .start();
+    const handoff = this.#options.handoff;
+    const handler = createInboxHandler({
+      isKnownStore: (storeId) => this.#stores.has(storeId),
+      verify: (message) => this.#storeKeys.get(message.storeId)!.verify(storeMessageSignedFields(message), message.signature),
+      storeOfOperation: (operationId) => this.#replies.storeOf(operationId) ?? this.#outcomes.storeOf(operationId),
+      onRejected: (rejection) => this.#inboxRejections$.next(rejection),
+      replies: this.#replies,
+      cache: this.#cache,
+      links,
+      onOutboxDepth: (report) => this.#outboxReported(report.storeId, { ...report.depth, reportedAt: report.createdAt }),
+      onEvent: async (event) => {
+        await handoff?.event?.(event);
+        this.#events$.next(event);
+      },
+      onReply: async (message, body) => {
+        const outcome = this.#outcomes.replied(message, body);
+        // Durable before the message is completed: the record of the outcome it reported (if it reported one now).
+        await this.#recordings.get(outcome.operationId);
+        await handoff?.outcome?.(outcome);
+      },
+      logger: this.#logger,
+    });
+    if (this.#options.serviceBus.inbox === 'topic') {
+      // Each consumer takes what its subscription's filter lets through, and one handler deals with any kind.
+      connection
+        .createSessionConsumer({
+          topic: inbox,
+          subscription: REPLIES_SUBSCRIPTION,
+          sessionId: claimed.instanceId,
+          handler,
+          adoptAfterInMs: this.#options.serviceBus.adoptRepliesAfterInMs ?? DEFAULT_ADOPT_REPLIES_AFTER_IN_MS,
+        })
+        .start();
+      connection.createConsumer({ queue: inbox, subscription: EVENTS_SUBSCRIPTION, concurrency: 16, handler }).start();
+      connection.createConsumer({ queue: inbox, subscription: announcementsSubscription(claimed.instanceId), concurrency: 4, handler }).start();
+    } else {
+      connection.createConsumer({ queue: inbox, concurrency: 16, handler }).start();
+    }
     // Bring the links of bi-directional stores to life, so their charts' health probes and cool-downs run without
     // traffic, and restore every link an earlier run persisted. Async-only stores that never had a state start on
     // first use, which keeps start-up proportional to the stores that need a chart running.
@@ -500,6 +583,8 @@ class DefaultDispatcher implements Dispatcher {
         latency,
         timeToLiveInMs: request.timeToLiveInMs ?? typePolicy.timeToLiveInMs,
         id: request.id,
+        // Every reply, for whichever channel, comes back to this instance's session (README "Several cloud instances").
+        ...(this.#options.serviceBus.inbox === 'topic' ? { replyToSessionId: this.#instanceId! } : {}),
       },
       { nowInMs: this.#now() },
     );
@@ -537,6 +622,7 @@ class DefaultDispatcher implements Dispatcher {
       await this.#linkStore?.flush().catch((error: unknown) => this.#logger.error({ err: error }, 'could not write the link snapshots'));
       // After the inbox closed: its last outcomes are written before the database closes.
       await this.#records?.close().catch((error: unknown) => this.#logger.error({ err: error }, 'could not close the operation records'));
+      await this.#releaseInstanceDir?.();
       this.#links$.complete();
       this.#deliveries$.complete();
       this.#events$.complete();

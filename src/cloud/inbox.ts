@@ -47,11 +47,15 @@ export interface InboxParts {
   replies: ReplyWaiting;
   cache: ReplyCache;
   links: StoreLinks;
-  onEvent: (event: StoreEventMessage) => void;
+  /** Awaited before the message is completed (the durable handoff); a rejection leaves it to be delivered again. */
+  onEvent: (event: StoreEventMessage) => void | Promise<void>;
   /** A store's outbox depth, from an announcement that carries one (`createdAt`: when the store wrote it). */
   onOutboxDepth?: (report: { storeId: string; depth: OutboxDepth; createdAt: string }) => void;
-  /** Every reply, before the publisher waiting for it (if any) is settled. */
-  onReply: (message: { storeId: string; type: string; correlationId: string }, body: ReplyBody) => void;
+  /**
+   * Every reply, before the publisher waiting for it (if any) is settled; awaited before the message is completed,
+   * and a rejection leaves it to be delivered again.
+   */
+  onReply: (message: { storeId: string; type: string; correlationId: string }, body: ReplyBody) => void | Promise<void>;
   logger: Logger;
 }
 
@@ -114,7 +118,7 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
         await reject(delivery, message, 'wrong-store', `store "${message.storeId}" replied about operation ${message.correlationId}, which was sent to store "${sentTo}"`);
         return;
       }
-      parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
+      await parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
       const answered = replies.settle(message.correlationId, message.storeId, body.data);
       if (answered !== undefined && body.data.outcome === 'done') cache.remember(answered, body.data.result);
     } else if (message.kind === 'announcement') {
@@ -136,7 +140,7 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
         links.send(message.storeId, { type: 'store.announced', relay });
       }
     } else {
-      parts.onEvent({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });
+      await parts.onEvent({ id: message.id, storeId: message.storeId, type: message.type, body: message.body, createdAt: message.createdAt });
     }
     await delivery.complete();
   };

@@ -145,7 +145,8 @@ function statusOfDelivery(delivery: Delivery): OperationStatusName {
 }
 
 export class OperationRecords implements AsyncDisposable {
-  readonly instanceId: string;
+  /** The publishing instance named in new records; the dispatcher sets it once it has claimed its id at start. */
+  instanceId: string;
   readonly #source: Database | DatabaseOptions;
   readonly #now: () => number;
   readonly #retentionInMs: number;

@@ -89,8 +89,8 @@ export class OutcomeTracker {
   readonly #now: () => number;
   readonly #maxRecent: number;
   readonly #inFlight = new Map<string, InFlight>();
-  /** Reported ids with their store, oldest first (a Map keeps insertion order). */
-  readonly #reported = new Map<string, string>();
+  /** Reported ids with their store and whether they came late, oldest first (a Map keeps insertion order). */
+  readonly #reported = new Map<string, { storeId: string; late: boolean }>();
   /**
    * Ids whose publish returned without their outcome (queued), with the store they went to, oldest first and as
    * bounded as #reported: a late reply is checked against it, so only that store's reply reports the outcome.
@@ -117,7 +117,7 @@ export class OutcomeTracker {
    * or recently reported); undefined for an id it never saw or has forgotten.
    */
   storeOf(operationId: string): string | undefined {
-    return this.#inFlight.get(operationId)?.storeId ?? this.#open.get(operationId) ?? this.#reported.get(operationId);
+    return this.#inFlight.get(operationId)?.storeId ?? this.#open.get(operationId) ?? this.#reported.get(operationId)?.storeId;
   }
 
   /** A publish returned: with its delivery, or without one (it threw). */
@@ -137,13 +137,22 @@ export class OutcomeTracker {
     }
   }
 
-  /** A store's reply came through the inbox. */
-  replied(message: { storeId: string; type: string; correlationId: string }, body: ReplyBody): void {
+  /**
+   * A store's reply came through the inbox. Returns the outcome it carries, as the cloud application is to be handed
+   * it (at least once: also when this tracker had already reported it, since this reply may be the only durable copy);
+   * `late` unless a publish of the id is still under way here or reported it on return.
+   */
+  replied(message: { storeId: string; type: string; correlationId: string }, body: ReplyBody): OperationOutcome {
     const learnt = outcomeOfReply(message, body);
-    if (this.#reported.has(learnt.operationId)) return;
+    const at = new Date(this.#now()).toISOString();
+    const reported = this.#reported.get(learnt.operationId);
+    if (reported !== undefined) return { ...learnt, late: reported.late, at };
     const entry = this.#inFlight.get(learnt.operationId);
-    if (entry !== undefined) entry.held = learnt;
-    else this.#report(learnt, true);
+    if (entry !== undefined) {
+      entry.held = learnt;
+      return { ...learnt, late: false, at };
+    }
+    return this.#report(learnt, true);
   }
 
   /** Operation ids remembered as reported. */
@@ -151,11 +160,13 @@ export class OutcomeTracker {
     return this.#reported.size;
   }
 
-  #report(learnt: Learnt, late: boolean): void {
-    if (this.#reported.has(learnt.operationId)) return;
+  #report(learnt: Learnt, late: boolean): OperationOutcome {
+    const outcome: OperationOutcome = { ...learnt, late, at: new Date(this.#now()).toISOString() };
+    if (this.#reported.has(learnt.operationId)) return outcome;
     this.#open.delete(learnt.operationId);
-    this.#reported.set(learnt.operationId, learnt.storeId);
+    this.#reported.set(learnt.operationId, { storeId: learnt.storeId, late });
     while (this.#reported.size > this.#maxRecent) this.#reported.delete(this.#reported.keys().next().value!);
-    this.#emit({ ...learnt, late, at: new Date(this.#now()).toISOString() });
+    this.#emit(outcome);
+    return outcome;
   }
 }

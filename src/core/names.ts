@@ -40,6 +40,23 @@ export const entityNameSchema = z
     'must be letters, digits, ".", "-", "_" or "/", starting and ending with a letter or digit',
   );
 
+/**
+ * A cloud instance's id: the session its replies come back in and part of its announcement subscription's name
+ * (`announcements-<id>`, and Azure allows 50 characters for a subscription name), hence the tight bounds.
+ */
+export const instanceIdSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(36, 'must be at most 36 characters')
+  .regex(/^[a-zA-Z0-9](?:[a-zA-Z0-9_-]*[a-zA-Z0-9])?$/, 'must be letters, digits, "-" or "_", starting and ending with a letter or digit');
+
+/** With several cloud instances: the cloud inbox topic's subscriptions (README "Several cloud instances"). */
+export const REPLIES_SUBSCRIPTION = 'replies';
+export const EVENTS_SUBSCRIPTION = 'events';
+export function announcementsSubscription(instanceId: string): string {
+  return `announcements-${instanceId}`;
+}
+
 export type StoreId = z.infer<typeof storeIdSchema>;
 export type OperationType = z.infer<typeof operationTypeSchema>;
 

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { StorelinkError } from './errors.js';
-import { entityNameSchema, operationTypeSchema, storeIdSchema } from './names.js';
+import { entityNameSchema, instanceIdSchema, operationTypeSchema, storeIdSchema } from './names.js';
 import { MAX_JSON_DEPTH, findNonJson, valueNestsDeeperThan, type JsonValue } from './json.js';
 import { messageSignatureSchema, type MessageSignature } from './signing.js';
 import { describeIssue, timestampSchema } from './validation.js';
@@ -59,6 +59,12 @@ export function createOperationSchema(options: OperationSchemaOptions = {}) {
       createdAt: timestampSchema,
       expiresAt: timestampSchema,
       replyTo: entityNameSchema.optional(),
+      /**
+       * The session of the cloud's replies subscription the store's reply goes to: the id of the cloud instance that
+       * sent it (README "Several cloud instances"). Not signed: changing it can only misdirect a reply, which the
+       * cloud still accepts only with the store's signature.
+       */
+      replyToSessionId: instanceIdSchema.optional(),
       correlationId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
       /** The cloud's signature over the signed fields (see core/signing.ts); the store refuses an operation without one. */
       signature: messageSignatureSchema.optional(),
@@ -91,6 +97,7 @@ export interface Operation {
   createdAt: string;
   expiresAt: string;
   replyTo?: string | undefined;
+  replyToSessionId?: string | undefined;
   correlationId?: string | undefined;
   /** The cloud's signature (`signOperation`); the store verifies it before anything else. */
   signature?: MessageSignature | undefined;
@@ -140,6 +147,7 @@ export interface CreateOperationInit {
   /** How long the operation stays valid from creation. */
   timeToLiveInMs: number;
   replyTo?: string;
+  replyToSessionId?: string;
   correlationId?: string;
   /** Supply to resend an existing operation under its idempotency key; default a new UUID. */
   id?: string;
@@ -165,6 +173,7 @@ export function createOperation(init: CreateOperationInit, clock: CreateOperatio
     createdAt: new Date(nowInMs).toISOString(),
     expiresAt: new Date(nowInMs + init.timeToLiveInMs).toISOString(),
     ...(init.replyTo === undefined ? {} : { replyTo: init.replyTo }),
+    ...(init.replyToSessionId === undefined ? {} : { replyToSessionId: init.replyToSessionId }),
     ...(init.correlationId === undefined ? {} : { correlationId: init.correlationId }),
   };
   const result = parseOperation(candidate);

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { jsonValueSchema } from './json.js';
 import { RELAY_ANNOUNCEMENTS } from './linkContract.js';
+import { instanceIdSchema } from './names.js';
 import { messageSignatureSchema } from './signing.js';
 import { nonEmptyStringSchema, oneOf, strictFields, timestampSchema } from './validation.js';
 
@@ -27,6 +28,11 @@ export const storeMessageSchema = strictFields({
   storeId: nonEmptyStringSchema,
   /** For replies: the operation id. */
   correlationId: nonEmptyStringSchema.optional(),
+  /**
+   * For replies: the operation's `replyToSessionId`, the cloud instance that sent it; the reply goes out in that
+   * Service Bus session. Not signed (see storeMessageSignedFields): it routes, it proves nothing.
+   */
+  sessionId: instanceIdSchema.optional(),
   body: jsonValueSchema,
   createdAt: timestampSchema,
   /** The store's signature over every other field (core/signing.ts); the cloud drops a message without a valid one. */

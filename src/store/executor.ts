@@ -14,6 +14,7 @@ import type { z } from 'zod';
 import { StorelinkError, isStorelinkError } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import { isExpired, operationBoundsError, parseOperation, type Operation } from '../core/operation.js';
+import { instanceIdSchema } from '../core/names.js';
 import { MAX_STORE_MESSAGE_BYTES, type ReplyBody, type StoreMessage } from '../core/storeMessage.js';
 import { operationSignedFields, type Verifier } from '../core/signing.js';
 import { describeIssue } from '../core/validation.js';
@@ -254,7 +255,7 @@ export class Executor {
    * that says so; the ledger keeps the result, so a relay caller still gets it.
    */
   async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean, channel: Channel): Promise<Execution> {
-    const reply = this.#replyFor(operation.id, operation.type, replyBodyOf(record));
+    const reply = this.#replyFor(operation.id, operation.type, replyBodyOf(record), operation.replyToSessionId);
     const bytes = Buffer.byteLength(JSON.stringify(reply), 'utf8');
     if (bytes > MAX_STORE_MESSAGE_BYTES) {
       this.#options.onReplyTooLarge?.({ operationId: operation.id, operationType: operation.type, bytes, limitBytes: MAX_STORE_MESSAGE_BYTES });
@@ -278,13 +279,15 @@ export class Executor {
     return { operation, record, replayed, replyWritten };
   }
 
-  #replyFor(operationId: string, type: string, body: ReplyBody): ReplyEvent {
+  /** `sessionId`: the cloud instance that sent the operation (its replyToSessionId), which the reply goes back to. */
+  #replyFor(operationId: string, type: string, body: ReplyBody, sessionId?: string): ReplyEvent {
     return {
       id: replyIdFor(operationId),
       kind: 'reply',
       type,
       storeId: this.#options.storeId,
       correlationId: operationId,
+      ...(sessionId === undefined ? {} : { sessionId }),
       body,
       createdAt: new Date(this.#now()).toISOString(),
     };
@@ -301,10 +304,11 @@ export class Executor {
   async reportDeadLettered(body: unknown, report: DeadLetterReport): Promise<ReplyEvent | undefined> {
     if (typeof body !== 'object' || body === null) return undefined;
     if (this.#signatureRefusal(body) !== undefined) return undefined;
-    const { id, storeId, type } = body as Record<string, unknown>;
+    const { id, storeId, type, replyToSessionId } = body as Record<string, unknown>;
     if (typeof id !== 'string' || id.length === 0 || id.length > MAX_REPORTED_ID_LENGTH || typeof storeId !== 'string' || storeId.length === 0) return undefined;
     const reportedType = typeof type === 'string' && type.length > 0 && type.length <= MAX_REPORTED_TYPE_LENGTH ? type : 'unknown';
-    const reply = this.#replyFor(id, reportedType, { outcome: 'failed', executed: false, error: { code: report.reason, message: report.description } });
+    const sessionId = instanceIdSchema.safeParse(replyToSessionId).data;
+    const reply = this.#replyFor(id, reportedType, { outcome: 'failed', executed: false, error: { code: report.reason, message: report.description } }, sessionId);
     await this.#options.outbox.append(reply);
     return reply;
   }

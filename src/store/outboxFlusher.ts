@@ -49,6 +49,8 @@ export function toInboxMessage(event: OutboxEvent): OutgoingQueueMessage {
     body: event,
     subject: event.kind,
     ...(event.correlationId === undefined ? {} : { correlationId: event.correlationId }),
+    // A reply to an instance of a multi-instance cloud goes back in that instance's session (README "Several cloud instances").
+    ...(event.sessionId === undefined ? {} : { sessionId: event.sessionId }),
     applicationProperties: { storeId: event.storeId, kind: event.kind, type: event.type },
   };
 }

@@ -92,6 +92,115 @@ function pick(rules: readonly AuthorizationRule[], wanted: readonly WantedRule[]
   });
 }
 
+/** A subscription with its one rule: a SQL filter, or a correlation filter on application properties. */
+export interface WantedSubscription {
+  name: string;
+  requiresSession?: boolean;
+  sqlFilter?: string;
+  propertiesFilter?: Record<string, string>;
+}
+
+export interface WantedTopic {
+  name: string;
+  rules: WantedRule[];
+  requiresDuplicateDetection?: boolean;
+  subscriptions: WantedSubscription[];
+}
+
+export interface TopicProvisioning extends QueueProvisioning {
+  /** Each subscription, and what was done: an existing one is left as it is (its filter included). */
+  subscriptions: { name: string; change: 'created' | 'unchanged' }[];
+}
+
+/**
+ * Makes one topic exist with the wanted rules and subscriptions. Refuses, with a message that says what to do, when a
+ * queue has the topic's name (a namespace provisioned for one cloud instance, whose inbox is a queue).
+ */
+export async function ensureTopic(admin: ServiceBusAdministrationClient, wanted: WantedTopic): Promise<TopicProvisioning> {
+  const toSdk = (rule: WantedRule, primaryKey: string): AuthorizationRule => ({
+    claimType: 'SharedAccessKey',
+    keyName: rule.keyName,
+    accessRights: rule.rights,
+    primaryKey,
+    secondaryKey: newRuleKey(),
+  });
+  if (await admin.queueExists(wanted.name)) {
+    throw new Error(
+      `"${wanted.name}" is a queue (the inbox of a single cloud instance); several instances need it to be a topic: drain and delete the queue, then provision again`,
+    );
+  }
+  let change: QueueProvisioning['change'];
+  let rules: ProvisionedRule[];
+  const warnings: string[] = [];
+  if (!(await admin.topicExists(wanted.name))) {
+    const created = await admin.createTopic(wanted.name, {
+      requiresDuplicateDetection: wanted.requiresDuplicateDetection ?? false,
+      authorizationRules: wanted.rules.map((rule) => toSdk(rule, rule.primaryKey ?? newRuleKey())),
+    });
+    change = 'created';
+    rules = pick(created.authorizationRules ?? [], wanted.rules);
+  } else {
+    const topic = await admin.getTopic(wanted.name);
+    const next = [...(topic.authorizationRules ?? [])];
+    let changed = false;
+    for (const rule of wanted.rules) {
+      const index = next.findIndex((candidate) => candidate.keyName === rule.keyName);
+      if (index < 0) {
+        next.push(toSdk(rule, rule.primaryKey ?? newRuleKey()));
+        changed = true;
+      } else if (!sameRights(next[index]!.accessRights ?? [], rule.rights)) {
+        next[index] = { ...next[index]!, accessRights: rule.rights };
+        changed = true;
+      }
+    }
+    if (wanted.requiresDuplicateDetection === true && !topic.requiresDuplicateDetection) {
+      warnings.push(`topic "${wanted.name}" exists without duplicate detection, which cannot be turned on later: delete and re-create it`);
+    }
+    if (changed) {
+      const updated = await admin.updateTopic({ ...topic, authorizationRules: next });
+      change = 'updated';
+      rules = pick(updated.authorizationRules ?? next, wanted.rules);
+    } else {
+      change = 'unchanged';
+      rules = pick(next, wanted.rules);
+    }
+  }
+  const subscriptions: TopicProvisioning['subscriptions'] = [];
+  for (const subscription of wanted.subscriptions) {
+    if (await admin.subscriptionExists(wanted.name, subscription.name)) {
+      subscriptions.push({ name: subscription.name, change: 'unchanged' });
+      continue;
+    }
+    const filter =
+      subscription.sqlFilter !== undefined
+        ? { sqlExpression: subscription.sqlFilter }
+        : { applicationProperties: { ...(subscription.propertiesFilter ?? {}) } };
+    await admin.createSubscription(wanted.name, subscription.name, {
+      requiresSession: subscription.requiresSession ?? false,
+      defaultRuleOptions: { name: 'storelink', filter },
+    });
+    subscriptions.push({ name: subscription.name, change: 'created' });
+  }
+  if (change === 'unchanged' && subscriptions.some((subscription) => subscription.change === 'created')) change = 'updated';
+  return { name: wanted.name, change, rules, warnings, subscriptions };
+}
+
+export interface ProvisionTopicOptions {
+  connectionString: string;
+  topic: WantedTopic;
+  caCertificate?: string;
+  abortSignal?: AbortSignal;
+}
+
+export async function provisionTopic(options: ProvisionTopicOptions): Promise<TopicProvisioning> {
+  options.abortSignal?.throwIfAborted();
+  return ensureTopic(adminClient(options.connectionString, options.caCertificate), options.topic);
+}
+
+function adminClient(connectionString: string, caCertificate: string | undefined): ServiceBusAdministrationClient {
+  return new ServiceBusAdministrationClient(connectionString, caCertificate === undefined ? {} : { tlsOptions: { ca: [...rootCertificates, caCertificate] } });
+}
+
 export interface ProvisionQueuesOptions {
   /** A connection string with Manage on the namespace. */
   connectionString: string;
@@ -103,10 +212,7 @@ export interface ProvisionQueuesOptions {
 
 /** Ensures every queue in turn (the management API is not built for bursts); closes nothing (the client holds no connection). */
 export async function provisionQueues(options: ProvisionQueuesOptions): Promise<QueueProvisioning[]> {
-  const admin = new ServiceBusAdministrationClient(
-    options.connectionString,
-    options.caCertificate === undefined ? {} : { tlsOptions: { ca: [...rootCertificates, options.caCertificate] } },
-  );
+  const admin = adminClient(options.connectionString, options.caCertificate);
   const results: QueueProvisioning[] = [];
   for (const queue of options.queues) {
     options.abortSignal?.throwIfAborted();

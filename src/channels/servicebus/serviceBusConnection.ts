@@ -25,6 +25,9 @@ import { proxyFor, proxySettingsFrom, type ProxyOptions, type ProxySettings } fr
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { webSocketProxyAgent } from '../network/webSocketAgent.js';
 import { toStorelinkError } from './serviceBusErrors.js';
+import { SdkSessionConsumer, type SessionConsumerOptions } from './sessionConsumer.js';
+
+export type { SessionConsumerOptions } from './sessionConsumer.js';
 
 export type { ProxyOptions } from '../network/proxy.js';
 export type { TlsTrustOptions } from '../network/tlsTrust.js';
@@ -87,6 +90,10 @@ export interface OutgoingQueueMessage {
   body: unknown;
   correlationId?: string;
   replyTo?: string;
+  /** Where a reply to this message should go within `replyTo` (a session of a session-enabled entity). */
+  replyToSessionId?: string;
+  /** The session this message belongs to: required by a session-enabled queue or subscription. */
+  sessionId?: string;
   subject?: string;
   /** Service Bus drops the message (or dead-letters it, if the queue says so) once this has passed. */
   timeToLiveInMs?: number;
@@ -98,6 +105,8 @@ export interface ReceivedQueueMessage {
   body: unknown;
   correlationId: string | undefined;
   replyTo: string | undefined;
+  replyToSessionId: string | undefined;
+  sessionId: string | undefined;
   subject: string | undefined;
   applicationProperties: Record<string, unknown>;
   /** 1 on the first delivery. */
@@ -134,7 +143,10 @@ export type QueueConsumerEvent =
   | { type: 'closed' };
 
 export interface QueueConsumerOptions {
+  /** A queue, or with `subscription` the topic it belongs to. */
   queue: string;
+  /** Receive from this subscription of the topic named by `queue` instead of from a queue. */
+  subscription?: string;
   handler: (delivery: QueueDelivery) => Promise<void>;
   /** Messages handled at once; default 1, so a store applies its operations in order. */
   concurrency?: number;
@@ -161,6 +173,8 @@ export interface QueueConsumer {
 export interface ServiceBusConnection extends AsyncDisposable {
   createSender(queue: string): QueueSender;
   createConsumer(options: QueueConsumerOptions): QueueConsumer;
+  /** Holds one session of a session-enabled subscription (and adopts orphaned ones if asked): sessionConsumer.ts. */
+  createSessionConsumer(options: SessionConsumerOptions): QueueConsumer;
   /** Closes every sender and consumer created here, then the client. Idempotent. */
   close(): Promise<void>;
 }
@@ -176,6 +190,8 @@ function toSdkMessage(message: OutgoingQueueMessage): ServiceBusMessage {
     contentType: 'application/json',
     ...(message.correlationId === undefined ? {} : { correlationId: message.correlationId }),
     ...(message.replyTo === undefined ? {} : { replyTo: message.replyTo }),
+    ...(message.replyToSessionId === undefined ? {} : { replyToSessionId: message.replyToSessionId }),
+    ...(message.sessionId === undefined ? {} : { sessionId: message.sessionId }),
     ...(message.subject === undefined ? {} : { subject: message.subject }),
     ...(message.timeToLiveInMs === undefined ? {} : { timeToLive: Math.max(1, Math.floor(message.timeToLiveInMs)) }),
     ...(message.applicationProperties === undefined ? {} : { applicationProperties: message.applicationProperties }),
@@ -198,6 +214,8 @@ export function receivedMessageOf(message: ServiceBusReceivedMessage): ReceivedQ
     body: message.body,
     correlationId: stringOrUndefined(message.correlationId),
     replyTo: message.replyTo,
+    replyToSessionId: message.replyToSessionId,
+    sessionId: message.sessionId,
     subject: message.subject,
     applicationProperties: { ...(message.applicationProperties ?? {}) },
     // Over AMQP the SDK reports earlier attempts (0 on the first delivery); count this one too, as Service Bus does.
@@ -358,6 +376,14 @@ class SdkServiceBusConnection implements ServiceBusConnection {
     return this.#own(consumer);
   }
 
+  createSessionConsumer(options: SessionConsumerOptions): QueueConsumer {
+    this.#assertOpen();
+    const consumer = new SdkSessionConsumer(this.#client, options, this.#logger.child({ topic: options.topic, subscription: options.subscription }), () =>
+      this.#closeables.delete(consumer),
+    );
+    return this.#own(consumer);
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#closeables].map((closeable) => closeable.close()));
@@ -452,10 +478,13 @@ class SdkQueueConsumer implements QueueConsumer {
   }
 
   #subscribe(): void {
-    const receiver = this.#client.createReceiver(this.#options.queue, {
-      receiveMode: 'peekLock',
+    const receiverOptions = {
+      receiveMode: 'peekLock' as const,
       maxAutoLockRenewalDurationInMs: this.#options.maxLockRenewalInMs ?? DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
-    });
+    };
+    const { queue, subscription } = this.#options;
+    const receiver =
+      subscription === undefined ? this.#client.createReceiver(queue, receiverOptions) : this.#client.createReceiver(queue, subscription, receiverOptions);
     this.#receiver = receiver;
     this.#lastActivityInMs = performance.now();
     this.#subscription = receiver.subscribe(
