@@ -290,7 +290,10 @@ class DefaultDispatcher implements Dispatcher {
     this.#logger = (options.logger ?? silentLogger).child({ component: 'dispatcher' });
     if (options.database !== undefined) {
       const { connectionString, retentionInMs, pruneIntervalInMs } = options.database;
-      const dataDir = options.dataDir === undefined ? undefined : path.join(options.dataDir, 'database');
+      // PGlite serves one process: it lives in the folder this instance locks at start (claimInstanceDir), its own
+      // under instances/<id>/ when the dataDir is shared. Several instances share records only through PostgreSQL.
+      const instanceFolder = options.dataDir === undefined ? undefined : options.instanceId === undefined ? options.dataDir : path.join(options.dataDir, 'instances', options.instanceId);
+      const dataDir = instanceFolder === undefined ? undefined : path.join(instanceFolder, 'database');
       this.#records = new OperationRecords({
         database: connectionString === undefined ? (dataDir === undefined ? {} : { dataDir }) : { connectionString },
         ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),

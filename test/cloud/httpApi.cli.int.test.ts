@@ -49,6 +49,8 @@ async function createKey(directory: string, name: string, scopes: string): Promi
 }
 
 describe('storelink cloud', () => {
+  // A child process that loads the CLI, opens its PGlite operation records and connects both channels before its
+  // first line: under a full parallel run that alone can take most of the default 20 s.
   it('runs the dispatcher and its HTTP API from a configuration file, prints its URL, and stops on SIGTERM with exit 0', async () => {
     const azure = await startEmulators({
       namespaces: [{ queues: [{ name: 'store-paris-1' }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }],
@@ -117,7 +119,7 @@ describe('storelink cloud', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(0);
     expect(stdout).toBe('');
-  });
+  }, 90_000);
 
   it.each([
     ['no/such/cloud.json', undefined, 2, 'no such file'],

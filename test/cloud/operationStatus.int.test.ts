@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FetchFunction } from '../../src/channels/relay/relaySender.js';
 import { createDispatcher, type Delivery, type Dispatcher, type OperationOutcome, type OperationStatus } from '../../src/cloud/dispatcher.js';
 import { createCloudHttpApi } from '../../src/cloud/httpApi.js';
+import { operationStatusSchema } from '../../src/cloud/http/responseSchemas.js';
 import { isStorelinkError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { parsePolicy } from '../../src/core/policy.js';
@@ -102,6 +103,8 @@ describe('GET /operations/:id', () => {
     expect(delivery).toMatchObject({ channel: 'relay', outcome: 'delivered' });
     const status = await json<OperationStatus>(await call(`/operations/${delivery.operationId}`));
     expect(Object.keys(status).sort()).toEqual(STATUS_FIELDS);
+    // The answer is what the OpenAPI document says it is, field for field.
+    operationStatusSchema.strict().parse(status);
     expect(status).toMatchObject({
       id: delivery.operationId,
       storeId: 'paris-1',
@@ -128,6 +131,7 @@ describe('GET /operations/:id', () => {
     expect(outcome.late).toBe(true);
     const status = await json<OperationStatus>(await call(`/operations/${id}`));
     expect(status).toMatchObject({ status: 'done', channel: 'queue', lateOutcomes: 1, outcome: { outcome: 'done', channel: 'queue', late: true } });
+    operationStatusSchema.strict().parse(status);
     expect(status.outcomeAt).not.toBeNull();
   });
 

@@ -10,6 +10,7 @@ import type { Dispatcher } from '../dispatcher.js';
 import { DEFAULT_OPERATIONS_PAGE, MAX_OPERATIONS_PAGE } from '../operationRecords.js';
 import { allowOnly } from './errors.js';
 import { storeParamsSchema, type ZodTypeProvider } from './zodValidation.js';
+import { operationPageSchema, operationStatusSchema } from './responseSchemas.js';
 
 /** A cursor is ours (base64url of a small JSON array): anything longer was not made here. */
 const MAX_CURSOR_LENGTH = 200;
@@ -33,11 +34,11 @@ export interface OperationStatusRoutesOptions {
 
 export const operationStatusRoutes: FastifyPluginCallback<OperationStatusRoutesOptions> = (fastify, { dispatcher }, done) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  app.get('/operations/:id', { schema: { params: operationParamsSchema }, config: { scope: 'read' } }, async (request) => {
+  app.get('/operations/:id', { schema: { params: operationParamsSchema }, config: { scope: 'read', openapi: { summary: 'What became of one operation, from the operation records (any instance)', response: { description: 'The operation', schema: operationStatusSchema }, errors: ['OPERATION_NOT_FOUND', 'ROUTE_NOT_FOUND', 'DATABASE_UNAVAILABLE'] } } }, async (request) => {
     await dispatcher.start();
     return dispatcher.operation(request.params.id);
   });
-  app.get('/stores/:storeId/operations', { schema: { params: storeParamsSchema, querystring: storeOperationsQuerySchema }, config: { scope: 'read' } }, async (request) => {
+  app.get('/stores/:storeId/operations', { schema: { params: storeParamsSchema, querystring: storeOperationsQuerySchema }, config: { scope: 'read', openapi: { summary: "A store's recent operations, newest first, paged", response: { description: 'One page', schema: operationPageSchema }, errors: ['STORE_UNKNOWN', 'ROUTE_NOT_FOUND', 'DATABASE_UNAVAILABLE'] } } }, async (request) => {
     const { storeId } = request.params;
     await dispatcher.start();
     if (!dispatcher.stores().some((store) => store.storeId === storeId)) {

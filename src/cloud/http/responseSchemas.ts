@@ -54,3 +54,38 @@ export const storeListSchema = z.object({ stores: z.array(storeLinkViewSchema) }
 export const apiKeyListSchema = z.object({
   keys: z.array(z.object({ name: z.string(), scopes: z.array(z.enum(API_SCOPES)), createdAt: isoInstant, expiresAt: isoInstant.optional() })),
 });
+
+/** An operation's final outcome as the cloud learnt it (src/cloud/outcomes.ts, OperationOutcome). */
+export const operationOutcomeSchema = z.object({
+  operationId: z.string(),
+  storeId: z.string(),
+  type: z.string(),
+  outcome: z.enum(['done', 'rejected', 'failed']),
+  reply: jsonValue.optional(),
+  rejection: z.object({ code: z.string(), message: z.string() }).optional(),
+  failure: z.object({ code: z.string(), message: z.string(), executed: z.boolean() }).optional(),
+  channel: z.enum(['relay', 'queue']),
+  late: z.boolean(),
+  at: isoInstant,
+});
+
+/** `GET /operations/:id`: what became of one operation (src/cloud/operationRecords.ts, OperationStatus). */
+export const operationStatusSchema = z.object({
+  id: z.string(),
+  storeId: z.string(),
+  type: z.string(),
+  latency: z.enum(['async', 'realtime']),
+  status: z.enum(['in-flight', 'queued', 'done', 'rejected', 'failed']),
+  channel: z.enum(['relay', 'queue']).nullable(),
+  fallback: z.string().nullable(),
+  outcome: operationOutcomeSchema.nullable(),
+  lateOutcomes: z.number().int(),
+  publishedAt: isoInstant,
+  deliveredAt: isoInstant.nullable(),
+  outcomeAt: isoInstant.nullable(),
+  durationInMs: z.number().nullable(),
+  instanceId: z.string(),
+});
+
+/** `GET /stores/:storeId/operations`: one page of a store's records, newest first. */
+export const operationPageSchema = z.object({ operations: z.array(operationStatusSchema), nextCursor: z.string().nullable() });
