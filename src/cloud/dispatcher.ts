@@ -252,6 +252,8 @@ class DefaultDispatcher implements Dispatcher {
   readonly #records: OperationRecords | undefined;
   /** Outcome records being written, by operation id: the inbox completes the message that carried one after it. */
   readonly #recordings = new Map<string, Promise<void>>();
+  /** Inbox replies held while their publish is under way: each waits for the recording the publish's return starts. */
+  readonly #heldRecordings = new Map<string, ((recording: Promise<void>) => void)[]>();
   #links: StoreLinks | undefined;
   #linkStore: LinkStore | undefined;
   #instanceId: string | undefined;
@@ -278,6 +280,8 @@ class DefaultDispatcher implements Dispatcher {
         this.#outcomes$.next(outcome);
         const recording = this.#recordOutcome(outcome);
         this.#recordings.set(outcome.operationId, recording);
+        for (const resolve of this.#heldRecordings.get(outcome.operationId) ?? []) resolve(recording);
+        this.#heldRecordings.delete(outcome.operationId);
         recording
           .catch((error: unknown) => this.#logger.error({ err: error, operationId: outcome.operationId }, 'could not record the outcome'))
           .finally(() => {
@@ -441,8 +445,10 @@ class DefaultDispatcher implements Dispatcher {
       },
       onReply: async (message, body) => {
         const outcome = this.#outcomes.replied(message, body);
-        // Durable before the message is completed: the record of the outcome it reported (if it reported one now).
-        await this.#recordings.get(outcome.operationId);
+        // Durable before the message is completed: the record of the outcome it reported (if it reported one now), or,
+        // when its publish is still under way (the tracker holds the reply), the record written once that returns.
+        const held = this.#outcomes.holds(outcome.operationId) ? new Promise<Promise<void>>((resolve) => this.#heldRecordings.set(outcome.operationId, [...(this.#heldRecordings.get(outcome.operationId) ?? []), resolve])) : undefined;
+        await (this.#recordings.get(outcome.operationId) ?? (held === undefined ? undefined : await held));
         await handoff?.outcome?.(outcome);
       },
       logger: this.#logger,

@@ -118,9 +118,11 @@ export function createInboxHandler(parts: InboxParts): (delivery: QueueDelivery)
         await reject(delivery, message, 'wrong-store', `store "${message.storeId}" replied about operation ${message.correlationId}, which was sent to store "${sentTo}"`);
         return;
       }
-      await parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
+      // The waiting caller first: its publish returns, and the outcome record it starts is what onReply awaits before
+      // the message is completed.
       const answered = replies.settle(message.correlationId, message.storeId, body.data);
       if (answered !== undefined && body.data.outcome === 'done') cache.remember(answered, body.data.result);
+      await parts.onReply({ storeId: message.storeId, type: message.type, correlationId: message.correlationId }, body.data);
     } else if (message.kind === 'announcement') {
       const body = announcementBodySchema.safeParse(message.body);
       if (!body.success) {

@@ -120,6 +120,11 @@ export class OutcomeTracker {
     return this.#inFlight.get(operationId)?.storeId ?? this.#open.get(operationId) ?? this.#reported.get(operationId)?.storeId;
   }
 
+  /** True while an outcome from the inbox waits for its publish to return (reported then, not yet). */
+  holds(operationId: string): boolean {
+    return this.#inFlight.get(operationId)?.held !== undefined;
+  }
+
   /** A publish returned: with its delivery, or without one (it threw). */
   returned(operationId: string, delivery: Delivery | undefined): void {
     const entry = this.#inFlight.get(operationId);
