@@ -69,7 +69,7 @@ export const PARTS = [
     name: 'store',
     files: ['src/store/**'],
     role: 'store agent, executor, outbox flusher, store modules',
-    uses: ['core', 'store-state', 'channel-servicebus', 'channel-relay', 'user-modules'],
+    uses: ['core', 'store-state', 'channel-servicebus', 'channel-relay', 'user-modules', 'directory-lock'],
     why: 'sees the channels through small interfaces; knows nothing of the cloud or the emulators',
   },
   {
@@ -83,7 +83,7 @@ export const PARTS = [
     name: 'cloud',
     files: ['src/cloud/**'],
     role: 'dispatcher and its parts, link registry, HTTP API, metrics',
-    uses: ['core', 'machines', 'channel-servicebus', 'channel-relay', 'cloud-database'],
+    uses: ['core', 'machines', 'channel-servicebus', 'channel-relay', 'cloud-database', 'directory-lock'],
     why: 'routes through the link chart and sees the channels through small interfaces; knows nothing of the store or the emulators',
   },
   {
@@ -155,6 +155,13 @@ export const PARTS = [
     files: ['src/packageRoot.ts'],
     role: "finds storelink's own files (package.json, samples) in any build layout",
     why: 'a leaf: it reads the file system and imports no part',
+  },
+  {
+    name: 'directory-lock',
+    files: ['src/directoryLock.ts'],
+    role: "one process at a time in a directory: the store agent's data dir and each cloud instance's folder",
+    uses: ['core'],
+    why: 'a leaf both sides share: the same lock file rules (created whole, stale holders taken over) for the store and the cloud',
   },
   {
     name: 'user-modules',

@@ -5,16 +5,15 @@
  * - without one, the instance id is kept in `<dataDir>/instance-id` (made once, at random) and the snapshots stay in
  *   `<dataDir>` as a single instance always kept them.
  *
- * Either way the folder is claimed with a lock file naming its holder (pid, host): a second live process on the same
- * folder (two instances given the same id, or two without one on one dataDir) is refused with DATA_DIR_IN_USE, never
- * left to overwrite the other's snapshots. A lock left by a process that is gone is taken over.
+ * Either way the folder is claimed with `cloud.lock` (src/directoryLock.ts): a second live process on the same folder
+ * (two instances given the same id, or two without one on one dataDir) is refused with DATA_DIR_IN_USE, never left to
+ * overwrite the other's snapshots. A lock left by a process that is gone is taken over.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { StorelinkError } from '../core/errors.js';
 import { instanceIdSchema } from '../core/names.js';
+import { lockDirectory, type DirectoryLock } from '../directoryLock.js';
 
 export const INSTANCE_ID_FILE = 'instance-id';
 export const CLOUD_LOCK_FILE = 'cloud.lock';
@@ -28,15 +27,6 @@ export interface InstanceDir {
 
 function isErrno(error: unknown, code: string): boolean {
   return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return !isErrno(error, 'ESRCH');
-  }
 }
 
 export function checkInstanceId(instanceId: string, what: string): string {
@@ -59,35 +49,12 @@ async function storedInstanceId(dataDir: string): Promise<string> {
   return id;
 }
 
-async function lock(directory: string, instanceId: string): Promise<() => Promise<void>> {
-  const file = path.join(directory, CLOUD_LOCK_FILE);
-  const content = JSON.stringify({ pid: process.pid, host: hostname(), instanceId, since: new Date().toISOString() });
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    try {
-      const handle = await open(file, 'wx');
-      await handle.writeFile(content);
-      await handle.close();
-      return async () => {
-        await unlink(file).catch(() => undefined);
-      };
-    } catch (error) {
-      if (!isErrno(error, 'EEXIST')) throw error;
-    }
-    const held = await readFile(file, 'utf8')
-      .then((text) => JSON.parse(text) as { pid?: unknown; host?: unknown; instanceId?: unknown })
-      .catch(() => undefined);
-    const live = held !== undefined && typeof held.pid === 'number' && (held.host !== hostname() || isAlive(held.pid));
-    if (live) {
-      throw new StorelinkError(
-        'DATA_DIR_IN_USE',
-        `${directory} is in use by cloud instance ${String(held.instanceId)} (pid ${String(held.pid)} on ${String(held.host)}): ` +
-          'give each instance its own instanceId (or its own dataDir)',
-      );
-    }
-    // Left by a process that is gone (or unreadable): take it over.
-    await unlink(file).catch(() => undefined);
-  }
-  throw new StorelinkError('DATA_DIR_IN_USE', `${directory}: could not take ${CLOUD_LOCK_FILE}`);
+function lock(directory: string, holder: string): Promise<DirectoryLock> {
+  return lockDirectory(directory, {
+    fileName: CLOUD_LOCK_FILE,
+    holder,
+    inUse: (folder, heldBy, file) => `${folder} is in use by ${heldBy}: give each instance its own instanceId (or its own dataDir); if it is gone, remove ${file}`,
+  });
 }
 
 /** Resolves the instance id and claims its folder (see the module comment). */
@@ -96,12 +63,12 @@ export async function claimInstanceDir(options: { dataDir?: string; instanceId?:
   if (options.dataDir === undefined) return { instanceId: configured ?? randomUUID(), linkDir: undefined, release: () => Promise.resolve() };
   const linkDir = configured === undefined ? options.dataDir : path.join(options.dataDir, 'instances', configured);
   await mkdir(linkDir, { recursive: true });
-  const release = await lock(linkDir, configured ?? '(from instance-id)');
+  const claim = await lock(linkDir, configured === undefined ? `the cloud instance whose id is in ${INSTANCE_ID_FILE}` : `cloud instance ${configured}`);
   try {
     const instanceId = configured ?? (await storedInstanceId(options.dataDir));
-    return { instanceId, linkDir, release };
+    return { instanceId, linkDir, release: () => claim.release() };
   } catch (error) {
-    await release();
+    await claim.release();
     throw error;
   }
 }

@@ -92,6 +92,7 @@ describe('arrows between parts', () => {
     // Leaves stay leaves.
     ['package-root', 'src/packageRoot.ts', './core/errors.js'],
     ['user-modules', 'src/userModules.ts', './store/storeModule.js'],
+    ['directory-lock', 'src/directoryLock.ts', './store/ledger.js'],
     // Samples are a user's code: no channel or emulator directly.
     ['samples', 'samples/virtual.ts', '../src/channels/relay/relaySender.js'],
     ['samples', 'samples/virtual.ts', '../src/emulator/index.js'],
