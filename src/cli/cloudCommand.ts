@@ -78,6 +78,18 @@ const cloudConfigSchema = z
         retentionInMs: z.number().int('expected a whole number of milliseconds').min(60_000, 'expected at least 60000 ms (a minute)').optional(),
       })
       .optional(),
+    /** What `GET /metrics` labels: by store (`off`, `all` or the `{ top: N }` busiest, default 50) and how many types (default 100). */
+    metrics: z
+      .strictObject({
+        perStore: z
+          .union([
+            z.enum(['off', 'all'], { message: 'expected "off", "all" or { "top": N }' }),
+            z.strictObject({ top: z.number().int('expected a whole number of stores').min(1, 'expected at least 1 store') }),
+          ], { message: 'expected "off", "all" or { "top": N } with N a whole number of stores, 1 or more' })
+          .optional(),
+        maxOperationTypes: z.number().int('expected a whole number of types').min(0, 'expected 0 or more types').optional(),
+      })
+      .optional(),
     /** The cloud's private key (PEM file, relative to the configuration file): it signs every operation. */
     signing: signingKeyConfigSchema,
     http: z.strictObject({
@@ -128,6 +140,7 @@ export interface CloudConfig {
   stores: { storeId: string; bidirectional: boolean; queue?: string; hybridConnection?: string; publicKeys: Record<string, string> }[];
   dataDir?: string;
   database: { connectionString?: string; retentionInMs?: number };
+  metrics: { perStore?: 'off' | 'all' | { top: number }; maxOperationTypes?: number };
   signing: SigningKey;
   /** `apiKeysFile` resolved against the configuration file's folder; or the deprecated `token`. */
   http: { host: string; port: number; tls?: { cert: string; key: string } } & ({ apiKeysFile: string; token?: undefined } | { token: string; apiKeysFile?: undefined });
@@ -169,6 +182,10 @@ export async function readCloudConfig(file: string, env: NodeJS.ProcessEnv = pro
     database: {
       ...(config.database?.connectionString === undefined ? {} : { connectionString: resolveSecret(config.database.connectionString, 'database.connectionString', env) }),
       ...(config.database?.retentionInMs === undefined ? {} : { retentionInMs: config.database.retentionInMs }),
+    },
+    metrics: {
+      ...(config.metrics?.perStore === undefined ? {} : { perStore: config.metrics.perStore }),
+      ...(config.metrics?.maxOperationTypes === undefined ? {} : { maxOperationTypes: config.metrics.maxOperationTypes }),
     },
     ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
     signing: await readSigningKey(config.signing, base),
@@ -234,6 +251,7 @@ export function addCloudCommand(program: Command, io: CliIo): void {
         port: config.http.port,
         ...(config.http.tls === undefined ? {} : { tls: config.http.tls }),
         logger,
+        metrics: config.metrics,
         console: { assetsDir: path.join(storelinkPackage().root, 'dist', 'console'), chart: chartModelOf(chart?.machine ?? BUILT_IN_CHARTS['storeLink']!) },
         deadLetters: {
           connectionString: config.deadLetters?.connectionString ?? config.serviceBus.connectionString,
