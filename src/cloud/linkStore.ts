@@ -32,6 +32,8 @@ export interface LinkStore {
   delete(storeId: string): void;
   /** Resolves when everything set so far is on disk. */
   flush(): Promise<void>;
+  /** Writes to the file (or the memory store) so far: what tests and benchmarks count. */
+  readonly writeCount: number;
 }
 
 /**
@@ -53,6 +55,7 @@ export async function openLinkStore(directory: string | undefined, writeDelayInM
   await db.read();
   let pending: Promise<void> | undefined;
   let dirty = false;
+  let writeCount = 0;
   let wake: (() => void) | undefined;
   const schedule = (): Promise<void> => {
     dirty = true;
@@ -71,6 +74,7 @@ export async function openLinkStore(directory: string | undefined, writeDelayInM
         while (dirty) {
           dirty = false;
           await db.write();
+          writeCount += 1;
         }
       } finally {
         pending = undefined;
@@ -101,6 +105,9 @@ export async function openLinkStore(directory: string | undefined, writeDelayInM
     flush: () => {
       wake?.();
       return pending ?? Promise.resolve();
+    },
+    get writeCount() {
+      return writeCount;
     },
   };
 }

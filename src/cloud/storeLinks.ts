@@ -12,8 +12,11 @@
  * in one schedule (wakeSchedule.ts). A link that rested with no timer is restored without `link.resumed`, so its next
  * event meets exactly the snapshot it left. Nothing here names a state of the chart.
  *
- * Every change is persisted (linkStore.ts) and survives a restart: a persisted link is restored on next use, or at
- * start by `resume()`. Reading a link never starts an actor.
+ * Every change a restart needs is persisted (linkStore.ts): the state value and the whole context, since the registry
+ * does not know which of the chart's fields its guards or timers read (the default chart's failure count, trips and
+ * deadlines all are). A snapshot equal to the one last persisted (a success on a healthy link, a wake that re-armed the
+ * same deadlines) writes nothing. A persisted link is restored on next use, or at start by `resume()`. Reading a link
+ * never starts an actor.
  */
 import { createHash } from 'node:crypto';
 import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
@@ -114,6 +117,19 @@ interface LiveLink {
   unsubscribe: () => void;
 }
 
+/** Deep equality of two JSON values (contexts): shared parts are compared by reference first. */
+function sameJson(left: unknown, right: unknown): boolean {
+  if (left === right) return true;
+  if (typeof left !== 'object' || typeof right !== 'object' || left === null || right === null) return false;
+  if (Array.isArray(left) !== Array.isArray(right)) return false;
+  const leftKeys = Object.keys(left);
+  if (leftKeys.length !== Object.keys(right).length) return false;
+  for (const key of leftKeys) {
+    if (!Object.hasOwn(right, key) || !sameJson((left as Record<string, unknown>)[key], (right as Record<string, unknown>)[key])) return false;
+  }
+  return true;
+}
+
 function deepFreeze<Value>(value: Value): Value {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
@@ -142,6 +158,9 @@ class LinkRecord implements PersistedLink {
   trialInFlight = false;
   /** The chart did not re-arm a due timer on `link.resumed`: it keeps time some other way, so its actor stays. */
   pinned = false;
+  /** What the link store last took for this link: a snapshot with the same reading and context writes nothing. */
+  savedReading: Reading | undefined;
+  savedContext: unknown;
 
   constructor(storeId: string, chart: ChartIdentity, reading: Reading, reported: Reading | undefined, enteredAtInMs: number, timed: boolean) {
     this.storeId = storeId;
@@ -242,6 +261,8 @@ export class StoreLinks {
       const snapshot = persisted.snapshot as Record<string, unknown>;
       const reading = this.#readingOf(this.#chart.resolveState(snapshot as never));
       const record = new LinkRecord(storeId, this.#identity, reading, reading, persisted.enteredAtInMs, true);
+      record.savedReading = reading;
+      record.savedContext = snapshot['context'];
       const shape = this.#shapeOf(snapshot, () => reading);
       if (shape === undefined) record.raw = snapshot;
       else {
@@ -331,7 +352,7 @@ export class StoreLinks {
       record.enteredAtInMs = this.#now();
       this.#options.onChange({ storeId: record.storeId, state: snapshot.value as StateValue, tags: [...reading.tags], previousState: previous });
     }
-    this.#options.store.set(record.storeId, record);
+    this.#save(record, reading, snapshot.context);
     const live = record.live;
     // Inside a step of its own (a wake, an event, a due timer) the registry tries to rest the link right after.
     if (live !== undefined && !live.restQueued && !this.#stepping.has(record)) {
@@ -342,6 +363,17 @@ export class StoreLinks {
         if (record.live === live) this.#settle(record);
       });
     }
+  }
+
+  /**
+   * Hands the link to the link store when what a restart needs changed: its state or its context. A write of the
+   * whole snapshot also carries `enteredAtInMs`, which changes only with the state.
+   */
+  #save(record: LinkRecord, reading: Reading, context: unknown): void {
+    if (record.savedReading === reading && sameJson(record.savedContext, context)) return;
+    record.savedReading = reading;
+    record.savedContext = context;
+    this.#options.store.set(record.storeId, record);
   }
 
   /**

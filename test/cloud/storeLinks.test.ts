@@ -288,6 +288,58 @@ describe('link registry: actors only while the chart runs something', () => {
   });
 });
 
+describe('link registry: only what a restart needs is written', () => {
+  async function fileRegistry() {
+    const directory = await mkdtemp(path.join(tmpdir(), 'storelink-links-'));
+    directories.push(directory);
+    return registry({ store: await openLinkStore(directory, 60_000) });
+  }
+
+  it('a success on a healthy link writes no snapshot', async () => {
+    const { links, store } = await fileRegistry();
+    links.resume('paris-1');
+    await store.flush();
+    const writes = store.writeCount;
+    const persisted = JSON.stringify(store.get('paris-1'));
+    for (let call = 0; call < 50; call += 1) links.send('paris-1', { type: 'relay.succeeded' });
+    await store.flush();
+    expect(store.writeCount).toBe(writes);
+    expect(JSON.stringify(store.get('paris-1'))).toBe(persisted);
+    expect(links.liveCount).toBe(0);
+    // A failure below the threshold changes the count the chart's guard reads after a restart: written.
+    links.send('paris-1', { type: 'relay.failed', reason: 'timeout' });
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 1);
+    expect((store.get('paris-1')!.snapshot as { context: { consecutiveFailures: number } }).context.consecutiveFailures).toBe(1);
+    // The success that resets it is written too; the next one is not.
+    links.send('paris-1', { type: 'relay.succeeded' });
+    links.send('paris-1', { type: 'relay.succeeded' });
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 2);
+    expect((store.get('paris-1')!.snapshot as { context: { consecutiveFailures: number } }).context.consecutiveFailures).toBe(0);
+  });
+
+  it('a wake that re-arms the same deadlines writes nothing; a trip is written and starts the actor its timers need', async () => {
+    const { links, store } = await fileRegistry();
+    links.resume('paris-1');
+    await store.flush();
+    const writes = store.writeCount;
+    // Evicted and woken again by an event the shortcut cannot take (a trip enters the timed cool-down).
+    for (let failure = 0; failure < LINK.failureThreshold; failure += 1) links.send('paris-1', { type: 'relay.failed', reason: 'timeout' });
+    expect(topStateOf(links.read('paris-1').state)).toBe('tripped');
+    expect(links.liveCount).toBe(1);
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 1);
+    // Resting it and bringing it back (link.resumed re-arms the same deadlines) is no change for a restart.
+    expect(links.evictIdle(0, () => false)).toBe(1);
+    links.resume('paris-1');
+    expect(links.liveCount).toBe(1);
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 1);
+  });
+
+});
+
 describe('link registry: restart, restore and eviction', () => {
   async function fileStore(): Promise<{ open: () => Promise<LinkStore> }> {
     const directory = await mkdtemp(path.join(tmpdir(), 'storelink-links-'));
