@@ -411,7 +411,8 @@ export class StoreLinks {
       return false;
     }
     if (pure.actions.length > 0 || next.status !== 'active' || Object.keys(next.children as object).length > 0) return false;
-    if (Object.keys(next.historyValue as object).length > 0 || this.#readingOf(next) !== shape.reading) return false;
+    // The same state: compared in place (a reading's key is the value's JSON, which costs more to make than this).
+    if (Object.keys(next.historyValue as object).length > 0 || !sameJson(next.value, shape.reading.state)) return false;
     this.#eventsWithoutActor += 1;
     if (!sameJson(record.context, next.context)) record.context = next.context;
     this.#save(record, shape.reading, record.context);
