@@ -15,7 +15,7 @@
  *
  *   node --import tsx bench/wholePath.bench.ts
  *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
- *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
+ *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes, <dir>/<process>/*.<pid>.0.*.cpuprofile for the main thread; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,7 +54,9 @@ function keyPem(keyId: string): KeyPem {
 
 const work = await mkdtemp(path.join(tmpdir(), 'storelink-wholepath-'));
 const children: ChildProcess[] = [];
-const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}.cpuprofile`]);
+// One folder per process: with a fixed --cpu-prof-name, tsx's loader thread wrote its profile over the main thread's.
+// Node's own names end in .<pid>.<thread id>.<seq>.cpuprofile; the main thread's id is 0.
+const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)]);
 const rows: Row[] = [];
 try {
   const storeIds = Array.from({ length: storeTotal }, (_, i) => `bench-${i + 1}`);

@@ -1,12 +1,13 @@
 /**
  * The API key file on disk: read by the cloud HTTP API whenever it changes, written by `storelink apikeys`.
  *
- * The API checks the file on every request (one `stat`, a few microseconds) and re-reads it when its identity, size,
- * modification or change time differ from the copy it holds. That is chosen over `fs.watch`: a watch follows the
- * inode, so it misses a file replaced by rename (how editors and `apikeys` save) unless re-armed, is unreliable on
- * network and container-mounted file systems, and a debounce leaves a revoked key valid for its delay. With a check per
- * request, a key removed from the file is refused from the next request on, and nothing has to be closed. A copy
- * more than a second old is read again even when the file looks the same (see MAX_COPY_AGE_IN_MS).
+ * The API checks the file (one `stat`) at most every `recheckAfterInMs` (default API_KEY_RECHECK_IN_MS, half a second)
+ * and re-reads it when its identity, size, modification or change time differ from the copy it holds. A `stat` per
+ * request cost a thread-pool round trip on every call under load; checked this often, a key added to the file works,
+ * and a key removed from it is refused, within half a second of the file being saved. That is chosen over
+ * `fs.watch`: a watch follows the inode, so it misses a file replaced by rename (how editors and `apikeys` save) unless
+ * re-armed, is unreliable on network and container-mounted file systems, and has to be closed. A copy more than a
+ * second old is read again even when the file looks the same (see MAX_COPY_AGE_IN_MS).
  *
  * A file that cannot be read or is not valid (gone, half-written by an editor that writes in place) refuses every
  * request with API_KEYS_UNAVAILABLE (503, retryable) until it is fixed: the keys of an older copy are not trusted,
@@ -32,6 +33,16 @@ export function fixedApiKeys(ring: ApiKeyRing): ApiKeySource {
 
 type Loaded = { signature: string; at: number } & ({ ring: ApiKeyRing } | { error: StorelinkError });
 
+/** How long the API trusts its last look at the key file before it `stat`s it again: the bound on a rotation. */
+export const API_KEY_RECHECK_IN_MS = 500;
+
+export interface ApiKeyFileOptions {
+  /** At most this long between two looks at the file; default API_KEY_RECHECK_IN_MS. 0: on every request. */
+  recheckAfterInMs?: number;
+  /** A monotonic clock in ms; default `performance.now`. */
+  clock?: () => number;
+}
+
 /**
  * A copy this old is re-read even if the file looks unchanged: a same-size rewrite within the file system's timestamp
  * granularity (a few ms) onto a reused inode would otherwise go unseen until the next change.
@@ -39,8 +50,13 @@ type Loaded = { signature: string; at: number } & ({ ring: ApiKeyRing } | { erro
 const MAX_COPY_AGE_IN_MS = 1_000;
 
 /** The keys of `file`, re-read whenever it changes. */
-export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
+export function apiKeysFromFile(file: string, logger: Logger, options: ApiKeyFileOptions = {}): ApiKeySource {
+  const recheckAfterInMs = options.recheckAfterInMs ?? API_KEY_RECHECK_IN_MS;
+  if (!(recheckAfterInMs >= 0)) throw new RangeError('apiKeysFromFile: recheckAfterInMs must be a number of ms, at least 0');
+  const clock = options.clock ?? (() => performance.now());
   let loaded: Loaded | undefined;
+  /** When the file was last looked at (clock), and the copy that look left. */
+  let checkedAt = Number.NEGATIVE_INFINITY;
   let loading: { signature: string; promise: Promise<ApiKeyRing> } | undefined;
 
   const unavailable = (message: string, cause?: unknown) =>
@@ -53,12 +69,12 @@ export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
     try {
       if (size > BigInt(MAX_API_KEY_FILE_BYTES)) throw new StorelinkError('FILE_UNREADABLE', `${file}: larger than ${MAX_API_KEY_FILE_BYTES} bytes, not an API key file`);
       const ring = new ApiKeyRing(parseApiKeyFile(await readFile(file, 'utf8'), file));
-      loaded = { signature, ring, at: performance.now() };
+      loaded = { signature, ring, at: clock() };
       if (news(false)) logger.info({ file, keys: ring.list().map(({ name, scopes }) => ({ name, scopes })) }, 'API keys loaded');
       return ring;
     } catch (cause) {
       const error = unavailable(isStorelinkError(cause) ? cause.message : (cause as Error).message, cause);
-      loaded = { signature, at: performance.now(), error };
+      loaded = { signature, at: clock(), error };
       if (news(true)) logger.error({ file, err: cause }, 'API key file unusable: every request is refused');
       throw error;
     } finally {
@@ -68,6 +84,12 @@ export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
 
   return {
     async current() {
+      const now = clock();
+      if (loaded !== undefined && loading === undefined && now - checkedAt < recheckAfterInMs) {
+        if ('error' in loaded) throw loaded.error;
+        return loaded.ring;
+      }
+      checkedAt = now;
       let signature: string;
       let size: bigint;
       try {
@@ -78,10 +100,10 @@ export function apiKeysFromFile(file: string, logger: Logger): ApiKeySource {
         if (loaded === undefined || !('error' in loaded) || loaded.signature !== 'missing') {
           logger.error({ file, err: cause }, 'API key file unreadable: every request is refused');
         }
-        loaded = { signature: 'missing', at: performance.now(), error: unavailable(`${file}: ${(cause as Error).message}`, cause) };
+        loaded = { signature: 'missing', at: clock(), error: unavailable(`${file}: ${(cause as Error).message}`, cause) };
         throw loaded.error;
       }
-      if (loaded?.signature === signature && performance.now() - loaded.at < MAX_COPY_AGE_IN_MS) {
+      if (loaded?.signature === signature && clock() - loaded.at < MAX_COPY_AGE_IN_MS) {
         if ('error' in loaded) throw loaded.error;
         return loaded.ring;
       }

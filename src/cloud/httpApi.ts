@@ -79,9 +79,11 @@ export interface CloudHttpApiOptions {
   dispatcher: Dispatcher;
   /**
    * The API key file (`{ keys: [{ name, scopes, hash, createdAt, expiresAt? }] }`, written by `storelink apikeys`),
-   * checked on every request and re-read when it changes. Give this or `token`.
+   * looked at every `apiKeysRecheckInMs` at most and re-read when it changes. Give this or `token`.
    */
   apiKeysFile?: string;
+  /** The bound on a key file change taking effect (a key added works, a key removed is refused); default 500. */
+  apiKeysRecheckInMs?: number;
   /**
    * @deprecated One shared bearer token with every scope (a key named `token`); use `apiKeysFile`. At least 16 characters.
    */
@@ -207,7 +209,7 @@ class DefaultCloudHttpApi implements CloudHttpApi {
     this.#apiKeys =
       options.apiKeysFile === undefined
         ? fixedApiKeys(new ApiKeyRing({ keys: [] }, { legacyToken: options.token! }))
-        : apiKeysFromFile(options.apiKeysFile, this.#logger);
+        : apiKeysFromFile(options.apiKeysFile, this.#logger, options.apiKeysRecheckInMs === undefined ? {} : { recheckAfterInMs: options.apiKeysRecheckInMs });
     const checkKey = createApiKeyCheck(this.#apiKeys, options.now ?? Date.now);
     const stillAdmitted = createStillAdmitted(this.#apiKeys, options.now ?? Date.now);
     const handleError = createErrorHandler(this.#logger);

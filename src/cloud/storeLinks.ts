@@ -12,11 +12,20 @@
  * in one schedule (wakeSchedule.ts). A link that rested with no timer is restored without `link.resumed`, so its next
  * event meets exactly the snapshot it left. Nothing here names a state of the chart.
  *
- * Every change is persisted (linkStore.ts) and survives a restart: a persisted link is restored on next use, or at
- * start by `resume()`. Reading a link never starts an actor.
+ * An event on a resting link is first computed without an actor, by the chart's own pure transition (xstate's
+ * `machine.transition` with an inert actor scope made once): when the chart's answer is the same state with no action
+ * to run (no timer armed or cancelled, no actor invoked, nothing sent), which is what a relay success on a healthy link
+ * is, the registry keeps the new context and is done. Anything else is thrown away and the event goes to a live actor
+ * as before, so the shortcut never has to know what the chart does, only that xstate found nothing for an actor to do.
+ *
+ * Every change a restart needs is persisted (linkStore.ts): the state value and the whole context, since the registry
+ * does not know which of the chart's fields its guards or timers read (the default chart's failure count, trips and
+ * deadlines all are). A snapshot equal to the one last persisted (a success on a healthy link, a wake that re-armed the
+ * same deadlines) writes nothing. A persisted link is restored on next use, or at start by `resume()`. Reading a link
+ * never starts an actor.
  */
 import { createHash } from 'node:crypto';
-import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
+import { createActor, fromPromise, getInitialSnapshot, type Actor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type StateValue } from 'xstate';
 import { PROBE_ACTOR, type LinkEvent, type LinkInput, type ProbeInput, type ProbeResult } from '../core/linkContract.js';
 import type { Logger } from '../core/logger.js';
 import type { LinkPolicy } from '../core/policy.js';
@@ -114,6 +123,19 @@ interface LiveLink {
   unsubscribe: () => void;
 }
 
+/** Deep equality of two JSON values (contexts): shared parts are compared by reference first. */
+function sameJson(left: unknown, right: unknown): boolean {
+  if (left === right) return true;
+  if (typeof left !== 'object' || typeof right !== 'object' || left === null || right === null) return false;
+  if (Array.isArray(left) !== Array.isArray(right)) return false;
+  const leftKeys = Object.keys(left);
+  if (leftKeys.length !== Object.keys(right).length) return false;
+  for (const key of leftKeys) {
+    if (!Object.hasOwn(right, key) || !sameJson((left as Record<string, unknown>)[key], (right as Record<string, unknown>)[key])) return false;
+  }
+  return true;
+}
+
 function deepFreeze<Value>(value: Value): Value {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
@@ -142,6 +164,9 @@ class LinkRecord implements PersistedLink {
   trialInFlight = false;
   /** The chart did not re-arm a due timer on `link.resumed`: it keeps time some other way, so its actor stays. */
   pinned = false;
+  /** What the link store last took for this link: a snapshot with the same reading and context writes nothing. */
+  savedReading: Reading | undefined;
+  savedContext: unknown;
 
   constructor(storeId: string, chart: ChartIdentity, reading: Reading, reported: Reading | undefined, enteredAtInMs: number, timed: boolean) {
     this.storeId = storeId;
@@ -179,6 +204,10 @@ export class StoreLinks {
   readonly #initialReadings = new Map<boolean, Reading>();
   #warnedPinned = false;
   #stopped = false;
+  /** The inert actor scope of the shortcut's pure transitions, and the actions xstate hands it to run. */
+  #pure: { scope: AnyActorScope; actions: unknown[] } | undefined;
+  #actorsStarted = 0;
+  #eventsWithoutActor = 0;
   /**
    * Links in a step (a wake, an event, a due timer) that tries to rest them when done: a change seen meanwhile queues
    * no check of its own, and their charts' new timers wait to see whether the link stays live.
@@ -242,6 +271,8 @@ export class StoreLinks {
       const snapshot = persisted.snapshot as Record<string, unknown>;
       const reading = this.#readingOf(this.#chart.resolveState(snapshot as never));
       const record = new LinkRecord(storeId, this.#identity, reading, reading, persisted.enteredAtInMs, true);
+      record.savedReading = reading;
+      record.savedContext = snapshot['context'];
       const shape = this.#shapeOf(snapshot, () => reading);
       if (shape === undefined) record.raw = snapshot;
       else {
@@ -306,6 +337,7 @@ export class StoreLinks {
       ...(snapshot === undefined ? {} : { snapshot: snapshot as AnyMachineSnapshot }),
     });
     const live: LiveLink = { actor, timers, lastUsedAtInMs: this.#now(), restQueued: false, unsubscribe: () => undefined };
+    this.#actorsStarted += 1;
     record.live = live;
     record.shape = undefined;
     record.context = undefined;
@@ -331,7 +363,7 @@ export class StoreLinks {
       record.enteredAtInMs = this.#now();
       this.#options.onChange({ storeId: record.storeId, state: snapshot.value as StateValue, tags: [...reading.tags], previousState: previous });
     }
-    this.#options.store.set(record.storeId, record);
+    this.#save(record, reading, snapshot.context);
     const live = record.live;
     // Inside a step of its own (a wake, an event, a due timer) the registry tries to rest the link right after.
     if (live !== undefined && !live.restQueued && !this.#stepping.has(record)) {
@@ -342,6 +374,70 @@ export class StoreLinks {
         if (record.live === live) this.#settle(record);
       });
     }
+  }
+
+  /**
+   * Hands the link to the link store when what a restart needs changed: its state or its context. A write of the
+   * whole snapshot also carries `enteredAtInMs`, which changes only with the state.
+   */
+  #save(record: LinkRecord, reading: Reading, context: unknown): void {
+    if (record.savedReading === reading && sameJson(record.savedContext, context)) return;
+    record.savedReading = reading;
+    record.savedContext = context;
+    this.#options.store.set(record.storeId, record);
+  }
+
+  /**
+   * The event on a resting link without an actor, when the chart allows it: xstate's pure transition from the resting
+   * snapshot leaves the link in the same state, with no action for an actor to run (no timer armed or cancelled, no
+   * actor invoked, nothing sent or raised) and no history to keep. Returns false (and changes nothing) otherwise.
+   *
+   * A link resting with a timer must be in the wake schedule (it rested in this run): one restored from an earlier run
+   * has not re-armed its timers yet, and a pinned chart keeps its own time; both take the actor path.
+   */
+  #sendResting(record: LinkRecord, event: LinkEvent): boolean {
+    const shape = record.shape;
+    if (shape === undefined || record.pinned || (record.timed && Number.isNaN(record.wakeAt))) return false;
+    const history = shape.base['historyValue'];
+    if (typeof history === 'object' && history !== null && Object.keys(history).length > 0) return false;
+    const pure = this.#pureScope();
+    pure.actions.length = 0;
+    let next: AnyMachineSnapshot;
+    try {
+      const current = this.#chart.resolveState({ value: shape.reading.state, context: record.context });
+      next = this.#chart.transition(current, event, pure.scope as never) as AnyMachineSnapshot;
+    } catch {
+      // Whatever made the pure step fail, the actor path meets it the way it always did.
+      return false;
+    }
+    if (pure.actions.length > 0 || next.status !== 'active' || Object.keys(next.children as object).length > 0) return false;
+    // The same state: compared in place (a reading's key is the value's JSON, which costs more to make than this).
+    if (Object.keys(next.historyValue as object).length > 0 || !sameJson(next.value, shape.reading.state)) return false;
+    this.#eventsWithoutActor += 1;
+    if (!sameJson(record.context, next.context)) record.context = next.context;
+    this.#save(record, shape.reading, record.context);
+    return true;
+  }
+
+  #pureScope(): { scope: AnyActorScope; actions: unknown[] } {
+    if (this.#pure !== undefined) return this.#pure;
+    // An actor that is never started, made once: `self` and `system` for the pure steps, as xstate's own
+    // `transition()` makes per call (which is what costs it about as much as a live actor's step).
+    const self = createActor(this.#chart, { input: this.#input('(pure transitions)') });
+    const actions: unknown[] = [];
+    const scope = {
+      self,
+      id: '',
+      sessionId: '',
+      logger: () => undefined,
+      defer: () => undefined,
+      system: self.system,
+      stopChild: () => undefined,
+      emit: () => undefined,
+      actionExecutor: (action: unknown) => void actions.push(action),
+    } as unknown as AnyActorScope;
+    this.#pure = { scope, actions };
+    return this.#pure;
   }
 
   /**
@@ -476,6 +572,7 @@ export class StoreLinks {
   send(storeId: string, event: RouterLinkEvent): void {
     if (this.#stopped) return;
     const record = this.#record(storeId, true, true)!;
+    if (record.live === undefined && this.#sendResting(record, { ...event, at: this.#now() })) return;
     const live = this.#step(record, () => {
       const woken = this.#wake(record);
       woken.lastUsedAtInMs = this.#now();
@@ -510,6 +607,16 @@ export class StoreLinks {
   /** Resting links waiting for a timer of their chart. */
   get restingWithTimerCount(): number {
     return this.#wakes.size;
+  }
+
+  /** Actors started from a snapshot (or the initial state) so far: what an event on a resting link used to cost. */
+  get actorsStarted(): number {
+    return this.#actorsStarted;
+  }
+
+  /** Events on resting links computed without an actor so far. */
+  get eventsWithoutActor(): number {
+    return this.#eventsWithoutActor;
   }
 
   liveStoreIds(): string[] {

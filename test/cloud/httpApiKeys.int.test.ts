@@ -28,7 +28,7 @@ function recordingLogger(lines: string[], bindings: Record<string, unknown> = {}
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error'), child: (more) => recordingLogger(lines, { ...bindings, ...more }) };
 }
 
-async function world(options: { now?: () => number; heartbeatIntervalInMs?: number } = {}) {
+async function world(options: { now?: () => number; heartbeatIntervalInMs?: number; apiKeysRecheckInMs?: number } = {}) {
   const azure = await startEmulators({ namespaces: [{ queues: [{ name: 'store-nice-3' }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }] });
   closeables.push(() => azure.close());
   const directory = await mkdtemp(path.join(tmpdir(), 'storelink-apikeys-'));
@@ -62,6 +62,7 @@ async function world(options: { now?: () => number; heartbeatIntervalInMs?: numb
     logger: recordingLogger(logLines),
     now: options.now ?? (() => NOW),
     ...(options.heartbeatIntervalInMs === undefined ? {} : { heartbeatIntervalInMs: options.heartbeatIntervalInMs }),
+    ...(options.apiKeysRecheckInMs === undefined ? {} : { apiKeysRecheckInMs: options.apiKeysRecheckInMs }),
   });
   closeables.push(() => api.close());
   const { port } = await api.listen();
@@ -165,8 +166,8 @@ describe('cloud HTTP API keys and scopes', () => {
     expect((await call(reader, '/stores/nice-3/operations', { method: 'PUT' })).status).toBe(405);
   });
 
-  it('takes a key added to the file while running at once, refuses a removed one at once, and refuses all while the file is unusable', async () => {
-    const { keysFile, make, save, publisher, call, publish } = await world();
+  it('with apiKeysRecheckInMs 0, takes a key added to the file at once, refuses a removed one at once, and refuses all while the file is unusable', async () => {
+    const { keysFile, make, save, publisher, call, publish } = await world({ apiKeysRecheckInMs: 0 });
     const added = make('new-backend', ['publish', 'read']);
     expect((await call(added, '/stores')).status).toBe(401);
     await save(['shop-backend', 'dashboard', 'ops', 'new-backend']);
@@ -193,7 +194,7 @@ describe('cloud HTTP API keys and scopes', () => {
   });
 
   it('ends an open event stream at its next heartbeat once its key is revoked, and keeps the streams of valid keys', async () => {
-    const { make, save, reader, call } = await world({ heartbeatIntervalInMs: 50 });
+    const { make, save, reader, call } = await world({ heartbeatIntervalInMs: 50, apiKeysRecheckInMs: 0 });
     const grafana = make('grafana', ['read']);
     await save(['dashboard', 'grafana']);
     const controller = new AbortController();
@@ -217,7 +218,7 @@ describe('cloud HTTP API keys and scopes', () => {
 
   it('refuses a key from its expiry on, by the injected clock', async () => {
     let now = NOW;
-    const { make, save, call } = await world({ now: () => now });
+    const { make, save, call } = await world({ now: () => now, apiKeysRecheckInMs: 0 });
     const expiring = make('temp', ['read'], NOW + 60_000);
     await save(['temp']);
     expect((await call(expiring, '/stores')).status).toBe(200);

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createActor, fromPromise, setup, type AnyActorRef, type AnyStateMachine, type SnapshotFrom, type StateValue } from 'xstate';
+import { assign, createActor, fromPromise, raise, setup, type AnyActorRef, type AnyStateMachine, type SnapshotFrom, type StateValue } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import { allChartStates, chartModelOf } from '../../src/charts/chartModel.js';
@@ -128,6 +128,9 @@ function describeStep(step: Step): string {
  * Runs the same steps on the registry and on a live actor, and checks after each that both route the same way, are in
  * the same state with the same context, started the same probes, and reported the same link changes.
  */
+/** Events the registries of the replays computed without an actor, by event type: the shortcut the walks check. */
+const withoutActor = new Map<string, number>();
+
 async function replay(steps: readonly Step[], options: { bidirectional: boolean; minRestInMs?: number; link?: LinkPolicy }): Promise<Set<string>> {
   const ref = reference(options.bidirectional, options.link ?? LINK);
   const { links, store, probes, changes } = await registry(options);
@@ -153,8 +156,10 @@ async function replay(steps: readonly Step[], options: { bidirectional: boolean;
   for (const step of steps) {
     done.push(describeStep(step));
     if (step.kind === 'event') {
+      const before = links.eventsWithoutActor;
       links.send('paris-1', step.event);
       ref.actor.send({ ...step.event, at: Date.now() });
+      if (links.eventsWithoutActor > before) withoutActor.set(describeStep(step), (withoutActor.get(describeStep(step)) ?? 0) + 1);
     } else if (step.kind === 'probe') {
       probes.settleAll(step.outcome);
       ref.probes.settleAll(step.outcome);
@@ -240,6 +245,10 @@ describe('link registry: a resting link routes and changes as a live actor would
     const atomic = allChartStates(chartModelOf(storeLinkMachine).states).filter((state) => state.states.length === 0 && !state.transitions.some((t) => t.kind === 'always'));
     const reached = new Set([...visited].flatMap((value) => leafPaths(JSON.parse(value) as StateValue)));
     for (const state of atomic) expect(reached, state.id).toContain(state.id);
+    // The walks went through the shortcut for the events a resting link answers without an actor, and compared it
+    // with the live actor after each: a success or a failure below the threshold on a healthy link, a failure while
+    // tripped, an announcement that changes nothing.
+    for (const step of ['relay.succeeded', 'relay.failed(timeout)', 'store.announced(up)']) expect(withoutActor.get(step) ?? 0, step).toBeGreaterThan(5);
   });
 });
 
@@ -285,6 +294,89 @@ describe('link registry: actors only while the chart runs something', () => {
       expect(topStateOf(links.read('paris-1').state)).toBe('probing');
       links.stopAll();
     }
+  });
+});
+
+describe('link registry: an event on a resting link, without an actor', () => {
+  async function fileRegistry() {
+    const directory = await mkdtemp(path.join(tmpdir(), 'storelink-links-'));
+    directories.push(directory);
+    return registry({ store: await openLinkStore(directory, 60_000) });
+  }
+
+  it('a success on a healthy link starts no actor and writes no snapshot', async () => {
+    const { links, store } = await fileRegistry();
+    links.resume('paris-1');
+    await store.flush();
+    const writes = store.writeCount;
+    const started = links.actorsStarted;
+    const persisted = JSON.stringify(store.get('paris-1'));
+    for (let call = 0; call < 50; call += 1) links.send('paris-1', { type: 'relay.succeeded' });
+    await store.flush();
+    expect(links.actorsStarted).toBe(started);
+    expect(links.eventsWithoutActor).toBe(50);
+    expect(store.writeCount).toBe(writes);
+    expect(JSON.stringify(store.get('paris-1'))).toBe(persisted);
+    expect(links.liveCount).toBe(0);
+    // A failure below the threshold changes the count the chart's guard reads after a restart: written, still no actor.
+    links.send('paris-1', { type: 'relay.failed', reason: 'timeout' });
+    await store.flush();
+    expect(links.actorsStarted).toBe(started);
+    expect(store.writeCount).toBe(writes + 1);
+    expect((store.get('paris-1')!.snapshot as { context: { consecutiveFailures: number } }).context.consecutiveFailures).toBe(1);
+    // The success that resets it is written too; the next one is not.
+    links.send('paris-1', { type: 'relay.succeeded' });
+    links.send('paris-1', { type: 'relay.succeeded' });
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 2);
+    expect((store.get('paris-1')!.snapshot as { context: { consecutiveFailures: number } }).context.consecutiveFailures).toBe(0);
+  });
+
+  it('a wake that re-arms the same deadlines writes nothing; a trip is written and starts the actor its timers need', async () => {
+    const { links, store } = await fileRegistry();
+    links.resume('paris-1');
+    await store.flush();
+    const writes = store.writeCount;
+    // Evicted and woken again by an event the shortcut cannot take (a trip enters the timed cool-down).
+    for (let failure = 0; failure < LINK.failureThreshold; failure += 1) links.send('paris-1', { type: 'relay.failed', reason: 'timeout' });
+    expect(topStateOf(links.read('paris-1').state)).toBe('tripped');
+    expect(links.liveCount).toBe(1);
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 1);
+    // Resting it and bringing it back (link.resumed re-arms the same deadlines) is no change for a restart.
+    expect(links.evictIdle(0, () => false)).toBe(1);
+    links.resume('paris-1');
+    expect(links.liveCount).toBe(1);
+    await store.flush();
+    expect(store.writeCount).toBe(writes + 1);
+  });
+
+  it('takes the actor path for a chart whose step has an action to run, and the shortcut for one that only counts', async () => {
+    // relay.succeeded counts in context (pure: no actor); relay.failed raises an event (an action: the actor path).
+    const counting = setup({ types: { context: {} as { successes: number; failures: number }, events: {} as LinkEvent | { type: 'relay.counted' } } }).createMachine({
+      id: 'counting',
+      context: { successes: 0, failures: 0 },
+      initial: 'up',
+      states: {
+        up: {
+          tags: ['relay'],
+          on: {
+            'relay.succeeded': { actions: assign({ successes: ({ context }) => context.successes + 1 }) },
+            'relay.failed': { actions: raise({ type: 'relay.counted' }) },
+            'relay.counted': { actions: assign({ failures: ({ context }) => context.failures + 1 }) },
+          },
+        },
+      },
+    });
+    const { links, store } = await registry({ chart: counting });
+    links.resume('paris-1');
+    const started = links.actorsStarted;
+    for (let call = 0; call < 3; call += 1) links.send('paris-1', { type: 'relay.succeeded' });
+    expect(links.actorsStarted).toBe(started);
+    links.send('paris-1', { type: 'relay.failed', reason: 'timeout' });
+    expect(links.actorsStarted).toBe(started + 1);
+    expect(links.liveCount).toBe(0);
+    expect((store.get('paris-1')!.snapshot as { context: unknown }).context).toEqual({ successes: 3, failures: 1 });
   });
 });
 
