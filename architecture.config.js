@@ -261,15 +261,7 @@ export const OWNED_PACKAGES = [
  * short and say when an entry can go.
  * @type {{ files: string[], packages: string[], why: string }[]}
  */
-export const EXCEPTIONS = [
-  {
-    files: ['src/cloud/linkStore.ts'],
-    packages: ['lowdb'],
-    why:
-      "the dispatcher keeps its link snapshots in one lowdb file until the cloud's shared state moves to " +
-      'PostgreSQL/PGlite (DESIGN.md "Real parts", README "Limits"); remove this entry with that move',
-  },
-];
+export const EXCEPTIONS = [];
 
 /**
  * What a chart may not touch, beyond the imports above: time, randomness, timers and the process. A chart's time is
