@@ -132,6 +132,12 @@ try {
 const LABEL: Record<PathName, string> = { realtime: 'real time', oneway: 'queue one-way', requestreply: 'queue request/reply' };
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 console.log(`whole path over ${transport}${smoke ? ' (smoke: counts too small to mean anything)' : ''}; ${storeTotal} stores in ${storeTotal === 1 ? 1 : 2} store processes`);
+// Both sides of the queue rows read alike (the raw parts in wholePath/storeProcess.ts and cloudProcess.ts): the same
+// store concurrency, so the ratios compare the same ordering rule.
+console.log(
+  'queue rows: each store queue handled one message at a time on both sides (storelink consumer concurrency 1, the default; raw subscribe maxConcurrentCalls 1); ' +
+    'replies read 16 at a time on both sides (the dispatcher inbox consumer; raw inbox maxConcurrentCalls 16); storelink signs and verifies every message, raw sends one pre-signed envelope and verifies nothing',
+);
 console.log('| path | stores | in flight | figure | raw | storelink | storelink / raw | target |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 const summary: Record<string, number>[] = [];

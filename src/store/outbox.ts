@@ -42,7 +42,10 @@ export interface ParkReason {
 
 export interface OutboxOptions {
   directory: string;
-  /** Events per segment file; a write rewrites at most one segment per segment touched. Default 1000. */
+  /**
+   * Events per segment file (records written, acknowledged or not); an acknowledgement appends a line to each segment
+   * it touches. Default 1000.
+   */
   segmentSize?: number;
   /** Dates parked events, in ms since the epoch. Default `Date.now`. */
   now?: () => number;
@@ -312,7 +315,9 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   if (fields.now !== undefined && typeof fields.now !== 'function') throw new TypeError('OutboxOptions.now must be a function returning ms since the epoch');
   const now = (fields.now as (() => number) | undefined) ?? Date.now;
   const logger = checkLogger(fields.logger, 'OutboxOptions').child({ component: 'outbox' });
-  const store = await SegmentedStore.open<OutboxEvent>({ directory, kind: 'outbox', segmentSize, recordSchema: storeMessageSchema, logger });
+  // Acknowledgements are appended as removal lines (every flush makes one): see segmentedStore.ts. Parking is rare,
+  // so the parked store rewrites.
+  const store = await SegmentedStore.open<OutboxEvent>({ directory, kind: 'outbox', segmentSize, recordSchema: storeMessageSchema, logger, recordId: (event) => event.id });
   let parkedStore: SegmentedStore<ParkedEvent> | undefined;
   try {
     parkedStore = await SegmentedStore.open<ParkedEvent>({ directory, kind: 'parked', segmentSize, recordSchema: parkedEventSchema, logger });

@@ -12,8 +12,12 @@
  * the end of what is known to be good; a crash can cut only the last line short (it has no newline), and that line
  * was never acknowledged, so reading ignores it and `repair()` cuts it off. Every other flaw is refused.
  *
+ * Version 3 is version 2 whose lines may also be removals, `{"removed":["<id>",…]}`: the records with those ids that
+ * come before the line are gone (the outbox's acknowledgements, appended rather than rewriting the segment). This
+ * adapter writes and reads every line alike; the store that owns the file tells removals from records.
+ *
  * Version 1 (one JSON document `{"format","version":1,"records":[…]}`, what lowdb's DataFile wrote) is still read;
- * the first write to such a segment rewrites it as version 2.
+ * the first write to such a segment rewrites it as version 2 (or 3).
  */
 import { open, readFile, rename, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,11 +26,13 @@ import type { Adapter } from 'lowdb';
 /** What one segment file holds. `format` names its owner so a ledger file is never read as an outbox file. */
 export interface SegmentFile {
   format: string;
-  version: 1 | 2;
+  version: 1 | 2 | 3;
   records: unknown[];
 }
 
 export const SEGMENT_FILE_VERSION = 2;
+/** The version whose lines may be removals as well as records (see above). */
+export const SEGMENT_FILE_VERSION_WITH_REMOVALS = 3;
 
 /** A file this adapter cannot read: the message says what is wrong with it (the caller adds which file and why it matters). */
 export class SegmentFileProblem extends Error {
@@ -103,7 +109,7 @@ export class SegmentFileAdapter implements Adapter<SegmentFile> {
     this.#size = end;
     this.#tornBytes = bytes.length - end;
     this.#dirtyTail = this.#tornBytes > 0;
-    return { format: header.format, version: 2, records };
+    return { format: header.format, version: header.version, records };
   }
 
   /** Cuts off a torn last line found by `read()`, so that the next append starts on a line of its own. */
@@ -122,7 +128,7 @@ export class SegmentFileAdapter implements Adapter<SegmentFile> {
       if (count > this.#persisted) await this.#append(records, count);
       return;
     }
-    await this.#rewrite(data.format, records.slice(0, count));
+    await this.#rewrite(data.format, data.version === 1 ? SEGMENT_FILE_VERSION : data.version, records.slice(0, count));
     this.#written = records;
     this.#persisted = count;
   }
@@ -169,8 +175,8 @@ export class SegmentFileAdapter implements Adapter<SegmentFile> {
     this.#persisted = count;
   }
 
-  async #rewrite(format: string, records: unknown[]): Promise<void> {
-    const lines = [JSON.stringify({ format, version: SEGMENT_FILE_VERSION })];
+  async #rewrite(format: string, version: 2 | 3, records: unknown[]): Promise<void> {
+    const lines = [JSON.stringify({ format, version })];
     for (const record of records) lines.push(this.#options.stringify(record));
     const bytes = Buffer.from(`${lines.join('\n')}\n`, 'utf8');
     // The open handle would keep writing to the file the rename replaces.
@@ -206,7 +212,7 @@ export class SegmentFileAdapter implements Adapter<SegmentFile> {
   }
 }
 
-function parseHeader(line: string): { format: string } | undefined {
+function parseHeader(line: string): { format: string; version: 2 | 3 } | undefined {
   // Cheap test first: a version 1 file's first line is the start of one JSON document, never a complete object.
   if (!line.startsWith('{"format":')) return undefined;
   let header: unknown;
@@ -215,8 +221,9 @@ function parseHeader(line: string): { format: string } | undefined {
   } catch {
     return undefined;
   }
-  if (!isPlainObject(header) || header.version !== SEGMENT_FILE_VERSION || typeof header.format !== 'string' || 'records' in header) return undefined;
-  return { format: header.format };
+  const { version } = isPlainObject(header) ? header : {};
+  if (!isPlainObject(header) || (version !== SEGMENT_FILE_VERSION && version !== SEGMENT_FILE_VERSION_WITH_REMOVALS) || typeof header.format !== 'string' || 'records' in header) return undefined;
+  return { format: header.format, version };
 }
 
 async function syncDirectory(directory: string): Promise<void> {

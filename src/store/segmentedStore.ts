@@ -4,7 +4,11 @@
  *
  * A record added at the end is appended to the open segment as one line: its cost does not depend on the history.
  * Removing records from a segment rewrites that segment alone (temp file + rename), and a segment holds at most
- * `segmentSize` records, so that cost is bounded too. Writes are group commits: every change made while a write is in
+ * `segmentSize` records, so that cost is bounded too. A store given `recordId` (the outbox) instead appends a removal
+ * line naming the ids (segment file version 3), and rewrites (compacts) a segment only when that pays: a segment
+ * left with no live record is deleted once it is no longer the one appended to, and one that is not the open segment
+ * is compacted once its removed records outnumber its live ones, so a file holds at most `segmentSize` record lines
+ * (the open one) or about four lines per live record (the others). Writes are group commits: every change made while a write is in
  * flight goes into the next write, so one append (and, with `fsync`, one flush to the disk) serves many callers.
  */
 import { mkdir, readdir, unlink } from 'node:fs/promises';
@@ -14,7 +18,7 @@ import type { z } from 'zod';
 import { StorelinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { unknownFieldsPhrase, validate } from '../core/validation.js';
-import { SEGMENT_FILE_VERSION, SegmentFileAdapter, SegmentFileProblem, type SegmentFile } from './segmentFile.js';
+import { SEGMENT_FILE_VERSION, SEGMENT_FILE_VERSION_WITH_REMOVALS, SegmentFileAdapter, SegmentFileProblem, type SegmentFile } from './segmentFile.js';
 
 export type { SegmentFile } from './segmentFile.js';
 
@@ -40,12 +44,38 @@ export interface SegmentedStoreOptions<T> {
    * acknowledgements). An owner that only appends passes false and saves that memory. Default true.
    */
   keepRecordText?: boolean;
+  /**
+   * A record's unique id: given, removing records appends a removal line instead of rewriting the segment (see
+   * above). Without it removals rewrite.
+   */
+  recordId?: (record: T) => string;
+}
+
+/** A removal line of a version 3 segment: the records before it with these ids are gone. */
+interface Removal {
+  removed: string[];
 }
 
 interface StoredSegment<T extends object> extends Segment<T> {
+  /** The live records. */
   records: T[];
+  /**
+   * The file's lines after its header, in order, as the adapter appends them: records and removals. The same array as
+   * `records` for a store without `recordId`; a new array makes the next write a rewrite.
+   */
+  lines: (T | Removal)[];
+  /** Record lines in `lines` (live or removed since). */
+  recordLines: number;
+  /** `lines` is a new array the next write rewrites the file with (compaction, or a file of an older version). */
+  rewriting: boolean;
   readonly database: Low<SegmentFile>;
   readonly adapter: SegmentFileAdapter;
+}
+
+function isRemoval(line: unknown): line is Removal {
+  if (!isPlainObject(line)) return false;
+  const keys = Object.keys(line);
+  return keys.length === 1 && keys[0] === 'removed' && Array.isArray(line.removed) && line.removed.every((id) => typeof id === 'string');
 }
 
 interface Deferred {
@@ -219,17 +249,22 @@ export class SegmentedStore<T extends object> {
   }
 
   isFull(segment: Segment<T>): boolean {
-    return segment.records.length >= this.#options.segmentSize;
+    const stored = segment as StoredSegment<T>;
+    return (stored.recordLines ?? segment.records.length) >= this.#options.segmentSize;
   }
 
   /** Adds a record after every other one. The record must not change afterwards (see `frozenJsonCopy`). */
   append(record: T): Segment<T> {
     let tail = this.#segments.at(-1);
     if (tail === undefined || this.isFull(tail)) {
+      // A full segment whose records were all removed (as removal lines) is no longer needed once another is open.
+      if (tail !== undefined && tail.records.length === 0) this.dropSegment(tail);
       tail = this.#createSegment(this.#nextNumber++, []);
       this.#segments.push(tail);
     }
     tail.records.push(record);
+    if (tail.lines !== tail.records) tail.lines.push(record);
+    tail.recordLines += 1;
     this.#dirty.add(tail);
     return tail;
   }
@@ -237,7 +272,31 @@ export class SegmentedStore<T extends object> {
   /** Removes the records `remove` picks from a segment; a segment left empty is deleted unless it is the last one. */
   removeRecords(segment: Segment<T>, remove: (record: T) => boolean): void {
     const stored = this.#stored(segment);
-    stored.records = stored.records.filter((record) => !remove(record));
+    const recordId = this.#options.recordId;
+    if (recordId === undefined) {
+      stored.records = stored.records.filter((record) => !remove(record));
+      stored.lines = stored.records;
+      stored.recordLines = stored.records.length;
+    } else {
+      const removed: string[] = [];
+      stored.records = stored.records.filter((record) => {
+        if (!remove(record)) return true;
+        removed.push(recordId(record));
+        return false;
+      });
+      if (removed.length === 0) return;
+      const tail = this.#segments.at(-1);
+      const mostlyDead = stored !== tail && stored.records.length > 0 && stored.recordLines - stored.records.length > stored.records.length;
+      if (stored.rewriting || mostlyDead) {
+        // Rewritten as its live records: due anyway, or mostly dead and no longer appended to (compaction).
+        stored.lines = [...stored.records];
+        stored.recordLines = stored.records.length;
+        stored.rewriting = true;
+      } else {
+        stored.lines.push({ removed });
+      }
+    }
+    // The open segment stays until it is full, even empty: appends go on there.
     if (stored.records.length === 0 && stored !== this.#segments.at(-1)) this.dropSegment(stored);
     else this.#dirty.add(stored);
   }
@@ -288,8 +347,13 @@ export class SegmentedStore<T extends object> {
     const file = path.join(this.#options.directory, this.#fileName(number));
     const stringify = this.#options.keepRecordText === false ? takeJsonOf : jsonOf;
     const adapter = new SegmentFileAdapter(file, { fsync: this.#options.fsync === true, stringify: (record) => stringify(record as object) });
-    const database = new Low<SegmentFile>(adapter, { format: this.#format, version: SEGMENT_FILE_VERSION, records });
-    return { number, file, records, database, adapter };
+    const database = new Low<SegmentFile>(adapter, { format: this.#format, version: this.#version, records });
+    return { number, file, records, lines: records, recordLines: records.length, rewriting: false, database, adapter };
+  }
+
+  /** The version this store writes: 3 when removals are lines. */
+  get #version(): 2 | 3 {
+    return this.#options.recordId === undefined ? SEGMENT_FILE_VERSION : SEGMENT_FILE_VERSION_WITH_REMOVALS;
   }
 
   get #format(): string {
@@ -326,14 +390,15 @@ export class SegmentedStore<T extends object> {
     numbers.sort((a, b) => a - b);
     for (const number of numbers) {
       const segment = this.#createSegment(number, []);
-      segment.records = await this.#readSegment(segment);
+      await this.#readSegment(segment);
       this.#segments.push(segment);
     }
     this.#nextNumber = (numbers.at(-1) ?? 0) + 1;
     logger.debug({ segments: numbers.length, records: this.#segments.reduce((sum, s) => sum + s.records.length, 0) }, `${kind} loaded`);
   }
 
-  async #readSegment(segment: StoredSegment<T>): Promise<T[]> {
+  /** Reads the segment's file into its records (and lines). */
+  async #readSegment(segment: StoredSegment<T>): Promise<void> {
     const { kind } = this.#options;
     const unreadable = (what: string, cause?: unknown): StorelinkError =>
       new StorelinkError(
@@ -349,17 +414,36 @@ export class SegmentedStore<T extends object> {
     }
     const content = segment.database.data as unknown;
     const version = isPlainObject(content) ? content.version : undefined;
-    if (!isPlainObject(content) || content.format !== this.#format || (version !== 1 && version !== 2) || !Array.isArray(content.records)) {
-      throw unreadable(`is not a ${this.#format} file (version 1 or ${SEGMENT_FILE_VERSION})`);
+    const removals = this.#options.recordId !== undefined;
+    const known = removals ? [1, SEGMENT_FILE_VERSION, SEGMENT_FILE_VERSION_WITH_REMOVALS] : [1, SEGMENT_FILE_VERSION];
+    if (!isPlainObject(content) || content.format !== this.#format || !known.includes(version as number) || !Array.isArray(content.records)) {
+      throw unreadable(`is not a ${this.#format} file (version ${known.join(', ').replace(/, (\d)$/, ' or $1')})`);
     }
-    const records = content.records as unknown[];
-    // Version 2 has a header line, so record i is on line i + 2.
+    const lines = content.records as unknown[];
+    // Versions 2 and 3 have a header line, so line i of the records is line i + 2 of the file.
     const where = (index: number): string => (version === 1 ? `records[${index}]` : `records[${index}] (line ${index + 2})`);
-    records.forEach((record, index) => {
-      const checked = validate(this.#options.recordSchema, record);
+    // Without removal lines the records are the lines, in the array the adapter appends to.
+    let records: T[] = removals ? [] : (lines as T[]);
+    let recordLines = 0;
+    lines.forEach((line, index) => {
+      if (removals && version === SEGMENT_FILE_VERSION_WITH_REMOVALS && isRemoval(line)) {
+        const gone = new Set(line.removed);
+        const recordId = this.#options.recordId!;
+        records = records.filter((record) => !gone.has(recordId(record)));
+        return;
+      }
+      const checked = validate(this.#options.recordSchema, line);
       if (!checked.success) throw unreadable(`has an invalid record at ${where(index)}: it${checked.problem}`);
-      deepFreeze(record);
+      deepFreeze(line);
+      if (removals) records.push(line as T);
+      recordLines += 1;
     });
+    segment.records = records;
+    segment.recordLines = recordLines;
+    // Appends go on after the lines read, in the same array, unless the file is of an older version: then the first
+    // write rewrites it in this store's version (a removal line must not go into a version 2 file).
+    segment.lines = !removals ? records : version === SEGMENT_FILE_VERSION_WITH_REMOVALS ? (lines as (T | Removal)[]) : [...records];
+    segment.rewriting = segment.lines !== lines;
     if (segment.adapter.tornBytes > 0) {
       // A write cut short by a crash: its records were never acknowledged, so they are not missed.
       this.#options.logger.warn({ file: segment.file, bytes: segment.adapter.tornBytes }, `cutting off the torn last line of a ${kind} segment (a write interrupted by a crash)`);
@@ -369,7 +453,6 @@ export class SegmentedStore<T extends object> {
         throw unreadable(`ends with a torn line that cannot be cut off (${(error as Error).message})`, error);
       }
     }
-    return records as T[];
   }
 
   #schedule(): void {
@@ -423,7 +506,9 @@ export class SegmentedStore<T extends object> {
   }
 
   async #write(segment: StoredSegment<T>): Promise<void> {
-    segment.database.data = { format: this.#format, version: SEGMENT_FILE_VERSION, records: segment.records };
+    segment.database.data = { format: this.#format, version: this.#version, records: segment.lines };
+    // From here the adapter appends to this array: later removals are lines again.
+    segment.rewriting = false;
     try {
       await segment.database.write();
     } catch (error) {

@@ -57,13 +57,14 @@ describe('outbox', () => {
     expect(second.size).toBe(19);
   });
 
-  it('acknowledging one event rewrites only its own segment; a fully acknowledged segment is deleted', async () => {
+  it('acknowledging one event appends a removal line to its own segment only; a fully acknowledged segment is deleted', async () => {
     const directory = await tempDir();
     const outbox = closing(await openOutbox({ directory, segmentSize: 10 }));
     const events = numbered(30);
     await Promise.all(events.map((event) => outbox.append(event)));
     const [head, middle, tail] = await segmentFiles(directory);
     const bytes = async (name: string): Promise<string> => readFile(path.join(directory, name), 'utf8');
+    const headBefore = await bytes(head!);
     const middleBefore = await bytes(middle!);
     const tailBefore = await bytes(tail!);
     const writesBefore = outbox.writes;
@@ -71,9 +72,11 @@ describe('outbox', () => {
     await outbox.acknowledge([events[0]!.id]);
 
     expect(outbox.writes).toBe(writesBefore + 1);
+    // Appended, not rewritten: the segment's bytes are what they were, plus one line.
+    expect(await bytes(head!)).toBe(`${headBefore}${JSON.stringify({ removed: [events[0]!.id] })}\n`);
     expect(await bytes(middle!)).toBe(middleBefore);
     expect(await bytes(tail!)).toBe(tailBefore);
-    expect(await bytes(head!)).not.toContain(events[0]!.id);
+    expect((await readdir(directory)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
 
     await outbox.acknowledge(ids(events.slice(1, 10)));
     expect(await segmentFiles(directory)).toEqual([middle, tail]);

@@ -148,7 +148,12 @@ export interface QueueConsumerOptions {
   /** Receive from this subscription of the topic named by `queue` instead of from a queue. */
   subscription?: string;
   handler: (delivery: QueueDelivery) => Promise<void>;
-  /** Messages handled at once; default 1, so a store applies its operations in order. */
+  /**
+   * Messages handled at once; default 1, so a store applies its operations in order. A handler's place is given to
+   * the next message as soon as it calls `complete()`: its work is done by then, and the completion's round trip to
+   * Service Bus overlaps the next message's delivery instead of delaying it (close() still waits for it). Abandoning
+   * and dead-lettering keep the place until they are done, so an abandoned message comes back before the next one.
+   */
   concurrency?: number;
   /** With nothing delivered for this long while an unlocked message waits, the receiver is re-created; default 60 s. */
   stallTimeoutInMs?: number;
@@ -508,9 +513,12 @@ class SdkQueueConsumer implements QueueConsumer {
     this.#lastActivityInMs = performance.now();
     this.#restartBackoff.reset();
     let settled = false;
+    let releasePlace!: () => void;
+    const completing = new Promise<void>((resolve) => (releasePlace = resolve));
     const settle = async (what: string, action: () => Promise<void>): Promise<void> => {
       if (settled) throw new TypeError(`message ${String(message.messageId)} is already settled`);
       settled = true;
+      if (what === 'completion') releasePlace();
       try {
         await action();
       } catch (error) {
@@ -537,12 +545,12 @@ class SdkQueueConsumer implements QueueConsumer {
       }
     })();
     this.#inFlight.add(work);
-    try {
-      await work;
-    } finally {
+    void work.finally(() => {
       this.#inFlight.delete(work);
       this.#lastActivityInMs = performance.now();
-    }
+    });
+    // The SDK gives the next message once this returns: when the handler is done, or once it started completing.
+    await Promise.race([work, completing]);
   }
 
   #restart(receiver: ServiceBusReceiver, reason: string): void {

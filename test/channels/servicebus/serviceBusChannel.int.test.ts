@@ -82,6 +82,37 @@ describe('Service Bus channel against the emulator, with the real SDK', () => {
     expect(seen.map((message) => (message.body as { n: number }).n)).toEqual(messages.map((_, n) => n));
   });
 
+  it('with concurrency 1, gives the next message once a handler starts completing, never before', async () => {
+    const emulator = await startEmulator();
+    const connection = connect(emulator.connectionString());
+    await connection.createSender('store-1').send([{ messageId: 'op-1', body: 1 }, { messageId: 'op-2', body: 2 }]);
+    const steps: string[] = [];
+    let secondStarted!: () => void;
+    const second = new Promise<void>((resolve) => (secondStarted = resolve));
+    let firstDone!: () => void;
+    const first = new Promise<void>((resolve) => (firstDone = resolve));
+    const { finished } = consume(connection, 'store-1', 2, async (delivery, index) => {
+      steps.push(`start ${index}`);
+      if (index === 1) {
+        secondStarted();
+        await delivery.complete();
+        return;
+      }
+      steps.push('completing 0');
+      const completion = delivery.complete();
+      // The first handler holds on until the second has started: that happens only if completing freed its place.
+      await second;
+      await completion;
+      steps.push('completed 0');
+      firstDone();
+    });
+    await Promise.all([finished, first]);
+    expect(steps.slice(0, 3)).toEqual(['start 0', 'completing 0', 'start 1']);
+    expect(steps).toContain('completed 0');
+    const [left] = await rawClient(emulator.connectionString()).createReceiver('store-1').peekMessages(1);
+    expect(left).toBeUndefined();
+  });
+
   it('redelivers a message whose handler failed, with a higher delivery count', async () => {
     const emulator = await startEmulator();
     const connection = connect(emulator.connectionString());
