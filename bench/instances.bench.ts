@@ -24,7 +24,7 @@ import { generateSigningKeyPair, keyPairToPem } from '../src/core/signing.js';
 import { embeddedPostgresUnavailable, startEmbeddedPostgres, type EmbeddedPostgresServer } from '../test/support/embeddedPostgres.js';
 import { forkChild, nextMessage, stopChild, type KeyPem, type ParentToChild } from './wholePath/protocol.js';
 import { startCloudInstance, untilRelayLinks, writeCloudDeployment, type CloudInstance } from './instances/cloudInstances.js';
-import { CpuMeter, postmasterPid, processCpuSeconds, treeCpuSeconds } from './instances/cpuTime.js';
+import { CpuMeter, machineBusyCpuSeconds, postmasterPid, processCpuSeconds, treeCpuSeconds } from './instances/cpuTime.js';
 import { Driver, type Measurement, type PathName } from './instances/driver.js';
 
 const smoke = process.env['BENCH_SMOKE'] === '1';
@@ -37,7 +37,7 @@ const cpus = availableParallelism();
 
 const COUNTS: Record<PathName, { sequential: number; concurrent: number; warmUp: number }> = smoke
   ? { realtime: { sequential: 4, concurrent: 16, warmUp: 2 }, requestreply: { sequential: 4, concurrent: 16, warmUp: 2 } }
-  : { realtime: { sequential: 300, concurrent: 1_200, warmUp: 100 }, requestreply: { sequential: 100, concurrent: 500, warmUp: 50 } };
+  : { realtime: { sequential: 300, concurrent: 1_000, warmUp: 100 }, requestreply: { sequential: 100, concurrent: 400, warmUp: 50 } };
 
 interface Row {
   path: PathName;
@@ -46,8 +46,12 @@ interface Row {
   measurement: Measurement;
   /** Per process: cores busy during the timed run (CPU seconds per wall second). */
   cpu: Record<string, number>;
+  /** The whole machine's busy cores meanwhile: ours and any other program's. */
+  machine: number;
 }
 
+const began = performance.now();
+const progress = (text: string) => process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1)} s] ${text}\n`);
 const keyPem = (keyId: string): KeyPem => ({ keyId, ...keyPairToPem(generateSigningKeyPair()) });
 
 let database: EmbeddedPostgresServer;
@@ -86,7 +90,7 @@ try {
       return ready;
     }),
   );
-  process.stderr.write(`emulators, PostgreSQL and ${storeTotal} store agents up\n`);
+  progress(`emulators, PostgreSQL and ${storeTotal} store agents up`);
 
   const deployment = await writeCloudDeployment(path.join(work, 'cloud'), { endpoints, cloudKey, storeKeys, storeIds, databaseConnectionString: database.connectionString });
   const databaseDir = decodeURIComponent(/[?&]host=([^&]+)/.exec(database.connectionString)![1]!);
@@ -100,6 +104,7 @@ try {
     emulators: () => processCpuSeconds(emulator.pid),
     postgres: () => treeCpuSeconds(postmasterPid(databaseDir)),
   });
+  const machineMeter = new CpuMeter({ machine: machineBusyCpuSeconds });
 
   for (const instanceCount of INSTANCE_COUNTS) {
     // The instances not yet running start now (the first alone, then the others beside it), each with every link healthy.
@@ -108,16 +113,19 @@ try {
     clouds.push(...startedNow);
     await Promise.all(startedNow.map((cloud) => untilRelayLinks(cloud, deployment)));
     for (const cloud of startedNow) meter.add(cloud.id, () => processCpuSeconds(cloud.pid));
-    process.stderr.write(`${instanceCount} cloud instance(s) serving: ${clouds.map((cloud) => `${cloud.id} ${cloud.url}`).join(', ')}\n`);
+    progress(`${instanceCount} cloud instance(s) serving: ${clouds.map((cloud) => `${cloud.id} ${cloud.url}`).join(', ')}`);
     await driver?.close();
     driver = new Driver(clouds.map((cloud) => cloud.url), storeIds, deployment.apiKey);
     for (const pathName of ['realtime', 'requestreply'] as const) {
       if (!only.has(pathName)) continue;
       for (const inFlight of IN_FLIGHT) {
         const counts = COUNTS[pathName];
-        const measurement = await driver.measure({ path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp }, () => meter.start());
-        rows.push({ path: pathName, inFlight, instances: instanceCount, measurement, cpu: meter.since() });
-        process.stderr.write(`measured ${JSON.stringify(rows.at(-1))}\n`);
+        const measurement = await driver.measure({ path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp }, () => {
+          meter.start();
+          machineMeter.start();
+        });
+        rows.push({ path: pathName, inFlight, instances: instanceCount, measurement, cpu: meter.since(), machine: machineMeter.since()['machine']! });
+        progress(`measured ${JSON.stringify(rows.at(-1))}`);
       }
     }
   }
@@ -128,6 +136,7 @@ try {
   if (children[0] !== undefined) await stopChild(children[0]);
   await database.close();
   await rm(work, { recursive: true, force: true });
+  progress('every process stopped');
 }
 
 const LABEL: Record<PathName, string> = { realtime: 'real time', requestreply: 'queue request/reply' };
@@ -167,11 +176,12 @@ for (const pathName of ['realtime', 'requestreply'] as const) {
 
 const processNames = [...new Set(rows.flatMap((row) => Object.keys(row.cpu)))];
 console.log(`\nCPU per process during each timed run, in cores (1.00 = one core busy throughout; ${cpus} available):`);
-console.log(`| path | in flight | instances | ${processNames.join(' | ')} | total |`);
-console.log(`| --- | --- | --- | ${processNames.map(() => '---').join(' | ')} | --- |`);
+console.log(`| path | in flight | instances | ${processNames.join(' | ')} | these together | other programs | whole machine |`);
+console.log(`| --- | --- | --- | ${processNames.map(() => '---').join(' | ')} | --- | --- | --- |`);
 for (const row of rows) {
   const total = Object.values(row.cpu).reduce((all, value) => all + value, 0);
-  console.log(`| ${LABEL[row.path]} | ${row.inFlight} | ${row.instances} | ${processNames.map((name) => cores(row.cpu[name] ?? Number.NaN)).join(' | ')} | ${cores(total)} |`);
+  const cells = processNames.map((name) => cores(row.cpu[name] ?? Number.NaN)).join(' | ');
+  console.log(`| ${LABEL[row.path]} | ${row.inFlight} | ${row.instances} | ${cells} | ${cores(total)} | ${cores(Math.max(0, row.machine - total))} | ${cores(row.machine)} |`);
 }
 // What limits the figure with several instances: the machine's cores, one process's one JavaScript thread, or neither.
 for (const row of rows.filter((candidate) => candidate.instances === many && candidate.inFlight === IN_FLIGHT.at(-1))) {
@@ -183,12 +193,14 @@ for (const row of rows.filter((candidate) => candidate.instances === many && can
   const groups = { 'cloud instances': sum(row.cpu, 'cloud-'), stores: sum(row.cpu, 'stores-'), emulators: row.cpu['emulators']!, PostgreSQL: row.cpu['postgres']!, driver: row.cpu['driver']! };
   const [busiestName, busiest] = Object.entries(row.cpu).sort((a, b) => b[1] - a[1])[0]!;
   const shares = Object.entries(groups).map(([name, value]) => `${name} ${cores(value)}`).join(', ');
+  const others = Math.max(0, row.machine - total);
+  const largest = Object.entries(groups).sort((a, b) => b[1] - a[1])[0]![0];
   const verdict =
-    total >= 0.9 * cpus
-      ? `the machine is saturated (${cores(total)} of ${cpus} cores), so more instances only share the same cores; the largest share is the ${Object.entries(groups).sort((a, b) => b[1] - a[1])[0]![0]}`
+    row.machine >= 0.9 * cpus
+      ? `the machine is saturated (${cores(row.machine)} of ${cpus} cores busy, ${cores(others)} of them other programs'), so more instances only share the same cores; of ours, the largest share is the ${largest}'s`
       : busiest >= 0.9
         ? `${busiestName} is at one core (its JavaScript runs on one thread): it is the bottleneck`
-        : `no process is at a core and the machine is not saturated (${cores(total)} of ${cpus} cores): the limit is waiting, not CPU`;
+        : `no process is at a core and the machine is not saturated (${cores(row.machine)} of ${cpus} cores busy): the limit is waiting, not CPU`;
   console.log(`${LABEL[row.path]}, ${row.inFlight} in flight through ${many} instances: ${shares}; ${verdict}`);
 }
 
@@ -203,7 +215,7 @@ console.log(
     stores: storeTotal,
     cpus,
     node: process.version,
-    rows: rows.map((row) => ({ path: row.path, inFlight: row.inFlight, instances: row.instances, ...row.measurement, cpu: row.cpu })),
+    rows: rows.map((row) => ({ path: row.path, inFlight: row.inFlight, instances: row.instances, ...row.measurement, cpu: row.cpu, machineCpu: row.machine })),
     scaling,
   })}`,
 );

@@ -1,7 +1,8 @@
 /**
  * CPU time of the benchmark's processes, read from outside (`/proc/<pid>/stat`), so the `storelink cloud` processes
  * run exactly as an operator starts them, with nothing added to report it. PostgreSQL is a tree: the postmaster and
- * one backend per connection, all counted together. Linux only; elsewhere every figure is NaN and the table says so.
+ * one backend per connection, all counted together. And the whole machine's busy time (/proc/stat), so that what
+ * other programs take of the cores shows too. Linux only; elsewhere every figure is NaN and the table says so.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -61,6 +62,18 @@ export function postmasterPid(dataDir: string): number | undefined {
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** CPU seconds the whole machine has been busy so far, all cores and all processes together (ours and anyone's). */
+export function machineBusyCpuSeconds(): number {
+  try {
+    // The first line of /proc/stat: "cpu  user nice system idle iowait irq softirq steal …", in clock ticks.
+    const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    return (total - ticks[3]! - ticks[4]!) / clockTicks();
+  } catch {
+    return Number.NaN;
   }
 }
 
