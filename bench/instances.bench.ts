@@ -35,9 +35,11 @@ const INSTANCE_COUNTS = [1, INSTANCE_IDS.length];
 const IN_FLIGHT = [1, 32, 96];
 const cpus = availableParallelism();
 
+/** Each timed run stops issuing calls after this long, whatever its count: `npm run bench` stays short on a busy machine. */
+const MAX_SECONDS = smoke ? 30 : 5;
 const COUNTS: Record<PathName, { sequential: number; concurrent: number; warmUp: number }> = smoke
   ? { realtime: { sequential: 4, concurrent: 16, warmUp: 2 }, requestreply: { sequential: 4, concurrent: 16, warmUp: 2 } }
-  : { realtime: { sequential: 300, concurrent: 1_000, warmUp: 100 }, requestreply: { sequential: 100, concurrent: 400, warmUp: 50 } };
+  : { realtime: { sequential: 400, concurrent: 2_000, warmUp: 100 }, requestreply: { sequential: 150, concurrent: 800, warmUp: 50 } };
 
 interface Row {
   path: PathName;
@@ -120,7 +122,7 @@ try {
       if (!only.has(pathName)) continue;
       for (const inFlight of IN_FLIGHT) {
         const counts = COUNTS[pathName];
-        const measurement = await driver.measure({ path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp }, () => {
+        const measurement = await driver.measure({ path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, maxSeconds: MAX_SECONDS }, () => {
           meter.start();
           machineMeter.start();
         });
@@ -147,7 +149,7 @@ const cores = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : 'n
 const sum = (cpu: Record<string, number>, prefix: string) => Object.entries(cpu).filter(([name]) => name.startsWith(prefix)).reduce((total, [, value]) => total + value, 0);
 
 console.log(
-  `whole path through 1 and ${many} storelink cloud instances${smoke ? ' (smoke: counts too small to mean anything)' : ''}; ${storeTotal} stores in ${storeTotal === 1 ? 1 : 2} store processes; this machine has ${cpus} CPU${cpus === 1 ? '' : 's'}`,
+  `whole path through 1 and ${many} storelink cloud instances${smoke ? ' (smoke: counts too small to mean anything)' : ''}; ${storeTotal} stores in ${storeTotal === 1 ? 1 : 2} store processes; each run ${COUNTS.realtime.sequential}/${COUNTS.realtime.concurrent} real-time and ${COUNTS.requestreply.sequential}/${COUNTS.requestreply.concurrent} queued calls (sequential/in flight), or ${MAX_SECONDS} s; this machine has ${cpus} CPU${cpus === 1 ? '' : 's'}`,
 );
 console.log(`| path | in flight | figure | 1 instance | ${many} instances | ${many} / 1 |`);
 console.log('| --- | --- | --- | --- | --- | --- |');

@@ -19,6 +19,8 @@ export interface MeasureRequest {
   inFlight: number;
   count: number;
   warmUp: number;
+  /** No new call after this long (the warm-up gets a third of it): the run stays short on a busy machine. */
+  maxSeconds: number;
 }
 
 export interface Measurement {
@@ -79,11 +81,12 @@ export class Driver {
   async measure(request: MeasureRequest, onTimedStart: () => void = () => undefined): Promise<Measurement> {
     let failures = 0;
     let lastFailure: string | undefined;
-    const run = async (count: number, latencies: number[] | undefined): Promise<void> => {
+    const run = async (count: number, seconds: number, latencies: number[] | undefined): Promise<void> => {
       let issued = 0;
+      const deadline = performance.now() + seconds * 1000;
       await Promise.all(
         Array.from({ length: request.inFlight }, async () => {
-          while (issued < count) {
+          while (issued < count && performance.now() < deadline) {
             const n = issued++;
             try {
               const latency = await this.#call(request.path, n);
@@ -96,12 +99,12 @@ export class Driver {
         }),
       );
     };
-    await run(request.warmUp, undefined);
+    await run(request.warmUp, request.maxSeconds / 3, undefined);
     const warmUpFailures = failures;
     const latencies: number[] = [];
     onTimedStart();
     const started = performance.now();
-    await run(request.count, latencies);
+    await run(request.count, request.maxSeconds, latencies);
     const elapsed = performance.now() - started;
     if (latencies.length === 0) throw new Error(`every call failed (${failures}): ${lastFailure ?? ''}`);
     return {
