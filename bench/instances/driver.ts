@@ -5,8 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
-import { percentile } from '../stats.js';
-import { ECHO_TYPE, benchPayload, echoResult } from '../wholePath/protocol.js';
+import { callFigures } from '../stats.js';
+import { ECHO_TYPE, benchPayload, echoResult, type Measurement } from '../wholePath/protocol.js';
+
+export type { Measurement };
 
 export type PathName = 'realtime' | 'requestreply';
 
@@ -21,17 +23,6 @@ export interface MeasureRequest {
   warmUp: number;
   /** No new call after this long (the warm-up gets a third of it): the run stays short on a busy machine. */
   maxSeconds: number;
-}
-
-export interface Measurement {
-  p50Ms: number;
-  p99Ms: number;
-  perSecond: number;
-  /** Calls that succeeded (and were timed). */
-  count: number;
-  /** Calls that failed (an error answer, the wrong channel or outcome, another reply): not timed, reported. */
-  failures: number;
-  lastFailure?: string;
 }
 
 interface Answer {
@@ -108,12 +99,9 @@ export class Driver {
     const elapsed = performance.now() - started;
     if (latencies.length === 0) throw new Error(`every call failed (${failures}): ${lastFailure ?? ''}`);
     return {
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      perSecond: (latencies.length / elapsed) * 1000,
-      count: latencies.length,
+      ...callFigures(latencies, elapsed),
       // The warm-up's failures count too: a failed call is a failed call, timed or not.
-      failures: failures,
+      failures,
       ...(lastFailure === undefined ? {} : { lastFailure: warmUpFailures === failures ? `(warm-up) ${lastFailure}` : lastFailure }),
     };
   }

@@ -4,24 +4,16 @@
  * as asked, and the CPU of each process. No timing threshold: the figures of a smoke run mean nothing. Skipped, with
  * the reason, exactly where the multi-instance scenario skips: when embedded PostgreSQL cannot start here.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { Measurement } from '../../bench/wholePath/protocol.js';
+import { runBenchSmoke } from '../support/benchSmoke.js';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-interface Row {
+interface Row extends Measurement {
   path: string;
   inFlight: number;
   instances: number;
-  p50Ms: number;
-  p99Ms: number;
-  perSecond: number;
-  count: number;
-  failures: number;
-  lastFailure?: string;
   cpu: Record<string, number>;
+  machineCpu: number;
 }
 
 interface Report {
@@ -34,25 +26,11 @@ interface Report {
   scaling: { path: string; inFlight: number; p50Ratio: number; p99Ratio: number; rateRatio: number }[];
 }
 
-async function runSmoke(): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench', 'instances.bench.ts')], {
-    cwd: root,
-    env: { ...process.env, BENCH_SMOKE: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { exitCode, stdout, stderr };
-}
-
 const isPositive = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value > 0;
 
 describe('the instances benchmark, smoke mode', () => {
   it('measures real time and queue request/reply through 1 and 3 cloud instances, sequentially and 32 and 96 in flight, with no failed call', async (context) => {
-    const { exitCode, stdout, stderr } = await runSmoke();
+    const { exitCode, stdout, stderr } = await runBenchSmoke('instances.bench.ts');
     const line = stdout.split('\n').find((candidate) => candidate.startsWith('BENCH_JSON '));
     expect(line, `${stdout}\n${stderr}`).toBeDefined();
     const report = JSON.parse(line!.slice('BENCH_JSON '.length)) as Report;
