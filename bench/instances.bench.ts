@@ -4,8 +4,8 @@
  * `storelink cloud` processes started through the CLI (`--instance-id`, the inbox a topic, the shared database,
  * signatures on, logging at the CLI's default level into files), the stores' agents in two store processes, and this
  * process as the cloud application: it publishes through the instances' HTTP APIs, each call to the next instance in
- * turn, over an undici Pool per instance. First through one instance, then through three (the same emulators,
- * database and stores; the two more started after the one-instance runs):
+ * turn, over an undici Pool per instance. Each run through one instance, then through three, back to back (the same
+ * emulators, database and stores):
  *
  * - real time (`latency: 'realtime'`: the HTTP answer carries the store's reply over the relay);
  * - queue request/reply (`awaitReplyInMs`: the store's reply comes back through the inbox topic's replies session);
@@ -36,7 +36,7 @@ const IN_FLIGHT = [1, 32, 96];
 const cpus = availableParallelism();
 
 /** Each timed run stops issuing calls after this long, whatever its count: `npm run bench` stays short on a busy machine. */
-const MAX_SECONDS = smoke ? 30 : 5;
+const MAX_SECONDS = smoke ? 30 : 4;
 const COUNTS: Record<PathName, { sequential: number; concurrent: number; warmUp: number }> = smoke
   ? { realtime: { sequential: 4, concurrent: 16, warmUp: 2 }, requestreply: { sequential: 4, concurrent: 16, warmUp: 2 } }
   : { realtime: { sequential: 400, concurrent: 2_000, warmUp: 100 }, requestreply: { sequential: 150, concurrent: 800, warmUp: 50 } };
@@ -71,7 +71,7 @@ const work = await mkdtemp(path.join(tmpdir(), 'storelink-instances-'));
 const children: ChildProcess[] = [];
 const clouds: CloudInstance[] = [];
 const rows: Row[] = [];
-let driver: Driver | undefined;
+const drivers: Driver[] = [];
 try {
   const storeIds = Array.from({ length: storeTotal }, (_, i) => `bench-${i + 1}`);
   const emulator = forkChild('emulatorProcess.ts', { env: { BENCH_STORE_IDS: storeIds.join(','), BENCH_INSTANCES: INSTANCE_IDS.join(',') } });
@@ -108,21 +108,24 @@ try {
   });
   const machineMeter = new CpuMeter({ machine: machineBusyCpuSeconds });
 
-  for (const instanceCount of INSTANCE_COUNTS) {
-    // The instances not yet running start now (the first alone, then the others beside it), each with every link healthy.
-    const starting = INSTANCE_IDS.slice(clouds.length, instanceCount);
-    const startedNow = await Promise.all(starting.map((id) => startCloudInstance(deployment, id)));
-    clouds.push(...startedNow);
-    await Promise.all(startedNow.map((cloud) => untilRelayLinks(cloud, deployment)));
-    for (const cloud of startedNow) meter.add(cloud.id, () => processCpuSeconds(cloud.pid));
-    progress(`${instanceCount} cloud instance(s) serving: ${clouds.map((cloud) => `${cloud.id} ${cloud.url}`).join(', ')}`);
-    await driver?.close();
-    driver = new Driver(clouds.map((cloud) => cloud.url), storeIds, deployment.apiKey);
-    for (const pathName of ['realtime', 'requestreply'] as const) {
-      if (!only.has(pathName)) continue;
-      for (const inFlight of IN_FLIGHT) {
-        const counts = COUNTS[pathName];
-        const measurement = await driver.measure({ path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, maxSeconds: MAX_SECONDS }, () => {
+  // All three start at once; each run goes through the first alone, then through all three, back to back (the order
+  // alternating from one run to the next), so both sides of a ratio see the same machine: it is shared, and its load
+  // drifts. The two instances a one-instance run leaves idle cost next to nothing (their CPU is in the table).
+  clouds.push(...(await Promise.all(INSTANCE_IDS.map((id) => startCloudInstance(deployment, id)))));
+  await Promise.all(clouds.map((cloud) => untilRelayLinks(cloud, deployment)));
+  for (const cloud of clouds) meter.add(cloud.id, () => processCpuSeconds(cloud.pid));
+  progress(`${clouds.length} cloud instances serving: ${clouds.map((cloud) => `${cloud.id} ${cloud.url}`).join(', ')}`);
+  const driverOf = new Map(INSTANCE_COUNTS.map((count) => [count, new Driver(clouds.slice(0, count).map((cloud) => cloud.url), storeIds, deployment.apiKey)] as const));
+  drivers.push(...driverOf.values());
+  let turn = 0;
+  for (const pathName of ['realtime', 'requestreply'] as const) {
+    if (!only.has(pathName)) continue;
+    for (const inFlight of IN_FLIGHT) {
+      const counts = COUNTS[pathName];
+      const order = turn++ % 2 === 0 ? INSTANCE_COUNTS : [...INSTANCE_COUNTS].reverse();
+      for (const instanceCount of order) {
+        const request = { path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, maxSeconds: MAX_SECONDS };
+        const measurement = await driverOf.get(instanceCount)!.measure(request, () => {
           meter.start();
           machineMeter.start();
         });
@@ -132,7 +135,7 @@ try {
     }
   }
 } finally {
-  await driver?.close();
+  await Promise.all(drivers.map((driver) => driver.close()));
   await Promise.all(clouds.map((cloud) => cloud.stop()));
   await Promise.all(children.slice(1).map((child) => stopChild(child)));
   if (children[0] !== undefined) await stopChild(children[0]);

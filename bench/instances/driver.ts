@@ -21,7 +21,7 @@ export interface MeasureRequest {
   inFlight: number;
   count: number;
   warmUp: number;
-  /** No new call after this long (the warm-up gets a third of it): the run stays short on a busy machine. */
+  /** No new call after this long (the warm-up gets a quarter of it): the run stays short on a busy machine. */
   maxSeconds: number;
 }
 
@@ -90,7 +90,7 @@ export class Driver {
         }),
       );
     };
-    await run(request.warmUp, request.maxSeconds / 3, undefined);
+    await run(request.warmUp, request.maxSeconds / 4, undefined);
     const warmUpFailures = failures;
     const latencies: number[] = [];
     onTimedStart();

@@ -52,11 +52,12 @@ describe('the instances benchmark, smoke mode', () => {
       expect(row.failures, `${where}: ${row.lastFailure ?? ''}`).toBe(0);
       expect(row.count, where).toBeGreaterThan(0);
       for (const figure of ['p50Ms', 'p99Ms', 'perSecond'] as const) expect(isPositive(row[figure]), `${where} ${figure} = ${String(row[figure])}`).toBe(true);
-      // The CPU of every process, each instance running included (only on Linux, where /proc has it).
-      const processes = ['driver', 'stores-1', 'stores-2', 'emulators', 'postgres', ...['cloud-a', 'cloud-b', 'cloud-c'].slice(0, row.instances)];
+      // The CPU of every process, the three instances included (only on Linux, where /proc has it).
+      const processes = ['driver', 'stores-1', 'stores-2', 'emulators', 'postgres', 'cloud-a', 'cloud-b', 'cloud-c'];
       expect(Object.keys(row.cpu).sort(), where).toEqual(processes.sort());
       if (process.platform === 'linux') {
         for (const [name, cores] of Object.entries(row.cpu)) expect(Number.isFinite(cores) && cores >= 0, `${where} cpu ${name} = ${cores}`).toBe(true);
+        expect(Number.isFinite(row.machineCpu) && row.machineCpu >= 0, `${where} machine cpu = ${row.machineCpu}`).toBe(true);
       }
     }
     const scaling = report.scaling.map((entry) => `${entry.path}/${entry.inFlight}`).sort();
