@@ -181,12 +181,16 @@ for (const pathName of ['realtime', 'requestreply'] as const) {
 
 const processNames = [...new Set(rows.flatMap((row) => Object.keys(row.cpu)))];
 console.log(`\nCPU per process during each timed run, in cores (1.00 = one core busy throughout; ${cpus} available):`);
-console.log(`| path | in flight | instances | ${processNames.join(' | ')} | these together | other programs | whole machine |`);
-console.log(`| --- | --- | --- | ${processNames.map(() => '---').join(' | ')} | --- | --- | --- |`);
+// CPU per call (all our processes) bounds the rate: this machine's cores can carry at most cpus / (CPU per call) a second.
+console.log(`| path | in flight | instances | ${processNames.join(' | ')} | these together | other programs | whole machine | our CPU per call | rate ${cpus} cores allow at that cost |`);
+console.log(`| --- | --- | --- | ${processNames.map(() => '---').join(' | ')} | --- | --- | --- | --- | --- |`);
 for (const row of rows) {
   const total = Object.values(row.cpu).reduce((all, value) => all + value, 0);
   const cells = processNames.map((name) => cores(row.cpu[name] ?? Number.NaN)).join(' | ');
-  console.log(`| ${LABEL[row.path]} | ${row.inFlight} | ${row.instances} | ${cells} | ${cores(total)} | ${cores(Math.max(0, row.machine - total))} | ${cores(row.machine)} |`);
+  const perCallMs = (total / row.measurement.perSecond) * 1000;
+  console.log(
+    `| ${LABEL[row.path]} | ${row.inFlight} | ${row.instances} | ${cells} | ${cores(total)} | ${cores(Math.max(0, row.machine - total))} | ${cores(row.machine)} | ${Number.isFinite(perCallMs) ? `${perCallMs.toFixed(2)} ms` : 'n/a'} | ${Number.isFinite(perCallMs) ? ((cpus * 1000) / perCallMs).toFixed(0) : 'n/a'} |`,
+  );
 }
 // What limits the figure with several instances: the machine's cores, one process's one JavaScript thread, or neither.
 for (const row of rows.filter((candidate) => candidate.instances === many && candidate.inFlight === IN_FLIGHT.at(-1))) {
@@ -206,7 +210,9 @@ for (const row of rows.filter((candidate) => candidate.instances === many && can
       : busiest >= 0.9
         ? `${busiestName} is at one core (its JavaScript runs on one thread): it is the bottleneck`
         : `no process is at a core and the machine is not saturated (${cores(row.machine)} of ${cpus} cores busy): the limit is waiting, not CPU`;
-  console.log(`${LABEL[row.path]}, ${row.inFlight} in flight through ${many} instances: ${shares}; ${verdict}`);
+  const perCallMs = (total / row.measurement.perSecond) * 1000;
+  const cost = `each call cost ${perCallMs.toFixed(2)} ms of CPU over our processes (${((groups['cloud instances'] / row.measurement.perSecond) * 1000).toFixed(2)} ms in the instances), so ${cpus} cores carry at most ${((cpus * 1000) / perCallMs).toFixed(0)}/s at that cost, however many instances share them`;
+  console.log(`${LABEL[row.path]}, ${row.inFlight} in flight through ${many} instances: cores busy: ${shares}; ${verdict}; ${cost}`);
 }
 
 const failed = rows.filter((row) => row.measurement.failures > 0);
@@ -220,7 +226,15 @@ console.log(
     stores: storeTotal,
     cpus,
     node: process.version,
-    rows: rows.map((row) => ({ path: row.path, inFlight: row.inFlight, instances: row.instances, ...row.measurement, cpu: row.cpu, machineCpu: row.machine })),
+    rows: rows.map((row) => ({
+      path: row.path,
+      inFlight: row.inFlight,
+      instances: row.instances,
+      ...row.measurement,
+      cpu: row.cpu,
+      machineCpu: row.machine,
+      cpuMsPerCall: (Object.values(row.cpu).reduce((all, value) => all + value, 0) / row.measurement.perSecond) * 1000,
+    })),
     scaling,
   })}`,
 );
