@@ -33,6 +33,8 @@ export interface StoreSetup {
   cloudKey: KeyPem;
   storeKeys: Record<string, KeyPem>;
   dataDir: string;
+  /** false: the store agents only, without the raw parts beside them (bench/instances.bench.ts). */
+  raw?: boolean;
 }
 
 export interface CloudSetup {

@@ -140,7 +140,7 @@ process.on('message', (message: ParentToChild) => {
         await Promise.all(setup.storeIds.slice(i, i + 10).map(async (storeId) => {
           await startAgent(storeId, setup, logger);
           if (process.env['BENCH_DEBUG'] === '1') process.stderr.write(`${storeId}: agent up\n`);
-          await startRaw(storeId, setup.endpoints);
+          if (setup.raw !== false) await startRaw(storeId, setup.endpoints);
           if (process.env['BENCH_DEBUG'] === '1') process.stderr.write(`${storeId}: raw up\n`);
         }));
       }

