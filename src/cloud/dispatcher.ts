@@ -225,6 +225,8 @@ export interface Dispatcher extends AsyncDisposable {
 
 /** How long an unheld session's oldest reply waits before another instance takes its replies in. */
 export const DEFAULT_ADOPT_REPLIES_AFTER_IN_MS = 30_000;
+/** How long start() waits to learn whether this instance's announcements subscription exists (topic inbox). */
+const ANNOUNCEMENTS_CHECK_TIMEOUT_IN_MS = 10_000;
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return new DefaultDispatcher(options);
@@ -401,6 +403,9 @@ class DefaultDispatcher implements Dispatcher {
       ...(this.#options.serviceBus.retry === undefined ? {} : { retry: this.#options.serviceBus.retry }),
     });
     this.#connection = connection;
+    if (this.#options.serviceBus.inbox === 'topic') {
+      await this.#checkAnnouncementsSubscription(connection, this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX, claimed.instanceId);
+    }
     const senders = new StoreSenders({
       stores: this.#stores,
       connection,
@@ -481,6 +486,27 @@ class DefaultDispatcher implements Dispatcher {
       links.evictIdle(idle, (storeId) => this.#stores.get(storeId)?.bidirectional === true);
     }, Math.max(1_000, idle / 2));
     this.#sweepTimer.unref();
+  }
+
+  /**
+   * An instance added without `storelink provision --instances …` would run with link charts that never hear an
+   * announcement: refuse to start it, saying so. Service Bus unreachable just now, or a key that may not peek, is not a
+   * refusal: the consumers keep trying and report it.
+   */
+  async #checkAnnouncementsSubscription(connection: ServiceBusConnection, topic: string, instanceId: string): Promise<void> {
+    const subscription = announcementsSubscription(instanceId);
+    try {
+      await connection.checkReadable(topic, subscription, { abortSignal: AbortSignal.timeout(ANNOUNCEMENTS_CHECK_TIMEOUT_IN_MS) });
+    } catch (error) {
+      if (isStorelinkError(error) && error.code === 'QUEUE_NOT_FOUND') {
+        throw new StorelinkError(
+          'QUEUE_NOT_FOUND',
+          `this instance's subscription ${subscription} of ${topic} does not exist: run \`storelink provision --instances\` with every instance id, ${instanceId} included, then start it again`,
+          { cause: error },
+        );
+      }
+      this.#logger.warn({ err: error, subscription }, 'could not check that the announcements subscription exists; starting anyway');
+    }
   }
 
   #linkChanged(change: LinkChange): void {

@@ -232,6 +232,22 @@ describe('several cloud instances on one namespace', () => {
     expect(other.instanceId).toBe('cloud-b');
     expect(one.instanceId).toBe('cloud-a');
   });
+
+  // An instance added without provisioning would otherwise run with charts that never hear an announcement.
+  it('refuses to start an instance whose announcements subscription was never provisioned, saying how to add it', async () => {
+    const azure = await emulators();
+    const unprovisioned = createDispatcher({
+      serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY, inbox: 'topic' },
+      relay: { connectionString: azure.relayConnectionString() },
+      stores: STORES,
+      instanceId: 'cloud-d',
+      ...dispatcherSigningOptions(),
+    });
+    closeables.push(() => unprovisioned.close());
+    const started = unprovisioned.start();
+    await expect(started).rejects.toMatchObject({ code: 'QUEUE_NOT_FOUND' });
+    await expect(started).rejects.toThrow(/announcements-cloud-d of cloud-inbox does not exist.*storelink provision --instances/);
+  });
 });
 
 /** Waits for a condition no event announces (handoffs spread over three instances), within the test's timeout. */

@@ -180,6 +180,11 @@ export interface ServiceBusConnection extends AsyncDisposable {
   createConsumer(options: QueueConsumerOptions): QueueConsumer;
   /** Holds one session of a session-enabled subscription (and adopts orphaned ones if asked): sessionConsumer.ts. */
   createSessionConsumer(options: SessionConsumerOptions): QueueConsumer;
+  /**
+   * Rejects with QUEUE_NOT_FOUND when the queue (or the topic's subscription, not session-enabled) does not exist, or
+   * with what else reading from it ran into. Peeks one message: needs Listen only, takes no lock, moves nothing.
+   */
+  checkReadable(queue: string, subscription?: string, options?: { abortSignal?: AbortSignal }): Promise<void>;
   /** Closes every sender and consumer created here, then the client. Idempotent. */
   close(): Promise<void>;
 }
@@ -387,6 +392,18 @@ class SdkServiceBusConnection implements ServiceBusConnection {
       this.#closeables.delete(consumer),
     );
     return this.#own(consumer);
+  }
+
+  async checkReadable(queue: string, subscription?: string, options: { abortSignal?: AbortSignal } = {}): Promise<void> {
+    this.#assertOpen();
+    const receiver = subscription === undefined ? this.#client.createReceiver(queue) : this.#client.createReceiver(queue, subscription);
+    try {
+      await receiver.peekMessages(1, options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal });
+    } catch (error) {
+      throw toStorelinkError(error, `reading from ${subscription === undefined ? queue : `${queue}/${subscription}`}`);
+    } finally {
+      await receiver.close().catch(() => undefined);
+    }
   }
 
   close(): Promise<void> {
