@@ -15,7 +15,8 @@
  *
  *   node --import tsx bench/wholePath.bench.ts
  *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
- *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
+ *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes, one folder each; the main thread's is
+ *        the file with thread id 0, CPU.*.<pid>.0.*.cpuprofile; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,7 +55,9 @@ function keyPem(keyId: string): KeyPem {
 
 const work = await mkdtemp(path.join(tmpdir(), 'storelink-wholepath-'));
 const children: ChildProcess[] = [];
-const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${name}.cpuprofile`]);
+// One directory per process, with Node's own file names (pid and thread id): tsx's module-loader thread writes a
+// profile too, and under one fixed name the last thread to exit (the loader's) overwrote the main thread's.
+const profileArgs = (name: string) => (profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(profileDir, name)]);
 const rows: Row[] = [];
 try {
   const storeIds = Array.from({ length: storeTotal }, (_, i) => `bench-${i + 1}`);
