@@ -18,6 +18,7 @@
 import type { Agent } from 'node:http';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type hycoHttps from 'hyco-https';
 
 /** What the sockets of one listener need: an agent for a URL (undefined: connect directly), and the CA list. */
@@ -34,12 +35,27 @@ const require = createRequire(import.meta.url);
 
 let loaded: { hyco: HycoHttps; routable: boolean } | undefined;
 
+/**
+ * One secure context per listener's settings: a socket given `ca` parses the whole list (Node's roots and the extra
+ * CA) again, tens of milliseconds of CPU for each rendezvous of a large request.
+ */
+const secureContexts = new WeakMap<HycoSocketSettings, SecureContext>();
+
+function secureContextOf(settings: HycoSocketSettings, ca: readonly string[]): SecureContext {
+  let secureContext = secureContexts.get(settings);
+  if (secureContext === undefined) {
+    secureContext = createSecureContext({ ca: [...ca] });
+    secureContexts.set(settings, secureContext);
+  }
+  return secureContext;
+}
+
 /** The options ws 6 receives, with this context's agent and CA added. */
 function routedOptions(settings: HycoSocketSettings, address: unknown, options: unknown): Record<string, unknown> {
   const base = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>) } : {};
   const agent = settings.agentFor(String(address));
   if (agent !== undefined) base.agent = agent;
-  if (settings.ca !== undefined) base.ca = [...settings.ca];
+  if (settings.ca !== undefined) base.secureContext = secureContextOf(settings, settings.ca);
   return base;
 }
 
