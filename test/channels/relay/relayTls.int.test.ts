@@ -78,4 +78,30 @@ describe('relay channel over TLS with tls.caFile', () => {
     expect(emulators.relay.counters().rendezvousRequests).toBe(rendezvousBefore + 1);
     expect(withTrustList(createSecureContext)).toHaveLength(0);
   });
+
+  it('builds one secure context for the listeners of a process that trust the same CA (many store agents in one process)', async () => {
+    const names = ['store-tls-a', 'store-tls-b'];
+    const emulators = await startEmulators({ serviceBusPort: null, relayPort: null, tlsPort: 0, hybridConnections: names.map((name) => ({ name })) });
+    closeables.push(() => emulators.close());
+    const createSecureContext = vi.spyOn(tls, 'createSecureContext');
+    const listeners = names.map((hybridConnection) =>
+      createRelayListener({
+        connectionString: emulators.tls!.relayConnectionString(),
+        hybridConnection,
+        expose: [],
+        execute: () => Promise.resolve(null),
+        tls: { caFile: emulators.tls!.caFile! },
+        proxy: false,
+      }),
+    );
+    for (const listener of listeners) closeables.push(() => listener.close());
+    await Promise.all(
+      listeners.map((listener) => {
+        const listening = firstValueFrom(listener.state$.pipe(filter((state) => state.status === 'listening')));
+        listener.start();
+        return listening;
+      }),
+    );
+    expect(withTrustList(createSecureContext)).toHaveLength(1);
+  });
 });
