@@ -17,6 +17,8 @@
  *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
  *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes, <dir>/<process>/*.<pid>.0.*.cpuprofile for the main thread; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,6 +48,32 @@ interface Row {
   inFlight: number;
   raw: Measurement;
   storelink: Measurement;
+  /** CPU ms per call (warm-up included) of each process kind, for each side; absent where /proc is not there. */
+  cpu?: { raw: CpuPerCall; storelink: CpuPerCall };
+}
+
+type CpuPerCall = Record<'cloud' | 'stores' | 'emulators', number>;
+
+/**
+ * The CPU time (user + system, ms) a process has used so far, from /proc (Linux); undefined elsewhere. On a shared
+ * machine a call's latency counts the waits for a core too; its CPU time does not, so the two sides compare fairly.
+ */
+const clockTicksPerSecond = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  } catch {
+    return Number.NaN;
+  }
+})();
+function cpuMsOf(child: ChildProcess): number | undefined {
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+    return Number.isFinite(ms) ? ms : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function keyPem(keyId: string): KeyPem {
@@ -92,6 +120,16 @@ try {
   cloud.send({ type: 'setup-cloud', setup: { ...setup, storeIds } } satisfies ParentToChild);
   await cloudReady;
 
+  const kinds = { cloud: [cloud], stores, emulators: [emulator] };
+  const cpuNow = (): CpuPerCall | undefined => {
+    const totals = Object.fromEntries(Object.entries(kinds).map(([kind, processes]) => [kind, processes.reduce<number | undefined>((sum, child) => {
+      const ms = cpuMsOf(child);
+      return sum === undefined || ms === undefined ? undefined : sum + ms;
+    }, 0)]));
+    return Object.values(totals).some((ms) => ms === undefined) ? undefined : (totals as CpuPerCall);
+  };
+  const cpuPerCall = (before: CpuPerCall | undefined, after: CpuPerCall | undefined, calls: number): CpuPerCall | undefined =>
+    before === undefined || after === undefined ? undefined : { cloud: (after.cloud - before.cloud) / calls, stores: (after.stores - before.stores) / calls, emulators: (after.emulators - before.emulators) / calls };
   let nextId = 0;
   const measure = async (request: MeasureRequest): Promise<Measurement> => {
     const id = nextId++;
@@ -116,9 +154,14 @@ try {
       for (const inFlight of [1, IN_FLIGHT]) {
         const counts = COUNTS[pathName];
         const request = { path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, storeCount };
+        const calls = request.count + request.warmUp;
+        const rawStart = cpuNow();
         const raw = await measure({ ...request, side: 'raw' });
+        const storelinkStart = cpuNow();
         const storelink = await measure({ ...request, side: 'storelink' });
-        rows.push({ path: pathName, stores: storeCount, inFlight, raw, storelink });
+        const rawCpu = cpuPerCall(rawStart, storelinkStart, calls);
+        const storelinkCpu = cpuPerCall(storelinkStart, cpuNow(), calls);
+        rows.push({ path: pathName, stores: storeCount, inFlight, raw, storelink, ...(rawCpu === undefined || storelinkCpu === undefined ? {} : { cpu: { raw: rawCpu, storelink: storelinkCpu } }) });
         process.stderr.write(`measured ${JSON.stringify(rows.at(-1))}\n`);
       }
     }
@@ -131,6 +174,7 @@ try {
 
 const LABEL: Record<PathName, string> = { realtime: 'real time', oneway: 'queue one-way', requestreply: 'queue request/reply' };
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+const total = (cpu: CpuPerCall) => cpu.cloud + cpu.stores + cpu.emulators;
 console.log(`whole path over ${transport}${smoke ? ' (smoke: counts too small to mean anything)' : ''}; ${storeTotal} stores in ${storeTotal === 1 ? 1 : 2} store processes`);
 // Both sides of the queue rows read alike (the raw parts in wholePath/storeProcess.ts and cloudProcess.ts): the same
 // store concurrency, so the ratios compare the same ordering rule.
@@ -163,10 +207,24 @@ for (const row of rows) {
     p50Ratio: storelink.p50Ms / raw.p50Ms,
     p99Ratio: storelink.p99Ms / raw.p99Ms,
     rateRatio: storelink.perSecond / raw.perSecond,
+    ...(row.cpu === undefined ? {} : { rawCpuMsPerCall: total(row.cpu.raw), storelinkCpuMsPerCall: total(row.cpu.storelink) }),
     rawFailures: raw.failures,
     storelinkFailures: storelink.failures,
   });
   if (raw.failures + storelink.failures > 0) console.log(`  (failed calls, not timed: raw ${raw.failures}, storelink ${storelink.failures}; last: ${storelink.lastFailure ?? raw.lastFailure ?? ''})`);
+}
+if (rows.some((row) => row.cpu !== undefined)) {
+  console.log('CPU ms per call, every process of the kind (warm-up included; not slowed by waiting for a core):');
+  console.log('| path | stores | in flight | side | cloud | stores | emulators | total | storelink / raw |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const row of rows) {
+    if (row.cpu === undefined) continue;
+    for (const side of ['raw', 'storelink'] as const) {
+      const cpu = row.cpu[side];
+      const last = side === 'storelink' ? ratio(total(cpu), total(row.cpu.raw)) : '';
+      console.log(`| ${LABEL[row.path]} | ${row.stores} | ${row.inFlight} | ${side} | ${cpu.cloud.toFixed(3)} | ${cpu.stores.toFixed(3)} | ${cpu.emulators.toFixed(3)} | ${total(cpu).toFixed(3)} | ${last} |`);
+    }
+  }
 }
 for (const stores of [...new Set(rows.map((row) => row.stores))]) {
   const sequential = rows.find((row) => row.path === 'requestreply' && row.stores === stores && row.inFlight === 1);

@@ -167,7 +167,22 @@ export class Executor {
     if (refusal !== undefined) throw refusal;
     const parsed = parseOperation(input);
     if (!parsed.success) throw parsed.error;
-    const operation = parsed.data;
+    return this.#accepted(parsed.data, channel, abortSignal);
+  }
+
+  /**
+   * Runs an envelope its channel already bounded and parsed at the boundary (`parseOperation`, after the size and
+   * depth checks of the request text: the relay listener), without parsing it again. Its signature is still the
+   * first thing checked here, as in `execute`, and a refused one is neither recorded nor reported.
+   */
+  async executeParsed(operation: Operation, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
+    const refusal = this.#signatureRefusal(operation);
+    if (refusal !== undefined) throw refusal;
+    return this.#accepted(operation, channel, abortSignal);
+  }
+
+  /** The rest of a run, once the operation is known to be the cloud's and well formed. */
+  async #accepted(operation: Operation, channel: Channel, abortSignal: AbortSignal): Promise<Execution> {
     if (operation.storeId !== this.#options.storeId) {
       throw new StorelinkError('OPERATION_MISROUTED', `operation ${operation.id} is for store "${operation.storeId}", not "${this.#options.storeId}"`, {
         field: 'storeId',
@@ -255,6 +270,20 @@ export class Executor {
    * that says so; the ledger keeps the result, so a relay caller still gets it.
    */
   async #replied(operation: Operation, record: ExecutionRecord, replayed: boolean, channel: Channel): Promise<Execution> {
+    if (channel === 'queue') {
+      await this.#options.outbox.append(this.#replyOf(operation, record));
+      return { operation, record, replayed, replyWritten: Promise.resolve() };
+    }
+    // After the relay answer is written: setImmediate runs once the promise chain that carries the result to the
+    // listener (microtasks) has sent it; building the reply (its id, its size check), its signature and its write
+    // then cost the answer nothing.
+    const replyWritten = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#options.outbox.append(this.#replyOf(operation, record)));
+    replyWritten.catch((error: unknown) => this.#options.onReplyFailed?.({ operationId: operation.id, error }));
+    return { operation, record, replayed, replyWritten };
+  }
+
+  /** The reply reporting a record; a result too large for a store message is replaced by a REPLY_TOO_LARGE failure. */
+  #replyOf(operation: Operation, record: ExecutionRecord): ReplyEvent {
     const reply = this.#replyFor(operation.id, operation.type, replyBodyOf(record), operation.replyToSessionId);
     const bytes = Buffer.byteLength(JSON.stringify(reply), 'utf8');
     if (bytes > MAX_STORE_MESSAGE_BYTES) {
@@ -268,15 +297,7 @@ export class Executor {
         },
       };
     }
-    if (channel === 'queue') {
-      await this.#options.outbox.append(reply);
-      return { operation, record, replayed, replyWritten: Promise.resolve() };
-    }
-    // After the relay answer is written: setImmediate runs once the promise chain that carries the result to the
-    // listener (microtasks) has sent it; the reply's signature and write then cost the answer nothing.
-    const replyWritten = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#options.outbox.append(reply));
-    replyWritten.catch((error: unknown) => this.#options.onReplyFailed?.({ operationId: operation.id, error }));
-    return { operation, record, replayed, replyWritten };
+    return reply;
   }
 
   /** `sessionId`: the cloud instance that sent the operation (its replyToSessionId), which the reply goes back to. */

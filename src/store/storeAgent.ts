@@ -26,6 +26,7 @@ import { RetryWindow } from '../core/backoff.js';
 import { StorelinkError, isPermanentFailure, isStorelinkError, type StorelinkErrorCode } from '../core/errors.js';
 import { findNonJson, type JsonValue } from '../core/json.js';
 import type { RelayAnnouncement } from '../core/linkContract.js';
+import type { Operation } from '../core/operation.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
 import { Signer, Verifier, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
@@ -257,6 +258,7 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #subscriptions: Subscription[] = [];
   /** Relay replies on their way to the outbox (off the hot path): close() waits for them before closing the outbox. */
   readonly #pendingReplies = new Set<Promise<void>>();
+  readonly #relaySignals = new WeakMap<AbortSignal, AbortSignal>();
   #lock: DataDirLock | undefined;
   #ledger: Ledger | undefined;
   #outbox: Outbox | undefined;
@@ -515,10 +517,24 @@ class DefaultStoreAgent implements StoreAgent {
     });
   }
 
-  async #fromRelay(operation: unknown, abortSignal: AbortSignal): Promise<JsonValue> {
+  /**
+   * The listener's signal joined with the agent's own close, made once per listener signal: AbortSignal.any per call
+   * cost a signal and a pair of listeners on two long-lived signals for every request.
+   */
+  #relaySignal(listenerSignal: AbortSignal): AbortSignal {
+    let joined = this.#relaySignals.get(listenerSignal);
+    if (joined === undefined) {
+      joined = AbortSignal.any([listenerSignal, this.#closeAbort.signal]);
+      this.#relaySignals.set(listenerSignal, joined);
+    }
+    return joined;
+  }
+
+  /** An operation the relay listener already parsed at its boundary (after the size and depth checks). */
+  async #fromRelay(operation: Operation, abortSignal: AbortSignal): Promise<JsonValue> {
     const executor = this.#executor!;
     try {
-      const execution = await executor.execute(operation, 'relay', AbortSignal.any([abortSignal, this.#closeAbort.signal]));
+      const execution = await executor.executeParsed(operation, 'relay', this.#relaySignal(abortSignal));
       // Failures are reported by the executor's onReplyFailed; this only keeps close() from cutting the write short.
       const written = execution.replyWritten.catch(() => undefined);
       this.#pendingReplies.add(written);

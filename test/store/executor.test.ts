@@ -285,6 +285,29 @@ describe('Executor', () => {
     expect(tooLarge[0]!.bytes).toBeGreaterThan(MAX_STORE_MESSAGE_BYTES);
   });
 
+  it('runs an operation parsed at the channel boundary (executeParsed) once, sharing the ledger with execute', async () => {
+    const { executor, calls } = setup();
+    const op = operation();
+    const first = await executor.executeParsed(op, 'relay', signal);
+    const again = await executor.execute(op, 'queue', signal);
+    expect(first).toMatchObject({ replayed: false, record: { outcome: 'done', result: { doubled: 42 }, channel: 'relay' } });
+    expect(again).toMatchObject({ replayed: true, record: first.record });
+    expect(calls()).toBe(1);
+  });
+
+  it('answers a relay call before building its reply: a result too large for a reply still reaches the caller, and REPLY_TOO_LARGE goes to the outbox after', async () => {
+    const big = 'x'.repeat(300 * 1024);
+    const { executor, replies, tooLarge } = setup(() => ({ big }));
+    const execution = await executor.executeParsed(operation(), 'relay', signal);
+    expect(resultOf(execution)).toEqual({ big });
+    // The answer is on its way before the reply exists: built (and its size checked) once the answer was sent.
+    expect(tooLarge).toEqual([]);
+    expect(replies).toEqual([]);
+    await execution.replyWritten;
+    expect(tooLarge).toHaveLength(1);
+    expect(replies[0]!.body).toMatchObject({ outcome: 'failed', executed: true, error: { code: 'REPLY_TOO_LARGE' } });
+  });
+
   it('sends a result that just fits as it is', async () => {
     const { executor, replies, tooLarge } = setup(() => 'y'.repeat(MAX_STORE_MESSAGE_BYTES - 400));
     await executor.execute(operation(), 'queue', signal);
@@ -347,6 +370,20 @@ describe('Executor', () => {
       expect(error.code).toBe('SIGNATURE_INVALID');
       expect(error.message).toContain(message);
       expect(isPermanentFailure(error.code)).toBe(true);
+      expect(calls()).toBe(0);
+      expect(ledger.entries.size).toBe(0);
+      expect(replies).toEqual([]);
+    });
+
+    it.each<[string, () => Operation, string]>([
+      ['an unsigned operation', unsigned, 'carries no signature'],
+      ['one whose payload was changed after signing', () => ({ ...operation(), payload: { n: 1000 } }), 'does not match'],
+      ['one signed by a key the store does not trust', () => signed(unsigned(), strangerKey('cloud-test-2')), 'not trusted'],
+    ])('refuses %s parsed at the channel boundary (executeParsed) with SIGNATURE_INVALID too, before anything else', async (_label, input, message) => {
+      const { executor, calls, ledger, replies } = setup();
+      const error = await failure(executor.executeParsed(input(), 'relay', signal));
+      expect(error.code).toBe('SIGNATURE_INVALID');
+      expect(error.message).toContain(message);
       expect(calls()).toBe(0);
       expect(ledger.entries.size).toBe(0);
       expect(replies).toEqual([]);

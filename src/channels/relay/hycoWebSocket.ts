@@ -17,7 +17,9 @@
  */
 import type { Agent } from 'node:http';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
+import tls, { type SecureContext } from 'node:tls';
 import type hycoHttps from 'hyco-https';
 
 /** What the sockets of one listener need: an agent for a URL (undefined: connect directly), and the CA list. */
@@ -34,12 +36,34 @@ const require = createRequire(import.meta.url);
 
 let loaded: { hyco: HycoHttps; routable: boolean } | undefined;
 
+/**
+ * One secure context per trust list in the process: a socket given `ca` parses the whole list (Node's roots and the
+ * extra CA) again, tens of milliseconds of CPU for each rendezvous of a large request, and for each listener of a
+ * process running many store agents. By listener settings first (no hashing per socket), then by the list's content.
+ */
+const secureContexts = new WeakMap<HycoSocketSettings, SecureContext>();
+const secureContextsByList = new Map<string, SecureContext>();
+
+function secureContextOf(settings: HycoSocketSettings, ca: readonly string[]): SecureContext {
+  let secureContext = secureContexts.get(settings);
+  if (secureContext === undefined) {
+    const list = createHash('sha256').update(ca.join('\n')).digest('hex');
+    secureContext = secureContextsByList.get(list);
+    if (secureContext === undefined) {
+      secureContext = tls.createSecureContext({ ca: [...ca] });
+      secureContextsByList.set(list, secureContext);
+    }
+    secureContexts.set(settings, secureContext);
+  }
+  return secureContext;
+}
+
 /** The options ws 6 receives, with this context's agent and CA added. */
 function routedOptions(settings: HycoSocketSettings, address: unknown, options: unknown): Record<string, unknown> {
   const base = typeof options === 'object' && options !== null ? { ...(options as Record<string, unknown>) } : {};
   const agent = settings.agentFor(String(address));
   if (agent !== undefined) base.agent = agent;
-  if (settings.ca !== undefined) base.ca = [...settings.ca];
+  if (settings.ca !== undefined) base.secureContext = secureContextOf(settings, settings.ca);
   return base;
 }
 
