@@ -39,8 +39,10 @@ const excluded = <T>(column: keyof OperationRecordTable) => sql<T>`${sql.ref(`ex
 /** The write's status, unless an outcome is already recorded: the outcome's status is final. */
 const statusUnlessFinal = sql<string>`case when ${existing('outcome')} is null then ${excluded<string>('status')} else ${existing('status')} end`;
 
-async function apply(db: Db, write: OperationWrite): Promise<void> {
-  const identity = {
+type WriteOf<K extends OperationWrite['kind']> = Extract<OperationWrite, { kind: K }>;
+
+function identityOf(write: OperationWrite) {
+  return {
     id: write.id,
     store_id: write.storeId,
     type: write.type,
@@ -48,10 +50,22 @@ async function apply(db: Db, write: OperationWrite): Promise<void> {
     instance_id: write.instanceId,
     published_at: write.publishedAt,
   };
+}
+
+/** One upsert statement for writes of one kind, each about a different operation (a row is touched once). */
+async function applyKind(db: Db, kind: OperationWrite['kind'], writes: readonly OperationWrite[]): Promise<void> {
   const insert = db.insertInto('storelink_operation');
-  if (write.kind === 'published') {
+  if (kind === 'published') {
     await insert
-      .values({ ...identity, status: 'in-flight', created_at: write.createdAt, expires_at: write.expiresAt, payload_bytes: write.payloadBytes })
+      .values(
+        (writes as WriteOf<'published'>[]).map((write) => ({
+          ...identityOf(write),
+          status: 'in-flight',
+          created_at: write.createdAt,
+          expires_at: write.expiresAt,
+          payload_bytes: write.payloadBytes,
+        })),
+      )
       .onConflict((conflict) =>
         conflict.column('id').doUpdateSet({
           // A resend of an open operation is in flight again, published by the instance resending it.
@@ -66,17 +80,19 @@ async function apply(db: Db, write: OperationWrite): Promise<void> {
       .execute();
     return;
   }
-  if (write.kind === 'delivered') {
+  if (kind === 'delivered') {
     await insert
-      .values({
-        ...identity,
-        status: write.status,
-        channel: write.channel,
-        fallback: write.fallback,
-        delivered_at: write.deliveredAt,
-        delivery: JSON.stringify(write.delivery),
-        duration_ms: write.durationMs,
-      })
+      .values(
+        (writes as WriteOf<'delivered'>[]).map((write) => ({
+          ...identityOf(write),
+          status: write.status,
+          channel: write.channel,
+          fallback: write.fallback,
+          delivered_at: write.deliveredAt,
+          delivery: JSON.stringify(write.delivery),
+          duration_ms: write.durationMs,
+        })),
+      )
       .onConflict((conflict) =>
         conflict.column('id').doUpdateSet({
           status: statusUnlessFinal,
@@ -91,14 +107,16 @@ async function apply(db: Db, write: OperationWrite): Promise<void> {
     return;
   }
   await insert
-    .values({
-      ...identity,
-      status: write.status,
-      channel: write.channel,
-      outcome: JSON.stringify(write.outcome),
-      outcome_at: write.outcomeAt,
-      late_outcomes: write.late ? 1 : 0,
-    })
+    .values(
+      (writes as WriteOf<'outcome'>[]).map((write) => ({
+        ...identityOf(write),
+        status: write.status,
+        channel: write.channel,
+        outcome: JSON.stringify(write.outcome),
+        outcome_at: write.outcomeAt,
+        late_outcomes: write.late ? 1 : 0,
+      })),
+    )
     .onConflict((conflict) =>
       conflict.column('id').doUpdateSet({
         status: statusUnlessFinal,
@@ -111,11 +129,43 @@ async function apply(db: Db, write: OperationWrite): Promise<void> {
     .execute();
 }
 
-/** Applies the writes in order, in one transaction: all of them or none. */
+const KINDS: readonly OperationWrite['kind'][] = ['published', 'delivered', 'outcome'];
+
+/**
+ * The writes cut, in order, into runs in which no operation appears twice. Writes about different operations touch
+ * different rows, so within a run they commute: a run is written as at most one statement per kind. A second write
+ * about an operation starts the next run, so each row still sees its writes in the order they were made.
+ */
+export function runsOf(writes: readonly OperationWrite[]): OperationWrite[][] {
+  const runs: OperationWrite[][] = [];
+  let run: OperationWrite[] = [];
+  let ids = new Set<string>();
+  for (const write of writes) {
+    if (ids.has(write.id)) {
+      runs.push(run);
+      run = [];
+      ids = new Set();
+    }
+    run.push(write);
+    ids.add(write.id);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
+/**
+ * Applies the writes as if one after the other, in one transaction: all of them or none. A batch costs a few statements
+ * (one per kind and run), not one round trip per write.
+ */
 export async function applyOperationWrites(db: Kysely<DatabaseSchema>, writes: readonly OperationWrite[]): Promise<void> {
-  if (writes.length === 1) return apply(db, writes[0]!);
+  if (writes.length === 1) return applyKind(db, writes[0]!.kind, writes);
   await db.transaction().execute(async (transaction) => {
-    for (const write of writes) await apply(transaction, write);
+    for (const run of runsOf(writes)) {
+      for (const kind of KINDS) {
+        const ofKind = run.filter((write) => write.kind === kind);
+        if (ofKind.length > 0) await applyKind(transaction, kind, ofKind);
+      }
+    }
   });
 }
 
