@@ -12,6 +12,7 @@ import type { Logger } from '../core/logger.js';
 import type { Latency, Operation } from '../core/operation.js';
 import { operationPolicyFor, type Fallback, type Policy } from '../core/policy.js';
 import { route } from '../core/route.js';
+import type { RelayConfirmation } from '../channels/relay/relayProtocol.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -69,6 +70,8 @@ export interface DeliverParts {
   replies: ReplyWaiting;
   /** Where stores send the replies a queued operation asks for. */
   inbox: string;
+  /** The signed confirmation of relay answers a call to this store carries, if any are waiting (relayConfirmations.ts). */
+  confirmationFor?: (storeId: string) => RelayConfirmation | undefined;
   now: () => number;
   logger: Logger;
 }
@@ -137,9 +140,11 @@ export function createDeliver(parts: DeliverParts): Deliver {
     }
     sofar.attempts += 1;
     try {
+      const confirmation = parts.confirmationFor?.(storeId);
       const reply = await senders.relay(storeId).send(operation, {
         timeoutInMs: typePolicy.relayTimeoutInMs,
         ...(options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal }),
+        ...(confirmation === undefined ? {} : { confirmation }),
       });
       links.send(storeId, { type: 'relay.succeeded' });
       cache.remember(operation, reply.result);

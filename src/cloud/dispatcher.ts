@@ -15,6 +15,7 @@ import { Subject, type Observable } from 'rxjs';
 import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
 import type { FetchFunction } from '../channels/relay/relaySender.js';
+import type { RelayConfirmation } from '../channels/relay/relayProtocol.js';
 import {
   createServiceBusConnection,
   type ProxyOptions,
@@ -30,13 +31,14 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, EVENTS_SUBSCRIPTION, REPLIES_SUBSCRIPTION, announcementsSubscription, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
-import { Signer, Verifier, operationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
+import { Signer, Verifier, operationSignedFields, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
 import { checkInstanceId, claimInstanceDir } from './instanceDir.js';
 import { openLinkStore, type LinkStore } from './linkStore.js';
 import { OperationRecords, type OperationPage, type OperationStatus, type StoreOperationsOptions } from './operationRecords.js';
 import { OutcomeTracker, type OperationOutcome } from './outcomes.js';
+import { RelayConfirmations } from './relayConfirmations.js';
 import { ReplyCache } from './replyCache.js';
 import { ReplyWaiting } from './replyWaiting.js';
 import { StoreBacklog } from './storeBacklog.js';
@@ -105,7 +107,9 @@ export interface DispatcherOptions {
    * The cloud application's durable handoff of what arrives through the inbox: an inbox message is completed only
    * after its handoff resolved, and left to be delivered again (to this or another instance) when it rejects. So each
    * outcome and event reaches the application at least once (an outcome also when this instance already reported it
-   * on `outcomes$`, as the inbox reply may be its only durable copy).
+   * on `outcomes$`, as the inbox reply may be its only durable copy). A relay answer's outcome is handed off as soon
+   * as it is recorded, so that the store can be told to drop its inbox copy; if that copy comes all the same (the
+   * confirmation came too late, or never went), it is handed off again.
    */
   handoff?: DispatcherHandoff;
   /** Needed when any store is bi-directional: a key with Send on the stores' hybrid connections. */
@@ -244,6 +248,9 @@ class DefaultDispatcher implements Dispatcher {
   readonly #outcomes$ = new Subject<OperationOutcome>();
   readonly #inboxRejections$ = new Subject<InboxRejection>();
   readonly #signer: Signer;
+  /** The same key under the label of relay confirmations (signing.ts). */
+  readonly #confirmationSigner: Signer;
+  readonly #confirmations: RelayConfirmations;
   readonly #storeKeys = new Map<string, Verifier>();
   readonly #outcomes: OutcomeTracker;
   readonly #replies = new ReplyWaiting();
@@ -276,6 +283,7 @@ class DefaultDispatcher implements Dispatcher {
     this.#now = options.now ?? Date.now;
     this.#cache = new ReplyCache(this.#policy, this.#now);
     this.#backlog = new StoreBacklog({ now: this.#now });
+    this.#confirmations = new RelayConfirmations({ now: this.#now });
     this.#outcomes = new OutcomeTracker({
       emit: (outcome) => {
         this.#backlog.settled(outcome.operationId);
@@ -284,6 +292,7 @@ class DefaultDispatcher implements Dispatcher {
         this.#recordings.set(outcome.operationId, recording);
         for (const resolve of this.#heldRecordings.get(outcome.operationId) ?? []) resolve(recording);
         this.#heldRecordings.delete(outcome.operationId);
+        if (outcome.channel === 'relay' && !outcome.late) this.#confirmWhenDurable(outcome, recording);
         recording
           .catch((error: unknown) => this.#logger.error({ err: error, operationId: outcome.operationId }, 'could not record the outcome'))
           .finally(() => {
@@ -323,6 +332,7 @@ class DefaultDispatcher implements Dispatcher {
       throw new TypeError('createDispatcher: signing ({ keyId, privateKey }) is required: stores run only operations the cloud signed (`storelink keys create` makes a key pair)');
     }
     this.#signer = new Signer(options.signing, 'operation', 'createDispatcher: signing');
+    this.#confirmationSigner = new Signer(options.signing, 'relay-confirmation', 'createDispatcher: signing');
     if (options.instanceId !== undefined) this.#instanceId = checkInstanceId(options.instanceId, 'createDispatcher: instanceId');
     const { inbox: inboxKind, adoptRepliesAfterInMs } = options.serviceBus;
     if (inboxKind !== undefined && inboxKind !== 'queue' && inboxKind !== 'topic') {
@@ -433,7 +443,17 @@ class DefaultDispatcher implements Dispatcher {
     });
     this.#links = links;
     const inbox = this.#options.serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX;
-    this.#deliver = createDeliver({ policy: this.#policy, links, senders, cache: this.#cache, replies: this.#replies, inbox, now: this.#now, logger: this.#logger });
+    this.#deliver = createDeliver({
+      policy: this.#policy,
+      links,
+      senders,
+      cache: this.#cache,
+      replies: this.#replies,
+      inbox,
+      confirmationFor: (storeId) => this.#confirmationFor(storeId),
+      now: this.#now,
+      logger: this.#logger,
+    });
     const handoff = this.#options.handoff;
     const handler = createInboxHandler({
       isKnownStore: (storeId) => this.#stores.has(storeId),
@@ -484,6 +504,7 @@ class DefaultDispatcher implements Dispatcher {
     this.#sweepTimer = setInterval(() => {
       // A bi-directional store's chart probes its relay on its own timers, so only async-only links go idle.
       links.evictIdle(idle, (storeId) => this.#stores.get(storeId)?.bidirectional === true);
+      this.#confirmations.prune();
     }, Math.max(1_000, idle / 2));
     this.#sweepTimer.unref();
   }
@@ -571,6 +592,28 @@ class DefaultDispatcher implements Dispatcher {
   }
 
   /** Records the outcome; resolves once it is durable (at once without a database). */
+  /**
+   * Once a relay answer's outcome is durable here (recorded, and taken by the application's handoff if it has one),
+   * the store may drop the outbox copy it holds back: the next relay call to that store says so. Until then, or if
+   * either step fails, the copy comes through the inbox as before and is handed off from there.
+   */
+  #confirmWhenDurable(outcome: OperationOutcome, recording: Promise<void>): void {
+    const handoff = this.#options.handoff;
+    recording
+      .then(() => handoff?.outcome?.(outcome))
+      .then(
+        () => this.#confirmations.add(outcome.storeId, outcome.operationId),
+        (error: unknown) => this.#logger.debug({ err: error, operationId: outcome.operationId }, "relay answer not confirmed to the store: its copy will come through the inbox"),
+      );
+  }
+
+  /** The confirmation a relay call to this store carries: the answers waiting, signed for it. */
+  #confirmationFor(storeId: string): RelayConfirmation | undefined {
+    const operationIds = this.#confirmations.take(storeId);
+    if (operationIds === undefined) return undefined;
+    return { operationIds, signature: this.#confirmationSigner.sign(relayConfirmationSignedFields(storeId, operationIds)) };
+  }
+
   #recordOutcome(outcome: OperationOutcome): Promise<void> {
     return this.#records?.recordOutcome(outcome) ?? Promise.resolve();
   }

@@ -40,12 +40,16 @@ export interface SigningKey {
 /** Public keys trusted at once, by key id: a KeyObject or PEM text (SPKI) each. */
 export type TrustedKeys = Readonly<Record<string, KeyObject | string>>;
 
-/** What a signature is over: the label separates operations from store messages. */
-export type SignedKind = 'operation' | 'store-message';
+/**
+ * What a signature is over: the label separates operations, store messages and the cloud's confirmations that it
+ * holds relay answers (see relayProtocol.ts).
+ */
+export type SignedKind = 'operation' | 'store-message' | 'relay-confirmation';
 
 const LABELS: Record<SignedKind, string> = {
   operation: 'storelink operation v1\n',
   'store-message': 'storelink store message v1\n',
+  'relay-confirmation': 'storelink relay confirmation v1\n',
 };
 
 /** Why a message's signature was not accepted. */
@@ -251,4 +255,9 @@ export function operationSignedFields(operation: object): Record<string, unknown
 export function storeMessageSignedFields(message: object): Record<string, unknown> {
   const { id, kind, type, storeId, correlationId, body, createdAt } = message as Record<string, unknown>;
   return { id, kind, type, storeId, correlationId, body, createdAt };
+}
+
+/** What the cloud's confirmation of relay answers signs: the store it is for and the operation ids, in order. */
+export function relayConfirmationSignedFields(storeId: string, operationIds: readonly string[]): Record<string, unknown> {
+  return { storeId, operationIds: [...operationIds] };
 }

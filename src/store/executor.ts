@@ -78,7 +78,7 @@ export interface ExecutionLedger {
 export type ReplyEvent = StoreMessage & { kind: 'reply'; correlationId: string };
 
 export interface ReplyOutbox {
-  append(event: ReplyEvent): Promise<void>;
+  append(event: ReplyEvent, options?: { holdForInMs?: number }): Promise<void>;
 }
 
 export interface ExecutorOptions {
@@ -88,6 +88,11 @@ export interface ExecutorOptions {
   handlers: OperationHandlers;
   ledger: ExecutionLedger;
   outbox: ReplyOutbox;
+  /**
+   * How long the outbox holds a relay answer's reply back, waiting for the cloud to confirm it has the answer
+   * (relayProtocol.ts); undefined or 0: sent at once.
+   */
+  relayReplyHoldInMs?: number;
   /** The cloud's public keys (kind `operation`): an operation runs only if one of them signed it. */
   cloudKeys: Verifier;
   now?: () => number;
@@ -277,7 +282,9 @@ export class Executor {
     // After the relay answer is written: setImmediate runs once the promise chain that carries the result to the
     // listener (microtasks) has sent it; building the reply (its id, its size check), its signature and its write
     // then cost the answer nothing.
-    const replyWritten = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#options.outbox.append(this.#replyOf(operation, record)));
+    const holdForInMs = this.#options.relayReplyHoldInMs;
+    const appendOptions = holdForInMs === undefined || holdForInMs === 0 ? undefined : { holdForInMs };
+    const replyWritten = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#options.outbox.append(this.#replyOf(operation, record), appendOptions));
     replyWritten.catch((error: unknown) => this.#options.onReplyFailed?.({ operationId: operation.id, error }));
     return { operation, record, replayed, replyWritten };
   }

@@ -40,6 +40,14 @@ export interface ParkReason {
   message: string;
 }
 
+export interface AppendOptions {
+  /**
+   * Keep the event back from `peek()` for this long (ms, whole, positive): a relay answer's reply, which the cloud may
+   * confirm meanwhile (acknowledgeHeldReplies). The hold lives in memory only: after a restart the event is sent.
+   */
+  holdForInMs?: number;
+}
+
 export interface OutboxOptions {
   directory: string;
   /**
@@ -58,9 +66,19 @@ export interface Outbox {
    * adds nothing (the first event stays) and resolves once that one is on disk. An announcement replaces the pending
    * one (if any) unless that one is dated later, in which case the older newcomer is dropped.
    */
-  append(event: OutboxEvent): Promise<void>;
-  /** Up to `limit` events not yet acknowledged: the pending announcement first, then the others oldest first (frozen copies). */
+  append(event: OutboxEvent, options?: AppendOptions): Promise<void>;
+  /**
+   * Up to `limit` events not yet acknowledged and not held back: the pending announcement first, then the others
+   * oldest first (frozen copies).
+   */
   peek(limit: number): OutboxEvent[];
+  /** How long until the next held event may be sent, in ms (0 when one may be sent now); undefined when none is held. */
+  nextReleaseInMs(): number | undefined;
+  /**
+   * Removes the held replies to these operations for good (the cloud confirmed it has their outcomes), as long as they
+   * are still in the outbox; resolves with how many went, once the removal is on disk. Other events are never touched.
+   */
+  acknowledgeHeldReplies(operationIds: readonly string[]): Promise<number>;
   /** Removes events for good: peek() stops returning them at once; resolves once the removal is on disk. Unknown ids are ignored. */
   acknowledge(ids: readonly string[]): Promise<void>;
   /**
@@ -117,6 +135,15 @@ class SegmentedOutbox implements Outbox {
   readonly #parkedSegmentOf: Map<string, Segment<ParkedEvent>>;
   /** The one pending announcement, sent before everything else. */
   #announcement: OutboxEvent | undefined;
+  /**
+   * Events held back, by id, with when they may go (this outbox's clock), in the order they were held: the holds
+   * are all as long, so the first to end is the first in the map.
+   */
+  readonly #holds = new Map<string, number>();
+  /** Replies appended with a hold and still in the outbox, by the operation they answer (their correlation id). */
+  readonly #heldReplyOf = new Map<string, string>();
+  /** The same replies the other way round: the operation each held reply's event id answers. */
+  readonly #operationOfHeldReply = new Map<string, string>();
   #closing: Promise<void> | undefined;
 
   constructor(store: SegmentedStore<OutboxEvent>, parkedStore: SegmentedStore<ParkedEvent>, now: () => number, logger: Logger) {
@@ -151,9 +178,13 @@ class SegmentedOutbox implements Outbox {
     return this.#store.writes;
   }
 
-  async append(event: OutboxEvent): Promise<void> {
+  async append(event: OutboxEvent, options: AppendOptions = {}): Promise<void> {
     const checked = validate(storeMessageSchema, event);
     if (!checked.success) throw new TypeError(`outbox event${checked.problem}`);
+    const { holdForInMs } = options;
+    if (holdForInMs !== undefined && (!Number.isSafeInteger(holdForInMs) || holdForInMs <= 0)) {
+      throw new RangeError(`outbox.append: holdForInMs must be a positive whole number of milliseconds, got ${describeValue(holdForInMs)}`);
+    }
     this.#assertOpen('append');
     if (this.#segmentOf.has(event.id)) {
       this.#logger.debug({ eventId: event.id }, 'outbox already holds this event; keeping the first');
@@ -170,6 +201,13 @@ class SegmentedOutbox implements Outbox {
     const stored = frozenJsonCopy(checked.data);
     this.#segmentOf.set(stored.id, this.#store.append(stored));
     if (stored.kind === 'announcement') this.#announcement = stored;
+    if (holdForInMs !== undefined && stored.kind !== 'announcement') {
+      this.#holds.set(stored.id, this.#now() + holdForInMs);
+      if (stored.kind === 'reply' && stored.correlationId !== undefined) {
+        this.#heldReplyOf.set(stored.correlationId, stored.id);
+        this.#operationOfHeldReply.set(stored.id, stored.correlationId);
+      }
+    }
     await this.#store.commit();
     // Only once the newer one is on disk: a crash in between leaves both, and opening keeps the newer.
     if (previous !== undefined) {
@@ -189,13 +227,48 @@ class SegmentedOutbox implements Outbox {
     }
     const announcement = this.#announcement;
     const events: OutboxEvent[] = announcement === undefined || limit === 0 ? [] : [announcement];
+    this.#endHolds();
+    const holds = this.#holds;
     for (const segment of this.#store.segments) {
       for (const event of segment.records) {
         if (events.length >= limit) return events;
-        if (event !== announcement) events.push(event);
+        if (event !== announcement && (holds.size === 0 || !holds.has(event.id))) events.push(event);
       }
     }
     return events;
+  }
+
+  nextReleaseInMs(): number | undefined {
+    this.#endHolds();
+    for (const until of this.#holds.values()) return Math.max(0, until - this.#now());
+    return undefined;
+  }
+
+  /** Forgets the holds that are over (they end in the order they began). */
+  #endHolds(): void {
+    if (this.#holds.size === 0) return;
+    const now = this.#now();
+    for (const [id, until] of this.#holds) {
+      if (until > now) return;
+      this.#holds.delete(id);
+    }
+  }
+
+  async acknowledgeHeldReplies(operationIds: readonly string[]): Promise<number> {
+    const untrusted: unknown = operationIds;
+    if (!Array.isArray(untrusted) || untrusted.some((id) => typeof id !== 'string')) {
+      throw new TypeError(`outbox.acknowledgeHeldReplies(operationIds) takes an array of operation id strings, got ${describeValue(operationIds)}`);
+    }
+    this.#assertOpen('acknowledgeHeldReplies');
+    const ids: string[] = [];
+    for (const operationId of operationIds) {
+      const id = this.#heldReplyOf.get(operationId);
+      if (id !== undefined) ids.push(id);
+    }
+    if (ids.length === 0) return 0;
+    this.#removePending(ids);
+    await this.#store.commit();
+    return ids.length;
   }
 
   async park(id: string, reason: ParkReason): Promise<ParkedEvent | undefined> {
@@ -275,11 +348,21 @@ class SegmentedOutbox implements Outbox {
       if (segment === undefined) continue;
       this.#segmentOf.delete(id);
       if (this.#announcement?.id === id) this.#announcement = undefined;
+      this.#forgetHold(id);
       let set = bySegment.get(segment);
       if (set === undefined) bySegment.set(segment, (set = new Set()));
       set.add(id);
     }
     for (const [segment, removed] of bySegment) this.#store.removeRecords(segment, (event) => removed.has(event.id));
+  }
+
+  #forgetHold(id: string): void {
+    if (this.#operationOfHeldReply.size === 0 && this.#holds.size === 0) return;
+    this.#holds.delete(id);
+    const operationId = this.#operationOfHeldReply.get(id);
+    if (operationId === undefined) return;
+    this.#operationOfHeldReply.delete(id);
+    if (this.#heldReplyOf.get(operationId) === id) this.#heldReplyOf.delete(operationId);
   }
 
   async acknowledge(ids: readonly string[]): Promise<void> {

@@ -19,6 +19,8 @@ export interface DrainableOutbox {
   peek(limit: number): OutboxEvent[];
   acknowledge(ids: readonly string[]): Promise<void>;
   park(id: string, reason: ParkReason): Promise<ParkedEvent | undefined>;
+  /** When events are held back from peek(): how long until the next one may go (see Outbox). */
+  nextReleaseInMs?(): number | undefined;
   readonly size: number;
 }
 
@@ -100,7 +102,9 @@ export class OutboxFlusher {
     while (!this.#stopping) {
       const batch = this.#options.outbox.peek(batchSize);
       if (batch.length === 0) {
-        await this.#sleep(undefined);
+        // Nothing to send now: sleep until something is appended, or until a held event may go.
+        const release = this.#options.outbox.nextReleaseInMs?.();
+        await this.#sleep(release === undefined ? undefined : Math.max(1, release));
         continue;
       }
       let failure: StorelinkError | undefined;

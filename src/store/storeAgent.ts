@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as wait } from 'node:timers/promises';
 import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs';
 import { createRelayListener, type RelayListener, type RelayListenerStatus } from '../channels/relay/relayListener.js';
+import type { RelayConfirmation } from '../channels/relay/relayProtocol.js';
 import {
   DEFAULT_MAX_LOCK_RENEWAL_IN_MS,
   SERVICE_BUS_TRANSPORTS,
@@ -29,7 +30,7 @@ import type { RelayAnnouncement } from '../core/linkContract.js';
 import type { Operation } from '../core/operation.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
-import { Signer, Verifier, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
+import { Signer, Verifier, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { MAX_STORE_MESSAGE_BYTES, type OutboxDepth, type StoreMessage } from '../core/storeMessage.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { lockDataDir, type DataDirLock } from './dataDirLock.js';
@@ -57,6 +58,12 @@ export interface HandlerRetrySettings {
 export const DEFAULT_HANDLER_RETRY: HandlerRetrySettings = Object.freeze({ initialDelayInMs: 100, maxDelayInMs: 5_000, maxRetryWindowInMs: 60_000 });
 /** Azure's default MaxDeliveryCount, and the emulator's. */
 export const DEFAULT_MAX_DELIVERY_COUNT = 10;
+
+/**
+ * How long a relay answer's outbox copy waits for the cloud's confirmation: long enough for the cloud's next call to
+ * a busy store to carry it, short enough that an answer lost on its way reaches the cloud soon through the inbox.
+ */
+export const DEFAULT_RELAY_REPLY_HOLD_IN_MS = 2_000;
 
 export interface StoreAgentOptions {
   storeId: string;
@@ -110,6 +117,12 @@ export interface StoreAgentOptions {
     connectionString: string;
     /** Default `store-<storeId>`. */
     hybridConnection?: string;
+    /**
+     * How long the outbox copy of a relay answer waits for the cloud's confirmation that it has the answer (carried
+     * by a later relay call) before it is sent anyway; default 2 s; 0: sent at once. Nothing is lost by a crash
+     * meanwhile: the copy is on disk, and sent after a restart.
+     */
+    replyHoldInMs?: number;
   };
   /**
    * The HTTPS proxy both channels go through (Service Bus over WebSockets, the relay listener's WebSockets). Default:
@@ -152,6 +165,8 @@ export type StoreAgentEvent =
   /** A queued operation failed transiently and runs again after `delayInMs`; `attempt` counts the failures so far. */
   | { type: 'retrying'; operationId: string | undefined; attempt: number; delayInMs: number; error: StorelinkError }
   | { type: 'outbox.flushed'; count: number; pending: number }
+  /** The cloud confirmed it holds these relay answers: their replies left the outbox unsent. */
+  | { type: 'outbox.confirmed'; count: number; pending: number }
   | { type: 'outbox.error'; error: StorelinkError; retryInMs: number }
   /** An outbox event that can never be sent was set aside (see `storelink outbox`); `entryType` is the event's own type. */
   | { type: 'outbox.parked'; id: string; kind: StoreMessage['kind']; entryType: string; code: StorelinkErrorCode; message: string; pending: number }
@@ -222,6 +237,10 @@ function validateOptions(options: StoreAgentOptions): void {
   if (reportInterval !== undefined && (!Number.isSafeInteger(reportInterval) || reportInterval <= 0)) {
     throw new RangeError(`createStoreAgent: outboxReportIntervalInMs must be a positive whole number of milliseconds, got ${reportInterval}`);
   }
+  const hold = options.relay?.replyHoldInMs;
+  if (hold !== undefined && (!Number.isSafeInteger(hold) || hold < 0)) {
+    throw new RangeError(`createStoreAgent: relay.replyHoldInMs must be a whole number of milliseconds, 0 or more, got ${hold}`);
+  }
   const maxDeliveryCount = options.serviceBus.maxDeliveryCount ?? DEFAULT_MAX_DELIVERY_COUNT;
   if (!Number.isInteger(maxDeliveryCount) || maxDeliveryCount < 1) {
     throw new RangeError(`createStoreAgent: serviceBus.maxDeliveryCount must be a positive whole number (the queue's MaxDeliveryCount), got ${maxDeliveryCount}`);
@@ -255,6 +274,8 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #maxDeliveryCount: number;
   readonly #signer: Signer;
   readonly #cloudKeys: Verifier;
+  /** The same keys, for the cloud's confirmations of relay answers (a label of their own: see signing.ts). */
+  readonly #confirmationKeys: Verifier;
   readonly #subscriptions: Subscription[] = [];
   /** Relay replies on their way to the outbox (off the hot path): close() waits for them before closing the outbox. */
   readonly #pendingReplies = new Set<Promise<void>>();
@@ -279,6 +300,7 @@ class DefaultStoreAgent implements StoreAgent {
     validateOptions(options);
     this.#signer = new Signer(options.signing, 'store-message', 'createStoreAgent: signing');
     this.#cloudKeys = new Verifier(options.trustedCloudKeys, 'operation', 'createStoreAgent: trustedCloudKeys');
+    this.#confirmationKeys = new Verifier(options.trustedCloudKeys, 'relay-confirmation', 'createStoreAgent: trustedCloudKeys');
     this.storeId = options.storeId;
     this.#options = options;
     this.#now = options.now ?? Date.now;
@@ -338,9 +360,10 @@ class DefaultStoreAgent implements StoreAgent {
         this.#logger.warn({ operationId: tooLarge.operationId, bytes: tooLarge.bytes, limitBytes: tooLarge.limitBytes }, 'result too large for a reply; the cloud is told REPLY_TOO_LARGE');
         this.#events.next({ type: 'reply.too-large', ...tooLarge });
       },
+      relayReplyHoldInMs: relay?.replyHoldInMs ?? DEFAULT_RELAY_REPLY_HOLD_IN_MS,
       outbox: {
-        append: async (event) => {
-          await outbox.append(this.#signed(event));
+        append: async (event, options) => {
+          await outbox.append(this.#signed(event), options);
           this.#outboxChanged();
         },
       },
@@ -406,6 +429,7 @@ class DefaultStoreAgent implements StoreAgent {
         hybridConnection: relay.hybridConnection ?? defaultStoreEntityName(storeId),
         expose: this.#options.expose ?? [],
         execute: (operation, context) => this.#fromRelay(operation, context.abortSignal),
+        onConfirmation: (confirmation) => this.#confirmed(confirmation),
         ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
         ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
         logger: this.#logger,
@@ -528,6 +552,25 @@ class DefaultStoreAgent implements StoreAgent {
       this.#relaySignals.set(listenerSignal, joined);
     }
     return joined;
+  }
+
+  /** The cloud says it holds these relay answers durably: their outbox copies need not be sent. */
+  #confirmed(confirmation: RelayConfirmation): void {
+    const outbox = this.#outbox;
+    if (outbox === undefined || this.#closing !== undefined) return;
+    const check = this.#confirmationKeys.verify(relayConfirmationSignedFields(this.storeId, confirmation.operationIds), confirmation.signature);
+    if (!check.valid) {
+      this.#logger.warn({ problem: check.problem, reason: check.message }, 'ignoring a relay confirmation not signed by the cloud');
+      return;
+    }
+    outbox.acknowledgeHeldReplies(confirmation.operationIds).then(
+      (count) => {
+        if (count === 0) return;
+        this.#outboxChanged();
+        this.#events.next({ type: 'outbox.confirmed', count, pending: outbox.size });
+      },
+      (error: unknown) => this.#logger.warn({ err: error }, 'could not drop confirmed relay replies from the outbox; they will be sent'),
+    );
   }
 
   /** An operation the relay listener already parsed at its boundary (after the size and depth checks). */

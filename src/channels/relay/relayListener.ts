@@ -34,7 +34,15 @@ import { proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } fr
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { webSocketProxyAgent } from '../network/webSocketAgent.js';
 import { loadHycoHttps, withSocketSettings, type HycoSocketSettings } from './hycoWebSocket.js';
-import { STORE_ORIGIN_HEADER, relayRouteOf, type RelayErrorBody } from './relayProtocol.js';
+import {
+  CONFIRMED_HEADER,
+  CONFIRMED_SIGNATURE_HEADER,
+  STORE_ORIGIN_HEADER,
+  confirmationOf,
+  relayRouteOf,
+  type RelayConfirmation,
+  type RelayErrorBody,
+} from './relayProtocol.js';
 
 /** Runs one operation for the store and resolves with its result, or rejects with a StorelinkError code. */
 export type ExecuteOperation = (
@@ -48,6 +56,11 @@ export interface RelayListenerOptions {
   /** Operation types served on the relay; anything else answers 404 without reaching the executor. */
   expose: readonly string[];
   execute: ExecuteOperation;
+  /**
+   * Told of the cloud's confirmation (relayProtocol.ts) carried by a request, whatever the request asks, before it is
+   * served; the signature is unchecked. Malformed confirmation headers are ignored: the request is served all the same.
+   */
+  onConfirmation?: (confirmation: RelayConfirmation) => void;
   /** The largest request body accepted; default MAX_OPERATION_BYTES (256 KiB of payload plus room for the envelope). */
   maxRequestBytes?: number;
   initialBackoffInMs?: number;
@@ -254,6 +267,7 @@ class HycoRelayListener implements RelayListener {
   async #serve(request: IncomingMessage): Promise<JsonValue> {
     const route = relayRouteOf(request.url ?? '', this.#prefix);
     if (!this.#accepting) throw new StorelinkError('STORE_UNAVAILABLE', 'the store is shutting down');
+    if (route.kind !== 'none') this.#confirmed(request);
     if (route.kind === 'health') {
       if (request.method !== 'GET') throw new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on /health`);
       return { status: 'ok' };
@@ -288,6 +302,14 @@ class HycoRelayListener implements RelayListener {
       throw new StorelinkError('OPERATION_INVALID', `"type" is ${parsed.data.type} but the path says ${route.type}`, { field: 'type' });
     }
     return this.#options.execute(parsed.data, { channel: 'relay', abortSignal: this.#requestAbort.signal });
+  }
+
+  #confirmed(request: IncomingMessage): void {
+    const onConfirmation = this.#options.onConfirmation;
+    if (onConfirmation === undefined) return;
+    const confirmation = confirmationOf(request.headers[CONFIRMED_HEADER], request.headers[CONFIRMED_SIGNATURE_HEADER]);
+    if (confirmation === 'invalid') this.#logger.warn({ url: request.url }, 'ignoring malformed confirmation headers on a relay request');
+    else if (confirmation !== undefined) onConfirmation(confirmation);
   }
 
   #reply(response: ServerResponse, status: number, body: unknown): void {

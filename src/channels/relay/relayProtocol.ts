@@ -45,3 +45,50 @@ export function relayRouteOf(url: string, prefix: string): RelayRoute {
   const match = /^\/operations\/([^/]+)$/.exec(rest);
   return match === null ? { kind: 'none' } : { kind: 'operation', type: match[1]! };
 }
+
+/**
+ * A relay answer is also sent through the store's outbox, so the cloud learns the outcome even when the answer is
+ * lost on its way. The store holds that copy back for a while (its outbox keeps it on disk meanwhile); a later call
+ * from the cloud to the same store may confirm, in these two headers, the operations whose answers it holds durably,
+ * and the store then drops their copies unsent. The signature is the cloud's (kind `relay-confirmation`), over the
+ * store id and the ids: without it, anyone able to call the relay could make a store forget what it owes the cloud.
+ */
+export const CONFIRMED_HEADER = 'storelink-confirmed';
+export const CONFIRMED_SIGNATURE_HEADER = 'storelink-confirmed-signature';
+
+/** Operation ids confirmed by one call at most; more wait for the next call. 64 UUIDs make a 2.4 KB header. */
+export const MAX_CONFIRMED_PER_CALL = 64;
+
+export interface RelayConfirmation {
+  operationIds: string[];
+  signature: { keyId: string; value: string };
+}
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A key id (see signing.ts), a colon, then an Ed25519 signature in base64url. */
+const SIGNATURE_PATTERN = /^([A-Za-z0-9._-]{1,64}):([A-Za-z0-9_-]{86})$/;
+const MAX_CONFIRMED_HEADER_LENGTH = MAX_CONFIRMED_PER_CALL * 37;
+
+/** The two header values for a confirmation. */
+export function confirmationHeaders(confirmation: RelayConfirmation): Record<string, string> {
+  return {
+    [CONFIRMED_HEADER]: confirmation.operationIds.join(','),
+    [CONFIRMED_SIGNATURE_HEADER]: `${confirmation.signature.keyId}:${confirmation.signature.value}`,
+  };
+}
+
+/**
+ * Reads a confirmation from a request's header values: undefined when there is none, `invalid` when the headers are
+ * malformed (too long, too many ids, not UUIDs, a signature of the wrong shape, one header without the other). Checks
+ * the size before splitting anything. The signature itself is the receiver's to verify.
+ */
+export function confirmationOf(ids: string | string[] | undefined, signature: string | string[] | undefined): RelayConfirmation | 'invalid' | undefined {
+  if (ids === undefined && signature === undefined) return undefined;
+  if (typeof ids !== 'string' || typeof signature !== 'string') return 'invalid';
+  if (ids.length === 0 || ids.length > MAX_CONFIRMED_HEADER_LENGTH) return 'invalid';
+  const match = SIGNATURE_PATTERN.exec(signature);
+  if (match === null) return 'invalid';
+  const operationIds = ids.split(',');
+  if (operationIds.length > MAX_CONFIRMED_PER_CALL || !operationIds.every((id) => UUID_PATTERN.test(id))) return 'invalid';
+  return { operationIds, signature: { keyId: match[1]!, value: match[2]! } };
+}

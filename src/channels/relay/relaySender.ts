@@ -18,7 +18,7 @@ import type { JsonValue } from '../../core/json.js';
 import type { Operation } from '../../core/operation.js';
 import { proxyAuthorization, proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
-import { HEALTH_PATH, STORE_ORIGIN_HEADER, operationPath, type RelayErrorBody } from './relayProtocol.js';
+import { HEALTH_PATH, STORE_ORIGIN_HEADER, confirmationHeaders, operationPath, type RelayConfirmation, type RelayErrorBody } from './relayProtocol.js';
 
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -51,6 +51,8 @@ export interface RelayCallOptions {
   /** The whole call, relay included, must finish within this time. */
   timeoutInMs: number;
   abortSignal?: AbortSignal;
+  /** Relay answers the cloud holds durably, for the store to drop their outbox copies (relayProtocol.ts). */
+  confirmation?: RelayConfirmation;
 }
 
 export interface RelayReply {
@@ -275,6 +277,7 @@ class HttpRelaySender implements RelaySender {
     abortSignal?.addEventListener('abort', onAbort, { once: true });
     const headers: Record<string, string> = { ServiceBusAuthorization: this.#currentToken(), accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
+    if (options.confirmation !== undefined) Object.assign(headers, confirmationHeaders(options.confirmation));
     let answer: RelayAnswer;
     try {
       answer = await this.#exchange(method, `${this.#basePath}${path}`, headers, body, controller.signal);
