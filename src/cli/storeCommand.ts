@@ -49,7 +49,14 @@ const storeConfigSchema = z.strictObject({
       .optional(),
     maxDeliveryCount: z.number().int().min(1).max(2_000).optional(),
   }),
-  relay: z.strictObject({ connectionString: secretSchema, hybridConnection: entityNameSchema.optional() }).optional(),
+  relay: z
+    .strictObject({
+      connectionString: secretSchema,
+      hybridConnection: entityNameSchema.optional(),
+      /** How long a relay answer's outbox copy waits for the cloud's confirmation (README "The store agent"). */
+      replyHoldInMs: z.number().int().min(0).max(600_000).optional(),
+    })
+    .optional(),
   /** The store's private key (PEM file, relative to the configuration file): it signs everything the store sends. */
   signing: signingKeyConfigSchema,
   /** The cloud's public keys by key id (PEM files): the store runs only operations one of them signed. */
