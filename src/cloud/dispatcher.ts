@@ -591,7 +591,6 @@ class DefaultDispatcher implements Dispatcher {
     };
   }
 
-  /** Records the outcome; resolves once it is durable (at once without a database). */
   /**
    * Once a relay answer's outcome is durable here (recorded, and taken by the application's handoff if it has one),
    * the store may drop the outbox copy it holds back: the next relay call to that store says so. Until then, or if
@@ -603,7 +602,7 @@ class DefaultDispatcher implements Dispatcher {
       .then(() => handoff?.outcome?.(outcome))
       .then(
         () => this.#confirmations.add(outcome.storeId, outcome.operationId),
-        (error: unknown) => this.#logger.debug({ err: error, operationId: outcome.operationId }, "relay answer not confirmed to the store: its copy will come through the inbox"),
+        (error: unknown) => this.#logger.debug({ err: error, operationId: outcome.operationId }, 'relay answer not confirmed to the store: its copy will come through the inbox'),
       );
   }
 
@@ -614,6 +613,7 @@ class DefaultDispatcher implements Dispatcher {
     return { operationIds, signature: this.#confirmationSigner.sign(relayConfirmationSignedFields(storeId, operationIds)) };
   }
 
+  /** Records the outcome; resolves once it is durable (at once without a database). */
   #recordOutcome(outcome: OperationOutcome): Promise<void> {
     return this.#records?.recordOutcome(outcome) ?? Promise.resolve();
   }
