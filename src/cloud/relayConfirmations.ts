@@ -12,21 +12,32 @@ import { MAX_CONFIRMED_PER_CALL } from '../channels/relay/relayProtocol.js';
 export const DEFAULT_CONFIRMATION_MAX_AGE_IN_MS = 2_000;
 /** Ids kept per store at most; beyond, the oldest go. */
 const MAX_WAITING_PER_STORE = 4 * MAX_CONFIRMED_PER_CALL;
+/**
+ * A confirmation costs a signature here and a verification at the store (about 0.1 ms of CPU between them), so a call
+ * carries one only once this many ids wait, or once the oldest has waited DEFAULT_CONFIRMATION_BATCH_WAIT_IN_MS: a
+ * busy store gets one confirmation per 16 answers; a quiet one, each answer's on the next call.
+ */
+export const CONFIRMATIONS_PER_BATCH = 16;
+export const DEFAULT_CONFIRMATION_BATCH_WAIT_IN_MS = 250;
 
 export interface RelayConfirmationsOptions {
   now: () => number;
   maxAgeInMs?: number;
+  /** How long ids may wait for a batch of CONFIRMATIONS_PER_BATCH to fill; default 250 ms; 0 confirms on every call. */
+  batchWaitInMs?: number;
 }
 
 export class RelayConfirmations {
   readonly #now: () => number;
   readonly #maxAgeInMs: number;
+  readonly #batchWaitInMs: number;
   /** Per store, the ids with when they became durable, oldest first. Only stores with ids waiting have an entry. */
   readonly #waiting = new Map<string, { ids: string[]; at: number[] }>();
 
   constructor(options: RelayConfirmationsOptions) {
     this.#now = options.now;
     this.#maxAgeInMs = options.maxAgeInMs ?? DEFAULT_CONFIRMATION_MAX_AGE_IN_MS;
+    this.#batchWaitInMs = options.batchWaitInMs ?? DEFAULT_CONFIRMATION_BATCH_WAIT_IN_MS;
   }
 
   /** The answer to `operationId` from `storeId` is durable here: confirm it on the next call. */
@@ -41,13 +52,19 @@ export class RelayConfirmations {
     }
   }
 
-  /** Takes up to MAX_CONFIRMED_PER_CALL ids for a call to `storeId`, oldest first; undefined when none is worth sending. */
+  /**
+   * Takes up to MAX_CONFIRMED_PER_CALL ids for a call to `storeId`, oldest first, once a batch is full or its oldest
+   * id has waited long enough; undefined when none is worth sending yet.
+   */
   take(storeId: string): string[] | undefined {
     const waiting = this.#waiting.get(storeId);
     if (waiting === undefined) return undefined;
-    const oldest = this.#now() - this.#maxAgeInMs;
+    const now = this.#now();
+    const oldest = now - this.#maxAgeInMs;
     let stale = 0;
     while (stale < waiting.at.length && waiting.at[stale]! < oldest) stale += 1;
+    const fresh = waiting.ids.length - stale;
+    if (fresh > 0 && fresh < CONFIRMATIONS_PER_BATCH && now - waiting.at[stale]! < this.#batchWaitInMs) return undefined;
     const end = Math.min(waiting.ids.length, stale + MAX_CONFIRMED_PER_CALL);
     const taken = waiting.ids.slice(stale, end);
     waiting.ids.splice(0, end);

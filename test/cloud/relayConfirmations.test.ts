@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MAX_CONFIRMED_PER_CALL, confirmationHeaders, confirmationOf } from '../../src/channels/relay/relayProtocol.js';
-import { RelayConfirmations } from '../../src/cloud/relayConfirmations.js';
+import { CONFIRMATIONS_PER_BATCH, RelayConfirmations } from '../../src/cloud/relayConfirmations.js';
 
 const SIGNATURE = { keyId: 'cloud-2026', value: 'A'.repeat(86) };
 
@@ -34,7 +34,7 @@ describe('relay confirmation headers', () => {
 
 describe('RelayConfirmations', () => {
   it('gives a store its ids oldest first, at most a call at a time, and each once', () => {
-    const confirmations = new RelayConfirmations({ now: () => 0 });
+    const confirmations = new RelayConfirmations({ now: () => 0, batchWaitInMs: 0 });
     const ids = Array.from({ length: MAX_CONFIRMED_PER_CALL + 3 }, () => randomUUID());
     for (const id of ids) confirmations.add('paris-1', id);
     confirmations.add('nice-3', ids[0]!);
@@ -47,7 +47,7 @@ describe('RelayConfirmations', () => {
 
   it('skips ids too old to matter, and prune() forgets stores left with only those', () => {
     let now = 0;
-    const confirmations = new RelayConfirmations({ now: () => now, maxAgeInMs: 1_000 });
+    const confirmations = new RelayConfirmations({ now: () => now, maxAgeInMs: 1_000, batchWaitInMs: 0 });
     const [old, fresh] = [randomUUID(), randomUUID()];
     confirmations.add('paris-1', old);
     confirmations.add('nice-3', old);
@@ -58,6 +58,21 @@ describe('RelayConfirmations', () => {
     confirmations.prune();
     expect(confirmations.stores).toBe(0);
     expect(confirmations.take('nice-3')).toBeUndefined();
+  });
+
+  it('waits for a batch to fill, or for its oldest id to have waited long enough', () => {
+    let now = 0;
+    const confirmations = new RelayConfirmations({ now: () => now, batchWaitInMs: 250 });
+    const ids = Array.from({ length: CONFIRMATIONS_PER_BATCH }, () => randomUUID());
+    for (const id of ids.slice(0, -1)) confirmations.add('paris-1', id);
+    expect(confirmations.take('paris-1')).toBeUndefined();
+    confirmations.add('paris-1', ids.at(-1)!);
+    expect(confirmations.take('paris-1')).toEqual(ids);
+    confirmations.add('paris-1', ids[0]!);
+    now = 249;
+    expect(confirmations.take('paris-1')).toBeUndefined();
+    now = 250;
+    expect(confirmations.take('paris-1')).toEqual([ids[0]]);
   });
 
   it('keeps a bounded number of ids per store, dropping the oldest', () => {
