@@ -41,7 +41,7 @@ interface World {
   clock: { offsetInMs: number };
 }
 
-async function world(options: { replyHoldInMs: number }): Promise<World> {
+async function world(options: { replyHoldInMs: number; handoff?: (outcome: OperationOutcome) => Promise<void> }): Promise<World> {
   const azure = await startEmulators({
     namespaces: [{ queues: [{ name: `store-${STORE_ID}`, lockDurationInMs: 2_000 }, { name: 'cloud-inbox', requiresDuplicateDetection: true }] }],
     hybridConnections: [{ name: `store-${STORE_ID}` }],
@@ -77,7 +77,7 @@ async function world(options: { replyHoldInMs: number }): Promise<World> {
     handoff: {
       outcome: (outcome) => {
         handedOff.push(outcome);
-        return Promise.resolve();
+        return options.handoff?.(outcome) ?? Promise.resolve();
       },
     },
   });
@@ -159,6 +159,28 @@ describe('relay answers confirmed by the cloud are not sent again through the in
     // The copy reached the cloud and its handoff (at least once), without a second outcome on the stream.
     await expect.poll(() => handedOff.filter((outcome) => outcome.operationId === operationId).length).toBe(2);
     expect(outcomes.filter((outcome) => outcome.operationId === operationId)).toHaveLength(1);
+  });
+
+  it("does not confirm an answer whose handoff failed: its copy comes through the inbox and is handed off again", async () => {
+    let refused: string | undefined;
+    const { cloud, agent, clock, handedOff } = await world({
+      replyHoldInMs: HOUR,
+      // The application refuses the first outcome it is handed, once.
+      handoff: (outcome) => {
+        if (refused !== undefined) return Promise.resolve();
+        refused = outcome.operationId;
+        return Promise.reject(new Error('the order system is down'));
+      },
+    });
+    const first = await publishOrder(cloud, 'CC-5');
+    // Enough later calls for a full batch of confirmations to have gone, twice over.
+    for (let index = 0; index < 2 * CONFIRMATIONS_PER_BATCH + 1; index += 1) await publishOrder(cloud, `CC-5-${index}`);
+    expect(refused).toBe(first);
+    // Once the holds are over, what was not confirmed goes: the first answer's copy with it.
+    clock.offsetInMs = HOUR + 1_000;
+    await agent.emit({ type: 'sale.recorded', body: { n: 1 } });
+    await expect.poll(() => handedOff.filter((outcome) => outcome.operationId === first).length).toBe(2);
+    expect(handedOff.filter((outcome) => outcome.operationId === first).map((outcome) => outcome.channel)).toEqual(['relay', 'queue']);
   });
 
   it('ignores a confirmation not signed by a key the store trusts', async () => {
