@@ -1,24 +1,9 @@
 /** The `metrics` section of the cloud's configuration file: which stores and types `GET /metrics` labels. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readCloudConfig } from '../../src/cli/cloudCommand.js';
-import { withSigningKeys } from '../support/signingKeys.js';
+import { MINIMAL_CLOUD_CONFIG as CLOUD, cloudConfigFiles } from '../support/cloudConfigFiles.js';
 
-let directory: string;
-beforeAll(async () => {
-  directory = await mkdtemp(path.join(tmpdir(), 'storelink-metrics-config-'));
-});
-afterAll(() => rm(directory, { recursive: true, force: true }));
-
-const CLOUD = { serviceBus: { connectionString: 'x' }, stores: [{ storeId: 'nice-1', bidirectional: false }], http: { token: 'a-token-of-16-characters' } };
-
-async function configFile(name: string, config: Record<string, unknown>): Promise<string> {
-  const file = path.join(directory, name);
-  await writeFile(file, JSON.stringify(await withSigningKeys(directory, config)));
-  return file;
-}
+const configFile = cloudConfigFiles('storelink-metrics-config-');
 
 describe('cloud configuration: metrics', () => {
   it('leaves the defaults to the HTTP API when the section is absent', async () => {
