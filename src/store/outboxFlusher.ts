@@ -27,6 +27,11 @@ export interface DrainableOutbox {
 export interface OutboxFlusherOptions {
   outbox: DrainableOutbox;
   sender: Pick<QueueSender, 'send'>;
+  /**
+   * Signs an event the outbox keeps unsigned (a relay answer's copy, signed only if it is ever sent), just before it
+   * is sent; events that carry a signature go as they are. Without it, every event goes as it is.
+   */
+  seal?: (event: OutboxEvent) => OutboxEvent;
   batchSize?: number;
   initialRetryDelayInMs?: number;
   maxRetryDelayInMs?: number;
@@ -109,7 +114,7 @@ export class OutboxFlusher {
       }
       let failure: StorelinkError | undefined;
       try {
-        await this.#options.sender.send(batch.map(toInboxMessage));
+        await this.#options.sender.send(batch.map((event) => toInboxMessage(this.#sealed(event))));
         await this.#options.outbox.acknowledge(batch.map((event) => event.id));
         this.#events.next({ type: 'flushed', count: batch.length, pending: this.#options.outbox.size });
       } catch (error) {
@@ -139,6 +144,11 @@ export class OutboxFlusher {
 
   #stopWaiting: (() => void) | undefined;
 
+  #sealed(event: OutboxEvent): OutboxEvent {
+    const seal = this.#options.seal;
+    return seal === undefined || event.signature !== undefined ? event : seal(event);
+  }
+
   /**
    * Sends a batch's events one at a time, acknowledging each one sent and parking each one whose own send condemns
    * it. Returns the failure that stopped it (an outage, or a fault of the queue itself), or undefined.
@@ -152,7 +162,7 @@ export class OutboxFlusher {
         let failure: StorelinkError | undefined = batch.length === 1 ? batchFailure : undefined;
         if (failure === undefined) {
           try {
-            await sender.send(toInboxMessage(event));
+            await sender.send(toInboxMessage(this.#sealed(event)));
           } catch (error) {
             failure = asStorelinkError(error);
           }

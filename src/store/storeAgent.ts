@@ -135,7 +135,8 @@ export interface StoreAgentOptions {
   dataDir: string;
   /**
    * The store's own Ed25519 key: every reply, event, announcement and dead-letter report it sends the cloud is signed
-   * with it (when appended to the outbox, so a parked and resubmitted entry stays valid). Required.
+   * with it (when appended to the outbox, so a parked and resubmitted entry stays valid; a relay answer's held copy,
+   * nearly always dropped unsent, only when it is sent). Required.
    */
   signing: SigningKey;
   /**
@@ -363,7 +364,8 @@ class DefaultStoreAgent implements StoreAgent {
       relayReplyHoldInMs: relay?.replyHoldInMs ?? DEFAULT_RELAY_REPLY_HOLD_IN_MS,
       outbox: {
         append: async (event, options) => {
-          await outbox.append(this.#signed(event), options);
+          // A held copy is nearly always dropped on the cloud's confirmation: it is signed only if it is sent.
+          await outbox.append(options?.holdForInMs === undefined ? this.#signed(event) : event, options);
           this.#outboxChanged();
         },
       },
@@ -385,6 +387,7 @@ class DefaultStoreAgent implements StoreAgent {
     this.#flusher = new OutboxFlusher({
       outbox,
       sender: (this.#inboxConnection ?? this.#connection).createSender(serviceBus.cloudInbox ?? DEFAULT_CLOUD_INBOX),
+      seal: (event) => this.#signed(event),
       logger: this.#logger,
     });
     this.#subscriptions.push(

@@ -42,6 +42,33 @@ function drained(flusher: OutboxFlusher): Promise<unknown> {
 }
 
 describe('outbox flusher', () => {
+  it('seals an unsigned event just before sending it, and sends a signed one as it is', async () => {
+    const signature = { keyId: 'store-paris-1', value: 'B'.repeat(86) };
+    const unsigned = outboxEvent({ body: { n: 1 } });
+    const signed = outboxEvent({ body: { n: 2 }, signature: { keyId: 'store-paris-1', value: 'A'.repeat(86) } });
+    const outbox = closing(await openOutbox({ directory: await tempDir() }));
+    await outbox.append(unsigned);
+    await outbox.append(signed);
+    const sent: OutgoingQueueMessage[] = [];
+    const flusher = new OutboxFlusher({
+      outbox,
+      sender: {
+        send: (messages) => {
+          sent.push(...(Array.isArray(messages) ? (messages as readonly OutgoingQueueMessage[]) : [messages as OutgoingQueueMessage]));
+          return Promise.resolve();
+        },
+      },
+      seal: (event) => ({ ...event, signature }),
+    });
+    onCleanup(() => flusher.close());
+    const done = drained(flusher);
+    flusher.start();
+    await done;
+    expect(sent.map((message) => (message.body as OutboxEvent).signature)).toEqual([signature, signed.signature]);
+    // The outbox kept what it was given: the seal is for the wire only.
+    expect(unsigned.signature).toBeUndefined();
+  });
+
   it('finds the one event of a failed batch that can never be sent, parks it, and sends the others in order', async () => {
     const events = Array.from({ length: 5 }, (_, n) => outboxEvent({ body: { n } }));
     const { outbox, sender, flusher } = await setUp(events);
