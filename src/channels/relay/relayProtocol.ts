@@ -3,7 +3,9 @@
  * header that marks an answer as the store's own. The HTTP status of each store-side error code is in the code table
  * (src/core/errors.ts).
  */
+import { z } from 'zod';
 import type { StorelinkErrorCode } from '../../core/errors.js';
+import { messageSignatureSchema, type MessageSignature } from '../../core/signing.js';
 
 /** Set on every response the store's listener writes; answers without it came from the relay itself. */
 export const STORE_ORIGIN_HEADER = 'storelink-origin';
@@ -61,13 +63,18 @@ export const MAX_CONFIRMED_PER_CALL = 64;
 
 export interface RelayConfirmation {
   operationIds: string[];
-  signature: { keyId: string; value: string };
+  signature: MessageSignature;
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** A key id (see signing.ts), a colon, then an Ed25519 signature in base64url. */
-const SIGNATURE_PATTERN = /^([A-Za-z0-9._-]{1,64}):([A-Za-z0-9_-]{86})$/;
+/** Every part as an operation envelope and a signed message have it: operation ids are UUIDs (operation.ts). */
+const confirmationSchema = z.strictObject({
+  operationIds: z.array(z.uuid()).min(1).max(MAX_CONFIRMED_PER_CALL),
+  signature: messageSignatureSchema,
+});
+/** A UUID and its comma, per id: a longer header is refused before it is split. */
 const MAX_CONFIRMED_HEADER_LENGTH = MAX_CONFIRMED_PER_CALL * 37;
+/** A key id, a colon, and an Ed25519 signature in base64url (86 characters). */
+const MAX_SIGNATURE_HEADER_LENGTH = 64 + 1 + 86;
 
 /** The two header values for a confirmation. */
 export function confirmationHeaders(confirmation: RelayConfirmation): Record<string, string> {
@@ -85,10 +92,12 @@ export function confirmationHeaders(confirmation: RelayConfirmation): Record<str
 export function confirmationOf(ids: string | string[] | undefined, signature: string | string[] | undefined): RelayConfirmation | 'invalid' | undefined {
   if (ids === undefined && signature === undefined) return undefined;
   if (typeof ids !== 'string' || typeof signature !== 'string') return 'invalid';
-  if (ids.length === 0 || ids.length > MAX_CONFIRMED_HEADER_LENGTH) return 'invalid';
-  const match = SIGNATURE_PATTERN.exec(signature);
-  if (match === null) return 'invalid';
-  const operationIds = ids.split(',');
-  if (operationIds.length > MAX_CONFIRMED_PER_CALL || !operationIds.every((id) => UUID_PATTERN.test(id))) return 'invalid';
-  return { operationIds, signature: { keyId: match[1]!, value: match[2]! } };
+  if (ids.length > MAX_CONFIRMED_HEADER_LENGTH || signature.length > MAX_SIGNATURE_HEADER_LENGTH) return 'invalid';
+  // A key id holds no colon, so the first one ends it.
+  const colon = signature.indexOf(':');
+  const parsed = confirmationSchema.safeParse({
+    operationIds: ids.split(','),
+    signature: { keyId: signature.slice(0, colon), value: signature.slice(colon + 1) },
+  });
+  return colon < 0 || !parsed.success ? 'invalid' : parsed.data;
 }
