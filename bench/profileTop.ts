@@ -2,7 +2,10 @@
  * The top frames of a V8 CPU profile (`node --cpu-prof`), by self time and by total time, as a Markdown table: the
  * whole-path benchmark's BENCH_PROFILE=<dir> writes one per cloud and store process.
  *
- *   node --import tsx bench/profileTop.ts <file.cpuprofile> [rows]
+ *   node --import tsx bench/profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--callers <text>]
+ *
+ * --skip-ms leaves out the first n ms of samples (a process's start: module loading under tsx); --callers adds a
+ * table of the frames that called any frame whose name contains the text, by the time spent below them.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,9 +22,20 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const file = process.argv[2];
-if (file === undefined) throw new TypeError('usage: profileTop.ts <file.cpuprofile> [rows]');
-const rows = Number(process.argv[3] ?? 25);
+const args = process.argv.slice(2);
+const optionOf = (name: string): string | undefined => {
+  const at = args.indexOf(name);
+  if (at < 0) return undefined;
+  const value = args[at + 1];
+  if (value === undefined) throw new TypeError(`${name} needs a value`);
+  args.splice(at, 2);
+  return value;
+};
+const skipMs = Number(optionOf('--skip-ms') ?? 0);
+const callersOf = optionOf('--callers');
+const file = args[0];
+if (file === undefined || !Number.isFinite(skipMs)) throw new TypeError('usage: profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--callers <text>]');
+const rows = Number(args[1] ?? 25);
 const profile = JSON.parse(await readFile(file, 'utf8')) as Profile;
 
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
@@ -40,19 +54,32 @@ function frameName(node: ProfileNode): string {
 
 const self = new Map<string, number>();
 const total = new Map<string, number>();
+const callers = new Map<string, number>();
 let all = 0;
+let elapsed = 0;
 for (let i = 0; i < profile.samples.length; i += 1) {
   const delta = (profile.timeDeltas[i] ?? 0) / 1000;
+  elapsed += delta;
+  if (elapsed < skipMs) continue;
   all += delta;
   let id: number | undefined = profile.samples[i];
   const leaf = frameName(byId.get(id!)!);
   self.set(leaf, (self.get(leaf) ?? 0) + delta);
   const seen = new Set<string>();
+  let below: string | undefined;
   while (id !== undefined) {
     const name = frameName(byId.get(id)!);
     if (!seen.has(name)) {
       seen.add(name);
       total.set(name, (total.get(name) ?? 0) + delta);
+    }
+    // The first frame above the matched one (nearest the leaf) that does not match is its caller.
+    if (callersOf !== undefined) {
+      if (name.includes(callersOf)) below = name;
+      else if (below !== undefined) {
+        callers.set(`${name} → ${below}`, (callers.get(`${name} → ${below}`) ?? 0) + delta);
+        below = undefined;
+      }
     }
     id = parentOf.get(id);
   }
@@ -69,3 +96,4 @@ const table = (title: string, figures: Map<string, number>) => {
 };
 table('self time', self);
 table('total time', total);
+if (callersOf !== undefined) table(`callers of frames matching "${callersOf}"`, callers);
