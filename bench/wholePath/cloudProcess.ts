@@ -14,12 +14,13 @@ import WebSocket from 'ws';
 import { createDispatcher, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { createOperation } from '../../src/core/operation.js';
 import { parsePolicy } from '../../src/core/policy.js';
-import { Signer, operationSignedFields } from '../../src/core/signing.js';
+import { Signer, Verifier, operationSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { percentile } from '../stats.js';
 import {
   ECHO_TYPE,
   ONE_WAY_TYPE,
   RAW_INBOX,
+  SIGNED_HEADER,
   benchPayload,
   failOnError,
   rawEntity,
@@ -39,6 +40,9 @@ interface Cloud {
   pool: Pool;
   tokens: Map<string, string>;
   templates: Map<string, Record<string, unknown>>;
+  /** The `signed` side's: the cloud's operation signer, and a verifier of each store's answers. */
+  signer: Signer;
+  storeVerifiers: Map<string, Verifier>;
   senders: Map<string, ServiceBusSender>;
   client: ServiceBusClient;
   close(): Promise<void>;
@@ -129,6 +133,13 @@ async function setUp(setup: CloudSetup): Promise<Cloud> {
     pool,
     tokens,
     templates,
+    signer,
+    storeVerifiers: new Map(
+      setup.storeIds.map((storeId) => {
+        const key = setup.storeKeys[storeId]!;
+        return [storeId, new Verifier({ [key.keyId]: key.publicKeyPem }, 'store-message', 'bench')] as const;
+      }),
+    ),
     senders,
     client,
     close: async () => {
@@ -168,6 +179,23 @@ function callOf(cloud: Cloud, request: MeasureRequest): (storeId: string, n: num
       const started = performance.now();
       const delivery = await dispatcher.publish({ storeId, type: ECHO_TYPE, payload: benchPayload(n), latency: 'async' }, { awaitReplyInMs: WAIT_LIMIT_IN_MS });
       if (delivery.channel !== 'queue' || delivery.outcome !== 'delivered') throw new Error(`a queued request went ${delivery.channel}/${delivery.outcome}`);
+      return performance.now() - started;
+    };
+  }
+  if (request.path === 'realtime' && request.side === 'signed') {
+    return async (storeId, n) => {
+      const started = performance.now();
+      const operation = { ...cloud.templates.get(storeId), id: randomUUID(), type: ECHO_TYPE, payload: benchPayload(n), createdAt: new Date().toISOString() };
+      const response = await cloud.pool.request({
+        path: `/${rawEntity(storeId)}/operations/${ECHO_TYPE}`,
+        method: 'POST',
+        headers: { ServiceBusAuthorization: cloud.tokens.get(storeId)!, 'content-type': 'application/json', [SIGNED_HEADER]: '1' },
+        body: JSON.stringify({ ...operation, signature: cloud.signer.sign(operationSignedFields(operation)) }),
+      });
+      const answer = (await response.body.json()) as { body?: { result?: { ok?: boolean } }; signature?: unknown };
+      if (response.statusCode !== 200 || answer.body?.result?.ok !== true) throw new Error(`the signed raw relay call answered ${response.statusCode}`);
+      const check = cloud.storeVerifiers.get(storeId)!.verify(storeMessageSignedFields(answer), answer.signature);
+      if (!check.valid) throw new Error(`the signed raw relay answer was refused: ${check.message}`);
       return performance.now() - started;
     };
   }

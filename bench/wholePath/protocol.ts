@@ -45,10 +45,15 @@ export interface CloudSetup {
   dataDir: string;
 }
 
-/** One measurement the cloud process makes: a path, storelink's or the raw parts', sequential or with N in flight. */
+/**
+ * One measurement the cloud process makes: a path, storelink's or the raw parts', sequential or with N in flight.
+ * `signed` (real time only) is the raw call plus the signatures the design puts on it, and nothing else: the cloud
+ * signs each operation, the listener verifies it and signs its answer, the cloud verifies the answer. It is the floor
+ * any implementation of the design pays, so storelink / signed is what storelink itself adds.
+ */
 export interface MeasureRequest {
   path: 'realtime' | 'oneway' | 'requestreply';
-  side: 'storelink' | 'raw';
+  side: 'storelink' | 'raw' | 'signed';
   /** 1: sequential (p50/p99 reported); more: throughput with that many in flight. */
   inFlight: number;
   count: number;
@@ -89,6 +94,8 @@ export const ONE_WAY_TYPE = 'bench.oneway';
 export const RAW_INBOX = 'raw-inbox';
 export const storeQueue = (storeId: string): string => `store-${storeId}`;
 export const rawEntity = (storeId: string): string => `raw-${storeId}`;
+/** The header asking the raw listener to verify the operation and sign its answer (the `signed` side). */
+export const SIGNED_HEADER = 'bench-signed';
 
 /** A small order-like payload, the same for storelink and the raw parts. */
 export const benchPayload = (n: number): { n: number; skus: string[]; note: string } => ({ n, skus: ['SKU-COFFEE-1KG', 'SKU-TEA-GREEN', 'SKU-MUG-BLUE'], note: 'whole-path bench' });

@@ -11,12 +11,14 @@ import { pino, destination } from 'pino';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import type { Logger } from '../../src/core/logger.js';
+import { Signer, Verifier, operationSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { defineHandler } from '../../src/store/executor.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import {
   ECHO_TYPE,
   ONE_WAY_TYPE,
   RAW_INBOX,
+  SIGNED_HEADER,
   echoResult,
   failOnError,
   rawEntity,
@@ -42,7 +44,11 @@ function rawClient(endpoints: Endpoints): ServiceBusClient {
     : new ServiceBusClient(endpoints.serviceBus);
 }
 
-async function startRaw(storeId: string, endpoints: Endpoints): Promise<void> {
+async function startRaw(storeId: string, setup: StoreSetup): Promise<void> {
+  const { endpoints } = setup;
+  const own = setup.storeKeys[storeId]!;
+  const signer = new Signer({ keyId: own.keyId, privateKey: own.privateKeyPem }, 'store-message', 'bench raw listener');
+  const verifier = new Verifier({ [setup.cloudKey.keyId]: setup.cloudKey.publicKeyPem }, 'operation', 'bench raw listener');
   // Loaded only now: storelink's relay listener must be the first to load hyco-https (it routes its WebSockets for
   // tls.caFile); the raw listener trusts the CA through NODE_EXTRA_CA_CERTS instead.
   const { default: hycoHttps } = await import('hyco-https');
@@ -52,9 +58,22 @@ async function startRaw(storeId: string, endpoints: Endpoints): Promise<void> {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      const operation = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { payload: { n: number; skus: string[] } };
+      const operation = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id: string; type: string; payload: { n: number; skus: string[] }; signature?: unknown };
       response.setHeader('content-type', 'application/json');
-      response.end(JSON.stringify({ result: echoResult(operation.payload) }));
+      const result = echoResult(operation.payload);
+      if (request.headers[SIGNED_HEADER] === undefined) {
+        response.end(JSON.stringify({ result }));
+        return;
+      }
+      // The design's signatures and nothing else: the operation's checked, the answer signed as a store message.
+      const check = verifier.verify(operationSignedFields(operation), operation.signature);
+      if (!check.valid) {
+        response.statusCode = 403;
+        response.end(JSON.stringify({ error: check.message }));
+        return;
+      }
+      const reply = { id: `reply-${operation.id}`, kind: 'reply', type: operation.type, storeId, correlationId: operation.id, body: { result }, createdAt: new Date().toISOString() };
+      response.end(JSON.stringify({ ...reply, signature: signer.sign(storeMessageSignedFields(reply)) }));
     });
   });
   await new Promise<void>((resolve) => {
@@ -140,7 +159,7 @@ process.on('message', (message: ParentToChild) => {
         await Promise.all(setup.storeIds.slice(i, i + 10).map(async (storeId) => {
           await startAgent(storeId, setup, logger);
           if (process.env['BENCH_DEBUG'] === '1') process.stderr.write(`${storeId}: agent up\n`);
-          if (setup.raw !== false) await startRaw(storeId, setup.endpoints);
+          if (setup.raw !== false) await startRaw(storeId, setup);
           if (process.env['BENCH_DEBUG'] === '1') process.stderr.write(`${storeId}: raw up\n`);
         }));
       }
