@@ -51,6 +51,9 @@ interface Cloud {
 /** Waiters for a store's one-way run (stamped there) and for raw replies, by operation id. */
 const executed = new Map<string, (atMs: number) => void>();
 const rawReplies = new Map<string, () => void>();
+/** Signed raw answers whose signature did not check out; a signed run that saw any fails. */
+let refusedAnswers = 0;
+let lastRefusal = '';
 
 function waitFor<T>(map: Map<string, (value: T) => void>, id: string, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -117,10 +120,26 @@ async function setUp(setup: CloudSetup): Promise<Cloud> {
       : new ServiceBusClient(endpoints.serviceBus);
   const senders = new Map(setup.storeIds.map((storeId) => [storeId, client.createSender(rawEntity(storeId))] as const));
   const inbox = client.createReceiver(RAW_INBOX);
+  const storeVerifiers = new Map(
+    setup.storeIds.map((storeId) => {
+      const storeKey = setup.storeKeys[storeId]!;
+      return [storeId, new Verifier({ [storeKey.keyId]: storeKey.publicKeyPem }, 'store-message', 'bench')] as const;
+    }),
+  );
   const subscription = inbox.subscribe(
     {
       processMessage: async (message) => {
         await inbox.completeMessage(message);
+        // The signed side's answers (one-way outcomes too) are checked as the design checks them.
+        const answer = message.body as { storeId?: string; signature?: unknown };
+        if (message.applicationProperties?.[SIGNED_HEADER] === true) {
+          const check = storeVerifiers.get(String(answer.storeId))?.verify(storeMessageSignedFields(answer), answer.signature);
+          if (check?.valid !== true) {
+            refusedAnswers += 1;
+            lastRefusal = check?.valid === false ? check.message : `unknown store ${String(answer.storeId)}`;
+            return;
+          }
+        }
         rawReplies.get(String(message.correlationId))?.();
       },
       processError: () => Promise.resolve(),
@@ -134,12 +153,7 @@ async function setUp(setup: CloudSetup): Promise<Cloud> {
     tokens,
     templates,
     signer,
-    storeVerifiers: new Map(
-      setup.storeIds.map((storeId) => {
-        const key = setup.storeKeys[storeId]!;
-        return [storeId, new Verifier({ [key.keyId]: key.publicKeyPem }, 'store-message', 'bench')] as const;
-      }),
-    ),
+    storeVerifiers,
     senders,
     client,
     close: async () => {
@@ -213,12 +227,18 @@ function callOf(cloud: Cloud, request: MeasureRequest): (storeId: string, n: num
       return performance.now() - started;
     };
   }
+  // The signed side: a fresh operation signed per call, checked and answered with a signed message at the store.
+  const signedMessage = (storeId: string, id: string, n: number, type: string) => {
+    const operation = { ...rawMessage(storeId, id, n, type), createdAt: new Date().toISOString() };
+    return { messageId: id, body: { ...operation, signature: cloud.signer.sign(operationSignedFields(operation)) }, replyTo: RAW_INBOX, applicationProperties: { [SIGNED_HEADER]: true } };
+  };
   if (request.path === 'oneway') {
     return async (storeId, n) => {
       const id = randomUUID();
       const done = waitFor(executed, id, 'execution');
       const started = wallClockMs();
-      await cloud.senders.get(storeId)!.sendMessages({ messageId: id, body: rawMessage(storeId, id, n, ONE_WAY_TYPE) });
+      const message = request.side === 'signed' ? signedMessage(storeId, id, n, ONE_WAY_TYPE) : { messageId: id, body: rawMessage(storeId, id, n, ONE_WAY_TYPE) };
+      await cloud.senders.get(storeId)!.sendMessages(message);
       return (await done) - started;
     };
   }
@@ -226,7 +246,8 @@ function callOf(cloud: Cloud, request: MeasureRequest): (storeId: string, n: num
     const id = randomUUID();
     const replied = waitFor(rawReplies, id, 'raw reply');
     const started = performance.now();
-    await cloud.senders.get(storeId)!.sendMessages({ messageId: id, body: rawMessage(storeId, id, n, ECHO_TYPE), replyTo: RAW_INBOX });
+    const message = request.side === 'signed' ? signedMessage(storeId, id, n, ECHO_TYPE) : { messageId: id, body: rawMessage(storeId, id, n, ECHO_TYPE), replyTo: RAW_INBOX };
+    await cloud.senders.get(storeId)!.sendMessages(message);
     await replied;
     return performance.now() - started;
   };
@@ -256,6 +277,7 @@ async function measure(cloud: Cloud, request: MeasureRequest): Promise<Measureme
       }),
     );
   };
+  const refusedBefore = refusedAnswers;
   await run(request.warmUp, undefined);
   failures = 0;
   const latencies: number[] = [];
@@ -263,6 +285,7 @@ async function measure(cloud: Cloud, request: MeasureRequest): Promise<Measureme
   await run(request.count, latencies);
   const elapsed = performance.now() - started;
   if (latencies.length === 0) throw new Error(`every call failed (${failures}): ${lastFailure ?? ''}`);
+  if (refusedAnswers > refusedBefore) throw new Error(`${refusedAnswers - refusedBefore} signed raw answers were refused: ${lastRefusal}`);
   return {
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),

@@ -47,9 +47,10 @@ export interface CloudSetup {
 
 /**
  * One measurement the cloud process makes: a path, storelink's or the raw parts', sequential or with N in flight.
- * `signed` (real time only) is the raw call plus the signatures the design puts on it, and nothing else: the cloud
- * signs each operation, the listener verifies it and signs its answer, the cloud verifies the answer. It is the floor
- * any implementation of the design pays, so storelink / signed is what storelink itself adds.
+ * `signed` is the raw parts plus what the design adds to them, and nothing else: the cloud signs each operation, the
+ * store verifies it and signs its answer, the cloud verifies the answer; on the queue, the store sends that signed
+ * answer back for one-way operations too (every outcome is known at the cloud). It is the floor any implementation
+ * of the design pays, so storelink / signed is what storelink itself adds.
  */
 export interface MeasureRequest {
   path: 'realtime' | 'oneway' | 'requestreply';
@@ -94,7 +95,7 @@ export const ONE_WAY_TYPE = 'bench.oneway';
 export const RAW_INBOX = 'raw-inbox';
 export const storeQueue = (storeId: string): string => `store-${storeId}`;
 export const rawEntity = (storeId: string): string => `raw-${storeId}`;
-/** The header asking the raw listener to verify the operation and sign its answer (the `signed` side). */
+/** The header (relay) or application property (queue) asking the raw store to verify the operation and sign its answer (the `signed` side). */
 export const SIGNED_HEADER = 'bench-signed';
 
 /** A small order-like payload, the same for storelink and the raw parts. */

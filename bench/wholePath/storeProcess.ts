@@ -91,11 +91,28 @@ async function startRaw(storeId: string, setup: StoreSetup): Promise<void> {
   const subscription = receiver.subscribe(
     {
       processMessage: async (message) => {
-        const operation = message.body as { id: string; type: string; payload: { n: number; skus: string[] } };
+        const operation = message.body as { id: string; type: string; payload: { n: number; skus: string[] }; signature?: unknown };
+        const signed = message.applicationProperties?.[SIGNED_HEADER] === true;
+        if (signed) {
+          const check = verifier.verify(operationSignedFields(operation), operation.signature);
+          if (!check.valid) {
+            await receiver.deadLetterMessage(message, { deadLetterReason: 'bad-signature', deadLetterErrorDescription: check.message });
+            return;
+          }
+        }
         if (operation.type === ONE_WAY_TYPE) tell({ type: 'executed', operationId: operation.id, atMs: wallClockMs() });
         const result = echoResult(operation.payload);
         await receiver.completeMessage(message);
-        if (message.replyTo !== undefined) {
+        if (signed) {
+          // The design's answer: signed, and sent for a one-way operation too.
+          const reply = { id: `reply-${operation.id}`, kind: 'reply', type: operation.type, storeId, correlationId: operation.id, body: { result }, createdAt: new Date().toISOString() };
+          await replies.sendMessages({
+            messageId: reply.id,
+            correlationId: operation.id,
+            body: { ...reply, signature: signer.sign(storeMessageSignedFields(reply)) },
+            applicationProperties: { [SIGNED_HEADER]: true },
+          });
+        } else if (message.replyTo !== undefined) {
           await replies.sendMessages({ messageId: `reply-${operation.id}`, correlationId: operation.id, body: { result } });
         }
       },
