@@ -2,9 +2,9 @@
  * The top frames of a V8 CPU profile (`node --cpu-prof`), by self time and by total time, as a Markdown table: the
  * whole-path benchmark's BENCH_PROFILE=<dir> writes one per cloud and store process.
  *
- *   node --import tsx bench/profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--callers <text>]
+ *   node --import tsx bench/profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--until-ms <n>] [--callers <text>]
  *
- * --skip-ms leaves out the first n ms of samples (a process's start: module loading under tsx); --callers adds a
+ * --skip-ms leaves out the first n ms of samples (a process's start: module loading under tsx), --until-ms those after n ms; --callers adds a
  * table of the frames that called any frame whose name contains the text, by the time spent below them.
  */
 import { readFile } from 'node:fs/promises';
@@ -32,9 +32,12 @@ const optionOf = (name: string): string | undefined => {
   return value;
 };
 const skipMs = Number(optionOf('--skip-ms') ?? 0);
+const untilMs = Number(optionOf('--until-ms') ?? Number.POSITIVE_INFINITY);
 const callersOf = optionOf('--callers');
 const file = args[0];
-if (file === undefined || !Number.isFinite(skipMs)) throw new TypeError('usage: profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--callers <text>]');
+if (file === undefined || !Number.isFinite(skipMs) || Number.isNaN(untilMs)) {
+  throw new TypeError('usage: profileTop.ts <file.cpuprofile> [rows] [--skip-ms <n>] [--until-ms <n>] [--callers <text>]');
+}
 const rows = Number(args[1] ?? 25);
 const profile = JSON.parse(await readFile(file, 'utf8')) as Profile;
 
@@ -60,7 +63,7 @@ let elapsed = 0;
 for (let i = 0; i < profile.samples.length; i += 1) {
   const delta = (profile.timeDeltas[i] ?? 0) / 1000;
   elapsed += delta;
-  if (elapsed < skipMs) continue;
+  if (elapsed < skipMs || elapsed > untilMs) continue;
   all += delta;
   let id: number | undefined = profile.samples[i];
   const leaf = frameName(byId.get(id!)!);

@@ -19,7 +19,8 @@
  *
  *   node --import tsx bench/wholePath.bench.ts
  *   env: BENCH_SMOKE=1 (tiny counts, 2 stores), BENCH_STORES=<n> (default 100), BENCH_TRANSPORT=tls-websockets|amqp,
- *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes, <dir>/<process>/*.<pid>.0.*.cpuprofile for the main thread; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply
+ *        BENCH_PROFILE=<dir> (CPU profiles of the emulator, cloud and store processes, <dir>/<process>/*.<pid>.0.*.cpuprofile for the main thread; read them with profileTop.ts), BENCH_ONLY=realtime,oneway,requestreply,
+ *        BENCH_IN_FLIGHT=1,32 (the concurrencies measured)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -35,6 +36,8 @@ const storeTotal = Number(process.env['BENCH_STORES'] ?? (smoke ? 2 : 100));
 const transport = (process.env['BENCH_TRANSPORT'] ?? 'tls-websockets') as Transport;
 const profileDir = process.env['BENCH_PROFILE'];
 const only = new Set((process.env['BENCH_ONLY'] ?? 'realtime,oneway,requestreply').split(','));
+const inFlights = (process.env['BENCH_IN_FLIGHT'] ?? '1,32').split(',').map(Number);
+if (!inFlights.every((n) => Number.isSafeInteger(n) && n >= 1)) throw new TypeError(`BENCH_IN_FLIGHT must be positive integers separated by commas, got ${process.env['BENCH_IN_FLIGHT']}`);
 const IN_FLIGHT = 32;
 
 type PathName = MeasureRequest['path'];
@@ -157,7 +160,7 @@ try {
   for (const storeCount of [...new Set([1, storeTotal])]) {
     for (const pathName of ['realtime', 'oneway', 'requestreply'] as const) {
       if (!only.has(pathName)) continue;
-      for (const inFlight of [1, IN_FLIGHT]) {
+      for (const inFlight of inFlights) {
         const counts = COUNTS[pathName];
         const request = { path: pathName, inFlight, count: inFlight === 1 ? counts.sequential : counts.concurrent, warmUp: counts.warmUp, storeCount };
         const calls = request.count + request.warmUp;
