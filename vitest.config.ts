@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -7,6 +8,10 @@ export default defineConfig({
     globalSetup: ['test/support/tlsGlobalSetup.ts'],
     // Integration and scenario tests start real servers; keep each file's servers to itself.
     pool: 'forks',
+    // At least two files at a time. Vitest's default is one fewer than the cores, so a 2-core machine ran one file
+    // at a time, and most files spend their time waiting on sockets and child processes, not computing. On this
+    // 2-core machine the whole run went from 397 s to 240 s.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 20_000,
     hookTimeout: 20_000,
   },

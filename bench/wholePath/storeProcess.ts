@@ -65,15 +65,16 @@ async function startRaw(storeId: string, setup: StoreSetup): Promise<void> {
         response.end(JSON.stringify({ result }));
         return;
       }
-      // The design's signatures and nothing else: the operation's checked, the answer signed as a store message.
+      // The design's signature on this path and nothing else: the operation's is checked. The answer itself is not
+      // signed, as storelink's is not: only the store's Listen key can answer on its hybrid connection (README
+      // "Signatures"), and the signed copy of the outcome is storelink's outbox's business.
       const check = verifier.verify(operationSignedFields(operation), operation.signature);
       if (!check.valid) {
         response.statusCode = 403;
         response.end(JSON.stringify({ error: check.message }));
         return;
       }
-      const reply = { id: `reply-${operation.id}`, kind: 'reply', type: operation.type, storeId, correlationId: operation.id, body: { result }, createdAt: new Date().toISOString() };
-      response.end(JSON.stringify({ ...reply, signature: signer.sign(storeMessageSignedFields(reply)) }));
+      response.end(JSON.stringify({ result }));
     });
   });
   await new Promise<void>((resolve) => {
