@@ -54,12 +54,20 @@ export function describeIssue(issue: z.core.$ZodIssue): IssueDescription {
  * first: a misspelt field is usually why another one is missing.
  */
 export function validate<T>(schema: z.ZodType<T>, value: unknown): { success: true; data: T } | { success: false; problem: string } {
-  const result = schema.safeParse(value);
+  const result = parseReportingInput(schema, value);
   if (result.success) return { success: true, data: result.data };
-  // The offending values only on failure: reporting them slows every parse, and a ledger checks each entry it opens.
-  const { issues } = schema.safeParse(value, { reportInput: true }).error!;
+  const { issues } = result.error;
   const { field, problem } = describeIssue(issues.find((issue) => issue.code === 'unrecognized_keys') ?? issues[0]!);
   return { success: false, problem: field === undefined ? ` ${problem}` : `.${field} ${problem}` };
+}
+
+/**
+ * `schema.safeParse(value)`, whose issues carry the offending values when it fails. They are asked for only then, by
+ * parsing again: reporting them costs about a third of a successful parse, which every accepted value would pay.
+ */
+export function parseReportingInput<T>(schema: z.ZodType<T>, value: unknown): z.ZodSafeParseResult<T> {
+  const result = schema.safeParse(value);
+  return result.success ? result : schema.safeParse(value, { reportInput: true });
 }
 
 /** `has an unknown field "note" (allowed: id, type)`: a misspelt field says which ones exist. */

@@ -47,6 +47,9 @@ describe('parseOperation', () => {
     ['payload', { payload: undefined }],
     ['payload.when', { payload: { when: new Date() } }],
     ['payload.n', { payload: { n: Number.NaN } }],
+    // Neither reaches the size check's JSON.stringify, which would throw on both.
+    ['payload.n', { payload: { n: 10n } }],
+    ['payload', { payload: (() => { const cyclic: Record<string, unknown> = {}; cyclic['self'] = cyclic; return cyclic; })() }],
   ])('names the failing field %s', (field, change) => {
     const error = failureOf({ ...valid, ...change });
     expect(error.code).toBe('OPERATION_INVALID');

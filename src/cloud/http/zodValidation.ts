@@ -6,7 +6,7 @@ import type { FastifySchemaCompiler, FastifyTypeProvider } from 'fastify';
 import { z } from 'zod';
 import { StorelinkError } from '../../core/errors.js';
 import { storeIdSchema } from '../../core/names.js';
-import { describeIssue } from '../../core/validation.js';
+import { describeIssue, parseReportingInput } from '../../core/validation.js';
 
 export interface ZodTypeProvider extends FastifyTypeProvider {
   readonly validator: this['schema'] extends z.ZodType ? z.output<this['schema']> : unknown;
@@ -16,7 +16,7 @@ export interface ZodTypeProvider extends FastifyTypeProvider {
 export const storeParamsSchema = z.object({ storeId: storeIdSchema });
 
 export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data: unknown) => {
-  const parsed = schema.safeParse(data, { reportInput: true });
+  const parsed = parseReportingInput(schema, data);
   if (parsed.success) return { value: parsed.data };
   const { field, text } = describeIssue(parsed.error.issues[0]!);
   // A body is an operation request (the only route that takes one); a path names its parameter, which says enough.
