@@ -40,6 +40,7 @@ import {
   STORE_ORIGIN_HEADER,
   confirmationOf,
   relayRouteOf,
+  type RelayRoute,
   type RelayConfirmation,
   type RelayErrorBody,
 } from './relayProtocol.js';
@@ -249,8 +250,12 @@ class HycoRelayListener implements RelayListener {
   }
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const route = relayRouteOf(request.url ?? '', this.#prefix);
+    // The cloud's confirmations are read once the answer is written: their signature check (about a tenth of a
+    // millisecond) would otherwise delay every answer that carries one, and the copies they release are in no hurry.
+    const confirmations = this.#accepting && route.kind !== 'none';
     try {
-      const result = await this.#serve(request);
+      const result = await this.#serve(request, route);
       this.#reply(response, 200, { result });
     } catch (error) {
       const failure = isStorelinkError(error)
@@ -261,13 +266,12 @@ class HycoRelayListener implements RelayListener {
       if (failure.field !== undefined) body.error.field = failure.field;
       this.#reply(response, storeHttpStatusOf(failure.code) ?? 500, body);
     }
+    if (confirmations) this.#confirmed(request);
   }
 
   /** Resolves with the result to send, or throws the StorelinkError to answer with. */
-  async #serve(request: IncomingMessage): Promise<JsonValue> {
-    const route = relayRouteOf(request.url ?? '', this.#prefix);
+  async #serve(request: IncomingMessage, route: RelayRoute): Promise<JsonValue> {
     if (!this.#accepting) throw new StorelinkError('STORE_UNAVAILABLE', 'the store is shutting down');
-    if (route.kind !== 'none') this.#confirmed(request);
     if (route.kind === 'health') {
       if (request.method !== 'GET') throw new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on /health`);
       return { status: 'ok' };
