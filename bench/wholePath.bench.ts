@@ -6,9 +6,9 @@
  *
  * - real time: dispatcher.publish of a real-time operation → relay → store agent (executor, ledger, handler) → back;
  *   raw: an undici Pool with a SAS token made once, calling a bare hyco-https listener that answers the same result;
- *   beside it "raw + signatures", the same call carrying the design's Ed25519 signature and nothing else (the cloud
- *   signs each operation, the listener verifies it; the answer is authenticated by the hybrid connection, whose
- *   Listen key only the store holds, so neither side signs it): what any implementation must pay;
+ *   beside it "raw + signatures", the same call carrying the design's Ed25519 signatures and nothing else (the cloud
+ *   signs each operation, the listener verifies it and signs its answer, the cloud verifies that): what any
+ *   implementation must pay;
  * - queue one-way: publish → run at the store (the handler stamps the wall clock, the same machine's in every
  *   process); raw: the SDK's sendMessages → a subscribe() receiver at the store completing each message;
  * - queue request/reply: publish with awaitReplyInMs → the store's reply at the cloud; raw: send, receive, complete,
@@ -212,8 +212,8 @@ console.log(
     'replies read 16 at a time on both sides (the dispatcher inbox consumer; raw inbox maxConcurrentCalls 16); storelink signs and verifies every message, raw sends one pre-signed envelope and verifies nothing',
 );
 console.log(
-  '"raw + signatures": the raw parts with the signatures the design puts on each path and nothing else (the cloud signs each operation, the store verifies it; ' +
-    'on the queue the store also signs its answer, sends it back for one-way operations too, as every outcome must be known, and the cloud verifies it): the floor any implementation of the design pays',
+  '"raw + signatures": the raw parts with the signatures the design puts on each path and nothing else (the cloud signs each operation, the store verifies it and signs its answer, the cloud verifies that; ' +
+    'on the queue the answer also goes back for one-way operations, as every outcome must be known): the floor any implementation of the design pays',
 );
 console.log('| path | stores | in flight | figure | raw | storelink | storelink / raw | target | raw + signatures | storelink / raw + signatures |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');

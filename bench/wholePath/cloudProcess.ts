@@ -14,7 +14,8 @@ import WebSocket from 'ws';
 import { createDispatcher, type Dispatcher } from '../../src/cloud/dispatcher.js';
 import { createOperation } from '../../src/core/operation.js';
 import { parsePolicy } from '../../src/core/policy.js';
-import { Signer, Verifier, operationSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
+import { ANSWER_SIGNATURE_HEADER, signatureFromHeader } from '../../src/channels/relay/relayProtocol.js';
+import { Signer, Verifier, operationSignedFields, relayAnswerSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { percentile } from '../stats.js';
 import {
   ECHO_TYPE,
@@ -40,8 +41,9 @@ interface Cloud {
   pool: Pool;
   tokens: Map<string, string>;
   templates: Map<string, Record<string, unknown>>;
-  /** The `signed` side's operation signer (its queue answers are checked by the raw inbox). */
+  /** The `signed` side's: the cloud's operation signer, and a verifier of each store's answers. */
   signer: Signer;
+  storeVerifiers: Map<string, Verifier>;
   senders: Map<string, ServiceBusSender>;
   client: ServiceBusClient;
   close(): Promise<void>;
@@ -152,6 +154,7 @@ async function setUp(setup: CloudSetup): Promise<Cloud> {
     tokens,
     templates,
     signer,
+    storeVerifiers,
     senders,
     client,
     close: async () => {
@@ -204,7 +207,11 @@ function callOf(cloud: Cloud, request: MeasureRequest): (storeId: string, n: num
         headers: { ServiceBusAuthorization: cloud.tokens.get(storeId)!, 'content-type': 'application/json', [SIGNED_HEADER]: '1' },
         body: JSON.stringify({ ...operation, signature: cloud.signer.sign(operationSignedFields(operation)) }),
       });
-      const answer = (await response.body.json()) as { result?: { ok?: boolean } };
+      const text = await response.body.text();
+      const signature = signatureFromHeader(response.headers[ANSWER_SIGNATURE_HEADER]);
+      const check = cloud.storeVerifiers.get(storeId)!.verifyAs('relay-answer', relayAnswerSignedFields(storeId, operation.id, response.statusCode, text), signature);
+      if (!check.valid) throw new Error(`the signed raw relay answer was refused: ${check.message}`);
+      const answer = JSON.parse(text) as { result?: { ok?: boolean } };
       if (response.statusCode !== 200 || answer.result?.ok !== true) throw new Error(`the signed raw relay call answered ${response.statusCode}`);
       return performance.now() - started;
     };

@@ -47,11 +47,10 @@ export interface CloudSetup {
 
 /**
  * One measurement the cloud process makes: a path, storelink's or the raw parts', sequential or with N in flight.
- * `signed` is the raw parts plus the signatures the design puts on that path, and nothing else. Real time: the cloud
- * signs each operation and the store verifies it (the HTTP answer is not signed, as storelink's is not: only the
- * store's Listen key can answer on its hybrid connection). Queue: that, and the store's answer signed, sent back for
- * one-way operations too (every outcome is known at the cloud) and verified there. It is the floor any
- * implementation of the design pays, so storelink / signed is what storelink itself adds.
+ * `signed` is the raw parts plus the signatures the design puts on that path, and nothing else: the cloud signs each
+ * operation, the store verifies it and signs its answer, the cloud verifies that; on the queue the answer is also sent
+ * back for one-way operations (every outcome is known at the cloud). It is the floor any implementation of the design
+ * pays, so storelink / signed is what storelink itself adds.
  */
 export interface MeasureRequest {
   path: 'realtime' | 'oneway' | 'requestreply';

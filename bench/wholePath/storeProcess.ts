@@ -11,7 +11,8 @@ import { pino, destination } from 'pino';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import type { Logger } from '../../src/core/logger.js';
-import { Signer, Verifier, operationSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
+import { ANSWER_SIGNATURE_HEADER, signatureHeaderOf } from '../../src/channels/relay/relayProtocol.js';
+import { Signer, Verifier, operationSignedFields, relayAnswerSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { defineHandler } from '../../src/store/executor.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
 import {
@@ -48,6 +49,7 @@ async function startRaw(storeId: string, setup: StoreSetup): Promise<void> {
   const { endpoints } = setup;
   const own = setup.storeKeys[storeId]!;
   const signer = new Signer({ keyId: own.keyId, privateKey: own.privateKeyPem }, 'store-message', 'bench raw listener');
+  const answerSigner = new Signer({ keyId: own.keyId, privateKey: own.privateKeyPem }, 'relay-answer', 'bench raw listener');
   const verifier = new Verifier({ [setup.cloudKey.keyId]: setup.cloudKey.publicKeyPem }, 'operation', 'bench raw listener');
   // Loaded only now: storelink's relay listener must be the first to load hyco-https (it routes its WebSockets for
   // tls.caFile); the raw listener trusts the CA through NODE_EXTRA_CA_CERTS instead.
@@ -65,16 +67,17 @@ async function startRaw(storeId: string, setup: StoreSetup): Promise<void> {
         response.end(JSON.stringify({ result }));
         return;
       }
-      // The design's signature on this path and nothing else: the operation's is checked. The answer itself is not
-      // signed, as storelink's is not: only the store's Listen key can answer on its hybrid connection (README
-      // "Signatures"), and the signed copy of the outcome is storelink's outbox's business.
+      // The design's signatures on this path and nothing else: the operation's is checked, and the answer is signed for
+      // the call (README "Signatures": a relay credential alone must not answer for the store).
       const check = verifier.verify(operationSignedFields(operation), operation.signature);
       if (!check.valid) {
         response.statusCode = 403;
         response.end(JSON.stringify({ error: check.message }));
         return;
       }
-      response.end(JSON.stringify({ result }));
+      const text = JSON.stringify({ result });
+      response.setHeader(ANSWER_SIGNATURE_HEADER, signatureHeaderOf(answerSigner.sign(relayAnswerSignedFields(storeId, operation.id, 200, text))));
+      response.end(text);
     });
   });
   await new Promise<void>((resolve) => {

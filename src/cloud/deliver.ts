@@ -13,6 +13,7 @@ import type { Latency, Operation } from '../core/operation.js';
 import { operationPolicyFor, type Fallback, type Policy } from '../core/policy.js';
 import { route } from '../core/route.js';
 import type { RelayConfirmation } from '../channels/relay/relayProtocol.js';
+import type { SignedRelayAnswer } from '../channels/relay/relaySender.js';
 import type { ReplyCache } from './replyCache.js';
 import type { ReplyWaiting } from './replyWaiting.js';
 import type { StoreLinks } from './storeLinks.js';
@@ -72,6 +73,11 @@ export interface DeliverParts {
   inbox: string;
   /** The signed confirmation of relay answers a call to this store carries, if any are waiting (relayConfirmations.ts). */
   confirmationFor?: (storeId: string) => RelayConfirmation | undefined;
+  /**
+   * Why the store's answer to a relay call is not the store's (its signature, relayProtocol.ts), or undefined when it
+   * is. Absent: answers are not checked.
+   */
+  checkRelayAnswer?: (storeId: string, operationId: string, answer: SignedRelayAnswer) => string | undefined;
   now: () => number;
   logger: Logger;
 }
@@ -141,10 +147,12 @@ export function createDeliver(parts: DeliverParts): Deliver {
     sofar.attempts += 1;
     try {
       const confirmation = parts.confirmationFor?.(storeId);
+      const checkAnswer = parts.checkRelayAnswer;
       const reply = await senders.relay(storeId).send(operation, {
         timeoutInMs: typePolicy.relayTimeoutInMs,
         ...(options.abortSignal === undefined ? {} : { abortSignal: options.abortSignal }),
         ...(confirmation === undefined ? {} : { confirmation }),
+        ...(checkAnswer === undefined ? {} : { checkAnswer: (answer: SignedRelayAnswer) => checkAnswer(storeId, operation.id, answer) }),
       });
       links.send(storeId, { type: 'relay.succeeded' });
       cache.remember(operation, reply.result);

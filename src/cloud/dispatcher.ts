@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Subject, type Observable } from 'rxjs';
 import type { AnyStateMachine, StateValue } from 'xstate';
 import { storeLinkMachine } from '../../machines/storeLink.machine.js';
-import type { FetchFunction } from '../channels/relay/relaySender.js';
+import type { FetchFunction, SignedRelayAnswer } from '../channels/relay/relaySender.js';
 import type { RelayConfirmation } from '../channels/relay/relayProtocol.js';
 import {
   createServiceBusConnection,
@@ -31,7 +31,7 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, EVENTS_SUBSCRIPTION, REPLIES_SUBSCRIPTION, announcementsSubscription, storeIdSchema } from '../core/names.js';
 import { createOperation, type Latency } from '../core/operation.js';
 import { defaultPolicy, operationPolicyFor, type Policy } from '../core/policy.js';
-import { Signer, Verifier, operationSignedFields, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
+import { Signer, Verifier, operationSignedFields, relayAnswerSignedFields, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { createDeliver, type Deliver, type Delivery, type DeliverOptions } from './deliver.js';
 import { createInboxHandler, type InboxRejection, type StoreEventMessage } from './inbox.js';
 import { checkInstanceId, claimInstanceDir } from './instanceDir.js';
@@ -451,6 +451,7 @@ class DefaultDispatcher implements Dispatcher {
       replies: this.#replies,
       inbox,
       confirmationFor: (storeId) => this.#confirmationFor(storeId),
+      checkRelayAnswer: (storeId, operationId, answer) => this.#checkRelayAnswer(storeId, operationId, answer),
       now: this.#now,
       logger: this.#logger,
     });
@@ -604,6 +605,17 @@ class DefaultDispatcher implements Dispatcher {
         () => this.#confirmations.add(outcome.storeId, outcome.operationId),
         (error: unknown) => this.#logger.debug({ err: error, operationId: outcome.operationId }, 'relay answer not confirmed to the store: its copy will come through the inbox'),
       );
+  }
+
+  /**
+   * Why an answer through the relay is not the store's, or undefined when the store's key signed it for this call:
+   * whoever holds the store's relay credential can listen, and so answer, on its hybrid connection.
+   */
+  #checkRelayAnswer(storeId: string, operationId: string, answer: SignedRelayAnswer): string | undefined {
+    const check = this.#storeKeys.get(storeId)!.verifyAs('relay-answer', relayAnswerSignedFields(storeId, operationId, answer.status, answer.text), answer.signature);
+    if (check.valid) return undefined;
+    this.#logger.warn({ storeId, operationId, problem: check.problem, status: answer.status }, `an answer through the relay is not the store's (${check.message}); the operation takes its fallback`);
+    return check.message;
   }
 
   /** The confirmation a relay call to this store carries: the answers waiting, signed for it. */

@@ -76,6 +76,12 @@ export const STORELINK_ERROR_CODES = {
   RELAY_UNAUTHORIZED: { retryable: false, relayFailure: 'unauthorized' },
   /** The relay does not know the hybrid connection. */
   RELAY_ENDPOINT_NOT_FOUND: { retryable: false, relayFailure: 'no-listener' },
+  /**
+   * An answer through the relay that the store's key did not sign for this call (unsigned, signed with a key the cloud
+   * does not trust for the store, or not matching the status, body or operation): whoever listens on the store's
+   * hybrid connection is not the store, so the answer settles nothing and the operation takes its fallback.
+   */
+  RELAY_ANSWER_UNVERIFIED: { retryable: true, relayFailure: 'unauthorized' },
 
   // Service Bus channel failures.
   /** The queue (or topic) does not exist, or is disabled. */

@@ -6,7 +6,7 @@
  * verifier may trust several at once, which is how keys rotate: trust the new one, switch the signer, drop the old.
  * Pure: node:crypto only, no I/O (the CLI reads key files).
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { MAX_JSON_DEPTH } from './json.js';
 
@@ -41,15 +41,16 @@ export interface SigningKey {
 export type TrustedKeys = Readonly<Record<string, KeyObject | string>>;
 
 /**
- * What a signature is over: the label separates operations, store messages and the cloud's confirmations that it
- * holds relay answers (see relayProtocol.ts).
+ * What a signature is over: the label separates operations, store messages, the cloud's confirmations that it holds
+ * relay answers, and the store's HTTP answers to relay calls (see relayProtocol.ts).
  */
-export type SignedKind = 'operation' | 'store-message' | 'relay-confirmation';
+export type SignedKind = 'operation' | 'store-message' | 'relay-confirmation' | 'relay-answer';
 
 const LABELS: Record<SignedKind, string> = {
   operation: 'storelink operation v1\n',
   'store-message': 'storelink store message v1\n',
   'relay-confirmation': 'storelink relay confirmation v1\n',
+  'relay-answer': 'storelink relay answer v1\n',
 };
 
 /** Why a message's signature was not accepted. */
@@ -223,6 +224,11 @@ export class Verifier {
 
   /** Never throws: an unsigned message, an unknown key, a bad signature or fields that cannot be signed say so. */
   verify(fields: unknown, signature: unknown): SignatureCheck {
+    return this.verifyAs(this.#kind, fields, signature);
+  }
+
+  /** `verify` for another kind of message signed by the same keys (a store's messages and its relay answers). */
+  verifyAs(kind: SignedKind, fields: unknown, signature: unknown): SignatureCheck {
     if (signature === undefined || signature === null) return { valid: false, problem: 'unsigned', message: 'it carries no signature' };
     if (typeof signature !== 'object') return { valid: false, problem: 'bad-signature', message: 'its signature is not { keyId, value }' };
     const { keyId, value } = signature as Record<string, unknown>;
@@ -234,7 +240,7 @@ export class Verifier {
     if (value.length !== SIGNATURE_VALUE_LENGTH) return { valid: false, problem: 'bad-signature', message: `its signature by key "${keyId}" is not an Ed25519 signature` };
     let bytes: Buffer;
     try {
-      bytes = signedBytes(this.#kind, fields);
+      bytes = signedBytes(kind, fields);
     } catch (error) {
       return { valid: false, problem: 'bad-signature', message: `its fields cannot be signed: ${(error as Error).message}` };
     }
@@ -255,6 +261,15 @@ export function operationSignedFields(operation: object): Record<string, unknown
 export function storeMessageSignedFields(message: object): Record<string, unknown> {
   const { id, kind, type, storeId, correlationId, body, createdAt } = message as Record<string, unknown>;
   return { id, kind, type, storeId, correlationId, body, createdAt };
+}
+
+/**
+ * What a store's answer to a relay call signs: the store, the operation it answers, the HTTP status and the SHA-256 of
+ * the body exactly as sent (base64url). The cloud checks it against the call it made, so an answer is the store's only
+ * if the store's key made it: a relay credential alone cannot answer for the store.
+ */
+export function relayAnswerSignedFields(storeId: string, operationId: string, status: number, body: string): Record<string, unknown> {
+  return { storeId, operationId, status, bodySha256: createHash('sha256').update(body, 'utf8').digest('base64url') };
 }
 
 /** What the cloud's confirmation of relay answers signs: the store it is for and the operation ids, in order. */

@@ -30,7 +30,7 @@ import type { RelayAnnouncement } from '../core/linkContract.js';
 import type { Operation } from '../core/operation.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { DEFAULT_CLOUD_INBOX, defaultStoreEntityName, operationTypeSchema, storeIdSchema } from '../core/names.js';
-import { Signer, Verifier, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
+import { Signer, Verifier, relayAnswerSignedFields, relayConfirmationSignedFields, storeMessageSignedFields, type SigningKey, type TrustedKeys } from '../core/signing.js';
 import { MAX_STORE_MESSAGE_BYTES, type OutboxDepth, type StoreMessage } from '../core/storeMessage.js';
 import { Executor, resultOf, type Channel, type Execution, type OperationHandlers } from './executor.js';
 import { lockDataDir, type DataDirLock } from './dataDirLock.js';
@@ -274,6 +274,8 @@ class DefaultStoreAgent implements StoreAgent {
   readonly #handlerRetry: HandlerRetrySettings;
   readonly #maxDeliveryCount: number;
   readonly #signer: Signer;
+  /** The same key under the label of relay answers (signing.ts): the cloud takes an answer as the store's only so. */
+  readonly #answerSigner: Signer;
   readonly #cloudKeys: Verifier;
   /** The same keys, for the cloud's confirmations of relay answers (a label of their own: see signing.ts). */
   readonly #confirmationKeys: Verifier;
@@ -300,6 +302,7 @@ class DefaultStoreAgent implements StoreAgent {
   constructor(options: StoreAgentOptions) {
     validateOptions(options);
     this.#signer = new Signer(options.signing, 'store-message', 'createStoreAgent: signing');
+    this.#answerSigner = new Signer(options.signing, 'relay-answer', 'createStoreAgent: signing');
     this.#cloudKeys = new Verifier(options.trustedCloudKeys, 'operation', 'createStoreAgent: trustedCloudKeys');
     this.#confirmationKeys = new Verifier(options.trustedCloudKeys, 'relay-confirmation', 'createStoreAgent: trustedCloudKeys');
     this.storeId = options.storeId;
@@ -433,6 +436,7 @@ class DefaultStoreAgent implements StoreAgent {
         expose: this.#options.expose ?? [],
         execute: (operation, context) => this.#fromRelay(operation, context.abortSignal),
         onConfirmation: (confirmation) => this.#confirmed(confirmation),
+        signAnswer: (operationId, status, body) => this.#answerSigner.sign(relayAnswerSignedFields(storeId, operationId, status, body)),
         ...(this.#options.proxy === undefined ? {} : { proxy: this.#options.proxy }),
         ...(this.#options.tls === undefined ? {} : { tls: this.#options.tls }),
         logger: this.#logger,

@@ -98,6 +98,7 @@ const EXPECTED: Row[] = [
   ['RELAY_UNREACHABLE',          true,  'unreachable', U,    false, false, 503,  false],
   ['RELAY_UNAUTHORIZED',         false, 'unauthorized',U,    false, false, 502,  false],
   ['RELAY_ENDPOINT_NOT_FOUND',   false, 'no-listener', U,    false, false, 502,  false],
+  ['RELAY_ANSWER_UNVERIFIED',    true,  'unauthorized',U,    false, false, 503,  false],
   ['QUEUE_NOT_FOUND',            false, U,             U,    false, false, 502,  false],
   ['SERVICE_BUS_UNAUTHORIZED',   false, U,             U,    false, false, 502,  false],
   ['SERVICE_BUS_UNAVAILABLE',    true,  U,             U,    false, false, 503,  false],
@@ -177,6 +178,7 @@ describe('the error code table', () => {
       RELAY_TIMEOUT: 'timeout',
       RELAY_UNREACHABLE: 'unreachable',
       RELAY_UNAUTHORIZED: 'unauthorized',
+      RELAY_ANSWER_UNVERIFIED: 'unauthorized',
     });
     expect(Object.isFrozen(RELAY_FAILURE_REASON_BY_CODE)).toBe(true);
   });

@@ -13,11 +13,11 @@ import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { operationPath } from '../../src/channels/relay/relayProtocol.js';
+import { ANSWER_SIGNATURE_HEADER, operationPath, signatureFromHeader } from '../../src/channels/relay/relayProtocol.js';
 import { parseConnectionString, relayHttpUrl, relayTokenAudience } from '../../src/core/connectionString.js';
 import { createOperation, type Operation } from '../../src/core/operation.js';
 import { createSasToken } from '../../src/core/sas.js';
-import { Verifier, storeMessageSignedFields } from '../../src/core/signing.js';
+import { Verifier, relayAnswerSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { startEmulators, type Emulators } from '../../src/emulator/startEmulators.js';
 import { openLedger } from '../../src/store/ledger.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
@@ -170,6 +170,8 @@ describe('a store runs only operations the cloud signed', () => {
       const answer = (await response.body.json()) as { error?: { code: string; message: string } };
       expect([response.statusCode, answer.error?.code], name).toEqual([400, 'SIGNATURE_INVALID']);
       expect(answer.error?.message, name).toContain(says);
+      // Unsigned: a store-signed refusal of a forgery could be passed off as its answer to the genuine operation.
+      expect(response.headers[ANSWER_SIGNATURE_HEADER], name).toBeUndefined();
     }
     // The same order, signed by the cloud as it is, goes through.
     const genuine = signed(order(1));
@@ -179,7 +181,10 @@ describe('a store runs only operations the cloud signed', () => {
       body: JSON.stringify(genuine),
     });
     expect(accepted.statusCode).toBe(200);
-    await accepted.body.dump();
+    // Its answer is signed by the store's key for this operation, this status and this body.
+    const text = await accepted.body.text();
+    const answerKeys = new Verifier({ [storeKey(STORE).keyId]: storeKey(STORE).publicKey }, 'relay-answer', 'test');
+    expect(answerKeys.verify(relayAnswerSignedFields(STORE, genuine.id, 200, text), signatureFromHeader(accepted.headers[ANSWER_SIGNATURE_HEADER]))).toMatchObject({ valid: true });
     expect(store.calls()).toBe(1);
     expect(store.inventory.read().stock['SKU-KETTLE']).toBe(3);
     await store.agent.close();

@@ -30,16 +30,19 @@ import { StorelinkError, isStorelinkError, storeHttpStatusOf } from '../../core/
 import { MAX_JSON_DEPTH, nestsDeeperThan, type JsonValue } from '../../core/json.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { MAX_OPERATION_BYTES, parseOperation, type Operation } from '../../core/operation.js';
+import type { MessageSignature } from '../../core/signing.js';
 import { proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { webSocketProxyAgent } from '../network/webSocketAgent.js';
 import { loadHycoHttps, withSocketSettings, type HycoSocketSettings } from './hycoWebSocket.js';
 import {
+  ANSWER_SIGNATURE_HEADER,
   CONFIRMED_HEADER,
   CONFIRMED_SIGNATURE_HEADER,
   STORE_ORIGIN_HEADER,
   confirmationOf,
   relayRouteOf,
+  signatureHeaderOf,
   type RelayRoute,
   type RelayConfirmation,
   type RelayErrorBody,
@@ -58,10 +61,17 @@ export interface RelayListenerOptions {
   expose: readonly string[];
   execute: ExecuteOperation;
   /**
-   * Told of the cloud's confirmation (relayProtocol.ts) carried by a request, whatever the request asks, before it is
-   * served; the signature is unchecked. Malformed confirmation headers are ignored: the request is served all the same.
+   * Told of the cloud's confirmation (relayProtocol.ts) carried by a request, whatever the request asks, once the
+   * request is answered; the signature is unchecked. Malformed confirmation headers are ignored: the request is served
+   * all the same.
    */
   onConfirmation?: (confirmation: RelayConfirmation) => void;
+  /**
+   * Signs the answer to an operation call (kind `relay-answer`, relayAnswerSignedFields), sent in
+   * ANSWER_SIGNATURE_HEADER: the cloud takes an answer as the store's only with it. Only answers about an operation the
+   * executor took are signed: not a health check, nor a body that is no valid operation, nor a SIGNATURE_INVALID refusal.
+   */
+  signAnswer?: (operationId: string, status: number, body: string) => MessageSignature;
   /** The largest request body accepted; default MAX_OPERATION_BYTES (256 KiB of payload plus room for the envelope). */
   maxRequestBytes?: number;
   initialBackoffInMs?: number;
@@ -254,9 +264,10 @@ class HycoRelayListener implements RelayListener {
     // The cloud's confirmations are read once the answer is written: their signature check (about a tenth of a
     // millisecond) would otherwise delay every answer that carries one, and the copies they release are in no hurry.
     const confirmations = this.#accepting && route.kind !== 'none';
+    const answering: { operationId?: string } = {};
     try {
-      const result = await this.#serve(request, route);
-      this.#reply(response, 200, { result });
+      const result = await this.#serve(request, route, answering);
+      this.#reply(response, 200, { result }, answering.operationId);
     } catch (error) {
       const failure = isStorelinkError(error)
         ? error
@@ -264,13 +275,16 @@ class HycoRelayListener implements RelayListener {
       if (!isStorelinkError(error)) this.#logger.error({ err: error }, 'relay request failed');
       const body: RelayErrorBody = { error: { code: failure.code, message: failure.message } };
       if (failure.field !== undefined) body.error.field = failure.field;
-      this.#reply(response, storeHttpStatusOf(failure.code) ?? 500, body);
+      this.#reply(response, storeHttpStatusOf(failure.code) ?? 500, body, failure.code === 'SIGNATURE_INVALID' ? undefined : answering.operationId);
     }
     if (confirmations) this.#confirmed(request);
   }
 
-  /** Resolves with the result to send, or throws the StorelinkError to answer with. */
-  async #serve(request: IncomingMessage, route: RelayRoute): Promise<JsonValue> {
+  /**
+   * Resolves with the result to send, or throws the StorelinkError to answer with. Sets `answering.operationId` once the
+   * operation is parsed and goes to the executor: its answer, a refusal too, is then signed.
+   */
+  async #serve(request: IncomingMessage, route: RelayRoute, answering: { operationId?: string }): Promise<JsonValue> {
     if (!this.#accepting) throw new StorelinkError('STORE_UNAVAILABLE', 'the store is shutting down');
     if (route.kind === 'health') {
       if (request.method !== 'GET') throw new StorelinkError('ROUTE_NOT_FOUND', `${request.method} is not served on /health`);
@@ -305,6 +319,9 @@ class HycoRelayListener implements RelayListener {
     if (parsed.data.type !== route.type) {
       throw new StorelinkError('OPERATION_INVALID', `"type" is ${parsed.data.type} but the path says ${route.type}`, { field: 'type' });
     }
+    // From here the answer is about this operation, and signed: unless the executor finds the operation is not the
+    // cloud's (SIGNATURE_INVALID), as a signed refusal of a forgery could be passed off as the answer to the genuine one.
+    answering.operationId = parsed.data.id;
     return this.#options.execute(parsed.data, { channel: 'relay', abortSignal: this.#requestAbort.signal });
   }
 
@@ -316,11 +333,14 @@ class HycoRelayListener implements RelayListener {
     else if (confirmation !== undefined) onConfirmation(confirmation);
   }
 
-  #reply(response: ServerResponse, status: number, body: unknown): void {
+  #reply(response: ServerResponse, status: number, body: unknown, operationId: string | undefined): void {
+    const text = JSON.stringify(body);
     response.statusCode = status;
     response.setHeader('content-type', 'application/json; charset=utf-8');
     response.setHeader(STORE_ORIGIN_HEADER, 'store');
-    response.end(JSON.stringify(body));
+    const signAnswer = this.#options.signAnswer;
+    if (signAnswer !== undefined && operationId !== undefined) response.setHeader(ANSWER_SIGNATURE_HEADER, signatureHeaderOf(signAnswer(operationId, status, text)));
+    response.end(text);
   }
 
   close(): Promise<void> {

@@ -76,13 +76,35 @@ const MAX_CONFIRMED_HEADER_LENGTH = MAX_CONFIRMED_PER_CALL * 37;
 /** A key id, a colon, and an Ed25519 signature in base64url (86 characters). */
 const MAX_SIGNATURE_HEADER_LENGTH = 64 + 1 + 86;
 
+/** A signature as one header value: `keyId:value` (a key id holds no colon). */
+export function signatureHeaderOf(signature: MessageSignature): string {
+  return `${signature.keyId}:${signature.value}`;
+}
+
+/** The signature in a `keyId:value` header value, unchecked; undefined when it is absent or not of that shape. */
+export function signatureFromHeader(value: string | string[] | undefined): MessageSignature | undefined {
+  if (typeof value !== 'string' || value.length > MAX_SIGNATURE_HEADER_LENGTH) return undefined;
+  const colon = value.indexOf(':');
+  if (colon < 0) return undefined;
+  const parsed = messageSignatureSchema.safeParse({ keyId: value.slice(0, colon), value: value.slice(colon + 1) });
+  return parsed.success ? parsed.data : undefined;
+}
+
 /** The two header values for a confirmation. */
 export function confirmationHeaders(confirmation: RelayConfirmation): Record<string, string> {
   return {
     [CONFIRMED_HEADER]: confirmation.operationIds.join(','),
-    [CONFIRMED_SIGNATURE_HEADER]: `${confirmation.signature.keyId}:${confirmation.signature.value}`,
+    [CONFIRMED_SIGNATURE_HEADER]: signatureHeaderOf(confirmation.signature),
   };
 }
+
+/**
+ * The store's signature on its answer to an operation call (kind `relay-answer`, over relayAnswerSignedFields: the
+ * store, the operation, the status and the body's digest). The cloud takes an answer as the store's only with it: a
+ * relay credential lets whoever holds it listen, and so answer, on the store's hybrid connection; only the store's key
+ * makes this header. A health answer carries none (it settles no operation).
+ */
+export const ANSWER_SIGNATURE_HEADER = 'storelink-answer-signature';
 
 /**
  * Reads a confirmation from a request's header values: undefined when there is none, `invalid` when the headers are

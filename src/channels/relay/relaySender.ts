@@ -18,7 +18,17 @@ import type { JsonValue } from '../../core/json.js';
 import type { Operation } from '../../core/operation.js';
 import { proxyAuthorization, proxyFor, proxySettingsFrom, type ProxyOptions, type ResolvedProxy } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
-import { HEALTH_PATH, STORE_ORIGIN_HEADER, confirmationHeaders, operationPath, type RelayConfirmation, type RelayErrorBody } from './relayProtocol.js';
+import type { MessageSignature } from '../../core/signing.js';
+import {
+  ANSWER_SIGNATURE_HEADER,
+  HEALTH_PATH,
+  STORE_ORIGIN_HEADER,
+  confirmationHeaders,
+  operationPath,
+  signatureFromHeader,
+  type RelayConfirmation,
+  type RelayErrorBody,
+} from './relayProtocol.js';
 
 export type FetchFunction = (input: string, init: RequestInit) => Promise<Response>;
 
@@ -53,6 +63,19 @@ export interface RelayCallOptions {
   abortSignal?: AbortSignal;
   /** Relay answers the cloud holds durably, for the store to drop their outbox copies (relayProtocol.ts). */
   confirmation?: RelayConfirmation;
+  /**
+   * Checks that the store's answer to this operation call is the store's (its ANSWER_SIGNATURE_HEADER), before its
+   * status or body mean anything: resolves with why not, or undefined. A problem rejects the call with
+   * RELAY_ANSWER_UNVERIFIED, a relay failure. Without it, any answer marked as the store's is taken as one.
+   */
+  checkAnswer?: (answer: SignedRelayAnswer) => string | undefined;
+}
+
+/** What a store's answer to an operation call is checked on: its status, its body as received, its signature. */
+export interface SignedRelayAnswer {
+  status: number;
+  text: string;
+  signature: MessageSignature | undefined;
 }
 
 export interface RelayReply {
@@ -102,6 +125,8 @@ interface RelayAnswer {
   status: number;
   fromStore: boolean;
   text: string;
+  /** The ANSWER_SIGNATURE_HEADER value, if any. */
+  signatureHeader: string | undefined;
 }
 
 type Exchange = (method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal) => Promise<RelayAnswer>;
@@ -172,7 +197,8 @@ function undiciExchange(dispatcher: Dispatcher, origin: string): Exchange {
     const response = await dispatcher.request({ origin, path, method, headers, body, signal });
     // Read the body whatever the status: an unread body keeps its socket out of the pool.
     const text = await response.body.text();
-    return { status: response.statusCode, fromStore: response.headers[STORE_ORIGIN_HEADER] === 'store', text };
+    const signature = response.headers[ANSWER_SIGNATURE_HEADER];
+    return { status: response.statusCode, fromStore: response.headers[STORE_ORIGIN_HEADER] === 'store', text, signatureHeader: typeof signature === 'string' ? signature : undefined };
   };
 }
 
@@ -180,7 +206,7 @@ function fetchExchange(fetchFunction: FetchFunction, origin: string): Exchange {
   return async (method, path, headers, body, signal) => {
     const response = await fetchFunction(`${origin}${path}`, { method, headers, body, signal });
     const text = await response.text();
-    return { status: response.status, fromStore: response.headers.get(STORE_ORIGIN_HEADER) === 'store', text };
+    return { status: response.status, fromStore: response.headers.get(STORE_ORIGIN_HEADER) === 'store', text, signatureHeader: response.headers.get(ANSWER_SIGNATURE_HEADER) ?? undefined };
   };
 }
 
@@ -288,6 +314,10 @@ class HttpRelaySender implements RelaySender {
       abortSignal?.removeEventListener('abort', onAbort);
     }
     const { status, fromStore, text } = answer;
+    if (fromStore && options.checkAnswer !== undefined) {
+      const problem = options.checkAnswer({ status, text, signature: signatureFromHeader(answer.signatureHeader) });
+      if (problem !== undefined) throw new StorelinkError('RELAY_ANSWER_UNVERIFIED', `the answer through the relay (${status}) is not the store's: ${problem}`);
+    }
     let document: unknown;
     try {
       document = text.length === 0 ? undefined : JSON.parse(text);
