@@ -19,7 +19,8 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { defineHandler } from '../../src/store/executor.js';
 import { createStoreAgent } from '../../src/store/storeAgent.js';
 import { Closeables, readBody, startListener } from '../emulator/relay/relayTestKit.js';
-import { dispatcherSigningOptions, storeKey, storePublicKeys, storeSigningOptions, strangerKey } from '../support/signingKeys.js';
+import { oneStoreDispatcherOptions } from '../support/emulatorDispatcher.js';
+import { storeKey, storeSigningOptions, strangerKey } from '../support/signingKeys.js';
 
 const closeables = new Closeables();
 afterEach(() => closeables.drain());
@@ -64,13 +65,7 @@ async function world(sign: Signing, body: (operationId: string) => string = () =
       response.end(text);
     });
   });
-  const cloud = createDispatcher({
-    serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
-    relay: { connectionString: azure.relayConnectionString() },
-    policy: POLICY,
-    stores: [{ storeId: STORE_ID, bidirectional: true, ...storePublicKeys(STORE_ID) }],
-    ...dispatcherSigningOptions(),
-  });
+  const cloud = createDispatcher(oneStoreDispatcherOptions(azure, { storeId: STORE_ID, policy: POLICY, retry: RETRY }));
   closeables.add(() => cloud.close());
   const outcomes: OperationOutcome[] = [];
   cloud.outcomes$.subscribe((outcome) => outcomes.push(outcome));

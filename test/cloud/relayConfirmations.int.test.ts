@@ -18,7 +18,8 @@ import { startEmulators, type Emulators } from '../../src/emulator/startEmulator
 import { defineHandler } from '../../src/store/executor.js';
 import { openOutbox } from '../../src/store/outbox.js';
 import { createStoreAgent, type StoreAgent, type StoreAgentEvent } from '../../src/store/storeAgent.js';
-import { dispatcherSigningOptions, storePublicKeys, storeSigningOptions, strangerKey } from '../support/signingKeys.js';
+import { oneStoreDispatcherOptions } from '../support/emulatorDispatcher.js';
+import { dispatcherSigningOptions, storeSigningOptions, strangerKey } from '../support/signingKeys.js';
 
 const closeables: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -69,11 +70,7 @@ async function world(options: { replyHoldInMs: number; handoff?: (outcome: Opera
   await expect.poll(() => events.some((event) => event.type === 'outbox.flushed') && agent.state.outboxPending === 0).toBe(true);
   const handedOff: OperationOutcome[] = [];
   const cloud = createDispatcher({
-    serviceBus: { connectionString: azure.serviceBusConnectionString(), retry: RETRY },
-    relay: { connectionString: azure.relayConnectionString() },
-    policy: POLICY,
-    stores: [{ storeId: STORE_ID, bidirectional: true, ...storePublicKeys(STORE_ID) }],
-    ...dispatcherSigningOptions(),
+    ...oneStoreDispatcherOptions(azure, { storeId: STORE_ID, policy: POLICY, retry: RETRY }),
     handoff: {
       outcome: (outcome) => {
         handedOff.push(outcome);
