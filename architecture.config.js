@@ -247,6 +247,8 @@ export const OWNED_PACKAGES = [
   {
     name: 'rhea',
     owners: ['emulator-servicebus'],
+    // The SDK's own rhea connections get Nagle turned off there, the one thing core-amqp gives no option for.
+    files: ['src/channels/servicebus/amqpSockets.ts'],
     why: 'the Service Bus emulator speaks AMQP through rhea; nothing else speaks raw AMQP',
   },
   {

@@ -15,6 +15,7 @@ import { ANSWER_SIGNATURE_HEADER, signatureHeaderOf } from '../../src/channels/r
 import { Signer, Verifier, operationSignedFields, relayAnswerSignedFields, storeMessageSignedFields } from '../../src/core/signing.js';
 import { defineHandler } from '../../src/store/executor.js';
 import { createStoreAgent, type StoreAgent } from '../../src/store/storeAgent.js';
+import { disableNagleOnAmqpSockets } from '../../src/channels/servicebus/amqpSockets.js';
 import {
   ECHO_TYPE,
   ONE_WAY_TYPE,
@@ -29,6 +30,10 @@ import {
   type ParentToChild,
   type StoreSetup,
 } from './protocol.js';
+
+// The raw SDK as a careful engineer uses it over AMQP: Nagle off on its sockets, as storelink's own clients have it
+// (src/channels/servicebus/amqpSockets.ts; without it a send after a completion waits ~43 ms). Before any client exists.
+disableNagleOnAmqpSockets();
 
 const payloadSchema = z.object({ n: z.number(), skus: z.array(z.string()), note: z.string() });
 const closeables: (() => Promise<void>)[] = [];

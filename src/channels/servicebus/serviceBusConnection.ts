@@ -24,6 +24,7 @@ import { silentLogger, type Logger } from '../../core/logger.js';
 import { proxyFor, proxySettingsFrom, type ProxyOptions, type ProxySettings } from '../network/proxy.js';
 import { trustedCertificates, type TlsTrustOptions } from '../network/tlsTrust.js';
 import { webSocketProxyAgent } from '../network/webSocketAgent.js';
+import { disableNagleOnAmqpSockets } from './amqpSockets.js';
 import { toStorelinkError } from './serviceBusErrors.js';
 import { SdkSessionConsumer, type SessionConsumerOptions } from './sessionConsumer.js';
 
@@ -338,6 +339,8 @@ export function createSdkClient(connectionString: string, options: SdkClientOpti
     ...(options.endpointAddress === undefined ? {} : { endpointAddress: options.endpointAddress }),
     ...(ca === undefined ? {} : { ca }),
   });
+  // Over WebSockets, ws turns Nagle off itself; on AMQP sockets nothing would (amqpSockets.ts says why it matters).
+  if (clientOptions.webSocketOptions === undefined) disableNagleOnAmqpSockets();
   return new ServiceBusClient(connectionString, clientOptions);
 }
 
