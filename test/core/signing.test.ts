@@ -30,6 +30,25 @@ describe('canonicalJson', () => {
     expect(canonicalJson({ text: 'a"b\\\n\u00e9', n: 1e21, m: -0.5 })).toBe(`{"m":-0.5,"n":1e+21,"text":${JSON.stringify('a"b\\\n\u00e9')}}`);
   });
 
+  it('writes every string exactly as JSON.stringify does: each UTF-16 code unit alone and among others, surrogate pairs, long text', () => {
+    const differing: string[] = [];
+    for (let unit = 0; unit <= 0xffff; unit += 1) {
+      const char = String.fromCharCode(unit);
+      for (const text of [char, `a${char}b`]) if (canonicalJson(text) !== JSON.stringify(text)) differing.push(unit.toString(16));
+    }
+    expect(differing).toEqual([]);
+    for (const text of ['', '😀', 'caf\u00e9 😀 \ud83d', '\udc00x\ud83d\ude00', 'x'.repeat(10_000), `${'y'.repeat(5_000)}"${'z'.repeat(5_000)}`]) {
+      expect(canonicalJson({ text })).toBe(`{"text":${JSON.stringify(text)}}`);
+    }
+  });
+
+  it('writes every finite number exactly as JSON.stringify does', () => {
+    const numbers = [0, -0, 1, -1, 0.1, 1 / 3, -2.5e-7, 1e-7, 1e-6, 123456789012345680000, 1e21, 1e300, -1e-300, 2 ** 53, -(2 ** 53) - 2,
+      Number.MAX_VALUE, Number.MIN_VALUE, Number.EPSILON, Math.PI];
+    for (let n = 0; n < 1_000; n += 1) numbers.push(Math.sin(n) * 10 ** ((n % 41) - 20));
+    expect(numbers.map((n) => canonicalJson([n]))).toEqual(numbers.map((n) => JSON.stringify([n])));
+  });
+
   it.each<[string, unknown]>([
     ['a function', { f: () => 1 }],
     ['a non-finite number', { n: Number.NaN }],
